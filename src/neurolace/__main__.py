@@ -1,0 +1,7 @@
+"""``python -m neurolace`` runs the command line."""
+
+import sys
+
+from neurolace.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``neurolace`` command: one module per subcommand, no science here."""

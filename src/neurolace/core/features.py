@@ -1,0 +1,81 @@
+"""Binned features: what the decoder sees.
+
+:class:`BinnedFeatures` holds one row per time bin, shape
+``(n_bins, n_features)``, for example threshold-crossing counts or spike-band
+power per channel, with the bin width and the sample clock of the first bin so
+every row can be traced to the samples it came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neurolace.core.checks import check_array, check_int, check_positive
+from neurolace.core.errors import InvalidInputError
+
+__all__ = ["BinnedFeatures"]
+
+
+class BinnedFeatures:
+    """Features in fixed-width time bins.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_bins, n_features)
+        One row per bin.
+    bin_width_s : float
+        Width of each bin in seconds.
+    feature_names : sequence of str, shape (n_features,), optional
+        Name of each column, e.g. ``"count/ch0003"``, ``"sbp/ch0003"``.
+    start_sample : int, default 0
+        Sample index (on the source clock) where bin 0 starts.
+    fs_hz : float, optional
+        Sampling rate of the source clock.
+    kind : str, default "features"
+        What the columns are, e.g. ``"threshold_crossings"``, ``"spike_band_power"``.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        bin_width_s: float,
+        feature_names: Any = None,
+        start_sample: int = 0,
+        fs_hz: float | None = None,
+        kind: str = "features",
+    ) -> None:
+        array = check_array(data, "data", ndim=2, dtype="numeric")
+        self.data = array
+        self.bin_width_s = check_positive(bin_width_s, "bin_width_s")
+        self.start_sample = check_int(start_sample, "start_sample", minimum=0)
+        self.fs_hz = None if fs_hz is None else check_positive(fs_hz, "fs_hz")
+        if feature_names is None:
+            feature_names = [f"f{i:04d}" for i in range(array.shape[1])]
+        names = [str(name) for name in feature_names]
+        if len(names) != array.shape[1]:
+            raise InvalidInputError(f"feature_names must have {array.shape[1]} entries, got {len(names)}")
+        self.feature_names = names
+        self.kind = str(kind)
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def bin_start_s(self) -> np.ndarray:
+        """Start time of each bin in seconds from the source clock's zero, shape (n_bins,)."""
+        offset = 0.0 if self.fs_hz is None else self.start_sample / self.fs_hz
+        return offset + self.bin_width_s * np.arange(self.n_bins)
+
+    def __repr__(self) -> str:
+        return (
+            f"BinnedFeatures(kind={self.kind!r}, n_bins={self.n_bins}, n_features={self.n_features}, "
+            f"bin_width_s={self.bin_width_s:g})"
+        )

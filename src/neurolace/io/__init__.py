@@ -1,0 +1,1 @@
+"""Readers and writers: WAV, raw interleaved binary, NWB; crash-safe output files."""
