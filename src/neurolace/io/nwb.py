@@ -125,7 +125,8 @@ class NWBContents:
     events : SpikeEvents or None
         Detections from ``processing/ecephys/ThresholdCrossings``.
     features : list of BinnedFeatures
-        Every TimeSeries of ``processing/features``, in file order.
+        Every TimeSeries of ``processing/features``, in the order given to
+        :func:`write_nwb` (by name for files written elsewhere).
     units : SpikeEvents or None
         Ground-truth spikes of the units table (``unit_id`` = the unit's id).
     unit_table : dict of str to ndarray
@@ -364,8 +365,9 @@ def _add_features(nwbfile: Any, features: Sequence[BinnedFeatures]) -> None:
         name=FEATURES_MODULE, description="binned features (what a decoder sees), one TimeSeries per feature kind"
     )
     taken: set[str] = set()
-    for item in features:
+    for position, item in enumerate(features):
         info = {
+            "position": position,
             "kind": item.kind,
             "bin_width_s": item.bin_width_s,
             "start_sample": item.start_sample,
@@ -747,7 +749,7 @@ def _read_features(nwbfile: Any, recording: Recording) -> list[BinnedFeatures]:
     if module is None:
         return []
     found = []
-    for name, series in module.data_interfaces.items():
+    for file_position, (name, series) in enumerate(module.data_interfaces.items()):
         if not isinstance(series, TimeSeries) or series.rate is None:
             continue
         info = _neurolace_info(series.comments)
@@ -758,17 +760,19 @@ def _read_features(nwbfile: Any, recording: Recording) -> list[BinnedFeatures]:
         start_sample = info.get("start_sample")
         if start_sample is None:
             start_sample = int(round((series.starting_time or 0.0) * fs_hz))
+        position = info.get("position", file_position)
         found.append(
-            BinnedFeatures(
+            (position, BinnedFeatures(
                 data,
                 bin_width_s=info.get("bin_width_s", 1.0 / series.rate),
                 feature_names=info.get("feature_names"),
                 start_sample=int(start_sample),
                 fs_hz=fs_hz,
                 kind=info.get("kind", name),
-            )
+            ))
         )
-    return found
+    # HDF5 lists a module's series by name; the stored position restores the order they were given in
+    return [item for _position, item in sorted(found, key=lambda pair: pair[0])]
 
 
 def _ragged(table: Any, name: str) -> list[np.ndarray] | None:
