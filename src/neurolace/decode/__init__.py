@@ -1,1 +1,54 @@
-"""decode package."""
+"""Decoders: neural features in, cursor velocity (and clicks) out.
+
+Every decoder is a scikit-learn estimator with a real-time ``step``::
+
+    decoder = KalmanFilter()                 # keyword-only hyperparameters
+    decoder.fit(X, y)                        # X (n_bins, n_features), y (n_bins, n_dims); returns self
+    decoder.predict(X)                       # (n_bins, n_dims), from a fresh state; step state untouched
+    decoder.reset()                          # start of a closed-loop block: clear lag buffer / filter state
+    velocity = decoder.step(x)               # one bin (n_features,) -> (n_dims,), carries state
+    decoder.last_status                      # StepStatus(held, reason, n_dead_channels, clipped)
+
+``step`` over the rows of ``X`` after ``reset()`` equals ``predict(X)``.
+``X`` may also be a :class:`neurolace.core.BinnedFeatures`. Wrong input
+(NaN, wrong width, ``y`` of another length, use before ``fit``) raises
+:class:`~neurolace.core.errors.InvalidInputError` /
+:class:`~neurolace.core.errors.NotFittedError`; a bad signal (a bin of zeros,
+a dead channel, a sudden baseline jump) is handled by the
+:class:`SignalGuard`: the cursor holds still (zero velocity) and
+``last_status.held`` says why.
+
+Continuous decoders
+    :class:`WienerFilter` (lagged ridge), :class:`KalmanFilter` (velocity
+    Kalman, steady-state gain), :class:`ReFITKalmanFilter` (adds
+    ``refit(X, cursor_position, target_position, decoded_velocity,
+    target_radius=...)``, Gilja et al. 2012), :class:`GRUDecoder` (torch,
+    optional extra ``neurolace[torch]``).
+Discrete decoder
+    :class:`ClickDecoder`: LDA with ``predict_proba`` and a dwell/hysteresis
+    rule in ``predict``/``step``.
+Conformance
+    :func:`check_decoder` runs the suite every decoder passes.
+
+See docs/decoders.md for measured accuracy and latency.
+"""
+
+from neurolace.decode.base import BaseDecoder, StepStatus
+from neurolace.decode.checks import check_decoder, make_decoding_data
+from neurolace.decode.guard import GuardReport, SignalGuard
+from neurolace.decode.kalman import KalmanFilter, ReFITKalmanFilter, intended_velocity, steady_state_gain
+from neurolace.decode.wiener import WienerFilter
+
+__all__ = [
+    "BaseDecoder",
+    "GuardReport",
+    "KalmanFilter",
+    "ReFITKalmanFilter",
+    "SignalGuard",
+    "StepStatus",
+    "WienerFilter",
+    "check_decoder",
+    "intended_velocity",
+    "make_decoding_data",
+    "steady_state_gain",
+]

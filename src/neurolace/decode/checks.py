@@ -1,0 +1,305 @@
+"""``check_decoder``: the conformance suite every neurolace decoder passes.
+
+In the spirit of scikit-learn's ``check_estimator``: each check is a small
+function that raises ``AssertionError`` (or lets an unexpected exception
+through) with the check's name in the message. Run them all with
+:func:`check_decoder`; a new decoder is done when it passes.
+
+The data are synthetic and seeded: a smooth 2-D velocity (an AR(1) process)
+drives Poisson counts through cosine-like linear tuning, so any sensible
+decoder explains most of the variance.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin, clone, is_classifier
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from neurolace.core.errors import InvalidInputError, NotFittedError
+from neurolace.core.random import SeedLike, check_rng
+
+__all__ = ["check_decoder", "make_decoding_data", "DECODER_CHECKS"]
+
+
+def make_decoding_data(
+    n_bins: int = 600,
+    n_features: int = 12,
+    *,
+    n_dims: int = 2,
+    seed: SeedLike = 0,
+    n_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded synthetic decoding data.
+
+    Parameters
+    ----------
+    n_bins, n_features, n_dims : int
+        Sizes.
+    seed : int, Generator or None
+    n_classes : int, optional
+        If given, return class labels in ``0 .. n_classes - 1`` (held for runs of
+        bins, like clicks or reach directions) instead of velocities.
+
+    Returns
+    -------
+    X : ndarray, shape (n_bins, n_features)
+        Spike counts.
+    y : ndarray, shape (n_bins, n_dims) of float, or (n_bins,) of int
+    """
+    rng = check_rng(seed)
+    if n_classes is not None:
+        run = 15
+        labels = np.repeat(rng.integers(0, n_classes, size=n_bins // run + 1), run)[:n_bins]
+        labels[: n_classes * run] = np.repeat(np.arange(n_classes), run)[:n_bins]
+        means = rng.normal(0, 1.5, size=(n_classes, n_features))
+        rates = np.exp(0.8 + means[labels])
+        return rng.poisson(rates).astype(np.float64), labels
+    velocity = np.zeros((n_bins, n_dims))
+    for index in range(1, n_bins):
+        velocity[index] = 0.95 * velocity[index - 1] + rng.normal(0, 0.3, n_dims)
+    tuning = rng.normal(0, 1, size=(n_dims, n_features))
+    rates = np.clip(3.0 + 2.0 * velocity @ tuning, 0.05, None)
+    return rng.poisson(rates).astype(np.float64), velocity
+
+
+def _fitted(decoder: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    return clone(decoder).fit(X, y)
+
+
+def _step_all(decoder: Any, X: np.ndarray) -> np.ndarray:
+    return np.array([decoder.step(row) for row in X])
+
+
+def _tolerance(decoder: Any) -> float:
+    return float(getattr(decoder, "_conformance_tolerance", 1e-8))
+
+
+def check_get_params_round_trip(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    params = decoder.get_params(deep=False)
+    copy = clone(decoder)
+    assert type(copy) is type(decoder), "clone returned another type"
+    for name, value in params.items():
+        other = copy.get_params(deep=False)[name]
+        assert type(other) is type(value), f"clone changed the type of hyperparameter {name}"
+        if not hasattr(value, "get_params"):
+            assert other == value or (other is value), f"clone changed hyperparameter {name}"
+    assert not any(key.endswith("_") for key in vars(decoder) if not key.startswith("_")), (
+        "an unfitted decoder must not carry learned attributes (names ending in '_')"
+    )
+
+
+def check_not_fitted(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fresh = clone(decoder)
+    for call in (lambda: fresh.predict(X), lambda: fresh.step(X[0])):
+        try:
+            call()
+        except NotFittedError as error:
+            assert "fit" in str(error), "the not-fitted message must say to call fit"
+        else:
+            raise AssertionError("predict/step before fit must raise NotFittedError")
+    try:
+        check_is_fitted(fresh)
+    except SklearnNotFittedError:
+        pass
+    else:
+        raise AssertionError("sklearn's check_is_fitted must see an unfitted decoder as unfitted")
+
+
+def check_fit_returns_self(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fresh = clone(decoder)
+    assert fresh.fit(X, y) is fresh, "fit must return self"
+    check_is_fitted(fresh)
+    assert fresh.n_features_in_ == X.shape[1], "n_features_in_ must equal the training width"
+
+
+def check_predict_shape(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fitted = _fitted(decoder, X, y)
+    predicted = fitted.predict(X)
+    expected = (X.shape[0],) if is_classifier(decoder) else (X.shape[0], y.shape[1])
+    assert predicted.shape == expected, f"predict returned shape {predicted.shape}, expected {expected}"
+    assert np.all(np.isfinite(np.asarray(predicted, dtype=np.float64))), "predict returned NaN or infinity"
+    assert fitted.predict(X[:0]).shape[0] == 0, "predict on zero bins must return zero rows"
+    assert fitted.predict(X[:1]).shape[0] == 1, "predict on one bin must return one row"
+
+
+def check_learns(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    split = int(0.7 * X.shape[0])
+    fitted = _fitted(decoder, X[:split], y[:split])
+    score = fitted.score(X[split:], y[split:])
+    floor = 0.5 if is_classifier(decoder) else 0.3
+    assert score > floor, f"held-out score {score:.3f} on easy synthetic data is not above {floor}"
+
+
+def check_width(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fitted = _fitted(decoder, X, y)
+    expected = f"has {X.shape[1] - 1} features, but the decoder was fitted with {X.shape[1]}"
+    for call in (lambda: fitted.predict(X[:, :-1]), lambda: fitted.step(X[0, :-1])):
+        try:
+            call()
+        except InvalidInputError as error:
+            assert expected in str(error), f"width message {str(error)!r} must name expected and given widths"
+        else:
+            raise AssertionError("a feature matrix of the wrong width must raise InvalidInputError")
+
+
+def check_nan(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    bad = X.copy()
+    bad[3, -1] = np.nan
+    fitted = _fitted(decoder, X, y)
+    for call in (lambda: clone(decoder).fit(bad, y), lambda: fitted.predict(bad), lambda: fitted.step(bad[3])):
+        try:
+            call()
+        except InvalidInputError as error:
+            assert "finite" in str(error), f"NaN message {str(error)!r} must say the input must be finite"
+        else:
+            raise AssertionError("NaN features must raise InvalidInputError")
+
+
+def check_y_length(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    try:
+        clone(decoder).fit(X, y[:-1])
+    except InvalidInputError as error:
+        assert "bins" in str(error), f"message {str(error)!r} must say the number of bins differs"
+    else:
+        raise AssertionError("y with a different number of bins than X must raise InvalidInputError")
+
+
+def check_step_equals_predict(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fitted = _fitted(decoder, X, y)
+    batch = np.asarray(fitted.predict(X))
+    fitted.reset()
+    streamed = _step_all(fitted, X)
+    assert np.allclose(streamed, batch, rtol=_tolerance(decoder), atol=_tolerance(decoder)), (
+        f"step over the rows differs from predict by up to {np.max(np.abs(streamed - batch)):.3g}"
+    )
+
+
+def check_reset(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fitted = _fitted(decoder, X, y)
+    first = _step_all(fitted, X[:40])
+    fitted.reset()
+    again = _step_all(fitted, X[:40])
+    assert np.allclose(first, again, rtol=_tolerance(decoder), atol=_tolerance(decoder)), (
+        "after reset, step must repeat the outputs of a fresh decoder"
+    )
+    fitted.reset()
+    _step_all(fitted, X[:20])
+    fitted.predict(X)
+    rest = _step_all(fitted, X[20:40])
+    assert np.allclose(rest, first[20:], rtol=_tolerance(decoder), atol=_tolerance(decoder)), (
+        "predict must not disturb the streaming state of step"
+    )
+
+
+def check_deterministic(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    one = np.asarray(_fitted(decoder, X, y).predict(X))
+    two = np.asarray(_fitted(decoder, X, y).predict(X))
+    assert np.array_equal(one, two), "two fits with the same hyperparameters and data must agree exactly"
+
+
+def check_pickle(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fitted = _fitted(decoder, X, y)
+    fitted.step(X[0])
+    buffer = io.BytesIO()
+    pickle.dump(fitted, buffer)
+    restored = pickle.loads(buffer.getvalue())
+    assert np.array_equal(np.asarray(restored.predict(X)), np.asarray(fitted.predict(X))), (
+        "a pickled decoder must predict the same"
+    )
+
+
+def check_zero_bin_holds(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fitted = _fitted(decoder, X, y)
+    _step_all(fitted, X[:10])
+    output = np.asarray(fitted.step(np.zeros(X.shape[1])))
+    status = fitted.last_status
+    if getattr(decoder, "guard", "auto") is None or np.any(np.all(X == 0, axis=1)):
+        assert status is not None and status.reason != "zero_bin", (
+            "a zero bin must not be held when the guard is off or training had zero bins"
+        )
+        return
+    assert status is not None and status.held and status.reason == "zero_bin", (
+        f"a bin of zeros must be held, got status {status}"
+    )
+    rest = getattr(fitted, "rest_class_", 0)
+    expected = np.full(output.shape, rest) if is_classifier(decoder) else np.zeros(output.shape)
+    assert np.array_equal(output, expected), "a held bin must decode to zero velocity (or the rest class)"
+
+
+def check_baseline_jump_holds(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+    fitted = _fitted(decoder, X, y)
+    _step_all(fitted, X[:10])
+    fitted.step(X[10] + 100.0 * (X.std(axis=0) + 1.0))
+    status = fitted.last_status
+    if getattr(decoder, "guard", "auto") is None:
+        assert status is not None and not status.held, "with guard=None nothing may be held"
+        return
+    assert status is not None and status.held and status.reason == "baseline_jump", (
+        f"a bin far outside the training range on every channel must be held, got status {status}"
+    )
+
+
+#: every check, in the order :func:`check_decoder` runs them
+DECODER_CHECKS: tuple[Callable[[Any, np.ndarray, np.ndarray], None], ...] = (
+    check_get_params_round_trip,
+    check_not_fitted,
+    check_fit_returns_self,
+    check_predict_shape,
+    check_width,
+    check_nan,
+    check_y_length,
+    check_step_equals_predict,
+    check_reset,
+    check_deterministic,
+    check_pickle,
+    check_zero_bin_holds,
+    check_baseline_jump_holds,
+    check_learns,
+)
+
+
+def check_decoder(
+    decoder: Any,
+    *,
+    n_bins: int = 600,
+    n_features: int = 12,
+    seed: SeedLike = 0,
+) -> list[str]:
+    """Run every conformance check on an unfitted decoder.
+
+    Parameters
+    ----------
+    decoder : estimator
+        An unfitted neurolace decoder (regressor, or classifier such as
+        :class:`~neurolace.decode.click.ClickDecoder`).
+    n_bins, n_features : int
+        Size of the synthetic data.
+    seed : int, Generator or None
+
+    Returns
+    -------
+    list of str
+        Names of the checks that passed (all of them; the first failure raises).
+
+    Raises
+    ------
+    AssertionError
+        Naming the failed check and what went wrong.
+    """
+    n_classes = 3 if isinstance(decoder, ClassifierMixin) else None
+    X, y = make_decoding_data(n_bins, n_features, seed=seed, n_classes=n_classes)
+    passed = []
+    for check in DECODER_CHECKS:
+        try:
+            check(decoder, X, y)
+        except AssertionError as error:
+            raise AssertionError(f"{type(decoder).__name__} failed {check.__name__}: {error}") from error
+        passed.append(check.__name__)
+    return passed

@@ -1,0 +1,285 @@
+"""Velocity Kalman filters with a steady-state gain, and ReFIT retraining.
+
+Model (Wu et al. 2006, Neural Comput 18:80; state = velocity only, as in the
+closed-loop decoders of Kim et al. 2008 and Gilja et al. 2012)::
+
+    v_t = A v_{t-1} + w_t,            w_t ~ N(0, W)      (kinematics)
+    z_{t-k} = b + H v_t + q_t,         q_t ~ N(0, Q)      (neural features, k = lag_bins)
+
+``A, W`` come from least squares on the training kinematics, ``b, H, Q`` from
+least squares of the features on velocity. The gain is the steady-state
+Kalman gain ``K`` (Malik et al. 2011, IEEE TNSRE 19:25: the steady state costs
+almost nothing in accuracy and makes the update a fixed linear map), so a bin
+costs one ``(n_dims, n_features)`` matrix-vector product::
+
+    v_t = (I - K H) A v_{t-1} + K (z_{t-k} - b)
+
+The steady-state prior covariance solves the discrete algebraic Riccati
+equation. Only ``J = H^T Q^{-1} H`` (n_dims x n_dims) enters it, so it is
+solved in that reduced form with :func:`scipy.linalg.solve_discrete_are`
+(``J = B B^T`` with unit measurement noise), which costs the same at 1024
+features as at 10.
+
+:class:`ReFITKalmanFilter` adds ``refit`` (Gilja et al. 2012, Nat Neurosci
+15:1884): decoded velocities from a closed-loop block are rotated to point
+at the target (zeroed while the cursor is on the target), on the assumption
+that the participant always intended to go straight there, and the filter is
+refitted on these intentions. The cursor position is taken as known (it is
+on the screen), which is ReFIT's "position uncertainty set to zero": with a
+velocity-only state the position never enters the gain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from neurolace.core.checks import check_array, check_int, check_nonnegative
+from neurolace.core.errors import InvalidInputError
+from neurolace.decode.base import BaseDecoder, check_features, check_targets
+
+__all__ = ["KalmanFilter", "ReFITKalmanFilter", "intended_velocity", "steady_state_gain"]
+
+
+def steady_state_gain(
+    A: np.ndarray, W: np.ndarray, H: np.ndarray, Q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steady-state Kalman gain of ``x_t = A x_{t-1} + w``, ``z_t = H x_t + q``.
+
+    Parameters
+    ----------
+    A, W : ndarray, shape (n_states, n_states)
+        State transition and process noise covariance.
+    H : ndarray, shape (n_features, n_states)
+        Observation matrix.
+    Q : ndarray, shape (n_features, n_features)
+        Observation noise covariance (positive definite).
+
+    Returns
+    -------
+    gain : ndarray, shape (n_states, n_features)
+        ``K`` with ``x_t = A x_{t-1} + K (z_t - H A x_{t-1})``.
+    prior_covariance : ndarray, shape (n_states, n_states)
+        The steady-state covariance of the one-step prediction.
+    """
+    n_states = A.shape[0]
+    h_t_q_inv = scipy.linalg.solve(Q, H, assume_a="pos").T
+    information = h_t_q_inv @ H
+    information = 0.5 * (information + information.T)
+    eigenvalues, eigenvectors = np.linalg.eigh(information)
+    root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))
+    process = 0.5 * (W + W.T) + 1e-12 * max(float(np.trace(W)), 1e-12) * np.eye(n_states)
+    prior = scipy.linalg.solve_discrete_are(A.T, root, process, np.eye(n_states))
+    prior = 0.5 * (prior + prior.T)
+    posterior = np.linalg.inv(np.linalg.inv(prior) + information)
+    return posterior @ h_t_q_inv, prior
+
+
+def _delay(X: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift ``X`` down by ``len(history)`` rows, filling from ``history``; return the new history."""
+    if history.shape[0] == 0:
+        return X, history
+    extended = np.vstack([history, X])
+    return extended[: X.shape[0]], extended[X.shape[0] :]
+
+
+class KalmanFilter(BaseDecoder):
+    """Velocity Kalman filter with a steady-state gain.
+
+    Parameters
+    ----------
+    lag_bins : int, default 0
+        The features of bin ``t - lag_bins`` are paired with the velocity of bin ``t``
+        (motor cortex leads movement by ~100 ms; Moran & Schwartz 1999). Causal.
+    q_shrinkage : float in [0, 1], default 0.01
+        Shrink the observation noise covariance toward its diagonal; keeps it invertible
+        with many features and few bins.
+    feature_transform : {"none", "sqrt"}, default "none"
+    guard : "auto", None or SignalGuard, default "auto"
+
+    Attributes
+    ----------
+    A_, W_ : ndarray, shape (n_dims, n_dims)
+        Velocity dynamics and process noise.
+    H_ : ndarray, shape (n_features, n_dims)
+    baseline_ : ndarray, shape (n_features,)
+    Q_ : ndarray, shape (n_features, n_features)
+    gain_ : ndarray, shape (n_dims, n_features)
+        Steady-state Kalman gain.
+    transition_ : ndarray, shape (n_dims, n_dims)
+        ``(I - K H) A``, the map from one decoded velocity to the next.
+    """
+
+    def __init__(
+        self,
+        *,
+        lag_bins: int = 0,
+        q_shrinkage: float = 0.01,
+        feature_transform: str = "none",
+        guard: Any = "auto",
+    ) -> None:
+        self.lag_bins = lag_bins
+        self.q_shrinkage = q_shrinkage
+        self.feature_transform = feature_transform
+        self.guard = guard
+
+    def _fit_model(self, X: np.ndarray, y: np.ndarray) -> None:
+        lag = check_int(self.lag_bins, "lag_bins", minimum=0)
+        shrinkage = check_nonnegative(self.q_shrinkage, "q_shrinkage")
+        if shrinkage > 1:
+            raise InvalidInputError(f"q_shrinkage must lie in [0, 1], got {shrinkage}")
+        n_bins, n_features = X.shape
+        if n_bins <= lag + 1:
+            raise InvalidInputError(f"X must have more than lag_bins + 1 = {lag + 1} bins, got {n_bins}")
+        n_dims = y.shape[1]
+        observed, _ = _delay(X, np.tile(self.guard_.mean_, (lag, 1)))
+        observed, velocity = observed[lag:], y[lag:]
+        # kinematics: v_t = A v_{t-1} + w
+        before, after = velocity[:-1], velocity[1:]
+        gram = before.T @ before + 1e-9 * max(float(np.trace(before.T @ before)), 1e-12) * np.eye(n_dims)
+        A = scipy.linalg.solve(gram, before.T @ after, assume_a="pos").T
+        residual = after - before @ A.T
+        W = residual.T @ residual / max(residual.shape[0], 1)
+        # observations: z = b + H v + q
+        design = np.column_stack([np.ones(observed.shape[0]), velocity])
+        design_gram = design.T @ design
+        design_gram[np.diag_indices_from(design_gram)] += 1e-9 * max(float(np.trace(design_gram)), 1e-12)
+        coef = scipy.linalg.solve(design_gram, design.T @ observed, assume_a="pos")
+        baseline, H = coef[0], coef[1:].T
+        noise = observed - design @ coef
+        Q = noise.T @ noise / noise.shape[0]
+        diagonal = np.diag(Q).copy()
+        floor = 1e-3 * (float(diagonal.mean()) if diagonal.mean() > 0 else 1.0)
+        Q = (1 - shrinkage) * Q
+        Q[np.diag_indices(n_features)] = np.maximum(diagonal, floor)
+        gain, _ = steady_state_gain(A, W, H, Q)
+        self.A_, self.W_, self.H_, self.baseline_, self.Q_ = A, W, H, baseline, Q
+        self.gain_ = gain
+        self.transition_ = (np.eye(n_dims) - gain @ H) @ A
+        self._offset = gain @ baseline
+        self._gain_t = np.ascontiguousarray(gain.T)
+
+    def _initial_model_state(self) -> tuple[np.ndarray, np.ndarray]:
+        lag = int(self.lag_bins)
+        return np.zeros(self.A_.shape[0]), np.tile(self.guard_.mean_, (lag, 1))
+
+    def _decode(self, X: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        velocity, history = state
+        observed, history = _delay(X, history)
+        drive = observed @ self._gain_t - self._offset
+        transition = self.transition_
+        out = np.empty_like(drive)
+        v = velocity
+        for index in range(drive.shape[0]):
+            v = transition @ v + drive[index]
+            out[index] = v
+        return out, (v.copy(), history)
+
+
+def intended_velocity(
+    cursor_position: Any,
+    target_position: Any,
+    decoded_velocity: Any,
+    *,
+    target_radius: float,
+) -> np.ndarray:
+    """ReFIT's estimate of the intended velocity (Gilja et al. 2012).
+
+    The decoded velocity is rotated to point from the cursor to the target,
+    keeping its speed; while the cursor is inside the target it is zero (the
+    participant meant to stay).
+
+    Parameters
+    ----------
+    cursor_position, target_position : array-like, shape (n_bins, n_dims)
+        Where the cursor was and where the target was in each bin (same units).
+    decoded_velocity : array-like, shape (n_bins, n_dims)
+        The velocity the decoder produced in each bin.
+    target_radius : float
+        Distance from the target centre within which the intention is zero.
+
+    Returns
+    -------
+    ndarray, shape (n_bins, n_dims)
+    """
+    radius = check_nonnegative(target_radius, "target_radius")
+    cursor = check_array(cursor_position, "cursor_position", ndim=2, dtype=np.float64)
+    target = check_array(target_position, "target_position", ndim=2, dtype=np.float64)
+    decoded = check_array(decoded_velocity, "decoded_velocity", ndim=2, dtype=np.float64)
+    if not (cursor.shape == target.shape == decoded.shape):
+        raise InvalidInputError(
+            "cursor_position, target_position and decoded_velocity must have the same shape "
+            f"(n_bins, n_dims), got {cursor.shape}, {target.shape} and {decoded.shape}"
+        )
+    to_target = target - cursor
+    distance = np.linalg.norm(to_target, axis=1, keepdims=True)
+    speed = np.linalg.norm(decoded, axis=1, keepdims=True)
+    direction = np.divide(to_target, distance, out=np.zeros_like(to_target), where=distance > 0)
+    intention = speed * direction
+    intention[distance[:, 0] <= radius] = 0.0
+    return intention
+
+
+class ReFITKalmanFilter(KalmanFilter):
+    """Kalman filter retrained on re-aimed closed-loop intentions (ReFIT-KF).
+
+    Use it as a :class:`KalmanFilter`: fit on open-loop (observation or
+    hand-control) data, run a closed-loop block with ``step``, then call
+    :meth:`refit` with what happened in that block.
+
+    Parameters
+    ----------
+    lag_bins, q_shrinkage, feature_transform, guard
+        As for :class:`KalmanFilter`.
+
+    Attributes
+    ----------
+    n_refits_ : int
+        How many times :meth:`refit` has run since the last ``fit``.
+    """
+
+    def fit(self, X: Any, y: Any) -> "ReFITKalmanFilter":
+        super().fit(X, y)
+        self.n_refits_ = 0
+        return self
+
+    def refit(
+        self,
+        X: Any,
+        cursor_position: Any,
+        target_position: Any,
+        decoded_velocity: Any,
+        *,
+        target_radius: float,
+    ) -> "ReFITKalmanFilter":
+        """Refit on a closed-loop block using ReFIT's intention estimate.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_bins, n_features)
+            Features of the closed-loop block, in time order.
+        cursor_position, target_position : array-like, shape (n_bins, n_dims)
+            Cursor and target of each bin.
+        decoded_velocity : array-like, shape (n_bins, n_dims)
+            Velocity the decoder produced (and the participant saw) in each bin.
+        target_radius : float
+            Within this distance of the target the intention is zero.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        features = check_features(X, n_features=self.n_features_in_, transform="none")
+        intention = intended_velocity(cursor_position, target_position, decoded_velocity, target_radius=target_radius)
+        check_targets(intention, features.shape[0], name="cursor_position")
+        if intention.shape[1] != self.n_dims_:
+            raise InvalidInputError(
+                f"cursor_position has {intention.shape[1]} dimensions, but the decoder decodes {self.n_dims_}"
+            )
+        n_refits = self.n_refits_
+        super().fit(features, intention)
+        self.n_refits_ = n_refits + 1
+        return self
