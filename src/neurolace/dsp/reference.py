@@ -1,0 +1,137 @@
+"""Common-average referencing: subtract what all electrodes (of a group) share.
+
+Noise common to many electrodes (movement, muscle, amplifier reference,
+wireless interference) appears on every channel at once. Subtracting, at each
+sample, the mean or median across channels removes it
+(Ludwig et al., "Using a common average reference to improve cortical neuron
+recordings from microelectrode arrays", J Neurophysiol 101:1679-1689, 2009).
+On a thread-based implant the electrodes of one thread share a cable and a
+region of cortex, so referencing per thread is offered too.
+
+The operation is per sample and has no state across samples, so chunked and
+whole processing agree trivially; :class:`CommonAverageReference` still has
+``process``/``reset`` so it slots into the chain like every other stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neurolace.core.checks import check_array, check_in, check_int
+from neurolace.core.errors import InvalidInputError
+from neurolace.core.geometry import ElectrodeGeometry
+from neurolace.core.recording import Recording
+from neurolace.dsp.filters import check_chunk
+
+__all__ = ["CommonAverageReference", "common_average_reference"]
+
+
+class CommonAverageReference:
+    """Subtract the per-sample mean or median across channels.
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels of every chunk.
+    operator : {"mean", "median"}, default "mean"
+        ``"mean"`` is cheap (about 1 % of the chain's time at 1024 channels); ``"median"`` is
+        robust to a few channels carrying a large spike or artefact at once but costs about
+        30 times more (a partial sort per sample).
+    groups : ElectrodeGeometry or array-like of int, shape (n_channels,), optional
+        Reference each group separately: an :class:`ElectrodeGeometry` groups by ``thread_id``;
+        an array gives a group label per channel. Default: one group of all channels.
+    """
+
+    def __init__(self, n_channels: int, *, operator: str = "mean", groups: Any = None) -> None:
+        self.n_channels = check_int(n_channels, "n_channels", minimum=1)
+        self.operator = check_in(operator, "operator", ("mean", "median"))
+        if groups is None:
+            labels = np.zeros(self.n_channels, dtype=np.int64)
+        elif isinstance(groups, ElectrodeGeometry):
+            labels = groups.thread_id.astype(np.int64)
+        else:
+            labels = check_array(groups, "groups", ndim=1, dtype="integer").astype(np.int64)
+        if labels.shape != (self.n_channels,):
+            raise InvalidInputError(
+                f"groups must give one label per channel, shape ({self.n_channels},), got {labels.shape}"
+            )
+        self.group_labels = labels
+        self._groups: list[slice | np.ndarray] = []
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            contiguous = members[-1] - members[0] + 1 == members.size
+            self._groups.append(slice(int(members[0]), int(members[-1]) + 1) if contiguous else members)
+
+    def reset(self) -> None:
+        """No state is kept between chunks; present for the stage interface."""
+
+    def process(self, chunk: Any, *, in_place: bool = False) -> np.ndarray:
+        """Reference the next block of samples.
+
+        Parameters
+        ----------
+        chunk : array-like, shape (n_samples, n_channels)
+            Samples, usually band-passed µV.
+        in_place : bool, default False
+            Overwrite ``chunk`` (which must then be a float32 C-contiguous array) instead of copying.
+
+        Returns
+        -------
+        referenced : ndarray of float32, shape (n_samples, n_channels)
+        """
+        samples = check_chunk(chunk, self.n_channels)
+        if in_place:
+            if samples is not chunk or samples.dtype != np.float32:
+                raise InvalidInputError("in_place=True needs a C-contiguous float32 array of shape (n_samples, n_channels)")
+            out = samples
+        else:
+            out = samples.astype(np.float32, copy=True)
+        return self._process(out)
+
+    def _process(self, out: np.ndarray) -> np.ndarray:
+        """Reference a checked float32 C-contiguous block in place and return it."""
+        if out.shape[0] == 0:
+            return out
+        reduce = np.mean if self.operator == "mean" else np.median
+        for members in self._groups:
+            block = out[:, members]
+            common = reduce(block, axis=1, keepdims=True).astype(np.float32, copy=False)
+            if isinstance(members, slice):
+                out[:, members] -= common
+            else:
+                out[:, members] = block - common
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"CommonAverageReference(operator={self.operator!r}, n_channels={self.n_channels}, "
+            f"n_groups={len(self._groups)})"
+        )
+
+
+def common_average_reference(
+    recording: Recording, *, operator: str = "mean", by_thread: bool = False
+) -> np.ndarray:
+    """Common-average reference a whole recording (µV, not filtered).
+
+    Parameters
+    ----------
+    recording : Recording
+        Source of ADC codes, ``gain_uv`` and geometry.
+    operator : {"mean", "median"}
+        As in :class:`CommonAverageReference`.
+    by_thread : bool, default False
+        Reference each thread of ``recording.geometry`` on its own.
+
+    Returns
+    -------
+    referenced_uv : ndarray of float32, shape (n_samples, n_channels)
+    """
+    if not isinstance(recording, Recording):
+        raise InvalidInputError(f"recording must be a Recording, got {type(recording).__name__}")
+    stage = CommonAverageReference(
+        recording.n_channels, operator=operator, groups=recording.geometry if by_thread else None
+    )
+    return stage.process(recording.get_traces_uv(), in_place=True)
