@@ -12,12 +12,19 @@ from pynwb import NWBHDF5IO, NWBFile
 from pynwb.ecephys import ElectricalSeries
 from pynwb.file import Subject
 
-from neurolace.core import NO_UNIT, BinnedFeatures, ElectrodeGeometry, FormatError, InvalidInputError, Recording
-from neurolace.core import SpikeEvents
+from neurolace.core import (
+    NO_UNIT,
+    BinnedFeatures,
+    ElectrodeGeometry,
+    FormatError,
+    InvalidInputError,
+    Recording,
+    SpikeEvents,
+)
 from neurolace.io.nwb import read_nwb, write_nwb
 
 FS_HZ = 19531.0
-START = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
 SUBJECT = {"species": "Macaca mulatta", "sex": "M", "age": "P6Y", "description": "monkey with an implant"}
 FILE_FIELDS = {
     "experimenter": ["Doe, Jane"],
@@ -106,14 +113,24 @@ def test_round_trip_is_exact(tmp_path, session):
     back = contents.recording
     assert back.samples.dtype == np.int16
     np.testing.assert_array_equal(back.samples, recording.samples)
-    assert (back.fs_hz, back.gain_uv, back.offset_uv) == (recording.fs_hz, recording.gain_uv, recording.offset_uv)
+    assert (back.fs_hz, back.gain_uv, back.offset_uv) == (
+        recording.fs_hz,
+        recording.gain_uv,
+        recording.offset_uv,
+    )
     np.testing.assert_array_equal(back.channel_ids, recording.channel_ids)
     np.testing.assert_array_equal(back.geometry.thread_id, recording.geometry.thread_id)
     np.testing.assert_array_equal(back.geometry.depth_um, recording.geometry.depth_um)
     np.testing.assert_array_equal(back.geometry.surface_xy_um, recording.geometry.surface_xy_um)
-    assert back.metadata["simulated"] is True and back.metadata["seed"] == 7 and back.metadata["start_sample"] == 100
+    assert (
+        back.metadata["simulated"] is True
+        and back.metadata["seed"] == 7
+        and back.metadata["start_sample"] == 100
+    )
     assert back.metadata["identifier"] == "neurolace-test-0001"
-    assert back.metadata["subject_id"] == "monkey-1" and back.metadata["subject"]["species"] == "Macaca mulatta"
+    assert (
+        back.metadata["subject_id"] == "monkey-1" and back.metadata["subject"]["species"] == "Macaca mulatta"
+    )
     assert back.metadata["session_start_time"] == START
 
     for name in ("sample_index", "channel_index", "unit_id", "amplitude_uv"):
@@ -121,7 +138,7 @@ def test_round_trip_is_exact(tmp_path, session):
     assert (contents.events.fs_hz, contents.events.n_channels) == (events.fs_hz, events.n_channels)
 
     assert len(contents.features) == 2
-    for got, expected in zip(contents.features, features):
+    for got, expected in zip(contents.features, features, strict=True):
         np.testing.assert_array_equal(got.data, expected.data)
         assert got.data.dtype == expected.data.dtype
         assert got.feature_names == expected.feature_names
@@ -162,7 +179,10 @@ def test_layout_seen_by_other_nwb_tools(tmp_path, session):
         crossings = nwbfile.processing["ecephys"]["ThresholdCrossings"]
         np.testing.assert_allclose(crossings["spike_time"].data[:], events.sample_index / FS_HZ)
         np.testing.assert_array_equal(crossings["electrodes"].data[:], events.channel_index)
-        assert sorted(nwbfile.processing["features"].data_interfaces) == ["spike_band_power", "threshold_crossings"]
+        assert sorted(nwbfile.processing["features"].data_interfaces) == [
+            "spike_band_power",
+            "threshold_crossings",
+        ]
         assert nwbfile.processing["features"]["threshold_crossings"].rate == pytest.approx(50.0)
         # each unit points at the electrode of its peak channel (all its spikes are there)
         peak_rows = nwbfile.units["electrodes"].target.data[:]
@@ -232,7 +252,11 @@ def test_units_with_spikes_on_several_channels_and_amplitudes(tmp_path):
 def test_unit_table_with_explicit_ids_and_peak_channels(tmp_path):
     recording = Recording(np.zeros((50, 3), dtype=np.int16), fs_hz=1000.0, gain_uv=1.0)
     units = SpikeEvents([1, 2, 3], [0, 0, 0], unit_id=[20, 10, 20], fs_hz=1000.0, n_channels=3)
-    table = {"unit_id": np.array([10, 20, 30]), "peak_channel_index": np.array([0, 0, 2]), "snr": [1.0, 2.0, 3.0]}
+    table = {
+        "unit_id": np.array([10, 20, 30]),
+        "peak_channel_index": np.array([0, 0, 2]),
+        "snr": [1.0, 2.0, 3.0],
+    }
     path = write_nwb(tmp_path / "u.nwb", recording, units=units, unit_table=table, session_start_time=START)
     contents = read_nwb(path)
     np.testing.assert_array_equal(contents.unit_table["unit_id"], [10, 20, 30])
@@ -250,7 +274,9 @@ def test_reads_an_nwb_file_written_by_plain_pynwb(tmp_path):
         for i in range(2)
     ]
     for index in range(4):
-        nwbfile.add_electrode(group=groups[index // 2], location="M1", rel_x=10.0 * index, rel_y=0.0, rel_z=-100.0)
+        nwbfile.add_electrode(
+            group=groups[index // 2], location="M1", rel_x=10.0 * index, rel_y=0.0, rel_z=-100.0
+        )
     region = nwbfile.create_electrode_table_region(region=[0, 1, 2, 3], description="all")
     data = np.arange(40, dtype=np.int16).reshape(10, 4)
     nwbfile.add_acquisition(
@@ -273,10 +299,14 @@ def test_float_samples_and_non_nwb_files_are_refused(tmp_path):
     group = nwbfile.create_electrode_group(name="g", description="g", location="M1", device=device)
     nwbfile.add_electrode(group=group, location="M1")
     region = nwbfile.create_electrode_table_region(region=[0], description="all")
-    nwbfile.add_acquisition(ElectricalSeries(name="raw", data=np.zeros((5, 1)), electrodes=region, rate=1000.0))
+    nwbfile.add_acquisition(
+        ElectricalSeries(name="raw", data=np.zeros((5, 1)), electrodes=region, rate=1000.0)
+    )
     with NWBHDF5IO(str(tmp_path / "f.nwb"), "w") as io:
         io.write(nwbfile)
-    with pytest.raises(FormatError, match="raw holds float64 samples; neurolace reads integer ADC codes only"):
+    with pytest.raises(
+        FormatError, match="raw holds float64 samples; neurolace reads integer ADC codes only"
+    ):
         read_nwb(tmp_path / "f.nwb")
     (tmp_path / "text.nwb").write_text("hello")
     with pytest.raises(FormatError, match="text.nwb: not a readable NWB"):
@@ -286,7 +316,7 @@ def test_float_samples_and_non_nwb_files_are_refused(tmp_path):
 
 
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, session):
-    recording, events, _features, units, unit_table = session
+    recording, _events, _features, units, unit_table = session
     path = tmp_path / "bad.nwb"
     other_clock = SpikeEvents([1], [0], fs_hz=30000.0, n_channels=recording.n_channels)
     cases = [
@@ -294,12 +324,18 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, session):
         ({"units": SpikeEvents([1], [0], fs_hz=FS_HZ, n_channels=12)}, "every spike to a unit, but 1 spike"),
         ({"units": units, "unit_table": {"snr": [1.0, 2.0]}}, r"units holds spikes of unit id\(s\) \[2\]"),
         ({"units": units, "unit_table": {"snr": [1, 2, 3], "x_um": [1, 2]}}, "must all have length n_units"),
-        ({"units": units, "unit_table": {"spike_times": [1, 2, 3]}}, "unit_table key 'spike_times' is not allowed"),
+        (
+            {"units": units, "unit_table": {"spike_times": [1, 2, 3]}},
+            "unit_table key 'spike_times' is not allowed",
+        ),
         ({"units": units, "unit_table": {"peak_channel_index": [0, 1, 12]}}, r"must lie in \[0, 11\]"),
         ({"unit_table": unit_table}, "unit_table was given without units"),
         ({"features": [np.zeros((3, 2))]}, r"features\[0\] must be a BinnedFeatures, got ndarray"),
         ({"extra_metadata": {"colour": "blue"}}, "extra_metadata has an unknown key 'colour'"),
-        ({"extra_metadata": {"subject": {"height": 3}}}, r"extra_metadata\['subject'\] has unknown keys \['height'\]"),
+        (
+            {"extra_metadata": {"subject": {"height": 3}}},
+            r"extra_metadata\['subject'\] has unknown keys \['height'\]",
+        ),
         ({"session_start_time": "yesterday"}, "session_start_time must be a datetime or ISO 8601 string"),
     ]
     for kwargs, match in cases:

@@ -6,8 +6,8 @@ import struct
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from neurolace.core import FormatError, InvalidInputError, Recording
 from neurolace.io.raw import read_raw, write_raw
 
@@ -79,7 +79,8 @@ def test_size_not_a_whole_number_of_frames(tmp_path):
     np.zeros(7, dtype="<i2").tofile(tmp_path / "x.raw")
     with pytest.raises(
         FormatError,
-        match=r"14 bytes of samples are not a whole number of frames of 4 channel\(s\) x 2 bytes .* = 8 bytes "
+        match=r"14 bytes of samples are not a whole number of frames of 4 channel\(s\) x 2 bytes "
+        r".* = 8 bytes "
         r"\(6 bytes left over\): the file is truncated or n_channels \(--channels\) or dtype is wrong",
     ):
         read_raw(tmp_path / "x.raw", fs_hz=1000, n_channels=4)
@@ -102,7 +103,9 @@ def test_default_gain_is_flagged_as_assumed(tmp_path):
 
 def test_write_raw_checks_its_dtype(tmp_path):
     recording = Recording(np.array([-1, 300], dtype=np.int16), fs_hz=1000, gain_uv=1.0)
-    with pytest.raises(InvalidInputError, match=r"dtype uint8 cannot hold the recording's codes in \[-1, 300\]"):
+    with pytest.raises(
+        InvalidInputError, match=r"dtype uint8 cannot hold the recording's codes in \[-1, 300\]"
+    ):
         write_raw(tmp_path / "x.raw", recording, dtype="uint8")
     assert list(tmp_path.iterdir()) == []
     write_raw(tmp_path / "x.raw", recording, dtype=">i4")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from neurolace.core import FormatError, InvalidInputError, Recording
 from neurolace.io import read_recording, write_nwb, write_raw, write_wav
 
@@ -25,7 +25,9 @@ def test_raw_extensions(tmp_path, recording, name):
 
 def test_raw_needs_rate_and_channels(tmp_path, recording):
     write_raw(tmp_path / "x.raw", recording)
-    with pytest.raises(InvalidInputError, match=r"x.raw needs fs_hz and n_channels: a .raw file has no header"):
+    with pytest.raises(
+        InvalidInputError, match=r"x.raw needs fs_hz and n_channels: a .raw file has no header"
+    ):
         read_recording(tmp_path / "x.raw")
     with pytest.raises(InvalidInputError, match=r"needs n_channels: a .raw file"):
         read_recording(tmp_path / "x.raw", fs_hz=2000)
@@ -55,7 +57,8 @@ def test_given_rate_or_channels_must_match_the_file(tmp_path, recording):
 def test_unknown_extension_and_missing_file(tmp_path):
     (tmp_path / "x.mp3").write_bytes(b"ID3")
     with pytest.raises(
-        FormatError, match=r"extension '.mp3' is not supported; supported extensions: .wav, .nwb, .raw, .bin, .dat"
+        FormatError,
+        match=r"extension '.mp3' is not supported; supported extensions: .wav, .nwb, .raw, .bin, .dat",
     ):
         read_recording(tmp_path / "x.mp3")
     with pytest.raises(FormatError, match=r"extension '\(none\)' is not supported"):
@@ -65,8 +68,10 @@ def test_unknown_extension_and_missing_file(tmp_path):
 
 
 def test_real_files():
-    wav = sorted(shared_data("neuralink-compression", "wav").glob("*.wav"))[0]
+    wav = min(shared_data("neuralink-compression", "wav").glob("*.wav"))
     clip = read_recording(wav)
     assert clip.n_channels == 1 and clip.fs_hz == 19531
-    locust = read_recording(shared_data("pouzat-locust-tetrode", "locust_trial_02.raw"), fs_hz=15000, n_channels=4)
+    locust = read_recording(
+        shared_data("pouzat-locust-tetrode", "locust_trial_02.raw"), fs_hz=15000, n_channels=4
+    )
     assert locust.samples.shape == (431548, 4)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from neurolace.core import FormatError, InvalidInputError, Recording
 from neurolace.io.wav import N1_WAV_GAIN_UV, parse_wav_header, read_wav, write_wav
 
@@ -34,7 +34,13 @@ def chunk(chunk_id: bytes, body: bytes) -> bytes:
 
 
 def fmt_body(
-    *, format_tag: int = 1, n_channels: int = 1, fs_hz: int = 1000, bits: int = 16, size: int = 16, sub_tag: int = 1
+    *,
+    format_tag: int = 1,
+    n_channels: int = 1,
+    fs_hz: int = 1000,
+    bits: int = 16,
+    size: int = 16,
+    sub_tag: int = 1,
 ) -> bytes:
     block_align = n_channels * bits // 8
     body = struct.pack("<HHIIHH", format_tag, n_channels, fs_hz, fs_hz * block_align, block_align, bits)
@@ -153,13 +159,17 @@ def test_unsupported_sample_formats_are_named(fmt, match):
 def test_block_align_mismatch_is_rejected():
     body = bytearray(fmt_body(n_channels=2))
     body[12:14] = struct.pack("<H", 2)  # block_align 2 for 2 channels of 16 bits
-    with pytest.raises(FormatError, match=r"block_align=2 bytes, but 2 channel\(s\) of 16-bit samples need 4"):
+    with pytest.raises(
+        FormatError, match=r"block_align=2 bytes, but 2 channel\(s\) of 16-bit samples need 4"
+    ):
         parse_wav_header(riff(chunk(b"fmt ", bytes(body)), chunk(b"data", b"\x00" * 8)))
 
 
 def test_data_shorter_than_declared_is_a_truncated_file():
     data = riff(chunk(b"fmt ", fmt_body()), chunk(b"data", b"\x00" * 100))[:-10]
-    with pytest.raises(FormatError, match="truncated WAV file: the data chunk declares 100 bytes but only 90 follow"):
+    with pytest.raises(
+        FormatError, match="truncated WAV file: the data chunk declares 100 bytes but only 90 follow"
+    ):
         parse_wav_header(data)
 
 
@@ -226,7 +236,9 @@ def test_read_wav_errors_name_the_file(tmp_path):
 
 
 def test_write_wav_rejects_fractional_rate_and_non_recordings(tmp_path):
-    with pytest.raises(InvalidInputError, match="fs_hz must be a whole number of Hz to be written as WAV, got 19531.25"):
+    with pytest.raises(
+        InvalidInputError, match="fs_hz must be a whole number of Hz to be written as WAV, got 19531.25"
+    ):
         write_wav(tmp_path / "x.wav", Recording(np.zeros(4, np.int16), fs_hz=19531.25, gain_uv=1.0))
     with pytest.raises(InvalidInputError, match="recording must be a Recording, got ndarray"):
         write_wav(tmp_path / "x.wav", np.zeros(4, np.int16))
@@ -256,7 +268,7 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, mon
 
 def n1_clip() -> Path:
     folder = shared_data("neuralink-compression", "wav")
-    return sorted(folder.glob("*.wav"))[0]
+    return min(folder.glob("*.wav"))
 
 
 def test_n1_clip_reads_as_documented_and_writes_back_byte_for_byte(tmp_path):
@@ -266,7 +278,9 @@ def test_n1_clip_reads_as_documented_and_writes_back_byte_for_byte(tmp_path):
     assert header.n_channels == 1 and header.fs_hz == 19531 and header.data_offset == 44
     recording = read_wav(path)
     assert recording.n_channels == 1 and recording.fs_hz == 19531
-    expected = np.frombuffer(data[header.data_offset : header.data_offset + header.data_size_bytes], dtype="<i2")
+    expected = np.frombuffer(
+        data[header.data_offset : header.data_offset + header.data_size_bytes], dtype="<i2"
+    )
     np.testing.assert_array_equal(recording.samples[:, 0], expected)
     assert recording.samples.tobytes() == expected.tobytes()
     assert recording.metadata["gain_uv_assumed"] is True

@@ -24,9 +24,9 @@ from neurolace.io.wav import N1_WAV_GAIN_UV, WavHeader, parse_wav_header, read_w
 
 __all__ = [
     "N1_WAV_GAIN_UV",
-    "NWBContents",
     "RAW_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
+    "NWBContents",
     "WavHeader",
     "atomic_output",
     "parse_wav_header",

@@ -179,7 +179,7 @@ def _session_start(value: Any, recording: Recording) -> dt.datetime:
     if value is None:
         value = recording.metadata.get("session_start_time")
     if value is None:
-        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
@@ -190,7 +190,7 @@ def _session_start(value: Any, recording: Recording) -> dt.datetime:
     if not isinstance(value, dt.datetime):
         raise InvalidInputError(f"session_start_time must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -204,11 +204,14 @@ def _split_extra_metadata(extra_metadata: Mapping[str, Any] | None) -> tuple[dic
     for key, value in extra_metadata.items():
         if key == "subject":
             if not isinstance(value, Mapping):
-                raise InvalidInputError(f"extra_metadata['subject'] must be a dict, got {type(value).__name__}")
+                raise InvalidInputError(
+                    f"extra_metadata['subject'] must be a dict, got {type(value).__name__}"
+                )
             unknown = sorted(set(value) - set(_SUBJECT_FIELDS))
             if unknown:
                 raise InvalidInputError(
-                    f"extra_metadata['subject'] has unknown keys {unknown}; allowed: {', '.join(_SUBJECT_FIELDS)}"
+                    f"extra_metadata['subject'] has unknown keys {unknown}; "
+                    f"allowed: {', '.join(_SUBJECT_FIELDS)}"
                 )
             subject_fields = dict(value)
         elif key in _NWBFILE_FIELDS:
@@ -237,12 +240,14 @@ def _add_electrodes(nwbfile: Any, recording: Recording) -> Any:
         on_thread = geometry.thread_id == thread
         groups[int(thread)] = nwbfile.create_electrode_group(
             name=f"thread{int(thread):03d}",
-            description=f"thread {int(thread)}: {int(on_thread.sum())} electrode(s) along one flexible thread",
+            description=f"thread {int(thread)}: {int(on_thread.sum())} electrode(s) along one thread",
             location=location,
             device=device,
         )
     nwbfile.add_electrode_column("thread_id", "index of the thread (shank) that carries the electrode")
-    nwbfile.add_electrode_column("depth_um", "depth of the electrode along its thread below the cortical surface, µm")
+    nwbfile.add_electrode_column(
+        "depth_um", "depth of the electrode along its thread below the cortical surface, µm"
+    )
     channel_ids = recording.channel_ids
     numeric_ids = channel_ids.dtype.kind in "iu"
     nwbfile.add_electrode_column(
@@ -261,7 +266,8 @@ def _add_electrodes(nwbfile: Any, recording: Recording) -> Any:
             id=index,
         )
     return nwbfile.create_electrode_table_region(
-        region=list(range(recording.n_channels)), description="all electrodes of the recording, in channel order"
+        region=list(range(recording.n_channels)),
+        description="all electrodes of the recording, in channel order",
     )
 
 
@@ -295,7 +301,8 @@ def _add_raw_series(nwbfile: Any, recording: Recording, region: Any, counts: dic
             resolution=recording.gain_uv * 1e-6,
             filtering=str(recording.metadata.get("filtering", "none (raw ADC codes)")),
             description=(
-                f"raw ADC codes (int16) of {recording.n_channels} channel(s); volts = offset + conversion * code"
+                f"raw ADC codes (int16) of {recording.n_channels} channel(s); "
+                "volts = offset + conversion * code"
             ),
             comments=json.dumps({"neurolace": info}),
         )
@@ -339,7 +346,8 @@ def _add_events(nwbfile: Any, events: SpikeEvents) -> None:
     table = DynamicTable(
         name=EVENTS_TABLE,
         description=(
-            "spike events detected on the recording (threshold crossings), one row per event, sorted by sample"
+            "spike events detected on the recording (threshold crossings), "
+            "one row per event, sorted by sample"
         ),
         columns=columns,
     )
@@ -362,7 +370,8 @@ def _add_features(nwbfile: Any, features: Sequence[BinnedFeatures]) -> None:
     from pynwb import TimeSeries
 
     module = nwbfile.create_processing_module(
-        name=FEATURES_MODULE, description="binned features (what a decoder sees), one TimeSeries per feature kind"
+        name=FEATURES_MODULE,
+        description="binned features (what a decoder sees), one TimeSeries per feature kind",
     )
     taken: set[str] = set()
     for position, item in enumerate(features):
@@ -380,7 +389,9 @@ def _add_features(nwbfile: Any, features: Sequence[BinnedFeatures]) -> None:
                 data=_compressed(np.asarray(item.data)),
                 unit="a.u.",
                 rate=1.0 / item.bin_width_s,
-                starting_time=float(item.bin_start_s[0]) if item.n_bins else item.start_sample / (item.fs_hz or 1.0),
+                starting_time=float(item.bin_start_s[0])
+                if item.n_bins
+                else item.start_sample / (item.fs_hz or 1.0),
                 description=(
                     f"{item.kind}: {item.n_features} feature(s) in bins of {item.bin_width_s:g} s; "
                     "feature names in comments (JSON)"
@@ -409,7 +420,9 @@ def _add_units(nwbfile: Any, units: SpikeEvents, unit_table: Mapping[str, Any] |
     columns: dict[str, np.ndarray] = {}
     if unit_table is not None:
         if not isinstance(unit_table, Mapping):
-            raise InvalidInputError(f"unit_table must be a dict of name -> array, got {type(unit_table).__name__}")
+            raise InvalidInputError(
+                f"unit_table must be a dict of name -> array, got {type(unit_table).__name__}"
+            )
         lengths = set()
         for name, values in unit_table.items():
             if not isinstance(name, str) or name in _RESERVED_UNIT_COLUMNS:
@@ -419,7 +432,9 @@ def _add_units(nwbfile: Any, units: SpikeEvents, unit_table: Mapping[str, Any] |
                 )
             array = np.asarray(values)
             if array.ndim == 0:
-                raise InvalidInputError(f"unit_table[{name!r}] must be an array of length n_units, got a scalar")
+                raise InvalidInputError(
+                    f"unit_table[{name!r}] must be an array of length n_units, got a scalar"
+                )
             columns[name] = array
             lengths.add(array.shape[0])
         if len(lengths) > 1:
@@ -443,7 +458,9 @@ def _add_units(nwbfile: Any, units: SpikeEvents, unit_table: Mapping[str, Any] |
         )
     peak_channels = columns.get("peak_channel_index")
     if peak_channels is not None:
-        peak_channels = check_array(peak_channels, "unit_table['peak_channel_index']", ndim=1, dtype="integer")
+        peak_channels = check_array(
+            peak_channels, "unit_table['peak_channel_index']", ndim=1, dtype="integer"
+        )
         if peak_channels.size and (peak_channels.min() < 0 or peak_channels.max() >= units.n_channels):
             raise InvalidInputError(
                 f"unit_table['peak_channel_index'] must lie in [0, {units.n_channels - 1}], got "
@@ -454,7 +471,7 @@ def _add_units(nwbfile: Any, units: SpikeEvents, unit_table: Mapping[str, Any] |
     order = np.argsort(units.unit_id, kind="stable")
     boundaries = np.searchsorted(units.unit_id[order], unit_ids, side="left")
     ends = np.searchsorted(units.unit_id[order], unit_ids, side="right")
-    per_unit = [order[start:end] for start, end in zip(boundaries, ends)]
+    per_unit = [order[start:end] for start, end in zip(boundaries, ends, strict=True)]
     peaks = []
     for row, spikes in enumerate(per_unit):
         if peak_channels is not None:
@@ -465,7 +482,8 @@ def _add_units(nwbfile: Any, units: SpikeEvents, unit_table: Mapping[str, Any] |
             peaks.append([])
     spike_channels = [units.channel_index[spikes] for spikes in per_unit]
     channels_vary = any(
-        channels.size and (not peak or np.any(channels != peak[0])) for channels, peak in zip(spike_channels, peaks)
+        channels.size and (not peak or np.any(channels != peak[0]))
+        for channels, peak in zip(spike_channels, peaks, strict=True)
     )
     nwbfile.units = Units(
         name="units",
@@ -473,8 +491,10 @@ def _add_units(nwbfile: Any, units: SpikeEvents, unit_table: Mapping[str, Any] |
         resolution=1.0 / units.fs_hz,
         electrode_table=nwbfile.electrodes,
     )
-    for unit_id, spikes, peak in zip(unit_ids, per_unit, peaks):
-        nwbfile.add_unit(spike_times=units.times_s[spikes].astype(np.float64), electrodes=peak, id=int(unit_id))
+    for unit_id, spikes, peak in zip(unit_ids, per_unit, peaks, strict=True):
+        nwbfile.add_unit(
+            spike_times=units.times_s[spikes].astype(np.float64), electrodes=peak, id=int(unit_id)
+        )
     for name, array in columns.items():
         nwbfile.add_unit_column(name=name, description=_unit_description(name), data=array)
     if channels_vary:
@@ -566,13 +586,17 @@ def write_nwb(
     if units is not None:
         _check_same_clock(units, recording, "units")
     elif unit_table is not None:
-        raise InvalidInputError("unit_table was given without units: pass the units' spikes as units=SpikeEvents")
+        raise InvalidInputError(
+            "unit_table was given without units: pass the units' spikes as units=SpikeEvents"
+        )
     if isinstance(features, BinnedFeatures):
         features = [features]
     features = list(features)
     for position, item in enumerate(features):
         if not isinstance(item, BinnedFeatures):
-            raise InvalidInputError(f"features[{position}] must be a BinnedFeatures, got {type(item).__name__}")
+            raise InvalidInputError(
+                f"features[{position}] must be a BinnedFeatures, got {type(item).__name__}"
+            )
     file_fields, subject_fields = _split_extra_metadata(extra_metadata)
     if not subject_fields and isinstance(recording.metadata.get("subject"), Mapping):
         subject_fields = _split_extra_metadata({"subject": recording.metadata["subject"]})[1]
@@ -587,7 +611,9 @@ def write_nwb(
         **file_fields,
     )
     if subject_id is not None or subject_fields:
-        nwbfile.subject = Subject(subject_id=None if subject_id is None else str(subject_id), **subject_fields)
+        nwbfile.subject = Subject(
+            subject_id=None if subject_id is None else str(subject_id), **subject_fields
+        )
     region = _add_electrodes(nwbfile, recording)
     # An empty table is a best-practice violation in NWB, so empty events or units are not written
     # as tables; their counts in the series' JSON let read_nwb return them as empty, not as absent.
@@ -603,11 +629,10 @@ def write_nwb(
     _add_raw_series(nwbfile, recording, region, counts)
 
     path = Path(path)
-    with atomic_output(path) as temporary:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not end in '.nwb'", category=UserWarning)
-            with NWBHDF5IO(str(temporary), mode="w") as io:
-                io.write(nwbfile)
+    with atomic_output(path) as temporary, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'", category=UserWarning)
+        with NWBHDF5IO(str(temporary), mode="w") as io:
+            io.write(nwbfile)
     return path
 
 
@@ -642,7 +667,9 @@ def _read_geometry(electrodes: Any, rows: np.ndarray) -> tuple[ElectrodeGeometry
     depth_um = _column(electrodes, "depth_um")
     if depth_um is None:
         rel_z = _column(electrodes, "rel_z")
-        depth_um = -rel_z.astype(np.float64) if rel_z is not None else 50.0 * np.arange(n_rows, dtype=np.float64)
+        depth_um = (
+            -rel_z.astype(np.float64) if rel_z is not None else 50.0 * np.arange(n_rows, dtype=np.float64)
+        )
     surface = np.zeros((n_rows, 2))
     for axis, name in enumerate(("rel_x", "rel_y")):
         values = _column(electrodes, name)
@@ -654,7 +681,9 @@ def _read_geometry(electrodes: Any, rows: np.ndarray) -> tuple[ElectrodeGeometry
         channel_ids = np.asarray(electrodes.id.data[:])
     elif channel_ids.dtype.kind in "OSU":
         channel_ids = channel_ids.astype(str)
-    geometry = ElectrodeGeometry(thread_id=thread_id[rows], depth_um=depth_um[rows], surface_xy_um=surface[rows])
+    geometry = ElectrodeGeometry(
+        thread_id=thread_id[rows], depth_um=depth_um[rows], surface_xy_um=surface[rows]
+    )
     return geometry, channel_ids[rows]
 
 
@@ -665,7 +694,9 @@ def _read_recording(nwbfile: Any, path: Path) -> tuple[Recording, dict[str, Any]
     if not isinstance(series, ElectricalSeries):
         candidates = [item for item in nwbfile.acquisition.values() if isinstance(item, ElectricalSeries)]
         if not candidates:
-            raise FormatError(f"{path}: no ElectricalSeries in acquisition, so there is no raw recording to read")
+            raise FormatError(
+                f"{path}: no ElectricalSeries in acquisition, so there is no raw recording to read"
+            )
         series = candidates[0]
     dataset = series.data
     if np.dtype(dataset.dtype).kind not in "iu":
@@ -680,7 +711,9 @@ def _read_recording(nwbfile: Any, path: Path) -> tuple[Recording, dict[str, Any]
     except InvalidInputError as exc:
         raise FormatError(f"{path}: {exc}") from None
     if series.rate is None:
-        raise FormatError(f"{path}: {series.name} has timestamps instead of a rate; neurolace needs a fixed rate")
+        raise FormatError(
+            f"{path}: {series.name} has timestamps instead of a rate; neurolace needs a fixed rate"
+        )
     info = _neurolace_info(series.comments)
     gain_uv = info.get("gain_uv", series.conversion * 1e6)
     offset_uv = info.get("offset_uv", (series.offset or 0.0) * 1e6)
@@ -699,7 +732,7 @@ def _read_recording(nwbfile: Any, path: Path) -> tuple[Recording, dict[str, Any]
     if "start_sample" in info:
         metadata["start_sample"] = int(info["start_sample"])
     elif series.starting_time:
-        metadata["start_sample"] = int(round(series.starting_time * series.rate))
+        metadata["start_sample"] = round(series.starting_time * series.rate)
     subject = nwbfile.subject
     if subject is not None:
         if subject.subject_id is not None:
@@ -759,17 +792,20 @@ def _read_features(nwbfile: Any, recording: Recording) -> list[BinnedFeatures]:
         fs_hz = info.get("fs_hz", recording.fs_hz)
         start_sample = info.get("start_sample")
         if start_sample is None:
-            start_sample = int(round((series.starting_time or 0.0) * fs_hz))
+            start_sample = round((series.starting_time or 0.0) * fs_hz)
         position = info.get("position", file_position)
         found.append(
-            (position, BinnedFeatures(
-                data,
-                bin_width_s=info.get("bin_width_s", 1.0 / series.rate),
-                feature_names=info.get("feature_names"),
-                start_sample=int(start_sample),
-                fs_hz=fs_hz,
-                kind=info.get("kind", name),
-            ))
+            (
+                position,
+                BinnedFeatures(
+                    data,
+                    bin_width_s=info.get("bin_width_s", 1.0 / series.rate),
+                    feature_names=info.get("feature_names"),
+                    start_sample=int(start_sample),
+                    fs_hz=fs_hz,
+                    kind=info.get("kind", name),
+                ),
+            )
         )
     # HDF5 lists a module's series by name; the stored position restores the order they were given in
     return [item for _position, item in sorted(found, key=lambda pair: pair[0])]
@@ -808,10 +844,11 @@ def _read_units(
     if channels is None:
         peaks = _ragged(table, "electrodes") or [np.zeros(0, np.int64)] * n_units
         channels = []
-        for row, (count, peak) in enumerate(zip(spike_counts, peaks)):
+        for row, (count, peak) in enumerate(zip(spike_counts, peaks, strict=True)):
             if count and peak.size == 0:
                 raise FormatError(
-                    f"units row {row} (id {unit_ids[row]}) has spikes but no electrode, so their channel is unknown"
+                    f"units row {row} (id {unit_ids[row]}) has spikes but no electrode, "
+                    "so their channel is unknown"
                 )
             channels.append(np.full(count, peak[0] if peak.size else 0, dtype=np.int64))
     amplitudes = _ragged(table, _SPIKE_AMPLITUDE_COLUMN)
@@ -871,4 +908,6 @@ def read_nwb(path: str | os.PathLike) -> NWBContents:
         events = _read_events(nwbfile, recording, info)
         features = _read_features(nwbfile, recording)
         units, unit_table = _read_units(nwbfile, recording, info)
-    return NWBContents(recording=recording, events=events, features=features, units=units, unit_table=unit_table)
+    return NWBContents(
+        recording=recording, events=events, features=features, units=units, unit_table=unit_table
+    )

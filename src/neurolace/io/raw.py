@@ -116,7 +116,8 @@ def read_raw(
             low, high = int(values.min()), int(values.max())
             if low < _INT16_INFO.min or high > _INT16_INFO.max:
                 raise FormatError(
-                    f"{path}: values in [{low}, {high}] do not fit int16 [{_INT16_INFO.min}, {_INT16_INFO.max}], "
+                    f"{path}: values in [{low}, {high}] do not fit int16 "
+                    f"[{_INT16_INFO.min}, {_INT16_INFO.max}], "
                     f"so the {disk_dtype} codes cannot be kept exactly; neurolace stores int16 ADC codes"
                 )
         values = values.astype(np.int16)
@@ -162,8 +163,9 @@ def write_raw(path: str | os.PathLike, recording: Recording, *, dtype: Any = "<i
                 f"dtype {disk_dtype} cannot hold the recording's codes in [{low}, {high}]"
             )
     path = Path(path)
-    with atomic_output(path) as temporary:
-        with open(temporary, "wb") as stream:
-            for block in recording.iter_chunks(1 << 16):
-                stream.write(np.ascontiguousarray(block, dtype=disk_dtype).tobytes())
+    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+        stream.writelines(
+            np.ascontiguousarray(block, dtype=disk_dtype).tobytes()
+            for block in recording.iter_chunks(1 << 16)
+        )
     return path

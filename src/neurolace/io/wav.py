@@ -25,7 +25,7 @@ from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.core.recording import Recording
 from neurolace.io.atomic import atomic_output
 
-__all__ = ["WavHeader", "parse_wav_header", "read_wav", "write_wav", "N1_WAV_GAIN_UV"]
+__all__ = ["N1_WAV_GAIN_UV", "WavHeader", "parse_wav_header", "read_wav", "write_wav"]
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
@@ -106,7 +106,8 @@ class WavHeader:
     def __repr__(self) -> str:
         return (
             f"WavHeader(format_tag=0x{self.format_tag:04X}, n_channels={self.n_channels}, "
-            f"sample_width_bytes={self.sample_width_bytes}, fs_hz={self.fs_hz}, data_offset={self.data_offset}, "
+            f"sample_width_bytes={self.sample_width_bytes}, fs_hz={self.fs_hz}, "
+            f"data_offset={self.data_offset}, "
             f"data_size_bytes={self.data_size_bytes}, header_bytes={len(self.header_bytes)} B, "
             f"trailer_bytes={len(self.trailer_bytes)} B)"
         )
@@ -150,7 +151,9 @@ def parse_wav_header(data: bytes) -> WavHeader:
         raise FormatError(f"truncated WAV header: the file has {total} bytes, a RIFF/WAVE header needs 12")
     if bytes(view[0:4]) != b"RIFF" or bytes(view[8:12]) != b"WAVE":
         if bytes(view[0:4]) == b"RIFX":
-            raise FormatError("big-endian RIFX WAV files are not supported; expected a little-endian RIFF/WAVE file")
+            raise FormatError(
+                "big-endian RIFX WAV files are not supported; expected a little-endian RIFF/WAVE file"
+            )
         raise FormatError(
             f"not a RIFF/WAVE file: it starts with {bytes(view[0:4])!r}...{bytes(view[8:12])!r}, "
             "expected b'RIFF'...b'WAVE'"
@@ -187,7 +190,9 @@ def parse_wav_header(data: bytes) -> WavHeader:
 
 def _parse_fmt(body: bytes) -> tuple[int, int, int, int]:
     """Check a fmt chunk; return (format_tag, n_channels, sample_width_bytes, fs_hz)."""
-    format_tag, n_channels, fs_hz, _byte_rate, block_align, bits_per_sample = struct.unpack_from("<HHIIHH", body)
+    format_tag, n_channels, fs_hz, _byte_rate, block_align, bits_per_sample = struct.unpack_from(
+        "<HHIIHH", body
+    )
     if format_tag == WAVE_FORMAT_EXTENSIBLE:
         if len(body) < 40:
             raise FormatError(
@@ -196,9 +201,14 @@ def _parse_fmt(body: bytes) -> tuple[int, int, int, int]:
         subformat = body[24:40]
         (sub_tag,) = struct.unpack_from("<H", subformat)
         if subformat[2:] != _SUBFORMAT_GUID_TAIL or sub_tag != WAVE_FORMAT_PCM:
-            name = _format_name(sub_tag) if subformat[2:] == _SUBFORMAT_GUID_TAIL else "a non-standard sub-format"
+            name = (
+                _format_name(sub_tag)
+                if subformat[2:] == _SUBFORMAT_GUID_TAIL
+                else "a non-standard sub-format"
+            )
             raise FormatError(
-                f"WAVE_FORMAT_EXTENSIBLE with {name} is not supported: neurolace reads 16-bit integer PCM only"
+                f"WAVE_FORMAT_EXTENSIBLE with {name} is not supported: "
+                "neurolace reads 16-bit integer PCM only"
             )
     elif format_tag != WAVE_FORMAT_PCM:
         raise FormatError(
@@ -232,7 +242,8 @@ def _finish(view: memoryview, fmt: tuple[int, int, int, int], data_offset: int, 
     block_align = n_channels * sample_width
     if data_size % block_align:
         raise FormatError(
-            f"the data chunk holds {data_size} bytes, not a multiple of the block align of {block_align} bytes "
+            f"the data chunk holds {data_size} bytes, not a multiple of the block align of "
+            f"{block_align} bytes "
             f"({n_channels} channel(s) x {sample_width} bytes)"
         )
     return WavHeader(
@@ -349,9 +360,9 @@ def write_wav(path: str | os.PathLike, recording: Recording) -> Path:
     if 36 + data_size > 0xFFFFFFFF:
         raise InvalidInputError(f"{data_size} bytes of samples exceed the 4 GiB limit of a RIFF file")
     path = Path(path)
-    with atomic_output(path) as temporary:
-        with open(temporary, "wb") as stream:
-            stream.write(_canonical_header(recording.n_channels, int(fs_hz), data_size))
-            for block in recording.iter_chunks(1 << 16):
-                stream.write(np.ascontiguousarray(block, dtype="<i2").tobytes())
+    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+        stream.write(_canonical_header(recording.n_channels, int(fs_hz), data_size))
+        stream.writelines(
+            np.ascontiguousarray(block, dtype="<i2").tobytes() for block in recording.iter_chunks(1 << 16)
+        )
     return path
