@@ -1,0 +1,229 @@
+"""Run a validated session: one supervised thread per node, on one bus.
+
+:func:`run_session` is the whole of ``neurolace run``: build the bus, start
+every node (all subscribe first, then all set up, then all start together so no
+early message is lost), run for the session's duration or until every source is
+exhausted, stop sources first and let queues drain, then stop the rest and
+report per-node counters, latencies and CPU shares.
+
+``only`` runs a subset of the nodes in this process; with a Redis bus the
+others run in other processes or on other machines from the same session file
+(``neurolace run SESSION.toml --bus redis://host:6379 --nodes decoder,cursor``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from neurolace.core.errors import InvalidInputError, NeurolaceError
+from neurolace.runtime.bus import Bus, open_bus
+from neurolace.runtime.messages import now_ns
+from neurolace.runtime.node import NodeState
+from neurolace.runtime.session_file import SessionSpec, load_session, parse_session
+from neurolace.runtime.supervisor import NodeRunner
+
+__all__ = ["Graph", "run_session", "RunLog"]
+
+
+class RunLog:
+    """Structured events of a run (node failures, restarts, gaps), optionally mirrored to a JSON-lines file."""
+
+    def __init__(self, path: str | Path | None = None, echo: Callable[[dict], None] | None = None) -> None:
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        self._stream = open(path, "a", buffering=1) if path is not None else None
+        self._echo = echo
+
+    def __call__(self, event: str, **fields) -> None:
+        record = {"time_ns": now_ns(), "event": event, **fields}
+        with self._lock:
+            self.events.append(record)
+            if self._stream is not None:
+                self._stream.write(json.dumps(record, default=str) + "\n")
+        if self._echo is not None:
+            self._echo(record)
+
+    def of(self, event: str) -> list[dict]:
+        return [e for e in self.events if e["event"] == event]
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class Graph:
+    """The nodes of a session wired to a bus.
+
+    Parameters
+    ----------
+    session : SessionSpec
+    bus : Bus
+    only : iterable of str, optional
+        Names of the nodes to run here (default: all).
+    log : RunLog, optional
+    session_directory : path, optional
+        Where nodes resolve relative paths (the session file's folder).
+    """
+
+    def __init__(
+        self,
+        session: SessionSpec,
+        bus: Bus,
+        *,
+        only: Iterable[str] | None = None,
+        log: RunLog | None = None,
+        session_directory: str | Path | None = None,
+        restart_backoff_s: float = 0.05,
+    ) -> None:
+        self.session = session
+        self.bus = bus
+        self.log = log if log is not None else RunLog()
+        names = [spec.name for spec in session.nodes]
+        selected = list(names) if only is None else list(only)
+        unknown = [name for name in selected if name not in names]
+        if unknown:
+            raise InvalidInputError(f"nodes {unknown} are not in session {session.name!r}; nodes: {names}")
+        self.start_event = threading.Event()
+        self.stop_event = threading.Event()
+        self.sources_stop_event = threading.Event()
+        self.runners: dict[str, NodeRunner] = {}
+        for spec in session.nodes:
+            if spec.name not in selected:
+                continue
+            is_source = spec.node_class.is_source_type()
+            self.runners[spec.name] = NodeRunner(
+                spec,
+                bus,
+                seed=session.seed,
+                log=self.log,
+                start_event=self.start_event,
+                stop_event=self.sources_stop_event if is_source else self.stop_event,
+                session_directory=session_directory,
+                restart_backoff_s=restart_backoff_s,
+            )
+        self.started_ns = 0
+        self.stopped_ns = 0
+
+    def start(self, *, setup_timeout_s: float = 120.0) -> None:
+        """Subscribe, set up every node, then release them together; raise if a node cannot start."""
+        for runner in self.runners.values():
+            runner.subscribe()
+        for runner in self.runners.values():
+            runner.start()
+        deadline = time.monotonic() + setup_timeout_s
+        for name, runner in self.runners.items():
+            if not runner.ready_event.wait(max(deadline - time.monotonic(), 0.0)):
+                self.stop()
+                raise NeurolaceError(f"node {name!r} did not become ready within {setup_timeout_s:g} s")
+            if runner.state is NodeState.FAILED or runner.finished_event.is_set():
+                self.stop()
+                reason = runner.failures[-1] if runner.failures else "stopped during setup"
+                raise NeurolaceError(f"node {name!r} ({runner.spec.type_name}) failed to start: {reason}")
+        self.log("session_started", session=self.session.name, bus=self.bus.url, nodes=list(self.runners))
+        self.started_ns = now_ns()
+        self.start_event.set()
+
+    def sources_done(self) -> bool:
+        sources = [r for r in self.runners.values() if r.spec.node_class.is_source_type()]
+        return bool(sources) and all(r.finished_event.is_set() for r in sources)
+
+    def wait(self, duration_s: float | None) -> None:
+        """Block until ``duration_s`` passed (0/None: until the sources end) or every node finished."""
+        deadline = None if not duration_s else time.monotonic() + duration_s
+        has_sources = any(r.spec.node_class.is_source_type() for r in self.runners.values())
+        while True:
+            if all(r.finished_event.is_set() for r in self.runners.values()):
+                return
+            if has_sources and self.sources_done():
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
+    def stop(self, *, drain_timeout_s: float = 2.0) -> None:
+        """Stop sources, let the other nodes empty their queues, stop them, join every thread."""
+        self.sources_stop_event.set()
+        for runner in self.runners.values():
+            if runner.spec.node_class.is_source_type() and runner.thread.is_alive():
+                runner.thread.join(timeout=5.0)
+        for name in [spec.name for spec in self.session.nodes if spec.name in self.runners]:
+            self.runners[name].drain(drain_timeout_s)
+        self.stop_event.set()
+        self.start_event.set()
+        for runner in self.runners.values():
+            if runner.thread.is_alive():
+                runner.thread.join(timeout=10.0)
+        self.stopped_ns = now_ns()
+        self.log("session_stopped", session=self.session.name)
+
+    def run(self, duration_s: float | None = None) -> dict:
+        """Start, wait, stop; return the report (see :meth:`report`)."""
+        self.start()
+        try:
+            self.wait(self.session.duration_s if duration_s is None else duration_s)
+        finally:
+            self.stop()
+        return self.report()
+
+    def report(self) -> dict:
+        wall_s = (self.stopped_ns - self.started_ns) / 1e9 if self.stopped_ns else 0.0
+        nodes = {name: runner.summary() for name, runner in self.runners.items()}
+        return {
+            "session": self.session.name,
+            "bus": self.bus.url,
+            "wall_s": round(wall_s, 4),
+            "nodes": nodes,
+            "dropped": int(sum(n["dropped"] for n in nodes.values())),
+            "restarts": int(sum(n["restarts"] for n in nodes.values())),
+            "failed_nodes": [name for name, n in nodes.items() if n["state"] == NodeState.FAILED.value],
+            "bus_stats": self.bus.stats(),
+            "events": [e for e in self.log.events if e["event"] not in ("session_started", "session_stopped")][-50:],
+        }
+
+
+def run_session(
+    session: SessionSpec | str | Path,
+    *,
+    bus: str | Bus | None = None,
+    only: Iterable[str] | None = None,
+    duration_s: float | None = None,
+    log_path: str | Path | None = None,
+) -> dict:
+    """Validate (if given a path) and run a session; return the report dict.
+
+    Parameters
+    ----------
+    session : SessionSpec, path, or TOML text
+    bus : str or Bus, optional
+        Bus URL (overrides the session's ``bus``) or an open bus.
+    only : iterable of str, optional
+        Run only these nodes here.
+    duration_s : float, optional
+        Overrides the session's ``duration_s``.
+    log_path : path, optional
+        Also write the run's events as JSON lines.
+    """
+    directory = None
+    if isinstance(session, SessionSpec):
+        spec = session
+        directory = Path(spec.path).parent if Path(spec.path).exists() else None
+    elif isinstance(session, Path) or (isinstance(session, str) and "\n" not in session):
+        spec = load_session(session)
+        directory = Path(session).resolve().parent
+    else:
+        spec = parse_session(session)
+    own_bus = not isinstance(bus, Bus)
+    active_bus = bus if isinstance(bus, Bus) else open_bus(bus if bus is not None else spec.bus)
+    log = RunLog(log_path)
+    try:
+        graph = Graph(spec, active_bus, only=only, log=log, session_directory=directory)
+        return graph.run(duration_s)
+    finally:
+        log.close()
+        if own_bus:
+            active_bus.close()

@@ -1,0 +1,264 @@
+"""Processing nodes: the dsp chain, the decoder and the Webgrid task.
+
+Each wraps a capability package (``neurolace.dsp``, ``neurolace.decode``,
+``neurolace.tasks``) without adding science: the node feeds it one message at
+a time and publishes what it returns, carrying the source clocks along.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from neurolace.core.errors import InvalidInputError
+from neurolace.runtime.messages import Message
+from neurolace.runtime.node import Node, Parameter, Port, register_node
+from neurolace.runtime.nodes.sources import IMPLANT_FS_HZ
+
+__all__ = ["DecoderNode", "WebgridNode", "DspNode", "DECODERS"]
+
+#: decoder names accepted by the decoder node, and the class each builds
+DECODERS = ("kalman", "wiener")
+
+
+def _build_decoder(name: str):
+    from neurolace.decode import KalmanFilter, WienerFilter
+
+    if name == "kalman":
+        return KalmanFilter(feature_transform="sqrt")
+    if name == "wiener":
+        return WienerFilter(feature_transform="sqrt")
+    raise InvalidInputError(f"decoder must be one of {DECODERS}, got {name!r}")
+
+
+@register_node
+class DecoderNode(Node):
+    """Features in, (vx, vy, click) out, one bin at a time through ``decoder.step``.
+
+    Calibration, as in an open-loop "observation" block: for the first
+    ``calibration_s`` the node pairs each feature bin with the participant's
+    intention (matched on the source sample clock) and, with ``assist`` on,
+    drives the cursor with the intention itself. Then it fits the decoder in a
+    background thread (the loop keeps running) and switches to decoding.
+    ``model_path`` loads a decoder fitted earlier (a pickle) instead.
+
+    The fitted decoder survives a restart of the node (it is kept in the
+    supervisor's per-node store), as a real system would reload it from disk.
+    ``fail_after_bins`` makes the first instance raise after that many bins, to
+    exercise the supervisor (fault injection; 0 = never).
+    """
+
+    type_name = "decoder"
+    description = "real-time decoder (Kalman or Wiener) with in-session calibration"
+    inputs = {
+        "features": Port("features", help="one bin of neural features"),
+        "intention": Port("intention", optional=True, help="calibration labels (vx, vy, click)"),
+    }
+    outputs = {"velocity": Port("velocity")}
+    parameters = {
+        "decoder": Parameter(str, "kalman", "decoder", choices=DECODERS),
+        "calibration_s": Parameter(float, 20.0, "length of the calibration block", minimum=0.0),
+        "bin_ms": Parameter(float, 20.0, "bin width of the features", minimum=0.1),
+        "model_path": Parameter(str, "", "pickled fitted decoder to load (skips calibration)"),
+        "assist": Parameter(bool, True, "during calibration, move the cursor with the intention"),
+        "fail_after_bins": Parameter(int, 0, "fault injection: first instance raises after N bins", minimum=0),
+    }
+
+    def setup(self) -> None:
+        store = self.context.extra
+        self.bins = 0
+        self.training_x: dict[int, np.ndarray] = {}
+        self.pairs_x: list[np.ndarray] = []
+        self.pairs_y: list[np.ndarray] = []
+        self.fit_thread: threading.Thread | None = None
+        self.fit_error: str | None = None
+        self.held_bins = 0
+        if "decoder" in store:
+            self.decoder = store["decoder"]
+            self.decoder.reset()
+        elif self.params["model_path"]:
+            path = Path(self.params["model_path"])
+            if not path.is_absolute() and self.context.session_directory is not None:
+                path = Path(self.context.session_directory) / path
+            with open(path, "rb") as stream:
+                self.decoder = pickle.load(stream)
+            store["decoder"] = self.decoder
+        else:
+            self.decoder = None
+            _build_decoder(self.params["decoder"])  # fail now on a missing dependency
+        self.n_calibration_bins = int(round(self.params["calibration_s"] * 1e3 / self.params["bin_ms"]))
+
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        try:
+            decoder = _build_decoder(self.params["decoder"]).fit(X, y)
+            decoder.reset()
+            self.context.extra["decoder"] = decoder
+            self.decoder = decoder
+            self.context.log("decoder_fitted", bins=int(X.shape[0]), decoder=self.params["decoder"])
+        except Exception as exc:  # reported in the summary and log; calibration continues assisted
+            self.fit_error = f"{type(exc).__name__}: {exc}"
+            self.context.log("decoder_fit_failed", error=self.fit_error)
+
+    def on_message(self, port: str, message: Message) -> None:
+        if port == "features":
+            self.bins += 1
+            if (self.params["fail_after_bins"] and self.bins >= self.params["fail_after_bins"]
+                    and not self.context.extra.get("fault_injected")):
+                self.context.extra["fault_injected"] = True
+                raise RuntimeError(f"injected decoder fault after {self.bins} bins")
+            if self.decoder is not None:
+                velocity = np.asarray(self.decoder.step(message.payload), dtype=np.float64)
+                status = self.decoder.last_status
+                if status is not None and status.held:
+                    self.held_bins += 1
+                output = np.zeros(3)
+                output[: min(3, velocity.size)] = velocity[:3]
+                self.emit("velocity", output, parent=message)
+            elif self.fit_thread is None:
+                self.training_x[message.sample_index] = np.asarray(message.payload, dtype=np.float64)
+        elif port == "intention":
+            if self.decoder is not None:
+                return
+            if self.fit_thread is None:
+                features = self.training_x.pop(message.sample_index, None)
+                if features is not None:
+                    self.pairs_x.append(features)
+                    self.pairs_y.append(np.asarray(message.payload, dtype=np.float64))
+            if self.params["assist"]:
+                self.emit("velocity", np.asarray(message.payload, dtype=np.float64), parent=message)
+            if self.fit_thread is None and len(self.pairs_x) >= max(self.n_calibration_bins, 2):
+                X, y = np.vstack(self.pairs_x), np.vstack(self.pairs_y)
+                self.training_x.clear()
+                self.fit_thread = threading.Thread(target=self._fit, args=(X, y), daemon=True,
+                                                   name=f"fit:{self.name}")
+                self.fit_thread.start()
+
+    def teardown(self) -> None:
+        if self.fit_thread is not None:
+            self.fit_thread.join(timeout=30.0)
+
+    def summary(self) -> dict:
+        return {
+            "decoding": self.decoder is not None,
+            "calibration_bins": len(self.pairs_x),
+            "held_bins": self.held_bins,
+            "fit_error": self.fit_error,
+        }
+
+
+@register_node
+class WebgridNode(Node):
+    """The Webgrid task: scores the cursor, lights targets, reports bits per second.
+
+    Task time is the source sample clock of the cursor message
+    (``sample_index / fs_hz``), so a replayed or as-fast-as-possible session
+    scores the same as one in real time.
+    """
+
+    type_name = "webgrid"
+    description = "Webgrid point-and-click task with BPS scoring"
+    inputs = {"cursor": Port("cursor")}
+    outputs = {"target": Port("target"), "score": Port("score")}
+    parameters = {
+        "grid_side": Parameter(int, 30, "cells per side", minimum=2),
+        "fs_hz": Parameter(float, IMPLANT_FS_HZ, "sample clock of the source", minimum=1e-6),
+    }
+
+    def setup(self) -> None:
+        from neurolace.tasks import WebgridTask
+
+        self.task = WebgridTask(grid_side=self.params["grid_side"], seed=self.context.seed)
+        self.started = False
+        self.time_s = 0.0
+
+    def on_message(self, port: str, message: Message) -> None:
+        cursor = message.payload
+        self.time_s = message.sample_index / self.params["fs_hz"]
+        if not self.started:
+            self.task.start(self.time_s, cursor[:2])
+            self.started = True
+        else:
+            selection = self.task.update(self.time_s, cursor[:2], bool(cursor[2] > 0.5))
+            if selection is not None:
+                summary = self.task.summary(self.time_s)
+                bps = summary.bps if np.isfinite(summary.bps) else 0.0
+                self.emit("score", np.array([self.task.correct, self.task.incorrect, bps]), parent=message)
+        target = self.task.target
+        self.emit("target", np.array([*target.center_xy, target.width]), parent=message)
+
+    def summary(self) -> dict:
+        if not self.started:
+            return {"correct": 0, "incorrect": 0, "bps": 0.0}
+        block = self.task.summary(self.time_s)
+        return {"correct": block.correct, "incorrect": block.incorrect,
+                "bps": float(block.bps) if np.isfinite(block.bps) else 0.0, "task_time_s": round(self.time_s, 3)}
+
+
+@register_node
+class DspNode(Node):
+    """The streaming signal chain (``neurolace.dsp.SignalChain``): raw ADC blocks in, feature bins out.
+
+    Every raw block goes through ``process(chunk)``; each completed bin is
+    published with the sample clock of its first sample and the ``origin_ns``
+    of the raw block that held the bin's last sample, so the end-to-end latency
+    is measured from the bin's last sample (the bin width excluded, the wait
+    for events at the bin's edge to be final included).
+    """
+
+    type_name = "dsp"
+    description = "streaming filter, spike detection and binned features"
+    inputs = {"raw": Port("raw")}
+    outputs = {"features": Port("features")}
+    parameters = {
+        "fs_hz": Parameter(float, IMPLANT_FS_HZ, "sampling rate of the raw stream", minimum=1.0),
+        "n_channels": Parameter(int, 1024, "channels of the raw stream", minimum=1),
+        "gain_uv": Parameter(float, 0.195, "µV per ADC code", minimum=1e-9),
+        "bin_ms": Parameter(float, 20.0, "feature bin width", minimum=0.1),
+        "feature": Parameter(str, "threshold_crossings", "columns to publish",
+                             choices=("threshold_crossings", "spike_band_power", "both")),
+        "noise_window_s": Parameter(float, 1.0, "first noise window (detection starts after it)", minimum=0.001),
+        "sbp_filter": Parameter(bool, False, "separate 300-1000 Hz filter for SBP (else the spike band)"),
+    }
+
+    def setup(self) -> None:
+        from neurolace.dsp.chain import SignalChain
+
+        params = self.params
+        self.chain = SignalChain(params["fs_hz"], params["n_channels"], gain_uv=params["gain_uv"],
+                                 bin_ms=params["bin_ms"], noise_window_s=params["noise_window_s"],
+                                 sbp_band_hz=(300.0, 1000.0) if params["sbp_filter"] else None)
+        self.bin_samples = self.chain.sbp.bin_samples
+        n = params["n_channels"]
+        self.columns = {"threshold_crossings": slice(0, n), "spike_band_power": slice(n, 2 * n),
+                        "both": slice(0, 2 * n)}[params["feature"]]
+        self.block_origins: collections.deque = collections.deque(maxlen=4096)
+        self.bins = 0
+
+    def _origin_of_sample(self, sample: int, default: int) -> int:
+        for end_sample, origin in self.block_origins:
+            if end_sample > sample:
+                return origin
+        return default
+
+    def on_message(self, port: str, message: Message) -> None:
+        block = message.payload
+        end_sample = message.sample_index + block.shape[0]
+        self.block_origins.append((end_sample, message.origin_ns))
+        output = self.chain.process(block)
+        features = output.features
+        for row in range(features.n_bins):
+            start = features.start_sample + row * self.bin_samples
+            origin = self._origin_of_sample(start + self.bin_samples - 1, message.origin_ns)
+            self.bins += 1
+            self.emit("features", np.ascontiguousarray(features.data[row, self.columns], dtype=np.float32),
+                      parent=message, sample_index=start, origin_ns=origin)
+        next_bin_start = features.start_sample + features.n_bins * self.bin_samples
+        while self.block_origins and self.block_origins[0][0] <= next_bin_start:
+            self.block_origins.popleft()
+
+    def summary(self) -> dict:
+        return {"bins": self.bins}

@@ -1,0 +1,283 @@
+"""Source nodes: the simulated participant, replay of recordings, and a LabStreamingLayer inlet.
+
+Sources have no inputs; :meth:`produce` paces itself on the monotonic clock
+(:class:`~neurolace.runtime.clock.Pacer`) and stamps each message with the
+source's sample clock (``sample_index``) and the time its newest sample was
+available (``origin_ns``).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+
+from neurolace.core.errors import InvalidInputError
+from neurolace.core.random import spawn_rngs
+from neurolace.runtime.clock import Pacer
+from neurolace.runtime.messages import now_ns
+from neurolace.runtime.node import Node, Parameter, Port, register_node
+
+__all__ = ["SimParticipantNode", "ReplayNode", "SimImplantNode", "LSLInletNode", "load_recording"]
+
+_TargetView = namedtuple("_TargetView", "center_xy width shape")
+
+#: sample rate of the N1 implant (the participant's bins count this clock)
+IMPLANT_FS_HZ = 19531.25
+
+
+def _node_seed(seed: int, name: str) -> np.random.Generator:
+    """A generator for node ``name`` derived from the session seed (stable across runs and restarts)."""
+    digest = sum((index + 1) * ord(character) for index, character in enumerate(name))
+    return spawn_rngs(np.random.SeedSequence([int(seed), digest]), 1)[0]
+
+
+@register_node
+class SimParticipantNode(Node):
+    """The simulated participant: every ``loop_ms`` it looks at the cursor and target, then fires.
+
+    Outputs one bin of counts per channel (``features``) and the intention that
+    produced it (``intention``: vx, vy, click), both stamped with the bin's
+    first sample on the implant's clock.
+    """
+
+    type_name = "sim_participant"
+    description = "simulated BCI user (feedback controller + motor-cortex channels), one bin per loop"
+    inputs = {
+        "cursor": Port("cursor", optional=True, feedback=True, help="cursor the participant sees"),
+        "target": Port("target", optional=True, feedback=True, help="target the participant aims at"),
+    }
+    outputs = {"features": Port("features"), "intention": Port("intention")}
+    parameters = {
+        "n_channels": Parameter(int, 1024, "implant channels", minimum=1),
+        "loop_ms": Parameter(float, 20.0, "bin and control period in ms", minimum=1.0),
+        "cursor_gain_per_s": Parameter(float, 1.0, "cursor speed per unit velocity (match the cursor node)",
+                                       minimum=1e-6),
+        "visual_delay_s": Parameter(float, 0.2, "visual feedback delay", minimum=0.0),
+        "realtime": Parameter(bool, True, "pace on the clock (false: as fast as possible)"),
+        "max_bins": Parameter(int, 0, "stop after this many bins (0: never)", minimum=0),
+    }
+
+    def setup(self) -> None:
+        from neurolace.sim.participant import ControlParameters, SimulatedParticipant
+
+        params = self.params
+        loop_s = params["loop_ms"] / 1e3
+        control = ControlParameters(loop_s=loop_s, visual_delay_s=params["visual_delay_s"],
+                                    reaction_time_s=max(0.25, params["visual_delay_s"]))
+        rng = _node_seed(self.context.seed, self.name)
+        self.participant = SimulatedParticipant(n_channels=params["n_channels"], seed=rng, control=control)
+        self.participant.start((0.5, 0.5), cursor_gain_per_s=params["cursor_gain_per_s"])
+        self.pacer = Pacer(int(round(loop_s * 1e9)), realtime=params["realtime"])
+        self.samples_per_bin = loop_s * IMPLANT_FS_HZ
+
+    def produce(self) -> bool:
+        if self.params["max_bins"] and self.pacer.tick >= self.params["max_bins"]:
+            return False
+        tick = self.pacer.wait()
+        cursor_message = self.context.feedback("cursor")
+        target_message = self.context.feedback("target")
+        cursor = (0.5, 0.5) if cursor_message is None else cursor_message.payload[:2]
+        target = None
+        if target_message is not None and target_message.payload[2] > 0:
+            x, y, width = (float(v) for v in target_message.payload[:3])
+            target = _TargetView((x, y), width, "square")
+        intention = self.participant.step(cursor, target)
+        counts = self.participant.emit_counts(intention).astype(np.float32)
+        sample_index = int(round(tick * self.samples_per_bin))
+        origin = now_ns()
+        self.emit("features", counts, sample_index=sample_index, origin_ns=origin)
+        self.emit("intention", np.array([*intention.velocity, intention.click]), sample_index=sample_index,
+                  origin_ns=origin)
+        return True
+
+    def summary(self) -> dict:
+        return {"bins": self.pacer.tick, "loop_jitter_us": self.pacer.jitter_summary()}
+
+
+def load_recording(path: str | Path, *, fs_hz: float = 0.0, n_channels: int = 0, gain_uv: float = 0.0):
+    """Read a WAV, NWB or raw-binary recording, chosen by suffix (raw needs ``fs_hz`` and ``n_channels``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recording not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".wav":
+        from neurolace.io.wav import read_wav
+
+        return read_wav(path, gain_uv=gain_uv or None)
+    if suffix == ".nwb":
+        from neurolace.io.nwb import read_nwb
+
+        return read_nwb(path).recording
+    if suffix in (".raw", ".bin", ".dat", ".i16"):
+        if not fs_hz or not n_channels:
+            raise InvalidInputError(f"replay of raw binary {path.name} needs fs_hz and n_channels parameters")
+        from neurolace.io.raw import read_raw
+
+        return read_raw(path, fs_hz=fs_hz, n_channels=n_channels, gain_uv=gain_uv or None)
+    raise InvalidInputError(f"recording {path.name}: expected a .wav, .nwb or raw (.raw/.bin/.dat) file, got {suffix!r}")
+
+
+class _RecordingSource(Node):
+    """Streams a :class:`~neurolace.core.Recording` in blocks of ``block_ms``, paced or as fast as possible."""
+
+    outputs = {"raw": Port("raw")}
+
+    def _load(self):
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.recording = self._load()
+        self.block_samples = max(1, int(round(self.params["block_ms"] / 1e3 * self.recording.fs_hz)))
+        period_ns = int(round(self.block_samples / self.recording.fs_hz * 1e9))
+        self.pacer = Pacer(period_ns, realtime=self.params["speed"] == "realtime")
+        self.position = 0
+        self.offset = 0
+        self.blocks = 0
+
+    def produce(self) -> bool:
+        samples = self.recording.samples
+        if self.position >= samples.shape[0]:
+            if not self.params["loop"] or samples.shape[0] == 0:
+                return False
+            self.offset += self.position
+            self.position = 0
+        self.pacer.wait()
+        block = samples[self.position : self.position + self.block_samples]
+        self.emit("raw", np.ascontiguousarray(block), sample_index=self.offset + self.position)
+        self.position += block.shape[0]
+        self.blocks += 1
+        return True
+
+    def summary(self) -> dict:
+        return {"blocks": self.blocks, "samples": self.offset + self.position,
+                "fs_hz": self.recording.fs_hz, "n_channels": self.recording.n_channels,
+                "pacing_jitter_us": self.pacer.jitter_summary()}
+
+
+_PACING = {
+    "block_ms": Parameter(float, 1.0, "block length in ms", minimum=0.01),
+    "speed": Parameter(str, "realtime", "pace", choices=("realtime", "fast")),
+    "loop": Parameter(bool, False, "start again at the end"),
+}
+
+
+@register_node
+class ReplayNode(_RecordingSource):
+    """Replay a recorded session (WAV, NWB or raw binary) in blocks, in real time or as fast as possible.
+
+    Each message is ``block_ms`` of int16 ADC codes, shape (n_samples,
+    n_channels); ``sample_index`` is the block's first sample in the file
+    (plus the file length per completed loop). In real time a block is
+    released when its last sample would have been acquired.
+    """
+
+    type_name = "replay"
+    description = "replay a WAV, NWB or raw-binary recording"
+    parameters = {
+        "path": Parameter(str, help="recording file (.wav, .nwb, .raw/.bin/.dat), relative to the session file"),
+        **_PACING,
+        "fs_hz": Parameter(float, 0.0, "raw files: sampling rate", minimum=0.0),
+        "n_channels": Parameter(int, 0, "raw files: channels", minimum=0),
+        "gain_uv": Parameter(float, 0.0, "µV per code (0: the file's or 1.0)", minimum=0.0),
+    }
+
+    def _load(self):
+        path = Path(self.params["path"])
+        if not path.is_absolute() and self.context.session_directory is not None:
+            path = Path(self.context.session_directory) / path
+        return load_recording(path, fs_hz=self.params["fs_hz"], n_channels=self.params["n_channels"],
+                              gain_uv=self.params["gain_uv"])
+
+
+@register_node
+class SimImplantNode(_RecordingSource):
+    """The simulated N1-like implant (``neurolace.sim.implant.simulate_implant``), streamed in blocks.
+
+    ``duration_s`` of signal (spikes of tuned units, noise, 10-bit ADC) are
+    simulated at setup, then streamed at 19,531.25 Hz; with ``loop`` the
+    segment repeats (the sample clock keeps counting).
+    """
+
+    type_name = "sim_implant"
+    description = "simulated implant: 1024 channels at 19.5 kHz"
+    parameters = {
+        "n_channels": Parameter(int, 1024, "electrodes (1-16 or a multiple of 16)", minimum=1),
+        "duration_s": Parameter(float, 2.0, "seconds simulated at setup", minimum=0.01),
+        **_PACING,
+    }
+
+    def _load(self):
+        from neurolace.sim.implant import simulate_implant
+
+        cached = self.context.extra.get("recording")
+        if cached is None:
+            cached = simulate_implant(duration_s=self.params["duration_s"], n_electrodes=self.params["n_channels"],
+                                      seed=_node_seed(self.context.seed, self.name)).recording
+            self.context.extra["recording"] = cached
+        return cached
+
+
+@register_node
+class LSLInletNode(Node):
+    """A LabStreamingLayer inlet: samples from a real amplifier (or any LSL outlet) in chunks.
+
+    The LSL sample clock is the count of samples received; ``origin_ns`` is the
+    time the chunk was pulled. Float samples are converted to int16 codes with
+    ``gain_uv`` (µV per code) so downstream nodes see the same ``raw`` kind as
+    from a file.
+    """
+
+    type_name = "lsl_inlet"
+    description = "LabStreamingLayer inlet (pylsl)"
+    outputs = {"raw": Port("raw")}
+    parameters = {
+        "stream_name": Parameter(str, "", "LSL stream name to resolve (empty: by type)"),
+        "stream_type": Parameter(str, "EEG", "LSL stream type when no name is given"),
+        "resolve_timeout_s": Parameter(float, 5.0, "time to find the stream", minimum=0.0),
+        "gain_uv": Parameter(float, 0.195, "µV per int16 code for float streams", minimum=1e-9),
+        "max_chunk": Parameter(int, 1024, "largest chunk pulled at once", minimum=1),
+    }
+
+    def setup(self) -> None:
+        try:
+            import pylsl
+        except ImportError as exc:  # optional dependency
+            raise InvalidInputError("the lsl_inlet node needs pylsl: pip install pylsl") from exc
+        name, stream_type = self.params["stream_name"], self.params["stream_type"]
+        prop, value = ("name", name) if name else ("type", stream_type)
+        found = pylsl.resolve_byprop(prop, value, minimum=1, timeout=self.params["resolve_timeout_s"])
+        if not found:
+            raise InvalidInputError(f"no LSL stream with {prop} {value!r} found within "
+                                    f"{self.params['resolve_timeout_s']:g} s")
+        self.info = found[0]
+        self.inlet = pylsl.StreamInlet(self.info, max_chunklen=self.params["max_chunk"])
+        self.inlet.open_stream(timeout=self.params["resolve_timeout_s"])
+        self.n_channels = self.info.channel_count()
+        self.fs_hz = self.info.nominal_srate()
+        self.samples_received = 0
+        self.buffer = np.empty((self.params["max_chunk"], self.n_channels), dtype=np.float64)
+
+    def produce(self) -> bool:
+        _, timestamps = self.inlet.pull_chunk(timeout=0.05, max_samples=self.params["max_chunk"], dest_obj=self.buffer)
+        n = len(timestamps)
+        if n == 0:
+            return not self.context.stop_requested()
+        origin = now_ns()
+        chunk = self.buffer[:n]
+        if self.info.channel_format() in (1, 2):  # cf_float32, cf_double64: values in µV
+            codes = np.clip(np.rint(chunk / self.params["gain_uv"]), -32768, 32767).astype(np.int16)
+        else:
+            codes = np.clip(chunk, -32768, 32767).astype(np.int16)
+        self.emit("raw", codes, sample_index=self.samples_received, origin_ns=origin)
+        self.samples_received += n
+        return True
+
+    def teardown(self) -> None:
+        inlet = getattr(self, "inlet", None)
+        if inlet is not None:
+            inlet.close_stream()
+
+    def summary(self) -> dict:
+        return {"samples": getattr(self, "samples_received", 0), "fs_hz": getattr(self, "fs_hz", 0.0)}

@@ -1,0 +1,301 @@
+"""The session recorder: an append-only, checksummed, crash-safe file of every message, then NWB.
+
+File layout (little-endian)::
+
+    file header : b"NLREC1\\n\\x00" | u32 n | n bytes of JSON (session, streams, clock) | u32 crc32(JSON)
+    block       : b"NLBK" | u32 payload_bytes | u32 n_messages | u32 crc32(payload) | u64 block_index
+                  payload = n_messages x (u32 length | encoded message)     (see runtime.messages.encode)
+
+The writer buffers messages for ``block_ms`` and appends one block at a time
+(``write`` then ``fsync``), so a process killed at any instant leaves every
+block written before the kill intact; only the block being assembled (and
+possibly a torn last block, which its checksum rejects) is lost. Reading stops
+at the first block whose magic, length or CRC-32 is wrong and reports what
+follows it (:class:`RecoveryReport`). :func:`record_to_nwb` converts a file to
+NWB (one ``TimeSeries`` per stream) when a run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neurolace.core.errors import FormatError
+from neurolace.runtime.messages import Message, decode, encode
+
+__all__ = ["RecordWriter", "RecoveryReport", "read_record", "recover_record", "record_to_nwb", "FILE_MAGIC"]
+
+FILE_MAGIC = b"NLREC1\n\x00"
+BLOCK_MAGIC = b"NLBK"
+_BLOCK = struct.Struct("<4sIIIQ")
+_LENGTH = struct.Struct("<I")
+#: largest block a reader accepts (guards against a corrupt length field)
+MAX_BLOCK_BYTES = 1 << 30
+
+
+class RecordWriter:
+    """Append messages to a record file in checksummed blocks.
+
+    Parameters
+    ----------
+    path : path
+        The file; created (or truncated) on open.
+    header : dict
+        JSON-serialisable description of the session.
+    block_ms : float
+        Longest time a message waits in memory before its block is written.
+    block_bytes : int
+        A block is written as soon as it holds this many bytes.
+    fsync : bool
+        ``fsync`` after every block (survives a power cut, not only a kill).
+    """
+
+    def __init__(self, path: str | Path, *, header: dict | None = None, block_ms: float = 100.0,
+                 block_bytes: int = 4 << 20, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.block_ms = float(block_ms)
+        self.block_bytes = int(block_bytes)
+        self.fsync = bool(fsync)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        text = json.dumps({"format": "neurolace-record", "version": 1, **(header or {})}).encode()
+        os.write(self._fd, FILE_MAGIC + _LENGTH.pack(len(text)) + text + _LENGTH.pack(zlib.crc32(text)))
+        self._sync()
+        self._parts: list[bytes] = []
+        self._buffered_bytes = 0
+        self._first_ns: int | None = None
+        self.blocks = 0
+        self.messages = 0
+        self.bytes_written = 0
+        self._lock = threading.Lock()
+
+    def _sync(self) -> None:
+        if self.fsync:
+            os.fsync(self._fd)
+
+    def append(self, message: Message) -> None:
+        """Buffer one message; write the block if it is old or big enough."""
+        data = encode(message)
+        with self._lock:
+            self._parts.append(_LENGTH.pack(len(data)))
+            self._parts.append(data)
+            self._buffered_bytes += len(data) + 4
+            if self._first_ns is None:
+                self._first_ns = time.monotonic_ns()
+            due = time.monotonic_ns() - self._first_ns >= self.block_ms * 1e6
+            if due or self._buffered_bytes >= self.block_bytes:
+                self._write_block()
+
+    def poll(self) -> None:
+        """Write the pending block if it has waited ``block_ms`` (call when idle)."""
+        with self._lock:
+            if self._first_ns is not None and time.monotonic_ns() - self._first_ns >= self.block_ms * 1e6:
+                self._write_block()
+
+    def _write_block(self) -> None:
+        if not self._parts:
+            return
+        payload = b"".join(self._parts)
+        n_messages = len(self._parts) // 2
+        header = _BLOCK.pack(BLOCK_MAGIC, len(payload), n_messages, zlib.crc32(payload), self.blocks)
+        os.write(self._fd, header + payload)  # one write: O_APPEND keeps blocks whole and in order
+        self._sync()
+        self.blocks += 1
+        self.messages += n_messages
+        self.bytes_written += len(header) + len(payload)
+        self._parts = []
+        self._buffered_bytes = 0
+        self._first_ns = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is None:
+                return
+            self._write_block()
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class RecoveryReport:
+    """What :func:`recover_record` found.
+
+    Attributes
+    ----------
+    header : dict
+    good_blocks : int
+        Blocks read intact.
+    messages : int
+        Messages in them.
+    good_bytes : int
+        Length of the intact prefix of the file.
+    discarded_bytes : int
+        Bytes after it (a torn or corrupt block and everything following).
+    problem : str
+        Why reading stopped ("" for a clean end of file).
+    """
+
+    header: dict
+    good_blocks: int
+    messages: int
+    good_bytes: int
+    discarded_bytes: int
+    problem: str = ""
+    streams: dict[str, list[Message]] = field(default_factory=dict, repr=False)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problem
+
+    def describe(self) -> str:
+        text = f"{self.good_blocks} blocks, {self.messages} messages intact ({self.good_bytes} bytes)"
+        if self.problem:
+            text += f"; {self.discarded_bytes} bytes after them discarded: {self.problem}"
+        return text
+
+
+def recover_record(path: str | Path) -> RecoveryReport:
+    """Read every intact block of a record file; stop at the first bad one and report the rest.
+
+    Raises
+    ------
+    FormatError
+        The file header itself is missing or corrupt (nothing can be recovered).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.startswith(FILE_MAGIC):
+        raise FormatError(f"{path} is not a neurolace record file (expected it to start with {FILE_MAGIC!r})")
+    offset = len(FILE_MAGIC)
+    if len(data) < offset + 4:
+        raise FormatError(f"{path}: record header is truncated")
+    (length,) = _LENGTH.unpack_from(data, offset)
+    offset += 4
+    text = data[offset : offset + length]
+    if len(text) != length or len(data) < offset + length + 4:
+        raise FormatError(f"{path}: record header is truncated")
+    (crc,) = _LENGTH.unpack_from(data, offset + length)
+    if zlib.crc32(text) != crc:
+        raise FormatError(f"{path}: record header fails its CRC-32 check")
+    header = json.loads(text)
+    offset += length + 4
+    streams: dict[str, list[Message]] = defaultdict(list)
+    blocks = messages = 0
+    problem = ""
+    while offset < len(data):
+        if len(data) - offset < _BLOCK.size:
+            problem = f"torn block header at byte {offset} ({len(data) - offset} bytes)"
+            break
+        magic, size, count, checksum, index = _BLOCK.unpack_from(data, offset)
+        if magic != BLOCK_MAGIC:
+            problem = f"bad block magic at byte {offset}"
+            break
+        if index != blocks:
+            problem = f"block {blocks} expected at byte {offset}, found index {index}"
+            break
+        if size > MAX_BLOCK_BYTES or offset + _BLOCK.size + size > len(data):
+            problem = f"block {index} at byte {offset} is truncated (needs {size} payload bytes)"
+            break
+        payload = memoryview(data)[offset + _BLOCK.size : offset + _BLOCK.size + size]
+        if zlib.crc32(payload) != checksum:
+            problem = f"block {index} at byte {offset} fails its CRC-32 check"
+            break
+        try:
+            decoded = _split_messages(payload, count)
+        except FormatError as exc:
+            problem = f"block {index} at byte {offset}: {exc}"
+            break
+        for message in decoded:
+            streams[message.stream].append(message)
+        blocks += 1
+        messages += count
+        offset += _BLOCK.size + size
+    return RecoveryReport(header=header, good_blocks=blocks, messages=messages, good_bytes=offset,
+                          discarded_bytes=len(data) - offset, problem=problem, streams=dict(streams))
+
+
+def _split_messages(payload: memoryview, count: int) -> list[Message]:
+    found = []
+    position = 0
+    for _ in range(count):
+        if position + 4 > len(payload):
+            raise FormatError("message length runs past the block")
+        (length,) = _LENGTH.unpack_from(payload, position)
+        position += 4
+        if position + length > len(payload):
+            raise FormatError("message runs past the block")
+        found.append(decode(payload[position : position + length]))
+        position += length
+    if position != len(payload):
+        raise FormatError(f"{len(payload) - position} stray bytes after {count} messages")
+    return found
+
+
+def read_record(path: str | Path, *, strict: bool = True) -> RecoveryReport:
+    """Read a record file; with ``strict`` raise :class:`FormatError` if any part is damaged."""
+    report = recover_record(path)
+    if strict and not report.clean:
+        raise FormatError(f"{path}: {report.describe()}; use recover_record to read the intact part")
+    return report
+
+
+def _nwb_name(stream: str) -> str:
+    return stream.replace(".", "__").replace("/", "_")
+
+
+def record_to_nwb(record_path: str | Path, nwb_path: str | Path, *, raw_fs_hz: float = 19531.25,
+                  session_description: str = "neurolace runtime session") -> RecoveryReport:
+    """Convert the intact part of a record file to NWB; return the recovery report.
+
+    Each stream becomes a ``TimeSeries`` in ``acquisition`` named
+    ``node__port``. Streams of 2-D blocks (raw samples) are concatenated along
+    time with timestamps from the source sample clock (``raw_fs_hz``); streams
+    of 1-D payloads (features, cursor, ...) are stacked one row per message
+    with the publish time in seconds since the first message. A companion
+    ``node__port__sample_index`` series keeps the source clock of every row.
+    """
+    import datetime as dt
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    from neurolace.io.atomic import atomic_output
+
+    report = recover_record(record_path)
+    first_ns = min((m[0].timestamp_ns for m in report.streams.values() if m), default=0)
+    nwbfile = NWBFile(
+        session_description=session_description,
+        identifier=str(report.header.get("session", "neurolace")) + f"-{first_ns}",
+        session_start_time=dt.datetime.now(dt.timezone.utc),
+        notes=json.dumps({"record_header": report.header, "recovery": report.describe()}),
+    )
+    for stream, messages in sorted(report.streams.items()):
+        shapes = {m.payload.shape[1:] if m.payload.ndim == 2 else m.payload.shape for m in messages}
+        if len(shapes) != 1:
+            continue  # payload shape changed mid-stream: not a single TimeSeries
+        name = _nwb_name(stream)
+        if messages[0].payload.ndim == 2:
+            data = np.concatenate([m.payload for m in messages], axis=0)
+            sample = np.concatenate([m.sample_index + np.arange(m.payload.shape[0]) for m in messages])
+            timestamps = sample / raw_fs_hz
+        else:
+            data = np.stack([m.payload for m in messages])
+            sample = np.array([m.sample_index for m in messages])
+            timestamps = (np.array([m.timestamp_ns for m in messages]) - first_ns) / 1e9
+        nwbfile.add_acquisition(TimeSeries(name=name, data=data, unit="n/a", timestamps=timestamps,
+                                           description=f"stream {stream} recorded by the neurolace runtime"))
+        nwbfile.add_acquisition(TimeSeries(name=name + "__sample_index", data=sample.astype(np.int64),
+                                           unit="samples", timestamps=timestamps,
+                                           description=f"source sample clock of each row of {name}"))
+    with atomic_output(nwb_path) as temporary:
+        with NWBHDF5IO(str(temporary), "w") as io:
+            io.write(nwbfile)
+    return report
