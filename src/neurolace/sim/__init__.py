@@ -1,1 +1,28 @@
-"""Seeded simulators: the N1-like implant and the closed-loop participant."""
+"""Seeded simulators: the N1-like implant and the closed-loop participant.
+
+- :func:`simulate_implant`: raw 10-bit recordings of tuned units around threads
+  of electrodes, with full ground truth (:mod:`neurolace.sim.implant`).
+- :func:`simulate_spike_trains`: the same spiking model without voltages, for
+  callers that only need spike times or counts.
+- :class:`TuningModel`: how units encode intended velocity and click.
+"""
+
+from neurolace.sim.implant import GroundTruth, ImplantParameters, SimulatedImplant, implant_geometry, simulate_implant
+from neurolace.sim.spiking import N1_FS_HZ, IntendedMovement, SimulatedSpikeTrains, simulate_spike_trains
+from neurolace.sim.trajectory import ReachingTrajectory, random_reaching_trajectory
+from neurolace.sim.tuning import TuningModel
+
+__all__ = [
+    "GroundTruth",
+    "ImplantParameters",
+    "IntendedMovement",
+    "N1_FS_HZ",
+    "ReachingTrajectory",
+    "SimulatedImplant",
+    "SimulatedSpikeTrains",
+    "TuningModel",
+    "implant_geometry",
+    "random_reaching_trajectory",
+    "simulate_implant",
+    "simulate_spike_trains",
+]
