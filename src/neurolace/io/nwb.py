@@ -389,9 +389,7 @@ def _add_features(nwbfile: Any, features: Sequence[BinnedFeatures]) -> None:
                 data=_compressed(np.asarray(item.data)),
                 unit="a.u.",
                 rate=1.0 / item.bin_width_s,
-                starting_time=float(item.bin_start_s[0])
-                if item.n_bins
-                else item.start_sample / (item.fs_hz or 1.0),
+                starting_time=0.0 if item.fs_hz is None else item.start_sample / item.fs_hz,
                 description=(
                     f"{item.kind}: {item.n_features} feature(s) in bins of {item.bin_width_s:g} s; "
                     "feature names in comments (JSON)"
