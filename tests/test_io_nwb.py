@@ -220,6 +220,8 @@ def test_empty_and_absent_events_and_units(tmp_path):
     contents = read_nwb(tmp_path / "none.nwb")
     assert contents.events is None and contents.units is None and contents.features == []
     np.testing.assert_array_equal(contents.recording.samples, [[3, -3]])
+    assert contents.recording.channel_ids.dtype.kind == "i"
+    np.testing.assert_array_equal(contents.recording.channel_ids, [0, 1])
 
     empty = SpikeEvents.empty(fs_hz=1000.0, n_channels=2)
     path = write_nwb(tmp_path / "empty.nwb", recording, events=empty, units=empty, session_start_time=START)
