@@ -1,0 +1,128 @@
+"""BandpassFilter against scipy.signal.sosfilt, chunk invariance, response, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neurolace.core import InvalidInputError, Recording
+from neurolace.dsp import BandpassFilter, bandpass_filter, design_bandpass
+
+FS_HZ = 19531.0
+
+
+def _chunks(array: np.ndarray, sizes: list[int]):
+    start = 0
+    for size in sizes:
+        yield array[start : start + size]
+        start += size
+    if start < array.shape[0]:
+        yield array[start:]
+
+
+def _scipy_reference(stage: BandpassFilter, samples: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    scaled = samples.astype(np.float32) * np.float32(scale)
+    sos = stage.sos.astype(np.float32)
+    zi = scipy.signal.sosfilt_zi(stage.sos).astype(np.float32)[:, :, np.newaxis] * scaled[0]
+    out, _ = scipy.signal.sosfilt(sos, scaled, axis=0, zi=zi)
+    return out
+
+
+def test_whole_array_is_bit_identical_to_scipy_sosfilt(rng):
+    samples = rng.normal(0, 20, size=(1000, 7)).astype(np.float32)
+    stage = BandpassFilter(FS_HZ, 7)
+    np.testing.assert_array_equal(stage.process(samples), _scipy_reference(stage, samples))
+
+
+def test_int16_codes_with_scale_match_scipy_on_scaled_floats(rng):
+    codes = rng.integers(-500, 500, size=(777, 3)).astype(np.int16)
+    stage = BandpassFilter(FS_HZ, 3, scale=0.195)
+    np.testing.assert_array_equal(stage.process(codes), _scipy_reference(stage, codes, 0.195))
+
+
+def test_zero_initial_state_matches_plain_sosfilt(rng):
+    samples = rng.normal(0, 1, size=(500, 2))
+    stage = BandpassFilter(FS_HZ, 2, initial="zero")
+    expected = scipy.signal.sosfilt(stage.sos.astype(np.float32), samples.astype(np.float32), axis=0)
+    np.testing.assert_allclose(stage.process(samples), expected, rtol=0, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=12), st.integers(1, 5))
+def test_any_chunking_equals_whole(sizes, n_channels):
+    samples = np.random.default_rng(len(sizes) * 7 + n_channels).normal(0, 30, size=(1500, n_channels))
+    whole = BandpassFilter(FS_HZ, n_channels).process(samples)
+    stage = BandpassFilter(FS_HZ, n_channels)
+    chunked = np.concatenate([stage.process(chunk) for chunk in _chunks(samples, sizes)])
+    np.testing.assert_array_equal(chunked, whole)
+
+
+def test_one_sample_chunks_equal_whole(rng):
+    samples = rng.normal(0, 5, size=(200, 1))
+    whole = BandpassFilter(FS_HZ, 1).process(samples)
+    stage = BandpassFilter(FS_HZ, 1)
+    np.testing.assert_array_equal(np.concatenate([stage.process(samples[i : i + 1]) for i in range(200)]), whole)
+
+
+def test_dc_offset_does_not_ring_with_steady_initial_state():
+    samples = np.full((2000, 1), 1600.0)  # a DC offset like the locust tetrode's codes
+    assert np.abs(BandpassFilter(15000.0, 1).process(samples)).max() < 1e-2
+    assert np.abs(BandpassFilter(15000.0, 1, initial="zero").process(samples)).max() > 100
+
+
+def test_passband_and_stopband_gains():
+    time_s = np.arange(int(FS_HZ)) / FS_HZ
+    stage_kwargs = dict(fs_hz=FS_HZ, n_channels=1)
+    for frequency_hz, low, high in ((1500.0, 0.97, 1.03), (50.0, 0.0, 0.002), (9000.0, 0.0, 0.05)):
+        tone = np.sin(2 * np.pi * frequency_hz * time_s)[:, np.newaxis]
+        out = BandpassFilter(**stage_kwargs).process(tone)[int(FS_HZ) // 2 :]
+        gain = out.std() * np.sqrt(2)
+        assert low <= gain <= high, (frequency_hz, gain)
+
+
+def test_empty_chunk_returns_empty_and_keeps_state(rng):
+    samples = rng.normal(size=(100, 2))
+    stage = BandpassFilter(FS_HZ, 2)
+    first = stage.process(samples[:50])
+    assert stage.process(np.zeros((0, 2))).shape == (0, 2)
+    rest = stage.process(samples[50:])
+    np.testing.assert_array_equal(np.concatenate([first, rest]), BandpassFilter(FS_HZ, 2).process(samples))
+
+
+def test_one_dimensional_chunk_for_one_channel(rng):
+    samples = rng.normal(size=64)
+    out = BandpassFilter(FS_HZ, 1).process(samples)
+    assert out.shape == (64, 1) and out.dtype == np.float32
+
+
+def test_reset_restarts(rng):
+    samples = rng.normal(size=(300, 2))
+    stage = BandpassFilter(FS_HZ, 2)
+    first = stage.process(samples)
+    stage.reset()
+    np.testing.assert_array_equal(stage.process(samples), first)
+
+
+def test_verb_over_recording_matches_stage(rng):
+    codes = rng.integers(-300, 300, size=(20000, 3)).astype(np.int16)
+    recording = Recording(codes, fs_hz=FS_HZ, gain_uv=0.5)
+    expected = BandpassFilter(FS_HZ, 3, scale=0.5).process(codes)
+    np.testing.assert_array_equal(bandpass_filter(recording), expected)
+
+
+def test_errors_name_the_parameter():
+    with pytest.raises(InvalidInputError, match=r"high_hz must lie between low_hz \(300\) and the Nyquist frequency \(5000 Hz\), got 6000"):
+        BandpassFilter(10000.0, 2)
+    with pytest.raises(InvalidInputError, match="low_hz must be below the Nyquist frequency"):
+        design_bandpass(1000.0, 600.0, None, 2)
+    with pytest.raises(InvalidInputError, match=r"chunk must have shape \(n_samples, 2\), got \(10, 3\)"):
+        BandpassFilter(FS_HZ, 2).process(np.zeros((10, 3)))
+    with pytest.raises(InvalidInputError, match="chunk must be finite"):
+        BandpassFilter(FS_HZ, 1).process(np.array([[0.0], [np.nan]]))
+    with pytest.raises(InvalidInputError, match="fs_hz must be a positive finite number"):
+        BandpassFilter(-5.0, 1)
+    with pytest.raises(InvalidInputError, match="recording must be a Recording"):
+        bandpass_filter(np.zeros((10, 2)))
