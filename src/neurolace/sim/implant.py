@@ -281,14 +281,12 @@ class GroundTruth:
         return np.bincount(flat, minlength=n_bins * self.n_units).reshape(n_bins, self.n_units)
 
     def unit_table(self) -> dict[str, np.ndarray]:
-        """Per-unit columns for an NWB units table (one row per unit, in unit-id order)."""
+        """Per-unit columns for an NWB units table (row ``i`` = unit ``i``), as ``write_nwb(unit_table=...)`` takes."""
         return {
-            "peak_channel": self.peak_channel.astype(np.int64),
+            "peak_channel_index": self.peak_channel.astype(np.int64),
+            "position_um": self.unit_positions_um,
             "peak_amplitude_uv": self.peak_amplitude_uv,
             "snr": self.snr,
-            "x_um": self.unit_positions_um[:, 0],
-            "y_um": self.unit_positions_um[:, 1],
-            "z_um": self.unit_positions_um[:, 2],
             "trough_to_peak_ms": self.shapes.trough_to_peak_ms,
             "baseline_hz": self.tuning.baseline_hz,
             "depth_hz": self.tuning.depth_hz,

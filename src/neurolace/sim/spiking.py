@@ -281,6 +281,7 @@ class SimulatedSpikeTrains:
     movement : IntendedMovement
         The intended velocity and click that drove them.
     duration_s : float
+        Requested session length (the spike clock covers ``round(duration_s * fs_hz)`` samples).
     """
 
     events: SpikeEvents
@@ -291,7 +292,7 @@ class SimulatedSpikeTrains:
     def binned_counts(self, bin_width_s: float) -> np.ndarray:
         """Spike counts per unit in consecutive bins, shape (n_bins, n_units)."""
         bin_width_s = check_positive(bin_width_s, "bin_width_s")
-        n_bins = int(np.floor(self.duration_s / bin_width_s + 1e-9))
+        n_bins = int(np.floor(self.duration_s / bin_width_s + 1e-9))  # whole bins of the requested duration
         bins = np.floor(self.events.times_s / bin_width_s).astype(np.int64)
         keep = bins < n_bins
         flat = bins[keep] * self.tuning.n_units + self.events.unit_id[keep]
@@ -354,4 +355,4 @@ def simulate_spike_trains(
     events = SpikeEvents(
         trains.sample_index, trains.unit_index, fs_hz=fs_hz, n_channels=tuning.n_units, unit_id=trains.unit_index
     )
-    return SimulatedSpikeTrains(events=events, tuning=tuning, movement=movement, duration_s=n_samples / fs_hz)
+    return SimulatedSpikeTrains(events=events, tuning=tuning, movement=movement, duration_s=duration_s)
