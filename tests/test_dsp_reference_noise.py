@@ -36,10 +36,15 @@ def test_reference_with_interleaved_group_labels():
     np.testing.assert_allclose(out[0], [-1, -10, 1, 10])
 
 
-def test_single_channel_reference_gives_zero_and_empty_chunk_is_fine():
+def test_single_channel_passes_through_and_empty_chunk_is_fine():
     stage = CommonAverageReference(1)
-    np.testing.assert_array_equal(stage.process(np.ones((3, 1))), np.zeros((3, 1)))
+    np.testing.assert_array_equal(stage.process(np.full((3, 1), 2.5)), np.full((3, 1), 2.5))
     assert stage.process(np.zeros((0, 1))).shape == (0, 1)
+
+
+def test_a_lone_channel_in_its_own_group_is_left_alone():
+    samples = np.array([[1, 3, 7]], dtype=np.float32)
+    np.testing.assert_allclose(CommonAverageReference(3, groups=[0, 0, 1]).process(samples), [[-1, 1, 7]])
 
 
 def test_reference_verb_on_recording():

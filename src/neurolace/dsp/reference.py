@@ -42,6 +42,12 @@ class CommonAverageReference:
     groups : ElectrodeGeometry or array-like of int, shape (n_channels,), optional
         Reference each group separately: an :class:`ElectrodeGeometry` groups by ``thread_id``;
         an array gives a group label per channel. Default: one group of all channels.
+
+    Notes
+    -----
+    A group of one channel is left as it is: its own mean is itself, so subtracting it would
+    zero the signal, and there is nothing common to remove. A single-channel recording (such as
+    the N1 clips) therefore passes through unchanged.
     """
 
     def __init__(self, n_channels: int, *, operator: str = "mean", groups: Any = None) -> None:
@@ -61,6 +67,8 @@ class CommonAverageReference:
         self._groups: list[slice | np.ndarray] = []
         for label in np.unique(labels):
             members = np.flatnonzero(labels == label)
+            if members.size < 2:
+                continue
             contiguous = members[-1] - members[0] + 1 == members.size
             self._groups.append(slice(int(members[0]), int(members[-1]) + 1) if contiguous else members)
 
