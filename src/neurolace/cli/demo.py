@@ -1,0 +1,189 @@
+"""``neurolace demo``: the main job on embedded defaults.
+
+Two parts, both simulated and seeded:
+
+1. the implant: a short N1-like recording (1024 electrodes by default) runs
+   through the on-implant signal chain; raw codes, detections, binned features
+   and ground truth are written to one NWB file;
+2. the closed loop: the automated calibration session (observation block,
+   first decoder, closed-loop block, ReFIT, timed Webgrid blocks) on the
+   simulated participant, scored in bits per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neurolace.core.errors import InvalidInputError
+
+DESCRIPTION = """\
+Run a simulated brain-computer-interface session end to end and print what it did.
+
+  1. implant: simulate --chain-seconds of a 1024-electrode N1-like implant, run the
+     on-implant chain (band-pass, common-average reference, threshold crossings,
+     spike-band power, 20 ms bins) and write everything with ground truth to an NWB file;
+  2. closed loop: calibrate a decoder on the simulated participant (observation block,
+     first decoder, closed-loop block, ReFIT recalibration) and score --blocks timed
+     Webgrid blocks of --seconds each in bits per second.
+
+The live web dashboard is not built yet, so the demo always runs headless; --headless
+is accepted so scripts written for later versions keep working.
+
+examples:
+  neurolace demo
+  neurolace demo --headless --seconds 30 --json
+  neurolace demo --decoder wiener --no-refit --seed 3
+"""
+
+DECODERS = ("kalman", "refit-kalman", "wiener", "gru")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="run a simulated session: implant chain, then closed-loop Webgrid",
+                                   description=DESCRIPTION)
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="length of each scored Webgrid block in seconds (default 60)")
+    parser.add_argument("--blocks", type=int, default=1, help="number of scored Webgrid blocks (default 1)")
+    parser.add_argument("--chain-seconds", type=float, default=2.0,
+                        help="seconds of raw implant data to simulate and process (default 2)")
+    parser.add_argument("--electrodes", type=int, default=1024, help="electrodes/channels (default 1024)")
+    parser.add_argument("--decoder", choices=DECODERS, default="kalman", help="velocity decoder (default kalman)")
+    parser.add_argument("--no-refit", action="store_true", help="skip the ReFIT recalibration block")
+    parser.add_argument("--grid-side", type=int, default=30, help="Webgrid side N of the scored blocks (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the whole session (default 0)")
+    parser.add_argument("--out-dir", default="out/demo", help="where the NWB file goes (default out/demo)")
+    parser.add_argument("--headless", action="store_true", help="no dashboard (today the demo is always headless)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
+    parser.set_defaults(handler=run)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name in ("seconds", "chain_seconds"):
+        value = getattr(args, name)
+        if not np.isfinite(value) or value <= 0:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {value:g}")
+    if args.blocks < 1:
+        raise InvalidInputError(f"--blocks must be >= 1, got {args.blocks}")
+    if args.seed < 0:
+        raise InvalidInputError(f"--seed must be >= 0, got {args.seed}")
+    if args.grid_side < 2:
+        raise InvalidInputError(f"--grid-side must be >= 2, got {args.grid_side}")
+
+
+def run_implant_part(args: argparse.Namespace, status) -> dict:
+    """Simulate, run the chain, write the NWB file; return the summary."""
+    from neurolace.dsp.chain import run_signal_chain
+    from neurolace.io.nwb import write_nwb
+    from neurolace.sim.implant import simulate_implant
+
+    status(f"simulating {args.chain_seconds:g} s of {args.electrodes} electrodes")
+    simulated = simulate_implant(duration_s=args.chain_seconds, n_electrodes=args.electrodes, seed=args.seed)
+    recording = simulated.recording
+    status("running the on-implant signal chain")
+    started = time.perf_counter()
+    chain = run_signal_chain(recording)
+    chain_s = time.perf_counter() - started
+    truth = simulated.ground_truth
+    path = Path(args.out_dir) / "demo.nwb"
+    status(f"writing {path}")
+    write_nwb(
+        path,
+        recording,
+        events=chain.events,
+        features=[chain.features],
+        units=truth.units,
+        unit_table=truth.unit_table(),
+        session_description=f"neurolace demo: simulated {args.electrodes}-electrode implant, seed {args.seed}",
+        subject_id="simulated-participant",
+        extra_metadata={
+            "subject": {"species": "Homo sapiens", "sex": "U", "age": "P30Y",
+                        "description": "simulated participant (neurolace.sim)"},
+            "keywords": ["simulation", "neurolace", "demo"],
+        },
+    )
+    rates = chain.events.rates_hz(recording.duration_s)
+    return {
+        "channels": recording.n_channels,
+        "chain_seconds": recording.duration_s,
+        "fs_hz": recording.fs_hz,
+        "n_spikes": chain.events.n_spikes,
+        "mean_rate_hz": float(rates.mean()),
+        "median_noise_uv": float(np.median(chain.noise_uv)),
+        "ground_truth_units": truth.n_units,
+        "realtime_factor": recording.duration_s / chain_s,
+        "nwb_path": str(path),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from neurolace.runtime.closed_loop import run_calibration_session
+
+    _check_args(args)
+    console = Console(stderr=True)
+
+    def status(message: str) -> None:
+        if not args.json:
+            console.print(f"[dim]… {message}[/dim]")
+
+    implant = run_implant_part(args, status)
+
+    def progress(block_name: str, index: int, n_blocks: int) -> None:
+        status(f"closed loop: block {index + 1}/{n_blocks} ({block_name})")
+
+    started = time.perf_counter()
+    session = run_calibration_session(
+        seed=args.seed,
+        n_channels=args.electrodes,
+        decoder=args.decoder,
+        grid_side=args.grid_side,
+        webgrid_seconds=args.seconds,
+        n_webgrid_blocks=args.blocks,
+        refit=not args.no_refit,
+        progress=progress,
+    )
+    loop_elapsed_s = time.perf_counter() - started
+    closed_loop = session.to_dict()
+    summary = {**closed_loop, "implant": implant, "nwb_path": implant["nwb_path"],
+               "closed_loop_elapsed_s": loop_elapsed_s}
+    if args.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return 0
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 100))
+    implant = summary["implant"]
+    console.print(
+        f"[bold]implant[/bold]  {implant['channels']} channels at {implant['fs_hz']:.2f} Hz, "
+        f"{implant['chain_seconds']:g} s simulated ({implant['ground_truth_units']} ground-truth units)\n"
+        f"  {implant['n_spikes']} threshold crossings, mean {implant['mean_rate_hz']:.1f} Hz per channel, "
+        f"median noise {implant['median_noise_uv']:.1f} µV RMS\n"
+        f"  signal chain ran at {implant['realtime_factor']:.1f}x real time\n"
+        f"  wrote {implant['nwb_path']}"
+    )
+    table = Table(title=f"closed loop: {summary['decoder']} decoder, {summary['channels']} channels")
+    for column in ("block", "kind", "seconds", "grid", "correct", "wrong", "NTPM", "BPS", "success"):
+        table.add_column(column, justify="left" if column in ("block", "kind") else "right")
+    for block in summary["blocks"]:
+        success = block["success_rate"]
+        table.add_row(block["name"], block["kind"], f"{block['duration_s']:.0f}", f"{block['grid_side']}",
+                      str(block["correct"]), str(block["incorrect"]), f"{block['ntpm']:.1f}",
+                      f"{block['bps']:.2f}", "-" if success is None else f"{success:.0%}")
+    console.print(table)
+    console.print(
+        f"[bold]Webgrid {summary['grid_side']}x{summary['grid_side']}: {summary['bps']:.2f} bits/s[/bold] "
+        f"({summary['ntpm']:.1f} net correct targets per minute over {summary['webgrid_seconds']:.0f} s)"
+    )

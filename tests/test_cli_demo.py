@@ -1,0 +1,46 @@
+"""``neurolace demo`` runs the whole simulated session and reports it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from neurolace.cli.main import main
+from neurolace.io.nwb import read_nwb
+
+
+def test_demo_headless_json(tmp_path, capsys):
+    code = main(["demo", "--headless", "--json", "--seconds", "5", "--chain-seconds", "1.2",
+                 "--electrodes", "64", "--out-dir", str(tmp_path), "--seed", "2"])
+    assert code == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # exactly one JSON object on stdout
+    for key in ("bps", "ntpm", "grid_side", "decoder", "channels", "success_rate", "nwb_path"):
+        assert key in summary
+    assert summary["channels"] == 64 and summary["grid_side"] == 30 and summary["decoder"] == "kalman"
+    assert [b["kind"] for b in summary["blocks"]] == ["open-loop", "closed-loop", "refit", "webgrid"]
+    implant = summary["implant"]
+    assert implant["n_spikes"] > 0 and implant["realtime_factor"] > 0
+    contents = read_nwb(summary["nwb_path"])
+    assert contents.recording.n_channels == 64
+    assert contents.events.n_spikes == implant["n_spikes"]
+    assert contents.units.n_spikes > 0 and contents.features
+
+
+def test_demo_text_summary(tmp_path, capsys):
+    assert main(["demo", "--seconds", "3", "--chain-seconds", "1.1", "--electrodes", "16",
+                 "--out-dir", str(tmp_path), "--no-refit"]) == 0
+    out = capsys.readouterr().out
+    assert "threshold crossings" in out and "bits/s" in out and "webgrid-1" in out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--seconds", "0"], "--seconds must be a positive number"),
+    (["--blocks", "0"], "--blocks must be >= 1"),
+    (["--electrodes", "20"], "electrodes"),
+])
+def test_demo_bad_arguments(tmp_path, capsys, argv, match):
+    assert main(["demo", "--out-dir", str(tmp_path), *argv]) == 2
+    assert match in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
