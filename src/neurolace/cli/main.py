@@ -23,9 +23,12 @@ SUBCOMMAND_MODULES = (
     "neurolace.cli.demo",
     "neurolace.cli.simulate",
     "neurolace.cli.detect",
-    "neurolace.cli.decode",
     "neurolace.cli.codec",
     "neurolace.cli.link",
+    "neurolace.cli.run",
+    "neurolace.cli.bench",
+    "neurolace.cli.serve",
+    "neurolace.cli.report",
 )
 
 EXIT_USAGE = 2
