@@ -14,7 +14,9 @@ from neurolace.sim import simulate_implant
 
 def test_simulate_writes_the_recording_and_ground_truth_as_nwb(tmp_path, capsys):
     path = tmp_path / "session.nwb"
-    status = main(["simulate", "--seconds", "0.3", "--electrodes", "16", "--seed", "5", "--out", str(path), "--json"])
+    status = main(
+        ["simulate", "--seconds", "0.3", "--electrodes", "16", "--seed", "5", "--out", str(path), "--json"]
+    )
     assert status == 0
     out = capsys.readouterr().out
     summary = json.loads(out)  # exactly one JSON object on stdout
@@ -91,7 +93,7 @@ def test_simulate_refuses_unwritable_or_odd_paths(tmp_path, capsys):
 
 
 def test_a_failed_write_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
-    import neurolace.io.nwb as nwb
+    from neurolace.io import nwb
 
     original = nwb._add_raw_series
 

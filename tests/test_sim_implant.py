@@ -43,7 +43,9 @@ def test_shapes_and_metadata(small):
     assert truth.units.fs_hz == FS_HZ
     # channel_index of every spike is its unit's peak channel, and the amplitude is its signed trough there
     np.testing.assert_array_equal(truth.units.channel_index, truth.peak_channel[truth.units.unit_id])
-    np.testing.assert_allclose(truth.units.amplitude_uv, -truth.peak_amplitude_uv[truth.units.unit_id], rtol=1e-6)
+    np.testing.assert_allclose(
+        truth.units.amplitude_uv, -truth.peak_amplitude_uv[truth.units.unit_id], rtol=1e-6
+    )
     np.testing.assert_allclose(truth.snr, truth.peak_amplitude_uv / truth.noise_rms_uv[truth.peak_channel])
     dense = truth.amplitude_uv.toarray()
     np.testing.assert_array_equal(dense.argmax(axis=1), truth.peak_channel)
@@ -127,7 +129,9 @@ def test_lfp_is_large_slow_and_shared_along_a_thread():
 
 def test_spike_waveforms_in_the_recording_match_the_ground_truth_amplitudes():
     sim = simulate_implant(
-        duration_s=2.0, n_electrodes=16, seed=11,
+        duration_s=2.0,
+        n_electrodes=16,
+        seed=11,
         parameters=dataclasses.replace(ImplantParameters(), lfp_uv_rms=0.0, drift_uv_rms=0.0),
     )
     truth = sim.ground_truth
@@ -192,7 +196,11 @@ def test_given_tuning_and_constant_velocity_give_the_tuned_rates():
     tuning.preferred_direction_rad[0] = np.arctan2(0.4, -0.8)
     duration_s = 3.0
     sim = simulate_implant(
-        duration_s=duration_s, n_electrodes=16, seed=2, tuning=tuning, intended_velocity=velocity,
+        duration_s=duration_s,
+        n_electrodes=16,
+        seed=2,
+        tuning=tuning,
+        intended_velocity=velocity,
         parameters=dataclasses.replace(QUIET, active_density_per_mm3=1.0),
     )
     truth = sim.ground_truth
@@ -254,7 +262,10 @@ def test_numba_and_numpy_spike_rendering_agree(small):
         ({"n_electrodes": 0}, "n_electrodes must be >= 1, got 0"),
         ({"seed": -3}, "seed must be a non-negative"),
         ({"intended_velocity": np.zeros((10, 3))}, r"intended_velocity must have shape \(n_steps, 2\)"),
-        ({"intended_velocity": np.zeros((3, 2))}, "intended_velocity must cover duration_s=0.1 s.*at least 10 rows, got 3"),
+        (
+            {"intended_velocity": np.zeros((3, 2))},
+            "intended_velocity must cover duration_s=0.1 s.*at least 10 rows, got 3",
+        ),
         ({"intended_velocity": np.zeros((10, 2)), "click": np.full(10, 2.0)}, r"click must lie in \[0, 1\]"),
         ({"intended_velocity": np.zeros((10, 2)), "click": np.zeros(9)}, "click must have shape"),
         ({"tuning": "cosine"}, "tuning must be a TuningModel, got str"),
@@ -281,3 +292,31 @@ def test_bad_input_is_refused_with_a_clear_message(keywords, message):
 def test_bad_parameters_are_refused(keywords, message):
     with pytest.raises(InvalidInputError, match=message):
         ImplantParameters(**keywords)
+
+
+def test_numba_and_numpy_background_agree():
+    from neurolace.sim.background import BackgroundGenerator, _combine_kernel, combine_numpy
+
+    geometry = implant_geometry(32)
+    generator = BackgroundGenerator(geometry.thread_id, geometry.depth_um, FS_HZ, ImplantParameters(), 0)
+    rng = np.random.default_rng(1)
+
+    def arguments():
+        return [
+            rng.standard_normal((333, 32), dtype=np.float32),
+            np.float32(6.0),
+            rng.standard_normal((333, 32), dtype=np.float32),
+            generator._hash_scale,
+            generator._hash_coefficients,
+            generator._hash_state.copy(),
+            rng.standard_normal((30, 32)).astype(np.float32),
+            5,
+            16,
+        ]
+
+    reference = arguments()
+    fused = [value.copy() if isinstance(value, np.ndarray) else value for value in reference]
+    combine_numpy(*reference)
+    _combine_kernel()(*fused)
+    np.testing.assert_allclose(fused[0], reference[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(fused[5], reference[5], rtol=1e-9, atol=1e-9)

@@ -19,7 +19,10 @@ def _constant_tuning(rates_hz) -> TuningModel:
 def test_mean_rate_is_kept_despite_the_dead_time():
     # 200 units at 150 Hz for 4 s: a plain dead time would lose ~30 % of the spikes (150 Hz x 2 ms).
     result = simulate_spike_trains(
-        duration_s=4.0, tuning=_constant_tuning(np.full(200, 150.0)), intended_velocity=np.zeros((400, 2)), seed=1
+        duration_s=4.0,
+        tuning=_constant_tuning(np.full(200, 150.0)),
+        intended_velocity=np.zeros((400, 2)),
+        seed=1,
     )
     rates = np.bincount(result.events.unit_id, minlength=200) / 4.0
     assert abs(rates.mean() - 150.0) < 4 * np.sqrt(150.0 / 4.0 / 200)
@@ -27,7 +30,10 @@ def test_mean_rate_is_kept_despite_the_dead_time():
 
 def test_dead_time_makes_intervals_at_least_the_refractory_period_and_otherwise_exponential():
     result = simulate_spike_trains(
-        duration_s=20.0, tuning=_constant_tuning([20.0]), intended_velocity=np.zeros((2000, 2)), seed=2,
+        duration_s=20.0,
+        tuning=_constant_tuning([20.0]),
+        intended_velocity=np.zeros((2000, 2)),
+        seed=2,
         refractory_ms=1.5,
     )
     intervals_s = np.diff(result.events.times_s)

@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a simulated implant recording with ground truth (NWB)",
         description=DESCRIPTION,
     )
-    parser.add_argument("--seconds", type=float, required=True, help="length of the recording in seconds (> 0)")
+    parser.add_argument(
+        "--seconds", type=float, required=True, help="length of the recording in seconds (> 0)"
+    )
     parser.add_argument(
         "--electrodes",
         type=int,
@@ -41,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="number of electrodes: 1-16 (one thread) or a multiple of 16 (default 1024 = 64 threads x 16)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same data (default 0)")
-    parser.add_argument("--out", required=True, metavar="FILE.nwb", help="output NWB file (written atomically)")
+    parser.add_argument(
+        "--out", required=True, metavar="FILE.nwb", help="output NWB file (written atomically)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     parser.set_defaults(handler=run)
 
@@ -57,7 +61,9 @@ def _check_output_path(path: Path) -> None:
     if not existing.is_dir():
         raise InvalidInputError(f"cannot write --out {str(path)!r}: {str(existing)!r} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write --out {str(path)!r}: directory {str(existing)!r} is not writable")
+        raise PermissionError(
+            f"cannot write --out {str(path)!r}: directory {str(existing)!r} is not writable"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

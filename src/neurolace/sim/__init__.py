@@ -7,16 +7,22 @@
 - :class:`TuningModel`: how units encode intended velocity and click.
 """
 
-from neurolace.sim.implant import GroundTruth, ImplantParameters, SimulatedImplant, implant_geometry, simulate_implant
+from neurolace.sim.implant import (
+    GroundTruth,
+    ImplantParameters,
+    SimulatedImplant,
+    implant_geometry,
+    simulate_implant,
+)
 from neurolace.sim.spiking import N1_FS_HZ, IntendedMovement, SimulatedSpikeTrains, simulate_spike_trains
 from neurolace.sim.trajectory import ReachingTrajectory, random_reaching_trajectory
 from neurolace.sim.tuning import TuningModel
 
 __all__ = [
+    "N1_FS_HZ",
     "GroundTruth",
     "ImplantParameters",
     "IntendedMovement",
-    "N1_FS_HZ",
     "ReachingTrajectory",
     "SimulatedImplant",
     "SimulatedSpikeTrains",

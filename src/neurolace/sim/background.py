@@ -31,12 +31,14 @@ the N1 rate) in fixed blocks and linearly interpolated to the sample rate.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import signal
 
 from neurolace.core.random import spawn_rngs
 
-__all__ = ["BackgroundGenerator", "LOW_RATE_DECIMATION"]
+__all__ = ["LOW_RATE_DECIMATION", "BackgroundGenerator"]
 
 #: LFP and drift are generated at fs_hz / LOW_RATE_DECIMATION and interpolated.
 LOW_RATE_DECIMATION = 16
@@ -93,10 +95,14 @@ class BackgroundGenerator:
         unit_gain = np.sqrt(np.sum(signal.sosfilt(self._hash_sos, impulse) ** 2))
         self._hash_scale = (self.hash_uv_rms / unit_gain).astype(np.float32)
         warmup = self._hash_rng.standard_normal((HASH_WARMUP_SAMPLES, n_channels), dtype=np.float32)
-        self._hash_state = np.zeros((self._hash_sos.shape[0], 2, n_channels))
-        _, self._hash_state = signal.sosfilt(
-            self._hash_sos, warmup * self._hash_scale, axis=0, zi=self._hash_state
+        self._hash_coefficients = np.ascontiguousarray(self._hash_sos, dtype=np.float64)
+        _, state = signal.sosfilt(
+            self._hash_sos,
+            warmup * self._hash_scale,
+            axis=0,
+            zi=np.zeros((self._hash_sos.shape[0], 2, n_channels)),
         )
+        self._hash_state = np.ascontiguousarray(state, dtype=np.float64)
 
         # Low-rate LFP and drift.
         self._low_fs_hz = self.fs_hz / LOW_RATE_DECIMATION
@@ -129,7 +135,9 @@ class BackgroundGenerator:
         sources = np.zeros((n, n_sources))
         for k, rho in enumerate(self._lfp_rho):
             innovations = self._low_rng.standard_normal((n, n_sources)) * np.sqrt(1.0 - rho**2)
-            values, _ = signal.lfilter([1.0], [1.0, -rho], innovations, axis=0, zi=(rho * self._lfp_state[k])[None])
+            values, _ = signal.lfilter(
+                [1.0], [1.0, -rho], innovations, axis=0, zi=(rho * self._lfp_state[k])[None]
+            )
             self._lfp_state[k] = values[-1]
             sources += values
         sources /= np.sqrt(self._lfp_rho.size)
@@ -168,20 +176,93 @@ class BackgroundGenerator:
         self._next_sample += n
         if n == 0:
             return
-        # Thermal noise.
+        # Thermal noise is drawn straight into ``out``; the hash's white input separately.
         self._thermal_rng.standard_normal(out.shape, dtype=np.float32, out=out)
-        out *= np.float32(self.parameters.thermal_noise_uv_rms)
-        # Hash.
         white = self._hash_rng.standard_normal(out.shape, dtype=np.float32)
-        white *= self._hash_scale
-        hashed, self._hash_state = signal.sosfilt(self._hash_sos, white, axis=0, zi=self._hash_state)
-        out += hashed.astype(np.float32, copy=False)
-        # LFP, drift and offset, interpolated from the low-rate grid.
-        samples = np.arange(start, start + n)
-        index = samples // LOW_RATE_DECIMATION
-        fraction = ((samples % LOW_RATE_DECIMATION) / LOW_RATE_DECIMATION).astype(np.float32)[:, np.newaxis]
-        low = self._low_rate(int(index[0]), int(index[-1]) + 1)
-        left = low[index - index[0]]
-        right = low[index - index[0] + 1]
-        out += left
-        out += fraction * (right - left)
+        first_low = start // LOW_RATE_DECIMATION
+        last_low = (start + n - 1) // LOW_RATE_DECIMATION + 1
+        low = self._low_rate(first_low, last_low)
+        self._combine(out, white, low, start - first_low * LOW_RATE_DECIMATION)
+
+    def _combine(self, out: np.ndarray, white: np.ndarray, low: np.ndarray, offset: int) -> None:
+        """``out = thermal * out + hash_filter(hash_scale * white) + interpolated low-rate``, in place."""
+        _combine_kernel()(
+            out,
+            np.float32(self.parameters.thermal_noise_uv_rms),
+            white,
+            self._hash_scale,
+            self._hash_coefficients,
+            self._hash_state,
+            low,
+            offset,
+            LOW_RATE_DECIMATION,
+        )
+
+
+def combine_numpy(
+    out, thermal_uv_rms, white, hash_scale, coefficients, state, low, offset, decimation
+) -> None:
+    """Reference implementation of the fused background kernel (scipy ``sosfilt`` + numpy interpolation).
+
+    Parameters
+    ----------
+    out : ndarray of float32, shape (n, n_channels)
+        Unit-variance thermal noise on entry; the background in µV on exit.
+    thermal_uv_rms : float
+    white : ndarray of float32, shape (n, n_channels)
+        Unit-variance input of the hash filter.
+    hash_scale : ndarray of float32, shape (n_channels,)
+    coefficients : ndarray of float64, shape (n_sections, 6)
+        Second-order sections ``b0 b1 b2 1 a1 a2``.
+    state : ndarray of float64, shape (n_sections, 2, n_channels)
+        Filter state (``sosfilt``'s ``zi``), updated in place.
+    low : ndarray of float32, shape (m, n_channels)
+        Low-rate samples; ``out[i]`` lies between ``low[(offset + i) // decimation]`` and the next.
+    offset : int
+    decimation : int
+    """
+    n = out.shape[0]
+    hashed, final = signal.sosfilt(coefficients, white * hash_scale, axis=0, zi=state)
+    state[...] = final
+    position = offset + np.arange(n)
+    index = position // decimation
+    fraction = ((position % decimation) / decimation).astype(np.float32)[:, np.newaxis]
+    left, right = low[index], low[index + 1]
+    out *= thermal_uv_rms
+    out += hashed.astype(np.float32)
+    out += left + fraction * (right - left)
+
+
+def _combine_loops(out, thermal_uv_rms, white, hash_scale, coefficients, state, low, offset, decimation):
+    n, n_channels = out.shape
+    n_sections = coefficients.shape[0]
+    for i in range(n):
+        position = offset + i
+        index = position // decimation
+        fraction = np.float32((position % decimation) / decimation)
+        for c in range(n_channels):
+            # Second-order sections in transposed direct form II, as scipy.signal.sosfilt computes them.
+            x = np.float64(white[i, c] * hash_scale[c])
+            for k in range(n_sections):
+                y = coefficients[k, 0] * x + state[k, 0, c]
+                state[k, 0, c] = coefficients[k, 1] * x - coefficients[k, 4] * y + state[k, 1, c]
+                state[k, 1, c] = coefficients[k, 2] * x - coefficients[k, 5] * y
+                x = y
+            left = low[index, c]
+            out[i, c] = (
+                out[i, c] * thermal_uv_rms + np.float32(x) + (left + fraction * (low[index + 1, c] - left))
+            )
+
+
+@functools.cache
+def _combine_kernel():
+    """The fused background kernel, compiled with numba on first use.
+
+    Measured on 4096 samples x 1024 channels, one (shared) core: scipy
+    ``sosfilt`` plus numpy interpolation (:func:`combine_numpy`) took ~0.6 s
+    per chunk, the fused numba loop ~0.025 s, with identical output
+    (``python -m benchmarks sim`` repeats it).
+    """
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_combine_loops)

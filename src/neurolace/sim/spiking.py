@@ -79,7 +79,7 @@ class IntendedMovement:
     @classmethod
     def from_arrays(
         cls, velocity, click, *, fs_hz: float, duration_s: float, seed: SeedLike = None
-    ) -> "IntendedMovement":
+    ) -> IntendedMovement:
         """Check user arrays, or draw a random reaching session when ``velocity`` is None.
 
         A ``click`` of None means no click (zeros). The arrays must cover
@@ -244,7 +244,9 @@ def generate_spike_trains(
             position = np.clip(position, 1, m)
             before = cumulative[firing, position - 1]
             after = cumulative[firing, position]
-            fraction = np.where(after > before, (target - before) / np.where(after > before, after - before, 1.0), 0.0)
+            fraction = np.where(
+                after > before, (target - before) / np.where(after > before, after - before, 1.0), 0.0
+            )
             spike_s = block_start_s + (position - 1 + fraction) / RATE_FS_HZ
             exact = spike_s * fs_hz
             sample = np.floor(exact).astype(np.int64)
@@ -252,7 +254,9 @@ def generate_spike_trains(
             keep = sample < n_samples
             found_samples.append(sample[keep])
             found_units.append(firing[keep].astype(np.int32))
-            found_phases.append(np.clip(exact[keep] - sample[keep], 0.0, np.nextafter(1.0, 0.0)).astype(np.float32))
+            found_phases.append(
+                np.clip(exact[keep] - sample[keep], 0.0, np.nextafter(1.0, 0.0)).astype(np.float32)
+            )
             next_allowed[firing] = np.where(keep, sample + dead_samples, np.iinfo(np.int64).max // 2)
             remaining[firing] = rng.exponential(size=firing.size)
             active = firing[keep]
@@ -341,18 +345,23 @@ def simulate_spike_trains(
     fs_hz = check_positive(fs_hz, "fs_hz")
     tuning_rng, movement_rng, spike_rng = spawn_rngs(seed, 3)
     if tuning is None:
-        tuning = TuningModel.random(100 if n_units is None else check_int(n_units, "n_units", minimum=1),
-                                    seed=tuning_rng)
+        tuning = TuningModel.random(
+            100 if n_units is None else check_int(n_units, "n_units", minimum=1), seed=tuning_rng
+        )
     elif not isinstance(tuning, TuningModel):
         raise InvalidInputError(f"tuning must be a TuningModel, got {type(tuning).__name__}")
     movement = IntendedMovement.from_arrays(
         intended_velocity, click, fs_hz=velocity_fs_hz, duration_s=duration_s, seed=movement_rng
     )
-    n_samples = int(round(duration_s * fs_hz))
+    n_samples = round(duration_s * fs_hz)
     trains = generate_spike_trains(
         tuning, movement, n_samples=n_samples, fs_hz=fs_hz, refractory_ms=refractory_ms, seed=spike_rng
     )
     events = SpikeEvents(
-        trains.sample_index, trains.unit_index, fs_hz=fs_hz, n_channels=tuning.n_units, unit_id=trains.unit_index
+        trains.sample_index,
+        trains.unit_index,
+        fs_hz=fs_hz,
+        n_channels=tuning.n_units,
+        unit_id=trains.unit_index,
     )
     return SimulatedSpikeTrains(events=events, tuning=tuning, movement=movement, duration_s=duration_s)

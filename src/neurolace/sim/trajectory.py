@@ -21,7 +21,7 @@ import numpy as np
 from neurolace.core.checks import check_int, check_nonnegative, check_positive
 from neurolace.core.random import SeedLike, check_rng
 
-__all__ = ["ReachingTrajectory", "random_reaching_trajectory", "minimum_jerk_speed"]
+__all__ = ["ReachingTrajectory", "minimum_jerk_speed", "random_reaching_trajectory"]
 
 
 @dataclass(frozen=True, eq=False)

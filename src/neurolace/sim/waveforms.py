@@ -54,11 +54,11 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.random import SeedLike, check_rng
 
 __all__ = [
-    "WINDOW_BEFORE_MS",
     "WINDOW_AFTER_MS",
+    "WINDOW_BEFORE_MS",
     "WaveformShapes",
-    "random_waveform_shapes",
     "amplitude_at_distance_uv",
+    "random_waveform_shapes",
     "taps_before",
 ]
 
