@@ -60,12 +60,14 @@ class Subscription:
         self.received = 0
         self.superseded = 0
         self._next_sequence: dict[str, int] = {}
+        #: count sequence gaps as losses (a broker that trims streams); the in-process bus counts at the queue
+        self._count_gaps = True
         self.closed = False
 
     def _account(self, message: Message) -> None:
         """Count a sequence gap on ``message``'s stream as dropped messages."""
         expected = self._next_sequence.get(message.stream)
-        if expected is not None and message.sequence > expected:
+        if self._count_gaps and expected is not None and message.sequence > expected:
             if self.mode == "queue":
                 self.dropped += message.sequence - expected
             else:
@@ -149,12 +151,16 @@ class _InProcessSubscription(Subscription):
         self._bus = bus
         self._queue: collections.deque[Message] = collections.deque()
         self._condition = threading.Condition(threading.Lock())
+        self._count_gaps = False
 
     def _deliver(self, message: Message) -> None:
         with self._condition:
             if len(self._queue) >= self.maxlen:
-                # drop the oldest; the reader counts it from the sequence gap
-                self._queue.popleft()
+                self._queue.popleft()  # drop the oldest, never block the publisher
+                if self.mode == "queue":
+                    self.dropped += 1
+                else:
+                    self.superseded += 1
             self._queue.append(message)
             self._condition.notify()
 

@@ -128,6 +128,11 @@ class Graph:
         self.started_ns = now_ns()
         self.start_event.set()
 
+    def reset_measurements(self) -> None:
+        """Forget the latencies measured so far, e.g. after a warm-up (filters settling, first noise window)."""
+        for runner in self.runners.values():
+            runner.reset_measurements()
+
     def sources_done(self) -> bool:
         sources = [r for r in self.runners.values() if r.spec.node_class.is_source_type()]
         return bool(sources) and all(r.finished_event.is_set() for r in sources)

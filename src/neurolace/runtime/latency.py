@@ -30,6 +30,10 @@ class LatencyLog:
             self._values[self.count % self.capacity] = interval_ns
             self.count += 1
 
+    def clear(self) -> None:
+        with self._lock:
+            self.count = 0
+
     def values_ns(self) -> np.ndarray:
         """Stored intervals, oldest first, shape (min(count, capacity),)."""
         with self._lock:

@@ -12,7 +12,7 @@ Every message carries three clocks, so latency is measured rather than guessed
 - ``timestamp_ns``: monotonic time at which this message was published, so
   ``receive time - timestamp_ns`` is the latency of one hop.
 
-The wire format (:func:`encode` / :func:`decode`) is a fixed 48-byte header,
+The wire format (:func:`encode` / :func:`decode`) is a fixed 44-byte header,
 the stream name, the dtype and shape, then the raw array bytes: no JSON of
 floats, no pickle, and decoding is a zero-copy ``numpy.frombuffer``.
 ``time.monotonic_ns`` is CLOCK_MONOTONIC on Linux, shared by all processes of
@@ -87,7 +87,9 @@ class Message:
 
 def encode(message: Message) -> bytes:
     """Serialise ``message`` to bytes: header, stream name, dtype, shape, raw array bytes."""
-    payload = np.ascontiguousarray(message.payload)
+    payload = np.asarray(message.payload)
+    if not payload.flags.c_contiguous:
+        payload = np.ascontiguousarray(payload)
     if payload.dtype.hasobject:
         raise InvalidInputError(f"payload of stream {message.stream!r} must be a numeric array, got dtype object")
     if payload.ndim > _MAX_DIMS:

@@ -243,6 +243,14 @@ class NodeRunner:
             self.messages_in += 1
             node.on_message(port_of_stream[message.stream], message)
 
+    def reset_measurements(self) -> None:
+        """Forget latencies measured so far (call after a warm-up); counters of messages are kept."""
+        for log in self.hop_latency.values():
+            log.clear()
+        node = self.node
+        if node is not None and hasattr(node, "end_to_end"):
+            node.end_to_end.clear()
+
     def drain(self, timeout_s: float) -> None:
         """Wait until the input queue is empty (at the end of a run), up to ``timeout_s``."""
         deadline = time.monotonic() + timeout_s

@@ -1,0 +1,240 @@
+"""The Redis Streams bus: nodes in separate processes or on separate machines.
+
+Each stream ``node.port`` is a Redis stream ``{prefix}node.port`` whose
+entries hold one field, ``m``, the message in the binary wire format of
+:mod:`neurolace.runtime.messages` (44-byte header + raw array bytes; no JSON,
+no pickle). ``XADD ... MAXLEN ~ N`` keeps each stream bounded, so the broker
+drops the oldest entries, never the publisher; a reader that falls behind sees
+a sequence gap and counts it as dropped.
+
+A lost connection is re-established: a publish that fails is counted
+(``publish_failures``) and the loop goes on; the next publish after
+``reconnect_interval_s`` tries again. A reader retries on its next ``get``.
+If the server restarted empty, readers start again from the new streams'
+beginning. BRAND (the BrainGate real-time platform) uses the same Redis
+Streams transport between its Python nodes.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Iterable
+
+from neurolace.core.errors import InvalidInputError, NeurolaceError
+from neurolace.runtime.bus import DEFAULT_QUEUE_LENGTH, Bus, Subscription
+from neurolace.runtime.messages import Message, decode, encode, now_ns
+
+__all__ = ["RedisBus"]
+
+_FIELD = b"m"
+
+
+def _connection_errors():
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+class _RedisSubscription(Subscription):
+    def __init__(self, bus: "RedisBus", streams: Iterable[str], *, maxlen: int, mode: str) -> None:
+        super().__init__(streams, maxlen=maxlen, mode=mode)
+        self._bus = bus
+        self._client = bus._new_client()
+        self._keys = {bus.key(name): name for name in self.streams}
+        self._last_ids: dict[bytes, bytes] = {}
+        self._buffer: collections.deque[Message] = collections.deque()
+        self.reconnects = 0
+        self._connected = True
+        self._start_positions()
+
+    def _start_positions(self) -> None:
+        """Read only what is published from now on (the newest existing entry id of each stream)."""
+        for key in self._keys:
+            try:
+                newest = self._client.xrevrange(key, count=1)
+            except _connection_errors():
+                newest = []
+                self._connected = False
+            self._last_ids[key] = newest[0][0] if newest else b"0-0"
+
+    def _after_reconnect(self) -> None:
+        """If the server lost its streams (restart without persistence), read the new ones from the start."""
+        for key, last in self._last_ids.items():
+            newest = self._client.xrevrange(key, count=1)
+            if not newest or _id_tuple(newest[0][0]) < _id_tuple(last):
+                self._last_ids[key] = b"0-0"
+
+    def _fetch(self, block_ms: int | None, count: int) -> bool:
+        try:
+            if not self._connected:
+                self._after_reconnect()
+                self._connected = True
+                self.reconnects += 1
+                self._bus._note_reconnect()
+            reply = self._client.xread(self._last_ids, count=count, block=block_ms)
+        except _connection_errors():
+            self._connected = False
+            time.sleep(min((block_ms or 0) / 1e3, self._bus.reconnect_interval_s))
+            return False
+        for key, entries in reply or ():
+            for entry_id, fields in entries:
+                self._last_ids[key] = entry_id
+                data = fields.get(_FIELD)
+                if data is None:
+                    continue
+                self._buffer.append(decode(data))
+                if len(self._buffer) > self.maxlen:
+                    self._buffer.popleft()  # counted from the sequence gap
+        return bool(reply)
+
+    def get(self, timeout_s: float | None = None) -> Message | None:
+        if not self._buffer and not self.closed:
+            block_ms = 0 if timeout_s is None else max(int(timeout_s * 1e3), 1) if timeout_s > 0 else None
+            self._fetch(block_ms, count=self.maxlen)
+        if not self._buffer:
+            return None
+        message = self._buffer.popleft()
+        message.received_ns = now_ns()
+        self._account(message)
+        return message
+
+    def latest(self) -> Message | None:
+        newest: Message | None = None
+        try:
+            for key in self._keys:
+                entries = self._client.xrevrange(key, count=1)
+                if entries and entries[0][0] != self._last_ids.get(key):
+                    self._last_ids[key] = entries[0][0]
+                    candidate = decode(entries[0][1][_FIELD])
+                    if newest is None or candidate.timestamp_ns > newest.timestamp_ns:
+                        newest = candidate
+        except _connection_errors():
+            self._connected = False
+            return None
+        if newest is None:
+            return None
+        newest.received_ns = now_ns()
+        self._buffer.clear()
+        self.received += 1
+        self._next_sequence[newest.stream] = newest.sequence + 1
+        return newest
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self._client.close()
+        except _connection_errors():
+            pass
+
+
+def _id_tuple(entry_id: bytes) -> tuple[int, int]:
+    milliseconds, sequence = entry_id.split(b"-")
+    return int(milliseconds), int(sequence)
+
+
+class RedisBus(Bus):
+    """A bus on a Redis server (``redis://host:port[/db]``); needs the ``redis`` Python package.
+
+    Parameters
+    ----------
+    url : str
+        Server URL.
+    prefix : str
+        Key prefix of every stream (one namespace per session).
+    stream_maxlen : int
+        Approximate entries kept per stream (``XADD MAXLEN ~``).
+    reconnect_interval_s : float
+        Least time between two reconnection attempts of the publisher.
+    connect_timeout_s : float
+        Fail at start-up if the server does not answer within this time.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "neurolace:", stream_maxlen: int = 10_000,
+                 reconnect_interval_s: float = 0.2, connect_timeout_s: float = 2.0) -> None:
+        super().__init__()
+        try:
+            import redis
+        except ImportError as exc:  # optional dependency
+            raise InvalidInputError("the Redis bus needs the redis package: pip install 'redis>=5'") from exc
+        self.url = url
+        self.prefix = prefix
+        self.stream_maxlen = int(stream_maxlen)
+        self.reconnect_interval_s = float(reconnect_interval_s)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self._redis = redis
+        self._client = self._new_client()
+        try:
+            self._client.ping()
+        except _connection_errors() as exc:
+            raise NeurolaceError(f"cannot reach the Redis server at {url}: {exc}") from None
+        self._subscriptions: list[_RedisSubscription] = []
+        self.publish_failures = 0
+        self.reconnects = 0
+        self._down_since: float | None = None
+        self._next_attempt = 0.0
+        self._stats_lock = threading.Lock()
+
+    def _new_client(self):
+        return self._redis.Redis.from_url(self.url, socket_connect_timeout=self.connect_timeout_s,
+                                          socket_timeout=None, health_check_interval=0)
+
+    def key(self, stream: str) -> bytes:
+        return (self.prefix + stream).encode()
+
+    def _note_reconnect(self) -> None:
+        with self._stats_lock:
+            self.reconnects += 1
+
+    def publish(self, message: Message) -> Message:
+        message.sequence = self._next_sequence(message.stream)
+        if self._down_since is not None and time.monotonic() < self._next_attempt:
+            self.publish_failures += 1  # server down: count and move on, never stall the loop
+            return message
+        message.timestamp_ns = now_ns()
+        data = encode(message)
+        try:
+            self._client.xadd(self.key(message.stream), {_FIELD: data}, maxlen=self.stream_maxlen,
+                              approximate=True)
+        except _connection_errors():
+            self.publish_failures += 1
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            self._next_attempt = time.monotonic() + self.reconnect_interval_s
+            return message
+        if self._down_since is not None:
+            self._down_since = None
+            self._note_reconnect()
+        return message
+
+    def subscribe(self, streams: str | Iterable[str], *, maxlen: int = DEFAULT_QUEUE_LENGTH,
+                  mode: str = "queue") -> Subscription:
+        names = [streams] if isinstance(streams, str) else list(streams)
+        subscription = _RedisSubscription(self, names, maxlen=maxlen, mode=mode)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def delete_streams(self, streams: Iterable[str]) -> None:
+        """Remove streams from the server (start of a fresh session)."""
+        keys = [self.key(name) for name in streams]
+        if keys:
+            self._client.delete(*keys)
+
+    def stats(self) -> dict:
+        return {
+            "publish_failures": self.publish_failures,
+            "reconnects": self.reconnects,
+            "subscriber_reconnects": sum(s.reconnects for s in self._subscriptions),
+        }
+
+    def close(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.close()
+        try:
+            self._client.close()
+        except _connection_errors():
+            pass
