@@ -14,7 +14,9 @@ from neurolace.sim.implant import add_spikes, add_spikes_numpy, implant_geometry
 FS_HZ = 19531.25
 
 #: A signal with nothing but thermal noise and hash: no units, LFP, drift or offset.
-QUIET = ImplantParameters(active_density_per_mm3=0.0, lfp_uv_rms=0.0, drift_uv_rms=0.0, dc_offset_uv_sd=0.0)
+QUIET = ImplantParameters(
+    active_density_per_mm3=0.0, lfp_uv_rms=0.0, drift_uv_rms=0.0, dc_offset_uv_mean=0.0, dc_offset_uv_sd=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +95,11 @@ def test_noise_rms_of_a_unit_free_simulation_matches_its_configuration():
 
 def test_noise_levels_follow_the_parameters():
     sim = simulate_implant(duration_s=0.01, n_electrodes=512, seed=3, parameters=QUIET)
-    hash_uv = np.sqrt(sim.ground_truth.noise_rms_uv**2 - 6.0**2)  # thermal noise is 6 µV everywhere
-    assert abs(np.median(hash_uv) / 8.0 - 1) < 0.08  # log-normal with median 8 µV
-    assert abs(np.std(np.log(hash_uv)) / 0.35 - 1) < 0.15  # and log-sd 0.35
+    defaults = ImplantParameters()
+    hash_uv = np.sqrt(sim.ground_truth.noise_rms_uv**2 - defaults.thermal_noise_uv_rms**2)
+    # log-normal around hash_noise_uv_rms with log-sd hash_spread (512 draws)
+    assert abs(np.median(hash_uv) / defaults.hash_noise_uv_rms - 1) < 0.08
+    assert abs(np.std(np.log(hash_uv)) / defaults.hash_spread - 1) < 0.15
 
 
 def test_hash_is_band_limited_and_thermal_noise_is_white():
@@ -114,7 +118,9 @@ def test_hash_is_band_limited_and_thermal_noise_is_white():
 
 
 def test_lfp_is_large_slow_and_shared_along_a_thread():
-    lfp_only = dataclasses.replace(QUIET, thermal_noise_uv_rms=0.0, hash_noise_uv_rms=0.0, lfp_uv_rms=40.0)
+    lfp_only = dataclasses.replace(
+        QUIET, thermal_noise_uv_rms=0.0, hash_noise_uv_rms=0.0, lfp_uv_rms=40.0, lfp_spread=0.0
+    )
     sim = simulate_implant(duration_s=4.0, n_electrodes=16, seed=5, parameters=lfp_only)
     traces = sim.recording.get_traces_uv(dtype=np.float64)
     # 1/f from 1 Hz: over 4 s the sample RMS is a noisy estimate of 40 µV, but of the right size

@@ -20,10 +20,12 @@ Components (parameters in :class:`neurolace.sim.implant.ImplantParameters`):
   LFP (the LFP is coherent over hundreds of µm: Kajikawa & Schroeder 2011,
   Neuron 72:847). Each source is a sum of first-order (Lorentzian) processes
   with log-spaced corner frequencies (``lfp_corner_hz``) and equal variance,
-  whose sum has a ~1/f spectrum between the first and last corner.
+  whose sum has a ~1/f spectrum between the first and last corner. The LFP
+  RMS of each thread is drawn log-normally around ``lfp_uv_rms``.
 - *Slow drift*: a per-channel first-order process with a corner of
   ``drift_corner_hz`` (electrode-tissue interface and amplifier drift).
-- *DC offset*: a per-channel constant, normal with sd ``dc_offset_uv_sd``.
+- *DC offset*: a per-channel constant, normal with mean ``dc_offset_uv_mean``
+  and sd ``dc_offset_uv_sd``.
 
 LFP and drift are generated at ``fs_hz / LOW_RATE_DECIMATION`` (~1.2 kHz for
 the N1 rate) in fixed blocks and linearly interpolated to the sample rate.
@@ -84,7 +86,9 @@ class BackgroundGenerator:
             parameters.hash_spread * setup_rng.standard_normal(n_channels)
         )
         self.noise_uv_rms = np.sqrt(parameters.thermal_noise_uv_rms**2 + self.hash_uv_rms**2)
-        self.dc_offset_uv = parameters.dc_offset_uv_sd * setup_rng.standard_normal(n_channels)
+        self.dc_offset_uv = (
+            parameters.dc_offset_uv_mean + parameters.dc_offset_uv_sd * setup_rng.standard_normal(n_channels)
+        )
 
         # Hash: white noise through a band-pass scaled to unit output RMS, then per-channel RMS.
         low_hz, high_hz = parameters.hash_band_hz
@@ -114,8 +118,11 @@ class BackgroundGenerator:
         span = np.where(bottom > top, bottom - top, 1.0)
         relative = np.clip((depth - top[thread_index]) / span[thread_index], 0.0, 1.0)
         norm = np.sqrt((1.0 - relative) ** 2 + relative**2)
-        self._weight_top = (1.0 - relative) / norm * parameters.lfp_uv_rms
-        self._weight_bottom = relative / norm * parameters.lfp_uv_rms
+        lfp_uv_rms = parameters.lfp_uv_rms * np.exp(
+            parameters.lfp_spread * setup_rng.standard_normal(threads.size)
+        )
+        self._weight_top = (1.0 - relative) / norm * lfp_uv_rms[thread_index]
+        self._weight_bottom = relative / norm * lfp_uv_rms[thread_index]
         corners = np.asarray(parameters.lfp_corner_hz, dtype=np.float64)
         self._lfp_rho = np.exp(-2.0 * np.pi * corners / self._low_fs_hz)
         self._drift_rho = float(np.exp(-2.0 * np.pi * parameters.drift_corner_hz / self._low_fs_hz))

@@ -77,10 +77,11 @@ class ImplantParameters:
         Density of *active* neurons (those that fire at all during the session).
         Cortex holds ~50,000-100,000 neurons per mm^3, but most are silent or
         too small to record (Shoham, O'Connor & Segev 2006, J Comp Physiol A
-        192:777; Buzsáki 2004). The value is chosen so that a typical electrode
-        sees ~1-3 units above 5x its noise RMS, as the N1's reported spiking
-        yield and the Utah-array literature suggest (docs/simulator.md shows the
-        measured count).
+        192:777; Buzsáki 2004). At 2000 per mm^3 an electrode sees on average
+        ~1.4 units whose peak exceeds 5x its noise RMS, and ~2/3 of electrodes
+        see at least one: the "spiking yield" of up to 70 % Musk & Neuralink
+        2019 report. The public N1 clips are quieter; ~300 per mm^3 reproduces
+        their threshold-crossing rates (docs/simulator.md).
     placement_radius_um : float, default 120
         Neurons are placed within this distance of each thread's axis. Farther
         neurons fall below ~30 µV even when large and are part of the hash.
@@ -108,29 +109,37 @@ class ImplantParameters:
         2003, IEEE JSSC 38:958: 2.2 µV; Intan RHD2000 datasheet: 2.4 µV);
         small, high-impedance electrodes add thermal noise of several µV
         (Obien et al. 2015, Front Neurosci 8:423).
-    hash_noise_uv_rms : float, default 8.0
-        Median RMS of the background multi-unit hash; total spike-band noise of
-        ~10 µV RMS is typical of cortical microelectrodes (Obien 2015) and, with
-        ``gain_uv`` = 2, gives the ~5-6 codes of high-pass noise measured on the
-        public N1 recordings (docs/simulator.md).
-    hash_spread : float, default 0.35
-        Log-normal sigma of the hash RMS across channels (channels of the
-        public N1 recordings differ ~2x in noise between the 10th and 90th
-        percentile).
+    hash_noise_uv_rms : float, default 10.0
+        Median RMS of the background multi-unit hash. Total spike-band noise of
+        ~10-15 µV RMS is typical of cortical microelectrodes (Obien 2015); with
+        ``gain_uv`` = 2 this value reproduces the median high-pass noise of the
+        public N1 recordings, ~6 codes (docs/simulator.md, ``python -m
+        benchmarks sim``).
+    hash_spread : float, default 0.45
+        Log-normal sigma of the hash RMS across channels (the high-pass noise of
+        the public N1 recordings differs ~2x between the 10th and 90th
+        percentile of channels).
     hash_band_hz : (float, float), default (300, 3000)
         Pass band of the hash (the spike band).
     lfp_uv_rms : float, default 30
-        RMS of the LFP on each channel (tens to ~100 µV in cortex: Buzsáki,
-        Anastassiou & Koch 2012, Nat Rev Neurosci 13:407).
+        Median RMS of the LFP (tens to ~100 µV in cortex: Buzsáki, Anastassiou
+        & Koch 2012, Nat Rev Neurosci 13:407).
+    lfp_spread : float, default 0.5
+        Log-normal sigma of the LFP RMS across threads (the raw standard
+        deviation of the public N1 clips spans ~3x between the 10th and 90th
+        percentile).
     lfp_corner_hz : tuple of float, default (1, 4, 16, 64)
         Corners of the Lorentzian components whose sum makes the ~1/f LFP.
     drift_uv_rms : float, default 10
         RMS of the slow drift.
     drift_corner_hz : float, default 0.05
         Corner frequency of the drift.
-    dc_offset_uv_sd : float, default 20
-        Standard deviation of the per-channel DC offset. The medians of the
-        public N1 clips sit 0-20 codes above mid-scale.
+    dc_offset_uv_mean : float, default 20
+        Mean of the per-channel DC offset at the ADC input.
+    dc_offset_uv_sd : float, default 12
+        Standard deviation of the per-channel DC offset. Together: the median
+        codes of the public N1 clips sit 2-19 codes (10th-90th percentile)
+        above mid-scale, i.e. ~+20 +- 12 µV at 2 µV per code.
     adc_bits : int, default 10
         ADC resolution (N1: 10 bits, Musk & Neuralink 2019).
     gain_uv : float, default 2.0
@@ -152,14 +161,16 @@ class ImplantParameters:
     half_distance_um: float = 35.0
     refractory_ms: float = 2.0
     thermal_noise_uv_rms: float = 6.0
-    hash_noise_uv_rms: float = 8.0
-    hash_spread: float = 0.35
+    hash_noise_uv_rms: float = 10.0
+    hash_spread: float = 0.45
     hash_band_hz: tuple[float, float] = (300.0, 3000.0)
     lfp_uv_rms: float = 30.0
+    lfp_spread: float = 0.5
     lfp_corner_hz: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
     drift_uv_rms: float = 10.0
     drift_corner_hz: float = 0.05
-    dc_offset_uv_sd: float = 20.0
+    dc_offset_uv_mean: float = 20.0
+    dc_offset_uv_sd: float = 12.0
     adc_bits: int = 10
     gain_uv: float = 2.0
     waveform_phases: int = 8
@@ -174,6 +185,7 @@ class ImplantParameters:
             "hash_noise_uv_rms",
             "hash_spread",
             "lfp_uv_rms",
+            "lfp_spread",
             "drift_uv_rms",
             "dc_offset_uv_sd",
         ):
