@@ -22,6 +22,7 @@ import os
 import struct
 import threading
 import time
+import warnings
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -295,7 +296,8 @@ def record_to_nwb(record_path: str | Path, nwb_path: str | Path, *, raw_fs_hz: f
         nwbfile.add_acquisition(TimeSeries(name=name + "__sample_index", data=sample.astype(np.int64),
                                            unit="samples", timestamps=timestamps,
                                            description=f"source sample clock of each row of {name}"))
-    with atomic_output(nwb_path) as temporary:
+    with atomic_output(nwb_path) as temporary, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'", category=UserWarning)
         with NWBHDF5IO(str(temporary), "w") as io:
             io.write(nwbfile)
     return report

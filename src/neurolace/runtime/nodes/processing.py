@@ -71,7 +71,7 @@ class DecoderNode(Node):
     def setup(self) -> None:
         store = self.context.extra
         self.bins = 0
-        self.training_x: dict[int, np.ndarray] = {}
+        self.awaiting_intention: dict[int, np.ndarray | None] = {}
         self.pairs_x: list[np.ndarray] = []
         self.pairs_y: list[np.ndarray] = []
         self.fit_thread: threading.Thread | None = None
@@ -110,29 +110,32 @@ class DecoderNode(Node):
                     and not self.context.extra.get("fault_injected")):
                 self.context.extra["fault_injected"] = True
                 raise RuntimeError(f"injected decoder fault after {self.bins} bins")
-            if self.decoder is not None:
-                velocity = np.asarray(self.decoder.step(message.payload), dtype=np.float64)
-                status = self.decoder.last_status
+            decoder = self.decoder
+            if decoder is not None:
+                velocity = np.asarray(decoder.step(message.payload), dtype=np.float64)
+                status = decoder.last_status
                 if status is not None and status.held:
                     self.held_bins += 1
                 output = np.zeros(3)
                 output[: min(3, velocity.size)] = velocity[:3]
                 self.emit("velocity", output, parent=message)
-            elif self.fit_thread is None:
-                self.training_x[message.sample_index] = np.asarray(message.payload, dtype=np.float64)
-        elif port == "intention":
-            if self.decoder is not None:
                 return
-            if self.fit_thread is None:
-                features = self.training_x.pop(message.sample_index, None)
-                if features is not None:
-                    self.pairs_x.append(features)
-                    self.pairs_y.append(np.asarray(message.payload, dtype=np.float64))
+            # not decoding yet: this bin's velocity comes from its intention (assist), if any
+            self.awaiting_intention[message.sample_index] = (
+                np.asarray(message.payload, dtype=np.float64) if self.fit_thread is None else None)
+            while len(self.awaiting_intention) > 1000:
+                self.awaiting_intention.pop(next(iter(self.awaiting_intention)))
+        elif port == "intention":
+            if message.sample_index not in self.awaiting_intention:
+                return
+            features = self.awaiting_intention.pop(message.sample_index)
+            if features is not None and self.fit_thread is None:
+                self.pairs_x.append(features)
+                self.pairs_y.append(np.asarray(message.payload, dtype=np.float64))
             if self.params["assist"]:
                 self.emit("velocity", np.asarray(message.payload, dtype=np.float64), parent=message)
             if self.fit_thread is None and len(self.pairs_x) >= max(self.n_calibration_bins, 2):
                 X, y = np.vstack(self.pairs_x), np.vstack(self.pairs_y)
-                self.training_x.clear()
                 self.fit_thread = threading.Thread(target=self._fit, args=(X, y), daemon=True,
                                                    name=f"fit:{self.name}")
                 self.fit_thread.start()
