@@ -115,7 +115,13 @@ def run(args: argparse.Namespace) -> int:
                 f"neurolace simulated N1-like implant: {args.electrodes} electrodes, {args.seconds:g} s, "
                 f"seed {args.seed}"
             ),
-            extra_metadata={"keywords": ["simulation", "neurolace", "ground truth"]},
+            extra_metadata={
+                "keywords": ["simulation", "neurolace", "ground truth"],
+                "experiment_description": (
+                    "Simulated center-out-and-back reaching with clicks; raw 10-bit N1-like recording and "
+                    "ground-truth units from neurolace.sim.simulate_implant (see docs/simulator.md)."
+                ),
+            },
         )
     elapsed_s = time.perf_counter() - started
     summary = {
