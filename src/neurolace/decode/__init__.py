@@ -35,12 +35,16 @@ See docs/decoders.md for measured accuracy and latency.
 
 from neurolace.decode.base import BaseDecoder, StepStatus
 from neurolace.decode.checks import check_decoder, make_decoding_data
+from neurolace.decode.click import ClickDecoder
+from neurolace.decode.gru import GRUDecoder
 from neurolace.decode.guard import GuardReport, SignalGuard
 from neurolace.decode.kalman import KalmanFilter, ReFITKalmanFilter, intended_velocity, steady_state_gain
 from neurolace.decode.wiener import WienerFilter
 
 __all__ = [
     "BaseDecoder",
+    "ClickDecoder",
+    "GRUDecoder",
     "GuardReport",
     "KalmanFilter",
     "ReFITKalmanFilter",

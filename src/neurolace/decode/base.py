@@ -28,7 +28,16 @@ from neurolace.core.errors import InvalidInputError, NotFittedError
 from neurolace.core.features import BinnedFeatures
 from neurolace.decode.guard import HOLD_REASONS, GuardReport, PassThroughGuard, SignalGuard
 
-__all__ = ["BaseDecoder", "StepStatus", "FEATURE_TRANSFORMS", "lag_stack"]
+__all__ = [
+    "BaseDecoder",
+    "StepStatus",
+    "FEATURE_TRANSFORMS",
+    "build_guard",
+    "check_bin",
+    "check_features",
+    "check_targets",
+    "lag_stack",
+]
 
 #: allowed values of the ``feature_transform`` hyperparameter
 FEATURE_TRANSFORMS = ("none", "sqrt")
@@ -148,6 +157,17 @@ def lag_stack(X: np.ndarray, history: np.ndarray, n_lags: int) -> tuple[np.ndarr
     return np.hstack(columns), extended[extended.shape[0] - (n_lags - 1) :]
 
 
+def build_guard(guard: Any) -> SignalGuard:
+    """Turn the ``guard`` hyperparameter into an unfitted guard: "auto", None (off) or a SignalGuard."""
+    if isinstance(guard, str) and guard == "auto":
+        return SignalGuard()
+    if guard is None:
+        return PassThroughGuard()
+    if isinstance(guard, SignalGuard):
+        return clone(guard)
+    raise InvalidInputError(f"guard must be 'auto', None or a SignalGuard, got {guard!r}")
+
+
 class BaseDecoder(RegressorMixin, BaseEstimator):
     """Base of continuous decoders: checks, guard, ``step``/``reset``.
 
@@ -186,14 +206,7 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
         return self
 
     def _build_guard(self) -> SignalGuard:
-        guard = self.guard
-        if guard == "auto":
-            return SignalGuard()
-        if guard is None:
-            return PassThroughGuard()
-        if isinstance(guard, SignalGuard):
-            return clone(guard)
-        raise InvalidInputError(f"guard must be 'auto', None or a SignalGuard, got {guard!r}")
+        return build_guard(self.guard)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "n_features_in_")

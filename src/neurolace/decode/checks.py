@@ -12,6 +12,7 @@ decoder explains most of the variance.
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
 from collections.abc import Callable
@@ -69,10 +70,6 @@ def make_decoding_data(
     return rng.poisson(rates).astype(np.float64), velocity
 
 
-def _fitted(decoder: Any, X: np.ndarray, y: np.ndarray) -> Any:
-    return clone(decoder).fit(X, y)
-
-
 def _step_all(decoder: Any, X: np.ndarray) -> np.ndarray:
     return np.array([decoder.step(row) for row in X])
 
@@ -81,7 +78,7 @@ def _tolerance(decoder: Any) -> float:
     return float(getattr(decoder, "_conformance_tolerance", 1e-8))
 
 
-def check_get_params_round_trip(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+def check_get_params_round_trip(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
     params = decoder.get_params(deep=False)
     copy = clone(decoder)
     assert type(copy) is type(decoder), "clone returned another type"
@@ -95,7 +92,7 @@ def check_get_params_round_trip(decoder: Any, X: np.ndarray, y: np.ndarray) -> N
     )
 
 
-def check_not_fitted(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+def check_not_fitted(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
     fresh = clone(decoder)
     for call in (lambda: fresh.predict(X), lambda: fresh.step(X[0])):
         try:
@@ -112,15 +109,15 @@ def check_not_fitted(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
         raise AssertionError("sklearn's check_is_fitted must see an unfitted decoder as unfitted")
 
 
-def check_fit_returns_self(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+def check_fit_returns_self(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
     fresh = clone(decoder)
     assert fresh.fit(X, y) is fresh, "fit must return self"
     check_is_fitted(fresh)
     assert fresh.n_features_in_ == X.shape[1], "n_features_in_ must equal the training width"
 
 
-def check_predict_shape(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    fitted = _fitted(decoder, X, y)
+def check_predict_shape(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    fitted = make_fitted()
     predicted = fitted.predict(X)
     expected = (X.shape[0],) if is_classifier(decoder) else (X.shape[0], y.shape[1])
     assert predicted.shape == expected, f"predict returned shape {predicted.shape}, expected {expected}"
@@ -129,16 +126,15 @@ def check_predict_shape(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
     assert fitted.predict(X[:1]).shape[0] == 1, "predict on one bin must return one row"
 
 
-def check_learns(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+def check_learns(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
     split = int(0.7 * X.shape[0])
-    fitted = _fitted(decoder, X[:split], y[:split])
-    score = fitted.score(X[split:], y[split:])
+    score = clone(decoder).fit(X[:split], y[:split]).score(X[split:], y[split:])
     floor = 0.5 if is_classifier(decoder) else 0.3
     assert score > floor, f"held-out score {score:.3f} on easy synthetic data is not above {floor}"
 
 
-def check_width(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    fitted = _fitted(decoder, X, y)
+def check_width(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    fitted = make_fitted()
     expected = f"has {X.shape[1] - 1} features, but the decoder was fitted with {X.shape[1]}"
     for call in (lambda: fitted.predict(X[:, :-1]), lambda: fitted.step(X[0, :-1])):
         try:
@@ -149,11 +145,15 @@ def check_width(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
             raise AssertionError("a feature matrix of the wrong width must raise InvalidInputError")
 
 
-def check_nan(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+def check_nan(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
     bad = X.copy()
     bad[3, -1] = np.nan
-    fitted = _fitted(decoder, X, y)
-    for call in (lambda: clone(decoder).fit(bad, y), lambda: fitted.predict(bad), lambda: fitted.step(bad[3])):
+    decoder_fitted = make_fitted()
+    for call in (
+        lambda: clone(decoder).fit(bad, y),
+        lambda: decoder_fitted.predict(bad),
+        lambda: decoder_fitted.step(bad[3]),
+    ):
         try:
             call()
         except InvalidInputError as error:
@@ -162,7 +162,7 @@ def check_nan(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
             raise AssertionError("NaN features must raise InvalidInputError")
 
 
-def check_y_length(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
+def check_y_length(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
     try:
         clone(decoder).fit(X, y[:-1])
     except InvalidInputError as error:
@@ -171,8 +171,8 @@ def check_y_length(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
         raise AssertionError("y with a different number of bins than X must raise InvalidInputError")
 
 
-def check_step_equals_predict(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    fitted = _fitted(decoder, X, y)
+def check_step_equals_predict(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    fitted = make_fitted()
     batch = np.asarray(fitted.predict(X))
     fitted.reset()
     streamed = _step_all(fitted, X)
@@ -181,8 +181,8 @@ def check_step_equals_predict(decoder: Any, X: np.ndarray, y: np.ndarray) -> Non
     )
 
 
-def check_reset(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    fitted = _fitted(decoder, X, y)
+def check_reset(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    fitted = make_fitted()
     first = _step_all(fitted, X[:40])
     fitted.reset()
     again = _step_all(fitted, X[:40])
@@ -198,14 +198,14 @@ def check_reset(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
     )
 
 
-def check_deterministic(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    one = np.asarray(_fitted(decoder, X, y).predict(X))
-    two = np.asarray(_fitted(decoder, X, y).predict(X))
+def check_deterministic(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    one = np.asarray(make_fitted().predict(X))
+    two = np.asarray(clone(decoder).fit(X, y).predict(X))
     assert np.array_equal(one, two), "two fits with the same hyperparameters and data must agree exactly"
 
 
-def check_pickle(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    fitted = _fitted(decoder, X, y)
+def check_pickle(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    fitted = make_fitted()
     fitted.step(X[0])
     buffer = io.BytesIO()
     pickle.dump(fitted, buffer)
@@ -215,8 +215,8 @@ def check_pickle(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
     )
 
 
-def check_zero_bin_holds(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    fitted = _fitted(decoder, X, y)
+def check_zero_bin_holds(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    fitted = make_fitted()
     _step_all(fitted, X[:10])
     output = np.asarray(fitted.step(np.zeros(X.shape[1])))
     status = fitted.last_status
@@ -233,8 +233,8 @@ def check_zero_bin_holds(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
     assert np.array_equal(output, expected), "a held bin must decode to zero velocity (or the rest class)"
 
 
-def check_baseline_jump_holds(decoder: Any, X: np.ndarray, y: np.ndarray) -> None:
-    fitted = _fitted(decoder, X, y)
+def check_baseline_jump_holds(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    fitted = make_fitted()
     _step_all(fitted, X[:10])
     fitted.step(X[10] + 100.0 * (X.std(axis=0) + 1.0))
     status = fitted.last_status
@@ -247,7 +247,7 @@ def check_baseline_jump_holds(decoder: Any, X: np.ndarray, y: np.ndarray) -> Non
 
 
 #: every check, in the order :func:`check_decoder` runs them
-DECODER_CHECKS: tuple[Callable[[Any, np.ndarray, np.ndarray], None], ...] = (
+DECODER_CHECKS: tuple[Callable[[Any, np.ndarray, np.ndarray, Callable[[], Any]], None], ...] = (
     check_get_params_round_trip,
     check_not_fitted,
     check_fit_returns_self,
@@ -295,10 +295,18 @@ def check_decoder(
     """
     n_classes = 3 if isinstance(decoder, ClassifierMixin) else None
     X, y = make_decoding_data(n_bins, n_features, seed=seed, n_classes=n_classes)
+    template = None
+
+    def fitted() -> Any:
+        nonlocal template
+        if template is None:
+            template = clone(decoder).fit(X, y)
+        return copy.deepcopy(template)
+
     passed = []
     for check in DECODER_CHECKS:
         try:
-            check(decoder, X, y)
+            check(decoder, X, y, fitted)
         except AssertionError as error:
             raise AssertionError(f"{type(decoder).__name__} failed {check.__name__}: {error}") from error
         passed.append(check.__name__)

@@ -1,0 +1,237 @@
+"""The click (discrete state) decoder: LDA probabilities plus a dwell/hysteresis rule.
+
+Point-and-click BCIs decode a discrete state (click / no click, or one of a
+few commands) beside the velocity. Linear discriminant analysis on binned
+features is the standard first choice (Kim et al. 2011, IEEE TNSRE 19:193;
+Simeral et al. 2011 used it for the BrainGate click); its class
+probabilities are turned into a stable output by hysteresis, as in the HMM
+click decoders of Jarosiewicz et al. 2015 (Sci Transl Med 7:313ra179): the
+output switches to class ``c`` only after ``c`` has had the highest
+probability, at least ``on_probability``, for ``dwell_bins`` consecutive
+bins, and a non-rest output returns to the rest class as soon as its own
+probability falls below ``off_probability``.
+
+``predict_proba`` gives the per-bin probabilities (no memory);
+``predict`` and ``step`` apply the hysteresis, so stepping through an array
+gives ``predict`` of that array. With ``on_probability=0``,
+``off_probability=0`` and ``dwell_bins=1`` the output is the plain LDA
+``argmax``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+from neurolace.core.checks import check_array, check_in, check_int, check_nonnegative
+from neurolace.core.errors import InvalidInputError, NotFittedError
+from neurolace.decode.base import FEATURE_TRANSFORMS, StepStatus, build_guard, check_bin, check_features
+from neurolace.decode.guard import HOLD_REASONS
+
+__all__ = ["ClickDecoder"]
+
+
+class ClickDecoder(ClassifierMixin, BaseEstimator):
+    """LDA click/state decoder with dwell and hysteresis.
+
+    Parameters
+    ----------
+    shrinkage : "auto", float in [0, 1] or None, default "auto"
+        LDA covariance shrinkage (Ledoit-Wolf when "auto"); keeps many features usable.
+    on_probability : float in [0, 1], default 0.8
+        Probability a class needs to become the output.
+    off_probability : float in [0, 1], default 0.5
+        A non-rest output falls back to the rest class when its probability drops below this.
+    dwell_bins : int, default 2
+        Consecutive bins a class must qualify before the output switches to it.
+    rest_class : label or None, default None
+        Output before any switch and while the guard holds; None = the most frequent training class.
+    feature_transform : {"none", "sqrt"}, default "none"
+    guard : "auto", None or SignalGuard, default "auto"
+
+    Attributes
+    ----------
+    classes_ : ndarray, shape (n_classes,)
+    rest_class_ : label
+    lda_ : LinearDiscriminantAnalysis
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        *,
+        shrinkage: Any = "auto",
+        on_probability: float = 0.8,
+        off_probability: float = 0.5,
+        dwell_bins: int = 2,
+        rest_class: Any = None,
+        feature_transform: str = "none",
+        guard: Any = "auto",
+    ) -> None:
+        self.shrinkage = shrinkage
+        self.on_probability = on_probability
+        self.off_probability = off_probability
+        self.dwell_bins = dwell_bins
+        self.rest_class = rest_class
+        self.feature_transform = feature_transform
+        self.guard = guard
+
+    def fit(self, X: Any, y: Any) -> "ClickDecoder":
+        """Fit the LDA.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_bins, n_features)
+        y : array-like, shape (n_bins,)
+            Class label of each bin (at least two classes).
+
+        Returns
+        -------
+        self
+        """
+        check_in(self.feature_transform, "feature_transform", FEATURE_TRANSFORMS)
+        for name in ("on_probability", "off_probability"):
+            value = check_nonnegative(getattr(self, name), name)
+            if value > 1:
+                raise InvalidInputError(f"{name} must lie in [0, 1], got {value}")
+        check_int(self.dwell_bins, "dwell_bins", minimum=1)
+        X = check_features(X, n_features=None, transform=self.feature_transform)
+        labels = check_array(y, "y", ndim=1)
+        if labels.shape[0] != X.shape[0]:
+            raise InvalidInputError(
+                f"y has {labels.shape[0]} bins but X has {X.shape[0]}; X and y must have one row per bin"
+            )
+        classes, counts = np.unique(labels, return_counts=True)
+        if classes.size < 2:
+            raise InvalidInputError(f"y must hold at least two classes, got {classes.tolist()}")
+        if self.rest_class is None:
+            rest = classes[np.argmax(counts)]
+        else:
+            if self.rest_class not in classes:
+                raise InvalidInputError(
+                    f"rest_class must be one of the training classes {classes.tolist()}, got {self.rest_class!r}"
+                )
+            rest = self.rest_class
+        self.n_features_in_ = X.shape[1]
+        self.guard_ = build_guard(self.guard).fit(X)
+        cleaned, _, _ = self.guard_.screen(X, self.guard_.initial_state())
+        solver = "svd" if self.shrinkage is None else "lsqr"
+        self.lda_ = LinearDiscriminantAnalysis(solver=solver, shrinkage=self.shrinkage).fit(cleaned, labels)
+        self.classes_ = self.lda_.classes_
+        self.rest_class_ = rest
+        self._rest_index = int(np.flatnonzero(self.classes_ == rest)[0])
+        self._stream = None
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "lda_")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError("This ClickDecoder is not fitted yet; call fit(X, y) before predict or step")
+
+    # -- decoding ----------------------------------------------------------------
+    def _probabilities(self, X: np.ndarray, guard_state: Any) -> tuple[np.ndarray, Any, Any]:
+        cleaned, report, guard_state = self.guard_.screen(X, guard_state)
+        if X.shape[0] == 0:
+            return np.zeros((0, self.classes_.size)), report, guard_state
+        probability = self.lda_.predict_proba(cleaned)
+        probability[report.held] = 0.0
+        probability[report.held, self._rest_index] = 1.0
+        return probability, report, guard_state
+
+    def _decide(self, probability: np.ndarray, held: np.ndarray, state: tuple[int, int, int]) -> tuple:
+        output, candidate, count = state
+        rest = self._rest_index
+        decisions = np.empty(probability.shape[0], dtype=np.int64)
+        for index in range(probability.shape[0]):
+            row = probability[index]
+            if held[index]:
+                output, candidate, count = rest, -1, 0
+            else:
+                best = int(np.argmax(row))
+                if output != rest and row[output] < self.off_probability:
+                    output = rest
+                if best != output and row[best] >= self.on_probability:
+                    count = count + 1 if best == candidate else 1
+                    candidate = best
+                    if count >= self.dwell_bins:
+                        output, candidate, count = best, -1, 0
+                else:
+                    candidate, count = -1, 0
+            decisions[index] = output
+        return decisions, (output, candidate, count)
+
+    def _initial_state(self) -> tuple:
+        return self.guard_.initial_state(), (self._rest_index, -1, 0)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Per-bin class probabilities (held bins are certain of the rest class).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_bins, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_bins, n_classes)
+        """
+        self._check_fitted()
+        X = check_features(X, n_features=self.n_features_in_, transform=self.feature_transform)
+        probability, _, _ = self._probabilities(X, self.guard_.initial_state())
+        return probability
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Decoded class of each bin with dwell and hysteresis, from a fresh state.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_bins, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_bins,)
+        """
+        self._check_fitted()
+        X = check_features(X, n_features=self.n_features_in_, transform=self.feature_transform)
+        guard_state, decision_state = self._initial_state()
+        probability, report, _ = self._probabilities(X, guard_state)
+        decisions, _ = self._decide(probability, report.held, decision_state)
+        return self.classes_[decisions]
+
+    def step(self, x: Any) -> Any:
+        """Decode one bin in real time; returns the class label."""
+        self._check_fitted()
+        X = check_bin(x, n_features=self.n_features_in_, transform=self.feature_transform)
+        if getattr(self, "_stream", None) is None:
+            self._stream = self._initial_state()
+        guard_state, decision_state = self._stream
+        probability, report, guard_state = self._probabilities(X, guard_state)
+        decisions, decision_state = self._decide(probability, report.held, decision_state)
+        self._stream = (guard_state, decision_state)
+        self._last_status = StepStatus(
+            held=bool(report.held[0]),
+            reason=HOLD_REASONS[int(report.reason[0])],
+            n_dead_channels=int(report.n_dead[0]),
+            clipped=False,
+        )
+        return self.classes_[decisions[0]]
+
+    def reset(self) -> "ClickDecoder":
+        """Forget the streaming state (guard runs and the dwell counter)."""
+        self._stream = None
+        self._last_status = None
+        return self
+
+    @property
+    def last_status(self) -> StepStatus | None:
+        """:class:`~neurolace.decode.base.StepStatus` of the last :meth:`step`."""
+        return getattr(self, "_last_status", None)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_stream", None)
+        return state

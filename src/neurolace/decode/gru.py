@@ -1,0 +1,291 @@
+"""A small recurrent decoder: a GRU over binned features (torch, CPU).
+
+Recurrent networks are the strongest offline decoders of motor cortex in the
+comparison of Glaser et al. 2020 (eNeuro 7:ENEURO.0506-19.2020), and a GRU
+drove the handwriting BCI of Willett et al. 2021 (Nature 593:249). This one
+is deliberately small (one layer, 64-128 units) so ``step`` stays well under a
+millisecond on one CPU thread.
+
+Training: features and kinematics are standardised; the network runs over
+random contiguous windows of the first ``1 - validation_fraction`` of the
+training bins; the loss ignores the first ``burn_in_bins`` of every window,
+so the network learns to work from a hidden state that has already seen
+data, as it does when decoding continuously. Adam, early stopping on the
+mean-squared error of the last ``validation_fraction`` of the bins (contiguous,
+never shuffled), keeping the best epoch. Everything is seeded by ``seed``
+inside :func:`torch.random.fork_rng`, so the global torch RNG is untouched.
+
+torch is an optional dependency (``pip install neurolace[torch]``) and is
+imported only inside ``fit``. Decoding runs the trained weights with numpy
+(:func:`gru_forward`, the equations of :class:`torch.nn.GRU`), so a fitted
+decoder pickles without torch and ``step`` has no framework overhead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neurolace.core.checks import check_int, check_nonnegative, check_positive
+from neurolace.core.errors import InvalidInputError
+from neurolace.decode.base import BaseDecoder
+
+__all__ = ["GRUDecoder", "gru_forward"]
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "GRUDecoder needs torch; install the optional extra: pip install 'neurolace[torch]'"
+        ) from error
+    return torch
+
+
+def _build_network(torch: Any, n_features: int, n_dims: int, hidden_size: int, n_layers: int, dropout: float) -> Any:
+    class _Network(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.input_dropout = torch.nn.Dropout(dropout)
+            self.recurrent = torch.nn.GRU(n_features, hidden_size, num_layers=n_layers, batch_first=True)
+            self.readout = torch.nn.Linear(hidden_size, n_dims)
+
+        def forward(self, features: Any, hidden: Any = None) -> tuple[Any, Any]:
+            states, hidden = self.recurrent(self.input_dropout(features), hidden)
+            return self.readout(states), hidden
+
+    return _Network()
+
+
+class GRUDecoder(BaseDecoder):
+    """GRU decoder with early stopping on a contiguous validation split.
+
+    Parameters
+    ----------
+    hidden_size : int, default 96
+        GRU units.
+    n_layers : int, default 1
+    window_bins : int, default 96
+        Length of the training windows.
+    burn_in_bins : int, default 16
+        Bins at the start of each window left out of the loss.
+    dropout : float, default 0.25
+        Dropout on the (standardised) input features.
+    learning_rate : float, default 3e-3
+    weight_decay : float, default 1e-4
+    batch_size : int, default 32
+    max_epochs : int, default 80
+        One epoch draws enough windows to cover the training bins once.
+    patience : int, default 10
+        Stop after this many epochs without a better validation loss.
+    validation_fraction : float, default 0.15
+        Last part of the training bins used for early stopping.
+    feature_transform : {"none", "sqrt"}, default "sqrt"
+    seed : int, default 0
+    n_threads : int, default 1
+        torch threads while training (restored afterwards). One thread is usually the
+        fastest for a network this small and keeps training deterministic.
+    guard : "auto", None or SignalGuard, default "auto"
+
+    Attributes
+    ----------
+    layers_ : list of (weight_ih, weight_hh, bias_ih, bias_hh)
+        Trained GRU weights per layer (numpy; decoding needs no torch).
+    readout_weight_ : ndarray, shape (n_dims, hidden_size)
+    readout_bias_ : ndarray, shape (n_dims,)
+    n_epochs_ : int
+        Epochs trained (including the patience epochs after the best one).
+    best_epoch_ : int
+    validation_loss_ : list of float
+        Validation MSE (standardised units) after each epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int = 96,
+        n_layers: int = 1,
+        window_bins: int = 96,
+        burn_in_bins: int = 16,
+        dropout: float = 0.25,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 32,
+        max_epochs: int = 80,
+        patience: int = 10,
+        validation_fraction: float = 0.15,
+        feature_transform: str = "sqrt",
+        seed: int = 0,
+        n_threads: int = 1,
+        guard: Any = "auto",
+    ) -> None:
+        self.hidden_size = hidden_size
+        self.n_layers = n_layers
+        self.window_bins = window_bins
+        self.burn_in_bins = burn_in_bins
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.feature_transform = feature_transform
+        self.seed = seed
+        self.n_threads = n_threads
+        self.guard = guard
+
+    def _fit_model(self, X: np.ndarray, y: np.ndarray) -> None:
+        torch = _import_torch()
+        hidden_size = check_int(self.hidden_size, "hidden_size", minimum=1)
+        n_layers = check_int(self.n_layers, "n_layers", minimum=1)
+        window = check_int(self.window_bins, "window_bins", minimum=2)
+        burn_in = check_int(self.burn_in_bins, "burn_in_bins", minimum=0, maximum=window - 1)
+        dropout = check_nonnegative(self.dropout, "dropout")
+        if dropout >= 1:
+            raise InvalidInputError(f"dropout must lie in [0, 1), got {dropout}")
+        learning_rate = check_positive(self.learning_rate, "learning_rate")
+        weight_decay = check_nonnegative(self.weight_decay, "weight_decay")
+        batch_size = check_int(self.batch_size, "batch_size", minimum=1)
+        max_epochs = check_int(self.max_epochs, "max_epochs", minimum=1)
+        patience = check_int(self.patience, "patience", minimum=1)
+        fraction = check_nonnegative(self.validation_fraction, "validation_fraction")
+        if not 0 < fraction < 1:
+            raise InvalidInputError(f"validation_fraction must lie in (0, 1), got {fraction}")
+        seed = check_int(self.seed, "seed", minimum=0)
+        n_threads = check_int(self.n_threads, "n_threads", minimum=1)
+
+        self.feature_mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+        self.target_mean_ = y.mean(axis=0)
+        target_scale = y.std(axis=0)
+        self.target_scale_ = np.where(target_scale > 0, target_scale, 1.0)
+        features = ((X - self.feature_mean_) / self.feature_scale_).astype(np.float32)
+        targets = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
+        n_bins = X.shape[0]
+        n_validation = int(round(fraction * n_bins))
+        n_train = n_bins - n_validation
+        if n_validation < 2 or n_train < 2:
+            raise InvalidInputError(
+                f"X has too few bins ({n_bins}) to split off a validation_fraction of {fraction}"
+            )
+        window = min(window, n_train)
+        burn_in = min(burn_in, window - 1)
+
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+        try:
+            self._train(torch, features, targets, n_train, window, burn_in, seed, hidden_size, n_layers, dropout,
+                        learning_rate, weight_decay, batch_size, max_epochs, patience)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _train(self, torch: Any, features: np.ndarray, targets: np.ndarray, n_train: int, window: int,
+               burn_in: int, seed: int, hidden_size: int, n_layers: int, dropout: float, learning_rate: float,
+               weight_decay: float, batch_size: int, max_epochs: int, patience: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            sampler = np.random.default_rng(seed)
+            network = _build_network(torch, features.shape[1], targets.shape[1], hidden_size, n_layers, dropout)
+            optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate, weight_decay=weight_decay)
+            train_x = torch.from_numpy(features[:n_train])
+            train_y = torch.from_numpy(targets[:n_train])
+            validation_x = torch.from_numpy(features[np.newaxis])
+            validation_y = torch.from_numpy(targets[n_train:])
+            n_windows = int(np.ceil(n_train / max(window - burn_in, 1)))
+            offsets = torch.arange(window)
+            best_loss, best_state, best_epoch, losses = np.inf, None, 0, []
+            for epoch in range(max_epochs):
+                network.train()
+                starts = sampler.integers(0, n_train - window + 1, size=n_windows)
+                for batch_start in range(0, n_windows, batch_size):
+                    index = torch.from_numpy(starts[batch_start : batch_start + batch_size])[:, None] + offsets
+                    predicted, _ = network(train_x[index])
+                    loss = torch.mean((predicted[:, burn_in:] - train_y[index][:, burn_in:]) ** 2)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+                    optimizer.step()
+                network.eval()
+                with torch.no_grad():
+                    predicted, _ = network(validation_x)
+                    validation_loss = float(torch.mean((predicted[0, n_train:] - validation_y) ** 2))
+                losses.append(validation_loss)
+                if validation_loss < best_loss:
+                    best_loss, best_epoch = validation_loss, epoch
+                    best_state = {key: value.detach().clone() for key, value in network.state_dict().items()}
+                elif epoch - best_epoch >= patience:
+                    break
+            network.load_state_dict(best_state)
+        self.layers_ = [
+            tuple(
+                getattr(network.recurrent, f"{name}_l{layer}").detach().numpy().astype(np.float64)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            for layer in range(n_layers)
+        ]
+        self.readout_weight_ = network.readout.weight.detach().numpy().astype(np.float64)
+        self.readout_bias_ = network.readout.bias.detach().numpy().astype(np.float64)
+        self.n_epochs_ = len(losses)
+        self.best_epoch_ = best_epoch
+        self.validation_loss_ = losses
+
+    def _initial_model_state(self) -> np.ndarray:
+        return np.zeros((len(self.layers_), self.layers_[0][1].shape[1]))
+
+    def _decode(self, X: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inputs = (X - self.feature_mean_) / self.feature_scale_
+        hidden = hidden.copy()
+        for layer, (weight_ih, weight_hh, bias_ih, bias_hh) in enumerate(self.layers_):
+            inputs, hidden[layer] = gru_forward(inputs, hidden[layer], weight_ih, weight_hh, bias_ih, bias_hh)
+        decoded = inputs @ self.readout_weight_.T + self.readout_bias_
+        return decoded * self.target_scale_ + self.target_mean_, hidden
+
+
+def _sigmoid(value: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * value))
+
+
+def gru_forward(
+    inputs: np.ndarray,
+    hidden: np.ndarray,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
+    bias_ih: np.ndarray,
+    bias_hh: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run one GRU layer over a sequence with numpy (the equations of :class:`torch.nn.GRU`).
+
+    ``r = σ(W_ir x + b_ir + W_hr h + b_hr)``, ``z = σ(W_iz x + b_iz + W_hz h + b_hz)``,
+    ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``, ``h' = (1 - z) ⊙ n + z ⊙ h``.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (n_bins, n_inputs)
+    hidden : ndarray, shape (hidden_size,)
+        State before the first bin.
+    weight_ih : ndarray, shape (3 * hidden_size, n_inputs)
+        Gates in torch's order (reset, update, new).
+    weight_hh : ndarray, shape (3 * hidden_size, hidden_size)
+    bias_ih, bias_hh : ndarray, shape (3 * hidden_size,)
+
+    Returns
+    -------
+    states : ndarray, shape (n_bins, hidden_size)
+    hidden : ndarray, shape (hidden_size,)
+        State after the last bin.
+    """
+    size = weight_hh.shape[1]
+    projected = inputs @ weight_ih.T + bias_ih
+    states = np.empty((inputs.shape[0], size))
+    for index in range(inputs.shape[0]):
+        recurrent = weight_hh @ hidden + bias_hh
+        gates = _sigmoid(projected[index, : 2 * size] + recurrent[: 2 * size])
+        reset, update = gates[:size], gates[size:]
+        candidate = np.tanh(projected[index, 2 * size :] + reset * recurrent[2 * size :])
+        hidden = (1.0 - update) * candidate + update * hidden
+        states[index] = hidden
+    return states, hidden
