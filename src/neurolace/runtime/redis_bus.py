@@ -58,6 +58,9 @@ class _RedisSubscription(Subscription):
                 newest = []
                 self._connected = False
             self._last_ids[key] = newest[0][0] if newest else b"0-0"
+            # the next message expected: a gap from here on is a loss (trimmed by the broker)
+            stream = self._keys[key]
+            self._next_sequence[stream] = decode(newest[0][1][_FIELD]).sequence + 1 if newest else 0
 
     def _after_reconnect(self) -> None:
         """If the server lost its streams (restart without persistence), read the new ones from the start."""

@@ -125,9 +125,13 @@ class PointerNode(_Effector):
             if not width or not height:
                 from Xlib import display as xdisplay
 
-                screen = xdisplay.Display(os.environ["DISPLAY"]).screen()
-                width = width or screen.width_in_pixels
-                height = height or screen.height_in_pixels
+                connection = xdisplay.Display(os.environ["DISPLAY"])
+                try:
+                    screen = connection.screen()
+                    width = width or screen.width_in_pixels
+                    height = height or screen.height_in_pixels
+                finally:
+                    connection.close()
             self.size = (width, height)
         else:
             try:
@@ -173,6 +177,7 @@ class PointerNode(_Effector):
     def teardown(self) -> None:
         if getattr(self, "pressed", False) and self.params["backend"] == "xorg":
             self.controller.release(self.button)
+        self.controller = None  # closes the X connection now, while the display is still there
         uinput = getattr(self, "uinput", None)
         if uinput is not None:
             uinput.close()

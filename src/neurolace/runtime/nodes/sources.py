@@ -257,16 +257,24 @@ class LSLInletNode(Node):
         self.n_channels = self.info.channel_count()
         self.fs_hz = self.info.nominal_srate()
         self.samples_received = 0
-        self.buffer = np.empty((self.params["max_chunk"], self.n_channels), dtype=np.float64)
+        formats = {pylsl.cf_float32: np.float32, pylsl.cf_double64: np.float64, pylsl.cf_int16: np.int16,
+                   pylsl.cf_int32: np.int32}
+        self.channel_format = self.info.channel_format()
+        if self.channel_format not in formats:
+            raise InvalidInputError(f"LSL stream {self.info.name()!r} has channel format {self.channel_format}; "
+                                    "expected float32, double64, int16 or int32 samples")
+        self.float_samples = self.channel_format in (pylsl.cf_float32, pylsl.cf_double64)
+        self.buffer = np.empty((self.params["max_chunk"], self.n_channels), dtype=formats[self.channel_format])
 
     def produce(self) -> bool:
-        _, timestamps = self.inlet.pull_chunk(timeout=0.05, max_samples=self.params["max_chunk"], dest_obj=self.buffer)
+        _, timestamps = self.inlet.pull_chunk(timeout=0.05, max_samples=self.params["max_chunk"],
+                                              dest_obj=self.buffer)
         n = len(timestamps)
         if n == 0:
             return not self.context.stop_requested()
         origin = now_ns()
         chunk = self.buffer[:n]
-        if self.info.channel_format() in (1, 2):  # cf_float32, cf_double64: values in µV
+        if self.float_samples:  # values in µV
             codes = np.clip(np.rint(chunk / self.params["gain_uv"]), -32768, 32767).astype(np.int16)
         else:
             codes = np.clip(chunk, -32768, 32767).astype(np.int16)

@@ -1,0 +1,68 @@
+"""``neurolace run`` and ``neurolace bench latency`` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from runtime_fixtures import REPO_ROOT
+
+from neurolace.cli import main as cli_main
+
+
+@pytest.fixture(autouse=True)
+def _runtime_commands(monkeypatch):
+    modules = tuple(cli_main.SUBCOMMAND_MODULES)
+    for name in ("neurolace.cli.run", "neurolace.cli.bench"):
+        if name not in modules:
+            modules += (name,)
+    monkeypatch.setattr(cli_main, "SUBCOMMAND_MODULES", modules)
+
+
+def test_check_accepts_the_example_and_the_preset(capsys):
+    assert cli_main.main(["run", str(REPO_ROOT / "sessions" / "closed_loop_sim.toml"), "--check"]) == 0
+    assert "valid session 'closed-loop-sim' with nodes participant (sim_participant)" in capsys.readouterr().out
+    assert cli_main.main(["run", "demo", "--check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nodes"]["decoder"] == "decoder"
+
+
+def test_malformed_session_is_one_line_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[nodes.a]\ntype = "sim_participant"\n\n[nodes.b]\ntype = "cursor"\n'
+                   'inputs = { velocity = "a.features" }\n')
+    assert cli_main.main(["run", str(bad)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert error.startswith(f"neurolace run: error: {bad}:6: node 'b': type mismatch on inputs.velocity")
+
+
+def test_run_json_reports_every_node(tmp_path, capsys):
+    session = tmp_path / "s.toml"
+    session.write_text('[session]\nduration_s = 5.0\n[nodes.p]\ntype = "sim_participant"\nn_channels = 8\n'
+                       'max_bins = 20\nrealtime = false\n'
+                       '[nodes.d]\ntype = "decoder"\ncalibration_s = 0.2\n'
+                       'inputs = { features = "p.features", intention = "p.intention" }\n')
+    assert cli_main.main(["run", str(session), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bus"] == "inprocess://" and report["dropped"] == 0
+    assert report["nodes"]["p"]["bins"] == 20 and report["nodes"]["d"]["messages_in"] == 40
+
+
+def test_list_types_and_missing_session(capsys):
+    assert cli_main.main(["run", "--list-types", "--json"]) == 0
+    catalogue = json.loads(capsys.readouterr().out)
+    assert catalogue["replay"]["parameters"]["path"]["required"] is True
+    assert cli_main.main(["run", "nothere.toml"]) == 2
+    assert "session file not found: nothere.toml" in capsys.readouterr().err
+
+
+def test_bench_latency_json_has_the_promised_keys(capsys):
+    assert cli_main.main(["bench", "latency", "--json", "--duration-s", "1", "--channels", "32",
+                          "--warmup-s", "0.3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("bus", "hop_p50_us", "hop_p99_us", "end_to_end_p99_ms", "dropped"):
+        assert key in result
+    assert result["bus"] == "inprocess://" and result["dropped"] == 0
+    assert result["bins"] > 10 and result["hop_p99_us"] >= result["hop_p50_us"] > 0
+    assert set(result["hops"]) == {"implant.raw -> dsp", "dsp.features -> decoder", "decoder.velocity -> cursor"}
+    assert result["queue_baseline_us"]["n"] > 0
