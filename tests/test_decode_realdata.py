@@ -1,0 +1,44 @@
+"""Linear decoders on real monkey M1 recordings, with the protocols of ../shared/data/README.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.io
+from sklearn.metrics import r2_score
+
+from conftest import shared_data
+from neurolace.decode import KalmanFilter, WienerFilter
+
+
+def _stevenson():
+    data = scipy.io.loadmat(shared_data("stevenson2011-m1-reaching", "StevensonV2.mat"))
+    counts = data["spikes"].T.astype(np.float64)
+    velocity = data["handVel"][:2].T
+    split = int(0.7 * counts.shape[0])
+    return counts[:split], velocity[:split], counts[split:], velocity[split:]
+
+
+def test_wiener_on_stevenson_2011_matches_the_reference_ridge():
+    """Contiguous 70/30 split, 10 bins of causal history: the data README quotes R² about 0.8 / 0.7."""
+    X_train, y_train, X_test, y_test = _stevenson()
+    decoder = WienerFilter(n_lags=10).fit(X_train, y_train)
+    decoded, report = decoder.predict_with_status(X_test)
+    r2 = r2_score(y_test, decoded, multioutput="raw_values")
+    assert r2[0] > 0.78 and r2[1] > 0.68, r2  # measured 0.835 / 0.749
+    assert not report.held.any(), "the guard must not hold clean real data"
+    # streaming gives the same answer on real data
+    decoder.reset()
+    streamed = np.array([decoder.step(row) for row in X_test[:200]])
+    assert np.allclose(streamed, decoded[:200])
+
+
+def test_kalman_on_chewie_beats_chance_and_tracks_the_plain_ridge():
+    data = scipy.io.loadmat(shared_data("dad-chewie-m1", "chewie_demo.mat"))
+    X_train, y_train = data["Ytr"].astype(np.float64), data["Xtr"]
+    X_test, y_test = data["Yte"].astype(np.float64), data["Xte"]
+    ridge = WienerFilter(n_lags=1).fit(X_train, y_train).predict(X_test)
+    kalman = KalmanFilter().fit(X_train, y_train).predict(X_test)
+    r2_ridge = r2_score(y_test, ridge, multioutput="raw_values")
+    r2_kalman = r2_score(y_test, kalman, multioutput="raw_values")
+    assert np.all(r2_ridge > [0.5, 0.45]), r2_ridge  # README: plain ridge about 0.55 / 0.51
+    assert np.all(r2_kalman > 0.3), r2_kalman
