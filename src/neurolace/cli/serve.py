@@ -1,0 +1,127 @@
+"""``neurolace serve``: the web dashboard, and its user bootstrap (``--create-user``, ``--token-for``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from neurolace.core.errors import InvalidInputError
+
+__all__ = ["register", "run"]
+
+DESCRIPTION = """\
+Serve the live dashboard: the Webgrid with the decoded cursor and the lit target, BPS and NTPM over
+time, all channels as a heat map and a raster, spike-band power, link bandwidth and loop latency,
+controls for calibration, timed blocks and decoders; Webgrid playable with a mouse, scored by the
+server; scores per user. Every endpoint but /healthz and /api/login needs a token.
+
+By default a simulated session (the 'demo' preset: simulated participant -> Kalman decoder ->
+cursor -> Webgrid) runs live; --session runs another session file or preset.
+
+Users and the token secret live in --data-dir (default $NEUROLACE_WEB_DIR or ./out/web). On the
+first run a researcher 'admin' is created and its token printed. Add users with --create-user:
+
+examples:
+  neurolace serve
+  neurolace serve --port 8080 --session sessions/closed_loop_sim.toml
+  neurolace serve --create-user ana --role clinician
+  neurolace serve --create-user p01 --role participant --participant-id sim-001 --password-stdin < pw.txt
+  neurolace serve --token-for ana --token-hours 2 --json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="serve the live web dashboard (FastAPI, WebSocket)",
+                                   description=DESCRIPTION)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--data-dir", help="users, token secret, scores (default $NEUROLACE_WEB_DIR or out/web)")
+    parser.add_argument("--session", default="demo", help="session TOML file or preset to run live (default demo)")
+    parser.add_argument("--session-id", default="live", help="id of the live session in URLs (default live)")
+    parser.add_argument("--participant-id", help="participant the live session belongs to (default sim-001); "
+                        "with --create-user: the participant's id")
+    parser.add_argument("--no-start", action="store_true", help="serve, but wait for a user to start the session")
+    parser.add_argument("--summary-json", help="a 'neurolace demo --json' summary to show as BPS per block")
+    parser.add_argument("--create-user", metavar="NAME", help="create (or replace) a user, print a token, exit")
+    parser.add_argument("--role", choices=("participant", "clinician", "researcher"), help="role of --create-user")
+    parser.add_argument("--password-stdin", action="store_true", help="read the new user's password from stdin")
+    parser.add_argument("--token-for", metavar="NAME", help="print a fresh token for an existing user, exit")
+    parser.add_argument("--token-hours", type=float, default=12.0, help="validity of printed tokens (default 12)")
+    parser.add_argument("--json", action="store_true", help="with --create-user/--token-for: print one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def _store(args):
+    from neurolace.web.auth import WebStore
+    from neurolace.web.server import default_data_dir
+
+    if not args.token_hours > 0:
+        raise InvalidInputError(f"--token-hours must be > 0, got {args.token_hours:g}")
+    return WebStore(args.data_dir or default_data_dir(), token_lifetime_s=args.token_hours * 3600.0)
+
+
+def _print_token(args, user, token: str) -> int:
+    if args.json:
+        sys.stdout.write(json.dumps({"user": user.to_dict(), "token": token,
+                                     "expires_s": args.token_hours * 3600.0}) + "\n")
+    else:
+        print(f"{user.name} ({user.role}) token, valid {args.token_hours:g} h:\n{token}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.create_user:
+        if not args.role:
+            raise InvalidInputError("--create-user needs --role participant|clinician|researcher")
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+        store = _store(args)
+        user = store.create_user(args.create_user, args.role, participant_id=args.participant_id, password=password)
+        return _print_token(args, user, store.issue_token(user))
+    if args.token_for:
+        store = _store(args)
+        user = store.user(args.token_for)
+        if user is None:
+            raise InvalidInputError(f"--token-for: no user {args.token_for!r} in {store.data_dir}")
+        return _print_token(args, user, store.issue_token(user))
+    if args.json:
+        raise InvalidInputError("--json applies to --create-user and --token-for")
+    if not 0 <= args.port <= 65535:
+        raise InvalidInputError(f"--port must be 0-65535, got {args.port}")
+    return _serve(args)
+
+
+def _load_session(name: str):
+    from neurolace.runtime.presets import PRESETS, preset_session
+    from neurolace.runtime.session_file import load_session
+
+    if not Path(name).exists() and name in PRESETS:
+        return preset_session(name)
+    return load_session(name)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from neurolace.web.live import LiveSession
+    from neurolace.web.server import serve_forever
+
+    summary = None
+    if args.summary_json:
+        try:
+            summary = json.loads(Path(args.summary_json).read_text())
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"--summary-json {args.summary_json}: not JSON ({exc})") from exc
+    session = LiveSession(args.session_id, args.participant_id or "sim-001", spec=_load_session(args.session))
+    console = Console(stderr=True)
+
+    def ready(server) -> None:
+        console.print(f"[bold]neurolace dashboard[/bold] at {server.url}/  (session '{session.spec.name}', "
+                      f"data in {server.store.data_dir}); Ctrl-C stops")
+        if server.bootstrap_token:
+            console.print(f"first run: created researcher 'admin'; open {server.url}/#token={server.bootstrap_token}")
+
+    serve_forever(host=args.host, port=args.port, data_dir=args.data_dir, sessions=[session],
+                  start_sessions=not args.no_start, summary=summary, on_ready=ready)
+    return 0

@@ -1,0 +1,457 @@
+"""A live session the dashboard runs and watches: the runtime graph on a bus, read as frames.
+
+:class:`LiveSession` owns one real-time session graph
+(:class:`neurolace.runtime.graph.Graph`, default the ``demo`` preset: simulated
+participant -> decoder -> cursor -> Webgrid) on an in-process bus, and the
+controls a team needs: start a calibration (the decoder node's observation
+block, then decoding), stop, switch decoders (a new calibration), and timed
+Webgrid blocks scored with :func:`~neurolace.tasks.webgrid_bps`.
+
+It only *subscribes* to the graph's streams (the bus never waits for a slow
+reader, see :mod:`neurolace.runtime.bus`), so a dashboard cannot slow the
+loop. A feed thread folds the messages into *frames*, one per feature bin:
+
+- the cursor (x, y, click) and the lit target (x, y, width);
+- counts of every channel in the bin (and spike-band power when the feature
+  stream carries it, i.e. ``2 * n_channels`` columns from a ``dsp`` node);
+- loop latency: cursor publish time minus the ``origin_ns`` of the bin it came
+  from (the runtime's provenance stamps; the bin width is excluded);
+- link bandwidth: payload bytes per second on the feature stream, what the
+  implant link carries in this session;
+- the score and a BPS/NTPM series over a trailing window.
+
+A frame is bytes for a binary WebSocket message (:func:`encode_frame`): a
+little-endian uint32 header length, a UTF-8 JSON header, then the channel
+bytes (uint8 counts per bin, clipped at 255; then uint8 SBP scaled to the
+header's ``sbp_scale``). 1024 channels at 50 bins/s is ~1.3 kB per frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neurolace.core.checks import check_in, check_positive
+from neurolace.core.errors import InvalidInputError, NeurolaceError
+from neurolace.runtime.messages import now_ns
+from neurolace.tasks import net_targets_per_minute, webgrid_bps
+
+__all__ = ["LIVE_DECODERS", "SESSION_STATES", "LiveSession", "LiveStreams", "decode_frame", "encode_frame"]
+
+#: states a live session reports
+SESSION_STATES = ("stopped", "starting", "calibrating", "decoding", "failed")
+#: decoders the runtime's decoder node builds (neurolace.runtime.nodes.processing.DECODERS)
+LIVE_DECODERS = ("kalman", "wiener")
+#: trailing window of the BPS/NTPM series
+BPS_WINDOW_S = 30.0
+_FRAME_HEADER = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class LiveStreams:
+    """Names of the streams the dashboard reads, found from the node types of a session.
+
+    Attributes
+    ----------
+    features : str
+        Feature bins (counts per channel, optionally followed by SBP).
+    cursor, target, score : str or None
+    n_channels : int
+    grid_side : int
+        Grid of the session's Webgrid node (for BPS).
+    decoder_node : str or None
+        Name of the decoder node (the one the controls change).
+    """
+
+    features: str
+    cursor: str | None
+    target: str | None
+    score: str | None
+    n_channels: int
+    grid_side: int
+    decoder_node: str | None
+
+    @classmethod
+    def from_session(cls, spec: Any) -> LiveStreams:
+        by_type: dict[str, Any] = {}
+        for node in spec.nodes:
+            by_type.setdefault(node.type_name, node)
+        source = by_type.get("dsp") or by_type.get("sim_participant")
+        if source is None:
+            raise InvalidInputError(
+                f"session {spec.name!r} has no 'sim_participant' or 'dsp' node for the dashboard to read features from")
+        n_channels = int(source.params["n_channels"])
+        task = by_type.get("webgrid")
+        return cls(
+            features=f"{source.name}.features",
+            cursor=f"{by_type['cursor'].name}.cursor" if "cursor" in by_type else None,
+            target=f"{task.name}.target" if task else None,
+            score=f"{task.name}.score" if task else None,
+            n_channels=n_channels,
+            grid_side=int(task.params["grid_side"]) if task else 30,
+            decoder_node=by_type["decoder"].name if "decoder" in by_type else None,
+        )
+
+    def names(self) -> list[str]:
+        return [name for name in (self.features, self.cursor, self.target, self.score) if name]
+
+
+def encode_frame(header: dict, channels: bytes = b"") -> bytes:
+    """One binary WebSocket frame: uint32 header length, JSON header, channel bytes."""
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    return _FRAME_HEADER.pack(len(encoded)) + encoded + channels
+
+
+def decode_frame(data: bytes) -> tuple[dict, bytes]:
+    """Inverse of :func:`encode_frame`."""
+    if len(data) < _FRAME_HEADER.size:
+        raise InvalidInputError(f"frame of {len(data)} bytes is shorter than its length prefix")
+    (length,) = _FRAME_HEADER.unpack_from(data)
+    header = json.loads(data[_FRAME_HEADER.size:_FRAME_HEADER.size + length])
+    return header, data[_FRAME_HEADER.size + length:]
+
+
+def _quantiles_ms(values_ns: collections.deque) -> dict:
+    if not values_ns:
+        return {"last": None, "p50": None, "p99": None}
+    array = np.fromiter(values_ns, dtype=np.float64) / 1e6
+    p50, p99 = np.percentile(array, [50, 99])
+    return {"last": round(float(array[-1]), 3), "p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+class LiveSession:
+    """A real-time session graph with dashboard controls and a frame feed.
+
+    Parameters
+    ----------
+    session_id : str
+        Name in URLs (``/api/sessions/<id>``).
+    participant_id : str
+        Whose data this session is (for :func:`neurolace.web.access.can_view`).
+    spec : SessionSpec, optional
+        The session to run; default the ``demo`` preset.
+    bus_url : str, optional
+        Bus URL (default in-process).
+    """
+
+    def __init__(self, session_id: str = "live", participant_id: str = "sim-001", *, spec: Any = None,
+                 bus_url: str | None = None) -> None:
+        from neurolace.runtime.presets import preset_session
+
+        self.session_id = session_id
+        self.participant_id = participant_id
+        self.spec = spec if spec is not None else preset_session("demo")
+        self.streams = LiveStreams.from_session(self.spec)
+        self.bus_url = bus_url
+        decoder_node = self._decoder_spec()
+        self.decoder = decoder_node.params["decoder"] if decoder_node else None
+        self.calibration_s = float(decoder_node.params["calibration_s"]) if decoder_node else 0.0
+        self.state = "stopped"
+        self.error: str | None = None
+        self.blocks: list[dict] = []
+        self.summary: dict | None = None
+        self._lock = threading.RLock()
+        self._graph = None
+        self._bus = None
+        self._subscription = None
+        self._feed_thread: threading.Thread | None = None
+        self._feed_stop = threading.Event()
+        self._reset_feed_state()
+
+    # graph control ----------------------------------------------------------------------------
+    def _decoder_spec(self):
+        if self.streams.decoder_node is None:
+            return None
+        return self.spec.node(self.streams.decoder_node)
+
+    def _reset_feed_state(self) -> None:
+        n = self.streams.n_channels
+        self.frame_sequence = 0
+        self.latest_frame: bytes | None = None
+        self.started_ns = now_ns()
+        self._cursor = [0.5, 0.5, 0.0]
+        self._target = [0.5, 0.5, 0.0]
+        self._score = [0, 0, 0.0]
+        self._latency_ns: collections.deque = collections.deque(maxlen=500)
+        self._feature_bytes: collections.deque = collections.deque()  # (time_ns, n_bytes) over the last second
+        self._score_history: collections.deque = collections.deque()  # (time_s, correct, incorrect)
+        self.series: collections.deque = collections.deque(maxlen=1200)  # (time_s, ntpm, bps)
+        self._last_series_s = 0.0
+        self._block: dict | None = None
+        self._n_features = n
+        self._messages = 0
+
+    def start(self, *, decoder: str | None = None, calibration_s: float | None = None,
+              wait: bool = False, timeout_s: float = 60.0) -> None:
+        """(Re)start the graph: a new calibration block, then decoding with ``decoder``.
+
+        The graph is built and started in a background thread (node setup takes
+        a moment); ``wait`` blocks until it runs or failed.
+        """
+        if decoder is not None:
+            check_in(decoder, "decoder", LIVE_DECODERS)
+        if calibration_s is not None:
+            calibration_s = float(calibration_s)
+            if not 0.0 <= calibration_s <= 600.0:
+                raise InvalidInputError(f"calibration_s must be between 0 and 600 seconds, got {calibration_s:g}")
+        self.stop()
+        with self._lock:
+            if decoder is not None:
+                self.decoder = decoder
+            if calibration_s is not None:
+                self.calibration_s = calibration_s
+            self.state = "starting"
+            self.error = None
+            self._reset_feed_state()
+        ready = threading.Event()
+        thread = threading.Thread(target=self._start_graph, args=(ready,), daemon=True, name=f"live:{self.session_id}")
+        thread.start()
+        if wait:
+            ready.wait(timeout_s)
+
+    def _session_with_controls(self):
+        import copy
+
+        spec = copy.deepcopy(self.spec)
+        if self.streams.decoder_node is not None:
+            params = spec.node(self.streams.decoder_node).params
+            params["decoder"] = self.decoder
+            params["calibration_s"] = self.calibration_s
+        return spec
+
+    def _start_graph(self, ready: threading.Event) -> None:
+        from neurolace.runtime.bus import open_bus
+        from neurolace.runtime.graph import Graph, RunLog
+
+        try:
+            bus = open_bus(self.bus_url)
+            graph = Graph(self._session_with_controls(), bus, log=RunLog(echo=self._on_event))
+            subscription = bus.subscribe(self.streams.names(), maxlen=4096, mode="queue")
+            graph.start()
+        except (NeurolaceError, OSError, ImportError) as exc:  # shown on the dashboard; the server keeps running
+            with self._lock:
+                self.state = "failed"
+                self.error = f"{type(exc).__name__}: {exc}"
+            ready.set()
+            return
+        with self._lock:
+            self._bus, self._graph, self._subscription = bus, graph, subscription
+            self.state = "calibrating" if self.calibration_s > 0 and self.decoder else "decoding"
+            self.started_ns = now_ns()
+            self._feed_stop.clear()
+            self._feed_thread = threading.Thread(target=self._feed, daemon=True, name=f"feed:{self.session_id}")
+            self._feed_thread.start()
+        ready.set()
+
+    def _on_event(self, record: dict) -> None:
+        if record["event"] == "decoder_fitted":
+            with self._lock:
+                if self.state == "calibrating":
+                    self.state = "decoding"
+        elif record["event"] in ("decoder_fit_failed", "node_gave_up"):
+            with self._lock:
+                self.error = str(record.get("error", record["event"]))
+                if record["event"] == "node_gave_up":
+                    self.state = "failed"
+
+    def stop(self) -> None:
+        """Stop the graph (blocks already scored are kept)."""
+        with self._lock:
+            graph, bus, subscription, feed = self._graph, self._bus, self._subscription, self._feed_thread
+            self._graph = self._bus = self._subscription = self._feed_thread = None
+            if self._block is not None:
+                self._finish_block(now_ns(), aborted=True)
+            if self.state != "failed":
+                self.state = "stopped"
+        self._feed_stop.set()
+        if feed is not None:
+            feed.join(timeout=5.0)
+        if graph is not None:
+            graph.stop()
+        if subscription is not None:
+            subscription.close()
+        if bus is not None:
+            bus.close()
+
+    @property
+    def running(self) -> bool:
+        return self._graph is not None
+
+    def graph_report(self) -> dict | None:
+        """The runtime's per-node report of the running graph (latencies, CPU), or None."""
+        graph = self._graph
+        return graph.report() if graph is not None else None
+
+    # timed blocks -----------------------------------------------------------------------------
+    def start_block(self, duration_s: float, *, name: str | None = None) -> dict:
+        """Score the next ``duration_s`` seconds of Webgrid as a block (1-3600 s)."""
+        duration_s = check_positive(duration_s, "duration_s")
+        if duration_s > 3600:
+            raise InvalidInputError(f"duration_s must be at most 3600 seconds, got {duration_s:g}")
+        with self._lock:
+            if not self.running:
+                raise InvalidInputError("the session is not running: start it before a timed block")
+            if self.streams.score is None:
+                raise InvalidInputError("this session has no Webgrid task to score a block on")
+            if self._block is not None:
+                raise InvalidInputError(f"block {self._block['name']!r} is still running")
+            self._block = {"name": name or f"block-{len(self.blocks) + 1}", "duration_s": duration_s,
+                           "start_ns": now_ns(), "start_score": list(self._score), "decoder": self.decoder,
+                           "state": self.state}
+            return self._public_block()
+
+    def _public_block(self) -> dict | None:
+        block = self._block
+        if block is None:
+            return None
+        elapsed_s = (now_ns() - block["start_ns"]) / 1e9
+        return {"name": block["name"], "duration_s": block["duration_s"],
+                "remaining_s": round(max(0.0, block["duration_s"] - elapsed_s), 2)}
+
+    def _finish_block(self, time_ns: int, *, aborted: bool = False) -> None:
+        block = self._block
+        self._block = None
+        elapsed_s = (time_ns - block["start_ns"]) / 1e9
+        correct = int(self._score[0] - block["start_score"][0])
+        incorrect = int(self._score[1] - block["start_score"][1])
+        duration_s = block["duration_s"] if not aborted else max(elapsed_s, 1e-3)
+        ntpm = net_targets_per_minute(correct, incorrect, duration_s)
+        self.blocks.append({
+            "name": block["name"], "kind": "live-webgrid", "decoder": block["decoder"],
+            "duration_s": round(duration_s, 3), "grid_side": self.streams.grid_side,
+            "correct": correct, "incorrect": incorrect, "ntpm": ntpm,
+            "bps": webgrid_bps(ntpm, self.streams.grid_side), "aborted": aborted,
+        })
+
+    # the feed ---------------------------------------------------------------------------------
+    def _feed(self) -> None:
+        subscription = self._subscription
+        streams = self.streams
+        while not self._feed_stop.is_set():
+            message = subscription.get(timeout_s=0.1)
+            if message is None:
+                continue
+            self._messages += 1
+            stream = message.stream
+            if stream == streams.features:
+                self._on_features(message)
+            elif stream == streams.cursor:
+                payload = message.payload
+                self._cursor = [float(payload[0]), float(payload[1]), float(payload[2])]
+                self._latency_ns.append(message.timestamp_ns - message.origin_ns)
+            elif stream == streams.target:
+                payload = message.payload
+                self._target = [float(payload[0]), float(payload[1]), float(payload[2])]
+            elif stream == streams.score:
+                payload = message.payload
+                self._score = [int(payload[0]), int(payload[1]), float(payload[2])]
+
+    def _on_features(self, message) -> None:
+        n = self.streams.n_channels
+        payload = np.asarray(message.payload)
+        time_ns = message.received_ns or now_ns()
+        self._feature_bytes.append((time_ns, payload.nbytes))
+        while self._feature_bytes and time_ns - self._feature_bytes[0][0] > 1_000_000_000:
+            self._feature_bytes.popleft()
+        counts = np.clip(np.rint(payload[:n]), 0, 255).astype(np.uint8)
+        channels = counts.tobytes()
+        sbp_scale = None
+        if payload.shape[0] >= 2 * n:
+            sbp = np.asarray(payload[n:2 * n], dtype=np.float64)
+            sbp_scale = float(sbp.max()) or 1.0
+            channels += np.clip(np.rint(sbp / sbp_scale * 255), 0, 255).astype(np.uint8).tobytes()
+        time_s = (time_ns - self.started_ns) / 1e9
+        with self._lock:
+            if self._block is not None and (time_ns - self._block["start_ns"]) / 1e9 >= self._block["duration_s"]:
+                self._finish_block(time_ns)
+            self._update_series(time_s)
+            header = self._header(time_s, sbp_scale)
+            self.latest_frame = encode_frame(header, channels)
+            self.frame_sequence += 1
+
+    def _update_series(self, time_s: float) -> None:
+        if time_s - self._last_series_s < 1.0:
+            return
+        self._last_series_s = time_s
+        history = self._score_history
+        history.append((time_s, self._score[0], self._score[1]))
+        while history and time_s - history[0][0] > BPS_WINDOW_S:
+            history.popleft()
+        first_s, first_correct, first_incorrect = history[0]
+        if time_s - first_s < 1.0:
+            return
+        ntpm = net_targets_per_minute(self._score[0] - first_correct, self._score[1] - first_incorrect,
+                                      time_s - first_s)
+        self.series.append((round(time_s, 2), round(ntpm, 3), round(webgrid_bps(ntpm, self.streams.grid_side), 4)))
+
+    def _header(self, time_s: float, sbp_scale: float | None) -> dict:
+        link_bytes = sum(n for _, n in self._feature_bytes)
+        return {
+            "type": "frame",
+            "session_id": self.session_id,
+            "seq": self.frame_sequence + 1,
+            "t_s": round(time_s, 3),
+            "state": self.state,
+            "decoder": self.decoder,
+            "n_channels": self.streams.n_channels,
+            "grid_side": self.streams.grid_side,
+            "cursor": self._cursor,
+            "target": self._target,
+            "score": self._score,
+            "latency_ms": _quantiles_ms(self._latency_ns),
+            "link_bytes_per_s": link_bytes,
+            "sbp_scale": sbp_scale,
+            "series": list(self.series)[-3:],
+            "block": self._public_block(),
+            "n_blocks": len(self.blocks),
+        }
+
+    # snapshots for the REST API ---------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Everything but the channel bytes: state, controls, the series, blocks, summary."""
+        with self._lock:
+            return {
+                "session_id": self.session_id,
+                "participant_id": self.participant_id,
+                "name": self.spec.name,
+                "state": self.state,
+                "error": self.error,
+                "decoder": self.decoder,
+                "decoders": list(LIVE_DECODERS),
+                "calibration_s": self.calibration_s,
+                "n_channels": self.streams.n_channels,
+                "grid_side": self.streams.grid_side,
+                "streams": self.streams.names(),
+                "score": self._score,
+                "latency_ms": _quantiles_ms(self._latency_ns),
+                "series": [list(point) for point in self.series],
+                "blocks": list(self.blocks),
+                "block": self._public_block(),
+                "summary": self.summary,
+                "frames": self.frame_sequence,
+            }
+
+    def set_summary(self, summary: dict) -> None:
+        """Attach a finished session's summary (``neurolace demo --json``) for the BPS-per-block chart."""
+        if not isinstance(summary, dict):
+            raise InvalidInputError(f"summary must be a dict, got {type(summary).__name__}")
+        with self._lock:
+            self.summary = summary
+
+    def wait_for_frames(self, n_frames: int, timeout_s: float = 30.0) -> bool:
+        """Block until at least ``n_frames`` frames were made (for scripts and tests)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.frame_sequence >= n_frames:
+                return True
+            if self.state == "failed":
+                return False
+            time.sleep(0.02)
+        return False

@@ -1,0 +1,174 @@
+"""Run the dashboard: uvicorn in the foreground (``neurolace serve``) or in a background thread.
+
+:func:`start_in_background` is what ``neurolace demo`` (and the tests) use::
+
+    from neurolace.web.server import start_in_background
+
+    server = start_in_background(port=8000)      # serves the 'demo' preset live, started
+    print(server.url, server.bootstrap_token)    # open the URL, paste the token
+    ...
+    server.stop()
+
+It listens on 127.0.0.1 unless told otherwise, binds before returning (port 0
+picks a free port, see ``server.port``), and creates a researcher ``admin``
+with a printed token when the user store is empty, so a first run is usable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neurolace.core.errors import NeurolaceError
+from neurolace.web.auth import DEFAULT_TOKEN_LIFETIME_S, WebStore
+from neurolace.web.games import GameBook
+from neurolace.web.live import LiveSession
+
+__all__ = ["DEFAULT_PORT", "DashboardServer", "build_app", "default_data_dir", "start_in_background"]
+
+DEFAULT_PORT = 8000
+#: roles the simulated participant of a live session shares its data with
+SIMULATED_SHARING = ["clinician", "researcher"]
+
+
+def default_data_dir() -> Path:
+    """``$NEUROLACE_WEB_DIR`` if set, else ``./out/web``."""
+    return Path(os.environ.get("NEUROLACE_WEB_DIR", "out/web"))
+
+
+def build_app(*, data_dir: str | os.PathLike | None = None, sessions: list[LiveSession] | None = None,
+              token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S) -> tuple[Any, WebStore, GameBook, dict]:
+    """The app and its parts: ``(asgi_app, store, games, sessions_by_id)``.
+
+    ``sessions`` default to one ``LiveSession()`` (the ``demo`` preset, not started).
+    """
+    from neurolace.web.app import create_app
+
+    directory = Path(data_dir) if data_dir is not None else default_data_dir()
+    store = WebStore(directory, token_lifetime_s=token_lifetime_s)
+    games = GameBook(directory)
+    live = sessions if sessions is not None else [LiveSession()]
+    by_id = {}
+    for session in live:
+        if session.session_id in by_id:
+            raise NeurolaceError(f"two live sessions share the id {session.session_id!r}")
+        by_id[session.session_id] = session
+        store.ensure_participant(session.participant_id, SIMULATED_SHARING)
+    return create_app(store, games, by_id), store, games, by_id
+
+
+@dataclass
+class DashboardServer:
+    """A dashboard running in a background thread; :meth:`stop` ends it and its sessions."""
+
+    host: str
+    port: int
+    store: WebStore
+    games: GameBook
+    sessions: dict[str, LiveSession]
+    bootstrap_token: str | None = None
+    _server: Any = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self, *, timeout_s: float = 10.0) -> None:
+        for session in self.sessions.values():
+            session.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+
+def _bootstrap(store: WebStore) -> str | None:
+    """Create researcher ``admin`` and return a token when the store has no users yet."""
+    if store.users():
+        return None
+    return store.issue_token(store.create_user("admin", "researcher"))
+
+
+def _uvicorn_config(app, host: str, port: int, log_level: str):
+    import uvicorn
+
+    from neurolace.web.app import MAX_WS_MESSAGE_BYTES
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off", ws="websockets",
+                          ws_max_size=max(MAX_WS_MESSAGE_BYTES * 4, 65536),
+                          ws_per_message_deflate=False)
+
+
+def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                        data_dir: str | os.PathLike | None = None, sessions: list[LiveSession] | None = None,
+                        start_sessions: bool = True, summary: dict | None = None,
+                        token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S, log_level: str = "warning",
+                        startup_timeout_s: float = 20.0) -> DashboardServer:
+    """Start the dashboard in a daemon thread and return once it accepts connections.
+
+    Parameters
+    ----------
+    host, port : str, int
+        Where to listen (port 0: a free port, read it from ``.port``).
+    data_dir : path, optional
+        Users, token secret, Webgrid scores (default :func:`default_data_dir`).
+    sessions : list of LiveSession, optional
+        Default one ``LiveSession()`` on the ``demo`` preset.
+    start_sessions : bool
+        Start every session's graph now.
+    summary : dict, optional
+        A finished session's summary (``neurolace demo --json``) shown on the first session.
+    """
+    import socket
+
+    import uvicorn
+
+    app, store, games, by_id = build_app(data_dir=data_dir, sessions=sessions, token_lifetime_s=token_lifetime_s)
+    token = _bootstrap(store)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise NeurolaceError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    listener.listen(64)
+    bound_port = listener.getsockname()[1]
+    server = uvicorn.Server(_uvicorn_config(app, host, bound_port, log_level))
+    server.install_signal_handlers = lambda: None  # the owner of the main thread handles signals
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True,
+                              name="neurolace-dashboard")
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise NeurolaceError(f"the dashboard did not start on {host}:{bound_port}")
+        time.sleep(0.01)
+    handle = DashboardServer(host, bound_port, store, games, by_id, token, server, thread)
+    if summary is not None and by_id:
+        next(iter(by_id.values())).set_summary(summary)
+    if start_sessions:
+        for session in by_id.values():
+            session.start()
+    return handle
+
+
+def serve_forever(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: str | os.PathLike | None = None,
+                  sessions: list[LiveSession] | None = None, start_sessions: bool = True,
+                  summary: dict | None = None, on_ready=None, log_level: str = "warning") -> None:
+    """Run the dashboard in this thread until Ctrl-C; ``on_ready(server)`` is called once it listens."""
+    handle = start_in_background(host=host, port=port, data_dir=data_dir, sessions=sessions,
+                                 start_sessions=start_sessions, summary=summary, log_level=log_level)
+    try:
+        if on_ready is not None:
+            on_ready(handle)
+        while handle._thread.is_alive():
+            handle._thread.join(0.5)
+    finally:
+        handle.stop()
