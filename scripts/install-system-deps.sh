@@ -6,6 +6,10 @@ set -euo pipefail
 needed=()
 # Commands the tests run, and the Debian package that provides each.
 DEPS=(
+  redis-server:redis-server   # Redis Streams bus tests (a real server on 127.0.0.1)
+  Xvfb:xvfb                   # a real X server for the desktop-pointer effector
+  xdotool:xdotool             # reads the pointer position back
+  chromium:chromium           # the dashboard's browser tests (Playwright drives it)
 )
 for pair in "${DEPS[@]}"; do
   command_name=${pair%%:*}
