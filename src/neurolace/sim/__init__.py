@@ -2,6 +2,8 @@
 
 - :func:`simulate_implant`: raw 10-bit recordings of tuned units around threads
   of electrodes, with full ground truth (:mod:`neurolace.sim.implant`).
+- :class:`ImplantStream`: the same implant streamed, for closed loops: push
+  intended movement millisecond by millisecond, read final samples.
 - :func:`simulate_spike_trains`: the same spiking model without voltages, for
   callers that only need spike times or counts.
 - :class:`TuningModel`: how units encode intended velocity and click.
@@ -10,6 +12,7 @@
 from neurolace.sim.implant import (
     GroundTruth,
     ImplantParameters,
+    ImplantStream,
     SimulatedImplant,
     implant_geometry,
     simulate_implant,
@@ -22,6 +25,7 @@ __all__ = [
     "N1_FS_HZ",
     "GroundTruth",
     "ImplantParameters",
+    "ImplantStream",
     "IntendedMovement",
     "ReachingTrajectory",
     "SimulatedImplant",

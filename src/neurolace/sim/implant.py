@@ -21,6 +21,10 @@ ground truth:
 The signal is built chunk by chunk in float32 and quantised straight into the
 int16 output, so peak memory is the output plus a few chunk buffers. The
 result is bit-for-bit identical for any ``chunk_samples`` (tested).
+:class:`ImplantStream` is the same machine driven incrementally (push intended
+movement, read final samples), for closed loops; :func:`simulate_implant` is
+built on it, and any split of a session into pushes and reads gives the same
+samples (tested).
 
 Every default below is documented with its source in
 :class:`ImplantParameters` and in ``docs/simulator.md``.
@@ -38,14 +42,21 @@ import numpy as np
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from neurolace.core.checks import check_int, check_nonnegative, check_positive
+from neurolace.core.checks import check_array, check_int, check_nonnegative, check_positive
 from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
 from neurolace.core.geometry import ElectrodeGeometry
 from neurolace.core.random import SeedLike, spawn_rngs
 from neurolace.core.recording import Recording
 from neurolace.sim.background import BackgroundGenerator
-from neurolace.sim.spiking import N1_FS_HZ, IntendedMovement, SpikeTrains, generate_spike_trains
+from neurolace.sim.spiking import (
+    BLOCK_STEPS,
+    N1_FS_HZ,
+    RATE_FS_HZ,
+    IntendedMovement,
+    SpikeGenerator,
+    SpikeTrains,
+)
 from neurolace.sim.tuning import TuningModel
 from neurolace.sim.waveforms import (
     WaveformShapes,
@@ -58,6 +69,7 @@ __all__ = [
     "ELECTRODES_PER_THREAD",
     "GroundTruth",
     "ImplantParameters",
+    "ImplantStream",
     "SimulatedImplant",
     "implant_geometry",
     "simulate_implant",
@@ -414,6 +426,288 @@ def _check_seed(seed: SeedLike) -> None:
         raise InvalidInputError(f"seed must be a non-negative int, None or numpy Generator, got {seed!r}")
 
 
+class ImplantStream:
+    """The simulated implant, streamed: push intended movement, read ADC samples as they become final.
+
+    This is the class under :func:`simulate_implant`, for closed loops where
+    the intention is not known in advance. Intention arrives in steps of 1 ms
+    (the rate grid of :mod:`neurolace.sim.spiking`); samples become final once
+    every spike that can touch them is known, i.e. up to ``WINDOW_BEFORE_MS``
+    (0.6 ms) before the end of the intention pushed so far. However the
+    session is split into pushes and reads, the samples and spikes are the
+    same (tested against :func:`simulate_implant`).
+
+    Parameters
+    ----------
+    n_electrodes, seed, fs_hz, tuning, parameters
+        As for :func:`simulate_implant`.
+
+    Examples
+    --------
+    >>> stream = ImplantStream(n_electrodes=32, seed=1)
+    >>> stream.push_intention(np.tile([0.5, 0.0], (20, 1)))   # 20 ms moving right
+    >>> codes = stream.read()                                 # int16, shape (n_new, 32)
+    """
+
+    def __init__(
+        self,
+        *,
+        n_electrodes: int = 1024,
+        seed: SeedLike = 0,
+        fs_hz: float = N1_FS_HZ,
+        tuning: TuningModel | None = None,
+        parameters: ImplantParameters | None = None,
+    ) -> None:
+        self.fs_hz = check_positive(fs_hz, "fs_hz")
+        self.geometry = implant_geometry(n_electrodes)
+        parameters = ImplantParameters() if parameters is None else parameters
+        if not isinstance(parameters, ImplantParameters):
+            raise InvalidInputError(
+                f"parameters must be an ImplantParameters, got {type(parameters).__name__}"
+            )
+        if tuning is not None and not isinstance(tuning, TuningModel):
+            raise InvalidInputError(f"tuning must be a TuningModel, got {type(tuning).__name__}")
+        _check_seed(seed)
+        self.parameters = parameters
+        self.seed = seed
+        (
+            placement_rng,
+            amplitude_rng,
+            shape_rng,
+            tuning_rng,
+            self._movement_rng,
+            spike_rng,
+            background_seed,
+        ) = spawn_rngs(seed, 7)
+        geometry = self.geometry
+        self.unit_positions_um = _place_units(
+            geometry, parameters, None if tuning is None else tuning.n_units, placement_rng
+        )
+        n_units = self.unit_positions_um.shape[0]
+        if tuning is None:
+            tuning = TuningModel.random(n_units, seed=tuning_rng) if n_units else _empty_tuning()
+        self.tuning = tuning
+        soma_amplitude = parameters.soma_amplitude_median_uv * np.exp(
+            parameters.soma_amplitude_sigma * amplitude_rng.standard_normal(n_units)
+        )
+        self.amplitude_uv = _footprints(geometry, self.unit_positions_um, soma_amplitude, parameters)
+        self.shapes = random_waveform_shapes(n_units, seed=shape_rng)
+        self._waveforms = self.shapes.sample(self.fs_hz, n_phases=parameters.waveform_phases)
+        self._n_before = taps_before(self.fs_hz)
+        self._n_after = self._waveforms.shape[2] - self._n_before
+        self._spikes = SpikeGenerator(
+            tuning, fs_hz=self.fs_hz, refractory_ms=parameters.refractory_ms, seed=spike_rng
+        )
+        self._background = BackgroundGenerator(
+            geometry.thread_id, geometry.depth_um, self.fs_hz, parameters, background_seed
+        )
+        self._indptr = self.amplitude_uv.indptr.astype(np.int64)
+        self._indices = self.amplitude_uv.indices.astype(np.int64)
+        self._gains = self.amplitude_uv.data.astype(np.float32)
+        self._pending = SpikeTrains.concatenate([], fs_hz=self.fs_hz, n_units=n_units)
+        self._fired: list[SpikeTrains] = []
+        self._velocity: list[np.ndarray] = []
+        self._click: list[np.ndarray] = []
+        self.samples_read = 0
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def n_channels(self) -> int:
+        return self.geometry.n_channels
+
+    @property
+    def n_units(self) -> int:
+        return self.tuning.n_units
+
+    @property
+    def gain_uv(self) -> float:
+        return self.parameters.gain_uv
+
+    @property
+    def offset_uv(self) -> float:
+        return -self.parameters.adc_mid_code * self.parameters.gain_uv
+
+    @property
+    def intention_ms(self) -> int:
+        """Milliseconds of intention pushed so far."""
+        return self._spikes.next_step
+
+    @property
+    def samples_available(self) -> int:
+        """Samples that are final but not yet read."""
+        known = int(np.floor(self.intention_ms * self.fs_hz / RATE_FS_HZ))  # spikes known before this sample
+        return max(known - self._n_before - 1 - self.samples_read, 0)
+
+    # -- streaming -------------------------------------------------------------------------------
+    def push_intention(self, velocity, click=None) -> None:
+        """Add the intended velocity and click of the next ``n_steps`` milliseconds.
+
+        Parameters
+        ----------
+        velocity : array-like, shape (n_steps, 2)
+            Intended (vx, vy) during each millisecond, normalised units.
+        click : array-like, shape (n_steps,), optional
+            Click intention in [0, 1]; zeros by default.
+        """
+        velocity = check_array(velocity, "velocity", ndim=2, dtype=np.float64)
+        if velocity.shape[1] != 2:
+            raise InvalidInputError(f"velocity must have shape (n_steps, 2), got {velocity.shape}")
+        n_steps = velocity.shape[0]
+        if click is None:
+            click = np.zeros(n_steps)
+        click = check_array(click, "click", ndim=1, dtype=np.float64, shape=(n_steps,))
+        if click.size and (click.min() < 0 or click.max() > 1):
+            raise InvalidInputError(
+                f"click must lie in [0, 1], got values in [{click.min():g}, {click.max():g}]"
+            )
+        for offset in range(0, n_steps, BLOCK_STEPS):
+            stop = min(offset + BLOCK_STEPS, n_steps)
+            fired = self._spikes.advance(velocity[offset:stop], click[offset:stop])
+            self._fired.append(fired)
+            self._pending = SpikeTrains.concatenate(
+                [self._pending, fired], fs_hz=self.fs_hz, n_units=self.n_units
+            )
+        self._velocity.append(velocity)
+        self._click.append(click)
+
+    def read(self, n_samples: int | None = None) -> np.ndarray:
+        """The next final samples as int16 ADC codes, shape (n, n_channels).
+
+        ``n`` is ``samples_available``, or at most ``n_samples`` when given.
+        """
+        n = self.samples_available
+        if n_samples is not None:
+            n = min(n, check_int(n_samples, "n_samples", minimum=0))
+        out = np.empty((n, self.n_channels), dtype=np.int16)
+        self._render_into(out)
+        return out
+
+    def _render_into(
+        self,
+        out: np.ndarray,
+        *,
+        chunk_samples: int = 4096,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Write the next ``len(out)`` samples into ``out`` (int16) in chunks: background, spikes, ADC."""
+        n_samples = out.shape[0]
+        if n_samples > self.samples_available:
+            raise InvalidInputError(
+                f"only {self.samples_available} samples are final; push more intention before reading {n_samples}"
+            )
+        buffer = np.empty((min(chunk_samples, n_samples), self.n_channels), dtype=np.float32)
+        inverse_gain = np.float32(1.0 / self.parameters.gain_uv)
+        mid, top = np.float32(self.parameters.adc_mid_code), np.float32(self.parameters.adc_max_code)
+        n_phases = self._waveforms.shape[1]
+        pending = self._pending
+        for offset in range(0, n_samples, chunk_samples):
+            stop_offset = min(offset + chunk_samples, n_samples)
+            start, stop = self.samples_read + offset, self.samples_read + stop_offset
+            chunk = buffer[: stop_offset - offset]
+            self._background.fill(chunk)
+            first = np.searchsorted(pending.sample_index, start - self._n_after + 1, side="left")
+            last = np.searchsorted(pending.sample_index, stop + self._n_before, side="left")
+            add_spikes(
+                chunk,
+                start,
+                pending.sample_index[first:last],
+                pending.unit_index[first:last].astype(np.int64),
+                np.minimum((pending.phase[first:last] * n_phases).astype(np.int64), n_phases - 1),
+                self._indptr,
+                self._indices,
+                self._gains,
+                self._waveforms,
+                self._n_before,
+            )
+            chunk *= inverse_gain
+            chunk += mid
+            np.rint(chunk, out=chunk)
+            np.clip(chunk, 0, top, out=chunk)
+            out[offset:stop_offset] = chunk
+            if progress is not None:
+                progress(stop_offset, n_samples)
+        self.samples_read += n_samples
+        # Forget spikes that can no longer touch unread samples.
+        keep_from = np.searchsorted(pending.sample_index, self.samples_read - self._n_after + 1, side="left")
+        self._pending = SpikeTrains(
+            pending.sample_index[keep_from:],
+            pending.unit_index[keep_from:],
+            pending.phase[keep_from:],
+            self.fs_hz,
+            self.n_units,
+        )
+
+    # -- results ---------------------------------------------------------------------------------
+    def spike_trains(self, n_samples: int | None = None) -> SpikeTrains:
+        """Every spike drawn so far (before sample ``n_samples`` if given), sorted."""
+        return SpikeTrains.concatenate(
+            self._fired, fs_hz=self.fs_hz, n_units=self.n_units, n_samples=n_samples
+        )
+
+    def ground_truth(self, n_samples: int | None = None) -> GroundTruth:
+        """Ground truth of the samples read so far (or of the first ``n_samples``).
+
+        The intention is reported as pushed: on the 1 kHz grid.
+        """
+        trains = self.spike_trains(self.samples_read if n_samples is None else n_samples)
+        amplitude = self.amplitude_uv
+        if self.n_units:
+            peak_channel = np.asarray(amplitude.argmax(axis=1)).ravel().astype(np.int64)
+            peak_amplitude = np.asarray(amplitude.max(axis=1).todense()).ravel()
+        else:
+            peak_channel = np.zeros(0, np.int64)
+            peak_amplitude = np.zeros(0)
+        noise = self._background.noise_uv_rms
+        events = SpikeEvents(
+            trains.sample_index,
+            peak_channel[trains.unit_index],
+            fs_hz=self.fs_hz,
+            n_channels=self.n_channels,
+            unit_id=trains.unit_index,
+            amplitude_uv=-peak_amplitude[trains.unit_index],
+        )
+        return GroundTruth(
+            units=events,
+            unit_positions_um=self.unit_positions_um,
+            tuning=self.tuning,
+            amplitude_uv=amplitude,
+            peak_channel=peak_channel,
+            peak_amplitude_uv=peak_amplitude,
+            snr=peak_amplitude / noise[peak_channel] if self.n_units else np.zeros(0),
+            noise_rms_uv=noise,
+            waveforms=self._waveforms[:, 0, :].copy(),
+            waveform_taps_before=self._n_before,
+            shapes=self.shapes,
+            intended_velocity=np.concatenate([np.zeros((0, 2)), *self._velocity]),
+            click=np.concatenate([np.zeros(0), *self._click]),
+            velocity_fs_hz=RATE_FS_HZ,
+            parameters=self.parameters,
+        )
+
+    def to_recording(self, samples: np.ndarray) -> Recording:
+        """Wrap int16 codes read from this stream as a :class:`Recording` (rate, gain, geometry, provenance)."""
+        return Recording(
+            samples,
+            fs_hz=self.fs_hz,
+            gain_uv=self.gain_uv,
+            offset_uv=self.offset_uv,
+            geometry=self.geometry,
+            metadata={
+                "source": "neurolace.sim.simulate_implant",
+                "seed": int(self.seed) if isinstance(self.seed, numbers.Integral) else None,
+                "n_units": self.n_units,
+                "adc_bits": self.parameters.adc_bits,
+                "parameters": _jsonable(dataclasses.asdict(self.parameters)),
+            },
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ImplantStream(n_channels={self.n_channels}, n_units={self.n_units}, fs_hz={self.fs_hz:g}, "
+            f"intention_ms={self.intention_ms}, samples_read={self.samples_read})"
+        )
+
+
 def simulate_implant(
     *,
     duration_s: float,
@@ -444,7 +738,8 @@ def simulate_implant(
     intended_velocity : ndarray, shape (n_steps, 2), optional
         Intended velocity in normalised units at ``velocity_fs_hz``, covering
         ``duration_s``. Default: a seeded random center-out-and-back session
-        (:func:`neurolace.sim.trajectory.random_reaching_trajectory`).
+        (:func:`neurolace.sim.trajectory.random_reaching_trajectory`). It is
+        linearly interpolated to the middle of every millisecond.
     click : ndarray, shape (n_steps,), optional
         Click intention in [0, 1] at ``velocity_fs_hz``. Default: none if a
         velocity is given, else the clicks of the random session.
@@ -470,98 +765,31 @@ def simulate_implant(
     """
     duration_s = check_positive(duration_s, "duration_s")
     fs_hz = check_positive(fs_hz, "fs_hz")
-    geometry = implant_geometry(n_electrodes)
+    implant_geometry(n_electrodes)
     chunk_samples = check_int(chunk_samples, "chunk_samples", minimum=1)
-    parameters = ImplantParameters() if parameters is None else parameters
-    if not isinstance(parameters, ImplantParameters):
-        raise InvalidInputError(f"parameters must be an ImplantParameters, got {type(parameters).__name__}")
-    if tuning is not None and not isinstance(tuning, TuningModel):
-        raise InvalidInputError(f"tuning must be a TuningModel, got {type(tuning).__name__}")
-    _check_seed(seed)
     n_samples = round(duration_s * fs_hz)
     if n_samples < 1:
         raise InvalidInputError(f"duration_s={duration_s:g} is shorter than one sample at fs_hz={fs_hz:g}")
-    (placement_rng, amplitude_rng, shape_rng, tuning_rng, movement_rng, spike_rng, background_seed) = (
-        spawn_rngs(seed, 7)
+    stream = ImplantStream(
+        n_electrodes=n_electrodes, seed=seed, fs_hz=fs_hz, tuning=tuning, parameters=parameters
     )
     movement = IntendedMovement.from_arrays(
-        intended_velocity, click, fs_hz=velocity_fs_hz, duration_s=duration_s, seed=movement_rng
+        intended_velocity, click, fs_hz=velocity_fs_hz, duration_s=duration_s, seed=stream._movement_rng
     )
-
-    positions = _place_units(geometry, parameters, None if tuning is None else tuning.n_units, placement_rng)
-    n_units = positions.shape[0]
-    if tuning is None:
-        tuning = TuningModel.random(n_units, seed=tuning_rng) if n_units else _empty_tuning()
-    soma_amplitude = parameters.soma_amplitude_median_uv * np.exp(
-        parameters.soma_amplitude_sigma * amplitude_rng.standard_normal(n_units)
-    )
-    amplitude = _footprints(geometry, positions, soma_amplitude, parameters)
-    shapes = random_waveform_shapes(n_units, seed=shape_rng)
-    waveforms = shapes.sample(fs_hz, n_phases=parameters.waveform_phases)
-    n_before = taps_before(fs_hz)
-
-    trains = generate_spike_trains(
-        tuning,
-        movement,
-        n_samples=n_samples,
-        fs_hz=fs_hz,
-        refractory_ms=parameters.refractory_ms,
-        seed=spike_rng,
-    )
-    background = BackgroundGenerator(
-        geometry.thread_id, geometry.depth_um, fs_hz, parameters, background_seed
-    )
-
-    samples = np.empty((n_samples, geometry.n_channels), dtype=np.int16)
-    _render(samples, trains, amplitude, waveforms, n_before, background, parameters, chunk_samples, progress)
-
-    if n_units:
-        peak_channel = np.asarray(amplitude.argmax(axis=1)).ravel().astype(np.int64)
-        peak_amplitude = np.asarray(amplitude.max(axis=1).todense()).ravel()
-    else:
-        peak_channel = np.zeros(0, np.int64)
-        peak_amplitude = np.zeros(0)
-    noise = background.noise_uv_rms
-    events = SpikeEvents(
-        trains.sample_index,
-        peak_channel[trains.unit_index],
-        fs_hz=fs_hz,
-        n_channels=geometry.n_channels,
-        unit_id=trains.unit_index,
-        amplitude_uv=-peak_amplitude[trains.unit_index],
-    )
-    ground_truth = GroundTruth(
-        units=events,
-        unit_positions_um=positions,
-        tuning=tuning,
-        amplitude_uv=amplitude,
-        peak_channel=peak_channel,
-        peak_amplitude_uv=peak_amplitude,
-        snr=peak_amplitude / noise[peak_channel] if n_units else np.zeros(0),
-        noise_rms_uv=noise,
-        waveforms=waveforms[:, 0, :].copy(),
-        waveform_taps_before=n_before,
-        shapes=shapes,
+    # Intention up to the end, plus the 0.6 ms of spikes whose waveforms start inside the recording.
+    n_steps = int(np.ceil((n_samples + taps_before(fs_hz) + 2) * RATE_FS_HZ / fs_hz))
+    for block_start in range(0, n_steps, BLOCK_STEPS):
+        times_s = (block_start + np.arange(min(BLOCK_STEPS, n_steps - block_start)) + 0.5) / RATE_FS_HZ
+        stream.push_intention(*movement.at(times_s))
+    samples = np.empty((n_samples, stream.n_channels), dtype=np.int16)
+    stream._render_into(samples, chunk_samples=chunk_samples, progress=progress)
+    ground_truth = dataclasses.replace(
+        stream.ground_truth(n_samples),
         intended_velocity=movement.velocity,
         click=movement.click,
         velocity_fs_hz=movement.fs_hz,
-        parameters=parameters,
     )
-    recording = Recording(
-        samples,
-        fs_hz=fs_hz,
-        gain_uv=parameters.gain_uv,
-        offset_uv=-parameters.adc_mid_code * parameters.gain_uv,
-        geometry=geometry,
-        metadata={
-            "source": "neurolace.sim.simulate_implant",
-            "seed": int(seed) if isinstance(seed, numbers.Integral) else None,
-            "n_units": n_units,
-            "adc_bits": parameters.adc_bits,
-            "parameters": _jsonable(dataclasses.asdict(parameters)),
-        },
-    )
-    return SimulatedImplant(recording=recording, ground_truth=ground_truth)
+    return SimulatedImplant(recording=stream.to_recording(samples), ground_truth=ground_truth)
 
 
 def _empty_tuning() -> TuningModel:
@@ -571,55 +799,6 @@ def _empty_tuning() -> TuningModel:
 
 def _jsonable(values: dict) -> dict:
     return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
-
-
-def _render(
-    samples: np.ndarray,
-    trains: SpikeTrains,
-    amplitude: sparse.csr_array,
-    waveforms: np.ndarray,
-    n_before: int,
-    background: BackgroundGenerator,
-    parameters: ImplantParameters,
-    chunk_samples: int,
-    progress: Callable[[int, int], None] | None,
-) -> None:
-    """Fill ``samples`` (int16 codes) chunk by chunk: background, spikes, ADC."""
-    n_samples, n_channels = samples.shape
-    n_taps = waveforms.shape[2]
-    n_after = n_taps - n_before
-    indptr = amplitude.indptr.astype(np.int64)
-    indices = amplitude.indices.astype(np.int64)
-    gains = amplitude.data.astype(np.float32)
-    phase_index = np.minimum((trains.phase * waveforms.shape[1]).astype(np.int64), waveforms.shape[1] - 1)
-    buffer = np.empty((min(chunk_samples, n_samples), n_channels), dtype=np.float32)
-    inverse_gain = np.float32(1.0 / parameters.gain_uv)
-    mid, top = np.float32(parameters.adc_mid_code), np.float32(parameters.adc_max_code)
-    for start in range(0, n_samples, chunk_samples):
-        stop = min(start + chunk_samples, n_samples)
-        out = buffer[: stop - start]
-        background.fill(out)
-        first = np.searchsorted(trains.sample_index, start - n_after + 1, side="left")
-        last = np.searchsorted(trains.sample_index, stop + n_before, side="left")
-        add_spikes(
-            out,
-            start,
-            trains.sample_index[first:last],
-            trains.unit_index[first:last].astype(np.int64),
-            phase_index[first:last],
-            indptr,
-            indices,
-            gains,
-            waveforms,
-            n_before,
-        )
-        out *= inverse_gain
-        out += mid
-        np.rint(out, out=out)
-        np.clip(out, 0, top, out=out)
-        samples[start:stop] = out
-        if progress is not None:
-            progress(stop, n_samples)
 
 
 def add_spikes_numpy(

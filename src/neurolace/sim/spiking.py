@@ -17,17 +17,21 @@ with dead time ``d`` and hazard ``h`` has mean interval ``d + 1/h``
 
 Spikes are drawn by time rescaling (Brown et al. 2002, Neural Comput 14:325):
 a unit's next spike is where its integrated hazard, counted from the end of
-its dead time, reaches a unit-exponential draw. The work is vectorised across
-units and done in fixed blocks of ``BLOCK_MS`` of rate grid, so memory stays
-bounded for long sessions and the result never depends on how callers chunk
-anything else. Spike times are continuous; each spike reports the sample it
-falls in and its sub-sample phase.
+its dead time, reaches a unit-exponential draw. :class:`SpikeGenerator` walks
+the 1 kHz grid one millisecond at a time per unit (a numba loop), carrying each
+unit's state exactly, and each unit takes its k-th exponential from its own
+counter-based SplitMix64 sequence (Steele, Lea & Flood 2014). So the spikes
+depend only on the intention and the seed: drawing a session in one call, in
+250 ms blocks, or millisecond by millisecond as a closed loop supplies the
+intention gives identical spikes. Spike times are continuous; each spike
+reports the sample it falls in and its sub-sample phase.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from neurolace.core.checks import check_array, check_int, check_nonnegative, check_positive
@@ -51,9 +55,8 @@ __all__ = [
 N1_FS_HZ = 5e6 / 256
 #: Rate of the grid on which firing rates are evaluated.
 RATE_FS_HZ = 1000.0
-#: Rate-grid steps per generation block (250 ms).
+#: Rate-grid steps evaluated at once (bounds the memory of the rate array, not the result).
 BLOCK_STEPS = 250
-BLOCK_MS = BLOCK_STEPS * 1e3 / RATE_FS_HZ
 #: Rates are capped at this fraction of 1 / dead time.
 MAX_RATE_FRACTION = 0.8
 
@@ -156,9 +159,196 @@ class SpikeTrains:
         """Number of spikes of each unit, shape (n_units,)."""
         return np.bincount(self.unit_index, minlength=self.n_units)
 
+    @classmethod
+    def concatenate(
+        cls, parts: list[SpikeTrains], *, fs_hz: float, n_units: int, n_samples: int | None = None
+    ) -> SpikeTrains:
+        """Join consecutive spike trains (each sorted, in time order); keep spikes before ``n_samples``."""
+        if parts:
+            samples = np.concatenate([part.sample_index for part in parts])
+            units = np.concatenate([part.unit_index for part in parts])
+            phases = np.concatenate([part.phase for part in parts])
+        else:
+            samples, units, phases = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        order = np.lexsort((units, samples))
+        samples, units, phases = samples[order], units[order], phases[order]
+        if n_samples is not None:
+            keep = samples < n_samples
+            samples, units, phases = samples[keep], units[keep], phases[keep]
+        return cls(samples, units, phases, fs_hz, n_units)
+
 
 def _dead_time_samples(refractory_ms: float, fs_hz: float) -> int:
+    """Dead time in whole samples; at least one, so a unit never fires twice in one sample."""
     return max(int(np.ceil(refractory_ms * 1e-3 * fs_hz - 1e-9)), 1)
+
+
+#: Increment of the SplitMix64 sequence (Steele, Lea & Flood 2014, OOPSLA, "Fast splittable
+#: pseudorandom number generators"): the 64-bit golden ratio.
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+
+
+def splitmix64(state: np.ndarray) -> np.ndarray:
+    """The SplitMix64 output function (Steele et al. 2014) of uint64 ``state``, elementwise.
+
+    ``splitmix64(seed + (k + 1) * SPLITMIX_GAMMA)`` is the ``k``-th output of the
+    SplitMix64 generator started at ``seed``; for seed 0 the first output is
+    0xE220A8397B1DCDAF.
+    """
+    z = np.asarray(state, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def _unit_exponential(key, k):
+    """The ``k``-th unit-exponential draw of the unit whose SplitMix64 seed is ``key`` (numba)."""
+    z = key + (np.uint64(k) + np.uint64(1)) * np.uint64(SPLITMIX_GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    uniform = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)  # [0, 1) with 53 bits
+    return -np.log1p(-uniform)
+
+
+@numba.njit(cache=True)
+def _advance_spikes(
+    hazard_per_ms,
+    first_step,
+    samples_per_ms,
+    dead_samples,
+    keys,
+    counts,
+    remaining,
+    next_allowed,
+    out_samples,
+    out_units,
+    out_phases,
+):
+    n_steps, n_units = hazard_per_ms.shape
+    written = 0
+    for unit in range(n_units):
+        for i in range(n_steps):
+            hazard = hazard_per_ms[i, unit]
+            step_start = np.float64(first_step + i)
+            step_end = step_start + 1.0
+            while hazard > 0.0:
+                start = max(step_start, next_allowed[unit] / samples_per_ms)
+                if start >= step_end:
+                    break
+                available = hazard * (step_end - start)
+                if remaining[unit] > available:
+                    remaining[unit] -= available
+                    break
+                exact = (start + remaining[unit] / hazard) * samples_per_ms
+                sample = max(np.int64(np.floor(exact)), next_allowed[unit])
+                out_samples[written] = sample
+                out_units[written] = unit
+                out_phases[written] = min(max(exact - sample, 0.0), 0.999999)
+                written += 1
+                next_allowed[unit] = sample + dead_samples
+                counts[unit] += 1
+                remaining[unit] = _unit_exponential(keys[unit], counts[unit])
+    return written
+
+
+class SpikeGenerator:
+    """Spikes of a population, drawn millisecond by millisecond as intention arrives.
+
+    The state of each unit (when its dead time ends, how much integrated hazard
+    remains before its next spike, how many spikes it has fired) is carried
+    exactly from one call to the next, and each unit draws its exponentials
+    from its own counter-based SplitMix64 sequence, so the spikes depend only
+    on the intention and the seed, never on how the calls split the session.
+
+    Parameters
+    ----------
+    tuning : TuningModel
+    fs_hz : float
+        Sample clock of the spike indices.
+    refractory_ms : float, default 2.0
+    seed : int, Generator or None
+    """
+
+    def __init__(
+        self, tuning: TuningModel, *, fs_hz: float, refractory_ms: float = 2.0, seed: SeedLike = None
+    ):
+        if not isinstance(tuning, TuningModel):
+            raise InvalidInputError(f"tuning must be a TuningModel, got {type(tuning).__name__}")
+        self.tuning = tuning
+        self.fs_hz = check_positive(fs_hz, "fs_hz")
+        self.refractory_ms = check_nonnegative(refractory_ms, "refractory_ms")
+        rng = check_rng(seed)
+        n_units = tuning.n_units
+        self.dead_samples = _dead_time_samples(self.refractory_ms, self.fs_hz)
+        # A spike sits in the sample its trough falls in, and the dead time counts from the start of
+        # that sample: on average half a sample less than dead_samples.
+        self.dead_time_s = (self.dead_samples - 0.5) / self.fs_hz
+        self.max_rate_hz = MAX_RATE_FRACTION / self.dead_time_s
+        self._keys = rng.integers(0, np.iinfo(np.uint64).max, size=n_units, dtype=np.uint64, endpoint=True)
+        self._counts = np.zeros(n_units, dtype=np.int64)
+        self._remaining = np.array([_unit_exponential(key, 0) for key in self._keys], dtype=np.float64)
+        self._next_allowed = np.zeros(n_units, dtype=np.int64)
+        self.next_step = 0
+        samples_per_step = self.fs_hz / RATE_FS_HZ
+        self._max_per_step = int(np.ceil(samples_per_step) + 1) // self.dead_samples + 1
+
+    def hazard_hz(self, velocity: np.ndarray, click: np.ndarray) -> np.ndarray:
+        """Hazard outside the dead time for the tuned rates, shape (n_steps, n_units)."""
+        rates = np.minimum(self.tuning.rates_hz(velocity, click), self.max_rate_hz)
+        return rates / (1.0 - rates * self.dead_time_s)
+
+    def advance(self, velocity: np.ndarray, click: np.ndarray) -> SpikeTrains:
+        """Spikes of the next ``n_steps`` milliseconds.
+
+        Parameters
+        ----------
+        velocity : ndarray, shape (n_steps, 2)
+            Intended velocity during each of the next milliseconds.
+        click : ndarray, shape (n_steps,)
+
+        Returns
+        -------
+        SpikeTrains
+            Sorted by sample then unit; sample indices are on the global clock.
+        """
+        velocity = check_array(velocity, "velocity", ndim=2, dtype=np.float64)
+        n_steps = velocity.shape[0]
+        n_units = self.tuning.n_units
+        block = max(1, BLOCK_STEPS // self._max_per_step)
+        parts = []
+        for offset in range(0, n_steps, block):
+            stop = min(offset + block, n_steps)
+            hazard_per_ms = np.ascontiguousarray(
+                self.hazard_hz(velocity[offset:stop], click[offset:stop]) / 1e3
+            )
+            capacity = n_units * (stop - offset) * self._max_per_step
+            samples = np.empty(capacity, np.int64)
+            units = np.empty(capacity, np.int32)
+            phases = np.empty(capacity, np.float32)
+            written = _advance_spikes(
+                hazard_per_ms,
+                self.next_step,
+                self.fs_hz / RATE_FS_HZ,
+                self.dead_samples,
+                self._keys,
+                self._counts,
+                self._remaining,
+                self._next_allowed,
+                samples,
+                units,
+                phases,
+            )
+            self.next_step += stop - offset
+            parts.append((samples[:written].copy(), units[:written].copy(), phases[:written].copy()))
+        if parts:
+            samples, units, phases = (np.concatenate(column) for column in zip(*parts, strict=True))
+        else:
+            samples, units, phases = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        order = np.lexsort((units, samples))
+        return SpikeTrains(samples[order], units[order], phases[order], self.fs_hz, n_units)
 
 
 def generate_spike_trains(
@@ -177,14 +367,15 @@ def generate_spike_trains(
     tuning : TuningModel
         The units and their tuning.
     movement : IntendedMovement
-        Intended velocity and click.
+        Intended velocity and click, interpolated onto the 1 kHz rate grid
+        (each millisecond takes the value at its midpoint).
     n_samples : int
         Length of the session in samples of ``fs_hz``.
     fs_hz : float
         Sample clock of the returned spike indices.
     refractory_ms : float, default 2.0
         Absolute refractory period; consecutive spikes of a unit are at least
-        ``ceil(refractory_ms * fs_hz / 1000)`` samples apart.
+        ``max(1, ceil(refractory_ms * fs_hz / 1000))`` samples apart.
     seed : int, Generator or None
         Seed of the spike draws.
 
@@ -193,82 +384,13 @@ def generate_spike_trains(
     SpikeTrains
     """
     n_samples = check_int(n_samples, "n_samples", minimum=0)
-    fs_hz = check_positive(fs_hz, "fs_hz")
-    refractory_ms = check_nonnegative(refractory_ms, "refractory_ms")
-    rng = check_rng(seed)
-    n_units = tuning.n_units
-    dead_samples = _dead_time_samples(refractory_ms, fs_hz) if refractory_ms > 0 else 0
-    # A spike is placed in the sample its trough falls in, and the next search starts dead_samples
-    # samples after the start of that sample: on average 0.5 sample before the trough + dead time.
-    dead_time_s = max(dead_samples - 0.5, 0.0) / fs_hz
-    max_rate_hz = MAX_RATE_FRACTION / dead_time_s if dead_time_s > 0 else np.inf
-    duration_s = n_samples / fs_hz
-    n_steps = int(np.ceil(duration_s * RATE_FS_HZ - 1e-9))
-
-    next_allowed = np.zeros(n_units, dtype=np.int64)  # first sample each unit may fire in
-    remaining = rng.exponential(size=n_units)  # integrated hazard still to go before the next spike
-    found_samples, found_units, found_phases = [], [], []
+    generator = SpikeGenerator(tuning, fs_hz=fs_hz, refractory_ms=refractory_ms, seed=seed)
+    n_steps = int(np.ceil(n_samples / generator.fs_hz * RATE_FS_HZ - 1e-9))
+    parts = []
     for block_start in range(0, n_steps, BLOCK_STEPS):
-        m = min(BLOCK_STEPS, n_steps - block_start)
-        times_s = (block_start + np.arange(m) + 0.5) / RATE_FS_HZ
-        velocity, click = movement.at(times_s)
-        rates = np.minimum(tuning.rates_hz(velocity, click), max_rate_hz)
-        hazard = rates / (1.0 - rates * dead_time_s)
-        cumulative = np.zeros((n_units, m + 1))
-        np.cumsum(hazard.T / RATE_FS_HZ, axis=1, out=cumulative[:, 1:])
-        row_stride = m + 1
-        row_offset = (np.arange(n_units) * (cumulative[:, -1].max(initial=0.0) + 1.0)).astype(np.float64)
-        flat = (cumulative + row_offset[:, np.newaxis]).ravel()
-        block_start_s = block_start / RATE_FS_HZ
-
-        active = np.arange(n_units)
-        while active.size:
-            # Position (in ms of this block) where each active unit's dead time ends.
-            start_ms = np.maximum(next_allowed[active] / fs_hz - block_start_s, 0.0) * RATE_FS_HZ
-            in_block = start_ms < m
-            active, start_ms = active[in_block], start_ms[in_block]
-            if not active.size:
-                break
-            step = np.minimum(start_ms.astype(np.int64), m - 1)
-            low = cumulative[active, step]
-            high = cumulative[active, step + 1]
-            target = low + (start_ms - step) * (high - low) + remaining[active]
-            block_total = cumulative[active, m]
-            beyond = target > block_total
-            remaining[active[beyond]] = target[beyond] - block_total[beyond]
-            firing = active[~beyond]
-            target = target[~beyond]
-            if not firing.size:
-                break
-            position = np.searchsorted(flat, target + row_offset[firing], side="left") - firing * row_stride
-            position = np.clip(position, 1, m)
-            before = cumulative[firing, position - 1]
-            after = cumulative[firing, position]
-            fraction = np.where(
-                after > before, (target - before) / np.where(after > before, after - before, 1.0), 0.0
-            )
-            spike_s = block_start_s + (position - 1 + fraction) / RATE_FS_HZ
-            exact = spike_s * fs_hz
-            sample = np.floor(exact).astype(np.int64)
-            sample = np.maximum(sample, next_allowed[firing])  # guard against rounding below the dead time
-            keep = sample < n_samples
-            found_samples.append(sample[keep])
-            found_units.append(firing[keep].astype(np.int32))
-            found_phases.append(
-                np.clip(exact[keep] - sample[keep], 0.0, np.nextafter(1.0, 0.0)).astype(np.float32)
-            )
-            next_allowed[firing] = np.where(keep, sample + dead_samples, np.iinfo(np.int64).max // 2)
-            remaining[firing] = rng.exponential(size=firing.size)
-            active = firing[keep]
-
-    if found_samples:
-        samples = np.concatenate(found_samples)
-        units = np.concatenate(found_units)
-        phases = np.concatenate(found_phases)
-    else:
-        samples, units, phases = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-    order = np.lexsort((units, samples))
-    return SpikeTrains(samples[order], units[order], phases[order], fs_hz, n_units)
+        times_s = (block_start + np.arange(min(BLOCK_STEPS, n_steps - block_start)) + 0.5) / RATE_FS_HZ
+        parts.append(generator.advance(*movement.at(times_s)))
+    return SpikeTrains.concatenate(parts, fs_hz=generator.fs_hz, n_units=tuning.n_units, n_samples=n_samples)
 
 
 @dataclass(frozen=True, eq=False)
