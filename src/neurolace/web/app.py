@@ -10,6 +10,7 @@ Endpoints (every one but ``/healthz`` and ``/api/login`` needs a token;
 ``GET  /api/sessions``                  live sessions the caller may see
 ``GET  /api/sessions/{id}``             state, BPS series, blocks, summary of one session
 ``GET  /api/sessions/{id}/runtime``     the runtime's per-node report (latency, CPU)
+``GET  /api/sessions/{id}/export``      blocks, BPS series, latency samples (``neurolace report --session-json``)
 ``POST /api/sessions/{id}/control``     ``{action: start|stop|block|decoder, ...}`` (clinician, researcher)
 ``WS   /ws/sessions/{id}``              binary frames (:func:`neurolace.web.live.encode_frame`);
                                         JSON text in: ``ping``, ``control``
@@ -218,6 +219,10 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
         if report is None:
             raise HTTPException(409, detail=f"session {session_id!r} is not running")
         return json.loads(json.dumps(report, default=str))
+
+    @app.get("/api/sessions/{session_id}/export")
+    def export_session(session_id: str, user: CurrentUser) -> dict:
+        return visible_session(session_id, user).export()
 
     @app.post("/api/sessions/{session_id}/control")
     def control(session_id: str, body: Control, user: CurrentUser) -> dict:

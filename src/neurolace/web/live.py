@@ -179,7 +179,8 @@ class LiveSession:
         self._cursor = [0.5, 0.5, 0.0]
         self._target = [0.5, 0.5, 0.0]
         self._score = [0, 0, 0.0]
-        self._latency_ns: collections.deque = collections.deque(maxlen=500)
+        self._latency_ns: collections.deque = collections.deque(maxlen=500)  # recent: the live quantiles
+        self._latency_log_ns: collections.deque = collections.deque(maxlen=60_000)  # 20 min of bins: export
         self._feature_bytes: collections.deque = collections.deque()  # (time_ns, n_bytes) over the last second
         self._score_history: collections.deque = collections.deque()  # (time_s, correct, incorrect)
         self.series: collections.deque = collections.deque(maxlen=1200)  # (time_s, ntpm, bps)
@@ -345,7 +346,9 @@ class LiveSession:
             elif stream == streams.cursor:
                 payload = message.payload
                 self._cursor = [float(payload[0]), float(payload[1]), float(payload[2])]
-                self._latency_ns.append(message.timestamp_ns - message.origin_ns)
+                latency_ns = message.timestamp_ns - message.origin_ns
+                self._latency_ns.append(latency_ns)
+                self._latency_log_ns.append(latency_ns)
             elif stream == streams.target:
                 payload = message.payload
                 self._target = [float(payload[0]), float(payload[1]), float(payload[2])]
@@ -436,6 +439,22 @@ class LiveSession:
                 "block": self._public_block(),
                 "summary": self.summary,
                 "frames": self.frame_sequence,
+            }
+
+    def export(self) -> dict:
+        """A session summary for ``neurolace report --session-json``: blocks, BPS series, latency samples."""
+        with self._lock:
+            latency_ms = (np.fromiter(self._latency_log_ns, dtype=np.float64) / 1e6).round(4).tolist()
+            return {
+                "session_id": self.session_id,
+                "participant_id": self.participant_id,
+                "decoder": self.decoder,
+                "channels": self.streams.n_channels,
+                "grid_side": self.streams.grid_side,
+                "blocks": list(self.blocks),
+                "series": [list(point) for point in self.series],
+                "latency_ms": latency_ms,
+                "latency_definition": "cursor publish time minus origin_ns of the feature bin it came from",
             }
 
     def set_summary(self, summary: dict) -> None:

@@ -16,6 +16,7 @@ with a printed token when the user store is empty, so a first run is usable.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -94,12 +95,29 @@ def _bootstrap(store: WebStore) -> str | None:
     return store.issue_token(store.create_user("admin", "researcher"))
 
 
+class _DenialLogFilter(logging.Filter):
+    """Drop uvicorn's "returned without completing handshake" after a deliberate 401/404 denial.
+
+    The sans-I/O WebSocket protocol of uvicorn sends the denial response
+    correctly but then logs it as an error; every path of our WebSocket handler
+    either accepts or denies, so the line only ever reports a refusal we meant.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing handshake" not in record.getMessage()
+
+
 def _uvicorn_config(app, host: str, port: int, log_level: str):
     import uvicorn
 
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DenialLogFilter) for f in error_log.filters):
+        error_log.addFilter(_DenialLogFilter())
+
     from neurolace.web.app import MAX_WS_MESSAGE_BYTES
 
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off", ws="websockets",
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off",
+                          ws="websockets-sansio",
                           ws_max_size=max(MAX_WS_MESSAGE_BYTES * 4, 65536),
                           ws_per_message_deflate=False)
 

@@ -231,7 +231,7 @@ function drawRaster(canvas, counts) {
   for (let r = 0; r < rows; r++) {
     let sum = 0;
     for (let k = r * 4; k < Math.min(n, r * 4 + 4); k++) sum += counts[k];
-    const level = Math.min(255, sum * 64) * 4;
+    const level = Math.min(255, sum * 32) * 4;
     column[r * 4] = LUT[level]; column[r * 4 + 1] = LUT[level + 1]; column[r * 4 + 2] = LUT[level + 2]; column[r * 4 + 3] = 255;
   }
   ictx.putImageData(image.column, width - 1, 0);
