@@ -1,0 +1,200 @@
+"""Linear prediction of grid codes: per-recording fit, exact integer residuals and synthesis.
+
+The encoder fits an order-``p`` predictor per channel by the autocorrelation
+method (Levinson-Durbin recursion; Makhoul, "Linear prediction: a tutorial
+review", Proc. IEEE 63(4), 1975) and picks the order that minimises the
+estimated code length ``n/2 log2(E_p) + bits(coefficients)``. Coefficients are
+quantised to integers with a binary point at ``shift`` bits and stored, so the
+decoder never re-fits: prediction is exact integer arithmetic,
+
+    pred[t] = clip(mean + ((sum_k a_k (c[t-k] - mean) + 2**(shift-1)) >> shift), 0, n_codes - 1)
+
+with the history taken as zero (``c = mean``) before the start of each
+independently decodable block. Residuals ``c[t] - pred[t]`` are what the
+entropy coder sees.
+
+numba: the synthesis is a recursion (each prediction needs the samples just
+decoded), so it cannot be vectorised; the numba loop decodes 1e5 samples with
+32 taps in ~1 ms against ~0.2 s for the same loop in Python. The encoder uses
+the same kernel (np.convolve on int64 measured 3x slower for 32 taps). The
+autocorrelation is an exact int64 numba loop (1.1 ms for 1e5 samples and 33
+lags): 33 BLAS dot products take 0.2 ms on an idle core but measured 5-440 ms
+when OpenBLAS threads compete with other processes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["LinearPredictor", "fit_predictor", "MAX_ORDER", "prediction_residual", "prediction_synthesis"]
+
+#: highest predictor order the encoder considers (measured: order 32 gains ~0.1 % over 16 on N1 clips)
+MAX_ORDER = 32
+#: bits assumed to store one coefficient when choosing the order
+COEFFICIENT_BITS = 14
+#: largest binary-point position of the quantised coefficients
+MAX_SHIFT = 14
+
+
+class LinearPredictor:
+    """Quantised linear predictor of one channel.
+
+    Parameters
+    ----------
+    coefficients : ndarray of int64, shape (order,)
+        ``a_1 ... a_p`` scaled by ``2**shift``.
+    shift : int
+        Binary-point position, 0..MAX_SHIFT.
+    mean_code : int
+        Code the prediction is centred on.
+    """
+
+    def __init__(self, coefficients: np.ndarray, shift: int, mean_code: int) -> None:
+        self.coefficients = np.asarray(coefficients, dtype=np.int64)
+        self.shift = int(shift)
+        self.mean_code = int(mean_code)
+
+    @property
+    def order(self) -> int:
+        return int(self.coefficients.size)
+
+    def __repr__(self) -> str:
+        return f"LinearPredictor(order={self.order}, shift={self.shift}, mean_code={self.mean_code})"
+
+
+def _levinson(autocorrelation: np.ndarray, max_order: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Predictor coefficients of every order 0..max_order and their prediction-error powers."""
+    errors = np.empty(max_order + 1)
+    errors[0] = autocorrelation[0]
+    solutions = [np.zeros(0)]
+    coefficients = np.zeros(0)
+    for order in range(1, max_order + 1):
+        if errors[order - 1] <= autocorrelation[0] * 1e-12:
+            errors[order:] = errors[order - 1]
+            solutions.extend([coefficients] * (max_order + 1 - order))
+            break
+        reflection = (autocorrelation[order] - coefficients @ autocorrelation[order - 1 : 0 : -1]) / errors[order - 1]
+        coefficients = np.concatenate([coefficients - reflection * coefficients[::-1], [reflection]])
+        errors[order] = errors[order - 1] * (1.0 - reflection * reflection)
+        solutions.append(coefficients)
+    return solutions, errors
+
+
+def fit_predictor(codes: np.ndarray, *, max_order: int = MAX_ORDER) -> LinearPredictor:
+    """Fit the order-selected quantised predictor of one channel.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (n_samples,)
+    max_order : int
+        Highest order tried (0 gives a constant predictor at the mean).
+    """
+    n_samples = codes.size
+    if n_samples == 0:
+        return LinearPredictor(np.zeros(0, dtype=np.int64), 0, 0)
+    mean_code = int(np.rint(codes.mean()))
+    max_order = int(min(max_order, max(n_samples // 8, 0)))
+    centred = np.ascontiguousarray(codes, dtype=np.int64) - mean_code
+    autocorrelation = _autocorrelation_kernel(centred, max_order).astype(np.float64)
+    if autocorrelation[0] <= 0:
+        return LinearPredictor(np.zeros(0, dtype=np.int64), 0, mean_code)
+    autocorrelation[1:] *= 1.0 - 1e-9  # tiny white-noise floor keeps the recursion well conditioned
+    solutions, errors = _levinson(autocorrelation, max_order)
+    floor = autocorrelation[0] * 1e-6 / n_samples + 1.0 / 12
+    cost = 0.5 * n_samples * np.log2(np.maximum(errors / n_samples, floor)) + COEFFICIENT_BITS * np.arange(max_order + 1)
+    order = int(np.argmin(cost))
+    real = solutions[order]
+    largest = float(np.abs(real).max()) if order else 0.0
+    shift = MAX_SHIFT
+    while shift > 0 and largest * (1 << shift) > 32767:
+        shift -= 1
+    quantised = np.rint(real * (1 << shift)).astype(np.int64)
+    return LinearPredictor(quantised, shift, mean_code)
+
+
+@numba.njit(cache=True, nogil=True)
+def _autocorrelation_kernel(centred, max_lag):  # pragma: no cover - numba
+    """Exact integer autocorrelation r[k] = sum_t x[t] x[t-k], k = 0..max_lag."""
+    result = np.zeros(max_lag + 1, dtype=np.int64)
+    for t in range(centred.size):
+        value = centred[t]
+        for lag in range(min(max_lag, t) + 1):
+            result[lag] += value * centred[t - lag]
+    return result
+
+
+@numba.njit(cache=True, nogil=True)
+def _residual_kernel(codes, coefficients, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
+    n_samples = codes.size
+    order = coefficients.size
+    residual = np.empty(n_samples, dtype=np.int64)
+    half = (1 << shift) >> 1
+    for t in range(n_samples):
+        start = t - (t % block_length)
+        accumulator = 0
+        for k in range(order):
+            index = t - k - 1
+            if index < start:
+                break
+            accumulator += coefficients[k] * (codes[index] - mean_code)
+        prediction = mean_code + ((accumulator + half) >> shift)
+        if prediction < 0:
+            prediction = 0
+        elif prediction > n_codes - 1:
+            prediction = n_codes - 1
+        residual[t] = codes[t] - prediction
+    return residual
+
+
+@numba.njit(cache=True, nogil=True)
+def _synthesis_kernel(residual, coefficients, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
+    n_samples = residual.size
+    order = coefficients.size
+    codes = np.empty(n_samples, dtype=np.int64)
+    half = (1 << shift) >> 1
+    for t in range(n_samples):
+        start = t - (t % block_length)
+        accumulator = 0
+        for k in range(order):
+            index = t - k - 1
+            if index < start:
+                break
+            accumulator += coefficients[k] * (codes[index] - mean_code)
+        prediction = mean_code + ((accumulator + half) >> shift)
+        if prediction < 0:
+            prediction = 0
+        elif prediction > n_codes - 1:
+            prediction = n_codes - 1
+        codes[t] = residual[t] + prediction
+    return codes
+
+
+def prediction_residual(codes: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int) -> np.ndarray:
+    """Residuals ``codes - pred`` of one channel, history reset every ``block_length`` samples.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (n_samples,)
+    predictor : LinearPredictor
+    n_codes : int
+        Predictions are clipped to ``[0, n_codes - 1]``.
+    block_length : int
+        Samples per independently decodable block (>= 1).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_samples,)
+    """
+    return _residual_kernel(
+        np.ascontiguousarray(codes, dtype=np.int64), predictor.coefficients, predictor.shift,
+        predictor.mean_code, int(n_codes), int(block_length),
+    )
+
+
+def prediction_synthesis(residual: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int) -> np.ndarray:
+    """Inverse of :func:`prediction_residual` (codes from residuals), shape (n_samples,)."""
+    return _synthesis_kernel(
+        np.ascontiguousarray(residual, dtype=np.int64), predictor.coefficients, predictor.shift,
+        predictor.mean_code, int(n_codes), int(block_length),
+    )
