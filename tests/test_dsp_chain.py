@@ -101,9 +101,19 @@ def test_chunking_contract_holds_with_noise_updates_median_reference_and_groups(
     _assert_same(*_run(RECORDING, sizes, **options), *whole)
 
 
-def test_planted_spikes_are_detected_within_half_a_millisecond():
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=500), min_size=1, max_size=20))
+def test_chunking_contract_holds_with_the_linear_phase_filter(sizes):
+    options = dict(filter_design="fir", fir_taps=41)
+    whole = _run(RECORDING, [RECORDING.n_samples], **options)
+    assert whole[0].n_spikes > 30
+    _assert_same(*_run(RECORDING, sizes, **options), *whole)
+
+
+@pytest.mark.parametrize("design", ["butterworth", "fir"])
+def test_planted_spikes_are_detected_within_half_a_millisecond(design):
     recording, starts = _synthetic(int(FS_HZ), 4, seed=5, spike_uv=200.0)
-    result = run_signal_chain(recording, noise_window_s=0.25)
+    result = run_signal_chain(recording, noise_window_s=0.25, filter_design=design)
     trough_offset = int(0.3e-3 * FS_HZ)
     tolerance = int(0.5e-3 * FS_HZ)
     for channel in range(4):
@@ -171,5 +181,7 @@ def test_chain_errors():
         SignalChain(FS_HZ, 1, gain_uv=0)
     with pytest.raises(InvalidInputError, match=r"sbp_band_hz must be \(low_hz, high_hz\) or None"):
         SignalChain(FS_HZ, 1, sbp_band_hz=(300.0,))
+    with pytest.raises(InvalidInputError, match="filter_design must be one of 'butterworth', 'fir'; got 'bessel'"):
+        SignalChain(FS_HZ, 1, filter_design="bessel")
     with pytest.raises(InvalidInputError, match="chunk_ms must be a positive finite number"):
         run_signal_chain(RECORDING, chunk_ms=0)

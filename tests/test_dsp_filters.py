@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurolace.core import InvalidInputError, Recording
-from neurolace.dsp import BandpassFilter, bandpass_filter, design_bandpass
+from neurolace.dsp import BandpassFilter, LinearPhaseBandpass, bandpass_filter, design_bandpass, design_fir_bandpass
 
 FS_HZ = 19531.0
 
@@ -126,3 +126,38 @@ def test_errors_name_the_parameter():
         BandpassFilter(-5.0, 1)
     with pytest.raises(InvalidInputError, match="recording must be a Recording"):
         bandpass_filter(np.zeros((10, 2)))
+
+
+def test_linear_phase_fir_matches_scipy_lfilter_with_a_steady_start(rng):
+    codes = rng.integers(-400, 400, size=(2000, 3)).astype(np.int16)
+    stage = LinearPhaseBandpass(FS_HZ, 3, scale=0.5)
+    scaled = codes.astype(np.float64) * 0.5
+    history = np.repeat(scaled[:1], stage.n_taps - 1, axis=0)
+    expected = scipy.signal.lfilter(stage.taps, 1.0, np.concatenate([history, scaled]), axis=0)[stage.n_taps - 1 :]
+    np.testing.assert_allclose(stage.process(codes), expected, rtol=0, atol=1e-3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=10))
+def test_fir_any_chunking_equals_whole(sizes):
+    samples = np.random.default_rng(len(sizes)).normal(0, 30, size=(1200, 2))
+    whole = LinearPhaseBandpass(FS_HZ, 2, n_taps=31).process(samples)
+    stage = LinearPhaseBandpass(FS_HZ, 2, n_taps=31)
+    np.testing.assert_array_equal(np.concatenate([stage.process(c) for c in _chunks(samples, sizes)]), whole)
+
+
+def test_fir_delays_a_tone_by_half_its_length_without_distortion():
+    time_s = np.arange(int(FS_HZ)) / FS_HZ
+    tone = np.sin(2 * np.pi * 1500.0 * time_s)[:, np.newaxis]
+    stage = LinearPhaseBandpass(FS_HZ, 1)
+    out = stage.process(tone)[:, 0]
+    delay = stage.delay_samples
+    assert delay == 50
+    np.testing.assert_allclose(out[1000:], tone[1000 - delay : -delay, 0], atol=0.02)
+
+
+def test_fir_errors():
+    with pytest.raises(InvalidInputError, match="n_taps must be odd"):
+        design_fir_bandpass(FS_HZ, 300.0, 6000.0, 100)
+    with pytest.raises(InvalidInputError, match="high_hz must lie between low_hz"):
+        LinearPhaseBandpass(10000.0, 1)

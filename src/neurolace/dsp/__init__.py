@@ -7,6 +7,7 @@ chunks, with a verb over a whole :class:`~neurolace.core.Recording` beside it:
 stage                       class                            verb
 ==========================  ===============================  ==============================
 band-pass (causal IIR)      :class:`BandpassFilter`          :func:`bandpass_filter`
+band-pass (linear-phase)    :class:`LinearPhaseBandpass`     ``SignalChain(filter_design="fir")``
 common-average reference    :class:`CommonAverageReference`  :func:`common_average_reference`
 noise (MAD / 0.6745)        :class:`NoiseEstimator`          :func:`estimate_noise`
 threshold crossings         :class:`ThresholdDetector`       :func:`detect_spikes`
@@ -19,7 +20,13 @@ the whole chain             :class:`SignalChain`             :func:`run_signal_c
 from neurolace.dsp.chain import ChainOutput, ChainResult, SignalChain, detect_spikes, run_signal_chain
 from neurolace.dsp.detection import ThresholdDetector
 from neurolace.dsp.features import CrossingCounter, SpikeBandPower, bin_crossings, bin_samples_for, spike_band_power
-from neurolace.dsp.filters import BandpassFilter, bandpass_filter, design_bandpass
+from neurolace.dsp.filters import (
+    BandpassFilter,
+    LinearPhaseBandpass,
+    bandpass_filter,
+    design_bandpass,
+    design_fir_bandpass,
+)
 from neurolace.dsp.noise import NoiseEstimator, estimate_noise, mad_noise
 from neurolace.dsp.reference import CommonAverageReference, common_average_reference
 
@@ -29,6 +36,7 @@ __all__ = [
     "ChainResult",
     "CommonAverageReference",
     "CrossingCounter",
+    "LinearPhaseBandpass",
     "NoiseEstimator",
     "SignalChain",
     "SpikeBandPower",
@@ -38,6 +46,7 @@ __all__ = [
     "bin_samples_for",
     "common_average_reference",
     "design_bandpass",
+    "design_fir_bandpass",
     "detect_spikes",
     "estimate_noise",
     "mad_noise",

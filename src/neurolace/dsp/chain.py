@@ -40,7 +40,7 @@ from neurolace.core.features import BinnedFeatures
 from neurolace.core.recording import Recording
 from neurolace.dsp.detection import DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD, ThresholdDetector
 from neurolace.dsp.features import DEFAULT_BIN_MS, SBP_BAND_HZ, CrossingCounter, SpikeBandPower
-from neurolace.dsp.filters import BandpassFilter, check_chunk
+from neurolace.dsp.filters import BandpassFilter, LinearPhaseBandpass, check_chunk
 from neurolace.dsp.noise import NoiseEstimator
 from neurolace.dsp.reference import CommonAverageReference
 
@@ -115,6 +115,14 @@ class SignalChain:
         µV per ADC code; inputs are codes, outputs are in µV.
     low_hz, high_hz, filter_order
         Spike band-pass (:class:`~neurolace.dsp.BandpassFilter`), default 300-6000 Hz, order 4.
+    filter_design : {"butterworth", "fir"}, default "butterworth"
+        ``"butterworth"``: causal IIR, no added latency, but its phase response shrinks narrow
+        spike troughs. ``"fir"``: linear-phase FIR of ``fir_taps`` taps
+        (:class:`~neurolace.dsp.LinearPhaseBandpass`) that keeps spike shapes at the price of a
+        fixed delay of ``(fir_taps - 1) / 2`` samples; event sample indices are shifted back by
+        that delay so they stay on the recording's clock.
+    fir_taps : int, default 101
+        Length of the FIR (``filter_design="fir"`` only); 2.56 ms of delay at 19,531 Hz.
     reference : {"mean", "median", None}, default "mean"
         Common-average reference after filtering; None to skip.
     reference_groups : ElectrodeGeometry or array-like of int, optional
@@ -146,6 +154,8 @@ class SignalChain:
         low_hz: float = 300.0,
         high_hz: float | None = 6000.0,
         filter_order: int = 4,
+        filter_design: str = "butterworth",
+        fir_taps: int = 101,
         reference: str | None = "mean",
         reference_groups: Any = None,
         noise_window_s: float = 1.0,
@@ -161,9 +171,16 @@ class SignalChain:
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
         self.gain_uv = check_positive(gain_uv, "gain_uv")
         check_in(reference, "reference", ("mean", "median", None))
-        self.bandpass = BandpassFilter(
-            self.fs_hz, self.n_channels, low_hz=low_hz, high_hz=high_hz, order=filter_order, scale=self.gain_uv
-        )
+        self.filter_design = check_in(filter_design, "filter_design", ("butterworth", "fir"))
+        if filter_design == "fir":
+            self.bandpass = LinearPhaseBandpass(
+                self.fs_hz, self.n_channels, low_hz=low_hz, high_hz=high_hz, n_taps=fir_taps, scale=self.gain_uv
+            )
+        else:
+            self.bandpass = BandpassFilter(
+                self.fs_hz, self.n_channels, low_hz=low_hz, high_hz=high_hz, order=filter_order, scale=self.gain_uv
+            )
+        self.delay_samples = self.bandpass.delay_samples
         self.reference = (
             None
             if reference is None
@@ -228,6 +245,7 @@ class SignalChain:
         self._bins_emitted = 0
         self._thresholds: np.ndarray | None = None
         self._thresholds_for: np.ndarray | None = None
+        self._last_codes: np.ndarray | None = None
 
     def process(self, chunk: Any) -> ChainOutput:
         """Run the next block of ADC codes through the chain.
@@ -244,6 +262,8 @@ class SignalChain:
         """
         codes = check_chunk(chunk, self.n_channels)
         self._samples_seen += codes.shape[0]
+        if codes.shape[0]:
+            self._last_codes = codes[-1:].copy()
         filtered = self.bandpass._process(codes)
         if self.reference is not None:
             self.reference._process(filtered)
@@ -263,12 +283,23 @@ class SignalChain:
         A partial last bin is dropped. Call :meth:`reset` before reusing the chain.
         """
         parts = [self.detector._events(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))]
+        if self.delay_samples and self._last_codes is not None:
+            # push the last input value through the delay line so the final samples are seen
+            padding = np.repeat(self._last_codes, self.delay_samples, axis=0)
+            filtered = self.bandpass._process(padding)
+            if self.reference is not None:
+                self.reference._process(filtered)
+            parts.append(self._detect(filtered))
         if not self.noise.ready:
             self.noise.finish()
             if self.noise.ready:
-                parts.append(self.detector._process(self.noise.completed_block, self._current_thresholds()))
-        parts.append(self.detector.finish())
-        return self._output(SpikeEvents.concatenate(parts), np.zeros((0, self.n_channels)))
+                parts.append(
+                    self._on_recording_clock(
+                        self.detector._process(self.noise.completed_block, self._current_thresholds())
+                    )
+                )
+        parts.append(self._on_recording_clock(self.detector.finish()))
+        return self._output(SpikeEvents.concatenate(parts), np.zeros((0, self.n_channels)), final=True)
 
     def _current_thresholds(self) -> np.ndarray:
         noise = self.noise.noise_uv
@@ -293,10 +324,25 @@ class SignalChain:
             parts.append(self.detector._process(piece, self._current_thresholds()))
             if self.noise.buffering:
                 self.noise._process(piece)
-        return SpikeEvents.concatenate(parts) if len(parts) > 1 else parts[0]
+        return self._on_recording_clock(SpikeEvents.concatenate(parts) if len(parts) > 1 else parts[0])
 
-    def _output(self, events: SpikeEvents, sbp_rows: np.ndarray) -> ChainOutput:
-        count_rows = self.counter.process(events, self.detector.finalized_through)
+    def _on_recording_clock(self, events: SpikeEvents) -> SpikeEvents:
+        """Undo the filter's delay; drop events that would fall before sample 0 or after the end."""
+        if not self.delay_samples:
+            return events
+        shifted = events.sample_index - self.delay_samples
+        keep = (shifted >= 0) & (shifted < self._samples_seen)
+        return SpikeEvents(
+            shifted[keep],
+            events.channel_index[keep],
+            fs_hz=self.fs_hz,
+            n_channels=self.n_channels,
+            amplitude_uv=events.amplitude_uv[keep],
+        )
+
+    def _output(self, events: SpikeEvents, sbp_rows: np.ndarray, *, final: bool = False) -> ChainOutput:
+        through = self._samples_seen if final else max(0, self.detector.finalized_through - self.delay_samples)
+        count_rows = self.counter.process(events, through)
         self._sbp_waiting = np.concatenate([self._sbp_waiting, sbp_rows])
         self._counts_waiting = np.concatenate([self._counts_waiting, count_rows])
         n_ready = min(self._sbp_waiting.shape[0], self._counts_waiting.shape[0])

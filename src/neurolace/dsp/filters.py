@@ -26,7 +26,7 @@ from neurolace.core.checks import check_array, check_in, check_int, check_positi
 from neurolace.core.errors import InvalidInputError
 from neurolace.core.recording import Recording
 
-__all__ = ["BandpassFilter", "bandpass_filter", "design_bandpass"]
+__all__ = ["BandpassFilter", "LinearPhaseBandpass", "bandpass_filter", "design_bandpass", "design_fir_bandpass"]
 
 DEFAULT_CHUNK_SAMPLES = 8192
 
@@ -177,6 +177,9 @@ class BandpassFilter:
         self._steady_state = scipy.signal.sosfilt_zi(self.sos).astype(np.float32)
         self.reset()
 
+    #: The output is not shifted back in time (an IIR filter has no single delay to undo).
+    delay_samples = 0
+
     def reset(self) -> None:
         """Forget the filter state, as if no sample had been seen."""
         self._state: np.ndarray | None = None
@@ -219,6 +222,134 @@ class BandpassFilter:
     def __repr__(self) -> str:
         band = f"{self.low_hz:g}-{self.high_hz:g} Hz" if self.high_hz is not None else f">{self.low_hz:g} Hz"
         return f"BandpassFilter({band}, order={self.order}, fs_hz={self.fs_hz:g}, n_channels={self.n_channels})"
+
+
+def design_fir_bandpass(fs_hz: float, low_hz: float, high_hz: float | None, n_taps: int) -> np.ndarray:
+    """Taps of a linear-phase (type I) windowed-sinc band-pass (or high-pass) FIR filter.
+
+    Parameters
+    ----------
+    fs_hz, low_hz, high_hz
+        As :func:`design_bandpass`.
+    n_taps : int
+        Odd number of taps; the delay is ``(n_taps - 1) / 2`` samples.
+
+    Returns
+    -------
+    taps : ndarray of float64, shape (n_taps,)
+    """
+    design_bandpass(fs_hz, low_hz, high_hz, 1)  # same range checks as the IIR design
+    n_taps = check_int(n_taps, "n_taps", minimum=3, maximum=4097)
+    if n_taps % 2 == 0:
+        raise InvalidInputError(f"n_taps must be odd (a type I linear-phase band-pass), got {n_taps}")
+    cutoff = low_hz if high_hz is None else [low_hz, high_hz]
+    return scipy.signal.firwin(n_taps, cutoff, pass_zero=False, fs=fs_hz)
+
+
+# Profile on 1024 channels, 101 taps, 391-sample chunks, CPU time on one core (x real time at
+# 19,531 Hz): 64-channel blocks with a local accumulator 2.9x; all channels innermost, one tap at
+# a time 11x; the same folding the symmetric taps (h[k] * (x[n-k] + x[n-K+1+k])), which halves
+# the read-modify-writes of the output row, 13x.
+
+
+@numba.njit(nogil=True, cache=True)
+def _fir_kernel(taps: np.ndarray, extended: np.ndarray, out: np.ndarray) -> None:
+    n_samples, n_channels = out.shape
+    n_taps = taps.shape[0]
+    half = (n_taps - 1) // 2
+    centre_weight = taps[half]
+    for index in range(n_samples):
+        target = out[index]
+        centre = extended[index + half]
+        for channel in range(n_channels):
+            target[channel] = centre_weight * centre[channel]
+        for tap in range(half):
+            weight = taps[tap]
+            newer = extended[index + n_taps - 1 - tap]
+            older = extended[index + tap]
+            for channel in range(n_channels):
+                target[channel] += weight * (newer[channel] + older[channel])
+
+
+class LinearPhaseBandpass:
+    """Streaming linear-phase FIR band-pass: no phase distortion, a fixed delay instead.
+
+    A causal IIR high-pass shifts the phase of a spike's frequency components and shrinks its
+    narrow trough; a symmetric FIR delays every component by the same ``(n_taps - 1) / 2``
+    samples, so the spike keeps its shape, only later. Masse et al., "Non-causal spike
+    filtering improves decoding of movement intention for intracortical BCIs", J Neurosci
+    Methods 236:58-67 (2014), made the case for paying a few ms of latency for this. The
+    default 101 taps at 19,531 Hz delay by 2.56 ms.
+
+    Parameters
+    ----------
+    fs_hz, n_channels, low_hz, high_hz, scale
+        As :class:`BandpassFilter`.
+    n_taps : int, default 101
+        Odd filter length (longer: sharper corners, more delay).
+
+    Attributes
+    ----------
+    delay_samples : int
+        ``(n_taps - 1) // 2``: output sample ``n`` describes input sample ``n - delay_samples``.
+
+    Notes
+    -----
+    The filter remembers the last ``n_taps - 1`` input rows, so chunked output is bit-identical
+    to whole output. Before the first sample the input is taken to have held the first
+    sample's value (the FIR analogue of ``initial="steady"``).
+    """
+
+    def __init__(
+        self,
+        fs_hz: float,
+        n_channels: int,
+        *,
+        low_hz: float = 300.0,
+        high_hz: float | None = 6000.0,
+        n_taps: int = 101,
+        scale: float = 1.0,
+    ) -> None:
+        self.fs_hz = check_positive(fs_hz, "fs_hz")
+        self.n_channels = check_int(n_channels, "n_channels", minimum=1)
+        self.low_hz = low_hz
+        self.high_hz = high_hz
+        self.scale = check_positive(scale, "scale")
+        self.taps = design_fir_bandpass(self.fs_hz, low_hz, high_hz, n_taps)
+        self.n_taps = int(self.taps.size)
+        self.delay_samples = (self.n_taps - 1) // 2
+        self._taps32 = self.taps.astype(np.float32)
+        assert np.array_equal(self._taps32, self._taps32[::-1]), "linear-phase taps are symmetric"
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the remembered input, as if no sample had been seen."""
+        self._history: np.ndarray | None = None
+
+    def process(self, chunk: Any) -> np.ndarray:
+        """Filter the next block; returns float32 of the same shape, delayed by ``delay_samples``."""
+        return self._process(check_chunk(chunk, self.n_channels))
+
+    def _process(self, samples: np.ndarray) -> np.ndarray:
+        """``process`` without the input checks."""
+        n_samples = samples.shape[0]
+        out = np.empty((n_samples, self.n_channels), dtype=np.float32)
+        if n_samples == 0:
+            return out
+        scaled = samples.astype(np.float32) * np.float32(self.scale)
+        if self._history is None:
+            self._history = np.repeat(scaled[:1], self.n_taps - 1, axis=0)
+        extended = np.concatenate([self._history, scaled])
+        _fir_kernel(self._taps32, extended, out)
+        self._history = extended[-(self.n_taps - 1) :].copy()
+        return out
+
+    def __repr__(self) -> str:
+        band = f"{self.low_hz:g}-{self.high_hz:g} Hz" if self.high_hz is not None else f">{self.low_hz:g} Hz"
+        return (
+            f"LinearPhaseBandpass({band}, n_taps={self.n_taps}, delay_samples={self.delay_samples}, "
+            f"fs_hz={self.fs_hz:g}, n_channels={self.n_channels})"
+        )
 
 
 def bandpass_filter(
