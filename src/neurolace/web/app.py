@@ -57,7 +57,7 @@ _FRAME_POLL_S = 0.005
 
 
 class _BodyLimit:
-    """ASGI middleware: 413 for bodies over ``max_bytes``, by Content-Length or while streaming."""
+    """ASGI middleware: 413 for bodies over ``max_bytes``, by Content-Length or while reading a chunked body."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -76,25 +76,31 @@ class _BodyLimit:
                 if too_big:
                     await _send_json(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
                     return
-        received = 0
+        if not any(name == b"content-length" for name, _ in scope.get("headers", ())):
+            # chunked upload: read it here, up to the limit, then hand the app the whole body
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body += message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    await _send_json(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
+                    return
+                if not message.get("more_body", False):
+                    break
+            replayed = False
 
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge()
-            return message
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _send_json(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
 
 
 async def _send_json(send, status: int, body: dict) -> None:
