@@ -142,12 +142,17 @@ def run(quick: bool = False) -> dict:
         recording = synthetic_recording(duration_s)
         chunk_samples = int(round(CHUNK_MS * FS_HZ / 1000))
         run_signal_chain(recording.slice_samples(0, 2000), chunk_ms=CHUNK_MS)  # compile the kernels
+        run_signal_chain(recording.slice_samples(0, 2000), chunk_ms=CHUNK_MS, filter_design="fir")
         results = {}
         chain_timing = cpu_timing(
             lambda: results.__setitem__("last", run_signal_chain(recording, chunk_ms=CHUNK_MS)), repeats=repeats
         )
         chain_result = results["last"]
         chain_factor = duration_s / chain_timing["median_cpu_s"]
+        fir_timing = cpu_timing(
+            lambda: run_signal_chain(recording, chunk_ms=CHUNK_MS, filter_design="fir"), repeats=repeats
+        )
+        fir_factor = duration_s / fir_timing["median_cpu_s"]
         chain_wall_factor = duration_s / chain_timing["median_wall_s"]
 
         subset = recording.samples[:, :BASELINE_CHANNELS].astype(np.float64) * GAIN_UV
@@ -177,6 +182,7 @@ def run(quick: bool = False) -> dict:
         ["pipeline", "CPU seconds", "x real time", "vs sosfiltfilt"],
         [
             ["neurolace SignalChain (whole chain, 20 ms blocks)", chain_timing["median_cpu_s"], chain_factor, chain_factor / filtfilt_factor],
+            ["SignalChain with the linear-phase FIR (101 taps)", fir_timing["median_cpu_s"], fir_factor, fir_factor / filtfilt_factor],
             [f"scipy sosfiltfilt per channel (filter only; {BASELINE_CHANNELS} ch scaled x{N_CHANNELS // BASELINE_CHANNELS})", filtfilt_seconds, filtfilt_factor, 1.0],
             ["scipy sosfilt axis=0 on the whole block (causal filter only)", sosfilt_timing["median_cpu_s"], sosfilt_factor, sosfilt_factor / filtfilt_factor],
         ],
@@ -206,6 +212,8 @@ def run(quick: bool = False) -> dict:
         "chain_realtime_factor": chain_factor,
         "chain_realtime_factor_wall": chain_wall_factor,
         "chain_n_spikes": chain_result.events.n_spikes,
+        "fir_chain_seconds": fir_timing,
+        "fir_chain_realtime_factor": fir_factor,
         "sosfiltfilt_per_channel_seconds_scaled": filtfilt_seconds,
         "sosfiltfilt_baseline_channels": BASELINE_CHANNELS,
         "sosfiltfilt_realtime_factor": filtfilt_factor,
