@@ -193,7 +193,7 @@ class NeuralCodec:
                 predictor = fit_predictor(channel_codes, max_order=self.max_order)
                 residual = prediction_residual(channel_codes, predictor, table.n_codes, self.frame_samples)
                 model = ResidualModel.fit(residual)
-                out += _predictor_bytes(predictor) + model.to_bytes()
+                out += predictor.to_bytes() + model.to_bytes()
                 cache = None
                 if self.mode == "context":
                     weights = _choose_code_weights(channel_codes, residual, model, table.n_codes)
@@ -235,19 +235,6 @@ def _check_samples(samples: np.ndarray) -> np.ndarray:
     if samples.ndim != 2:
         raise CodecError(f"samples must have shape (n_samples, n_channels), got shape {samples.shape}")
     return np.ascontiguousarray(samples)
-
-
-def _predictor_bytes(predictor: LinearPredictor) -> bytes:
-    out = encode_varint(predictor.order) + encode_varint(predictor.shift) + encode_signed_varint(predictor.mean_code)
-    return out + b"".join(encode_signed_varint(int(a)) for a in predictor.coefficients)
-
-
-def _read_predictor(reader: ByteReader) -> LinearPredictor:
-    order = reader.varint(maximum=64)
-    shift = reader.varint(maximum=30)
-    mean_code = reader.signed_varint(maximum_magnitude=1 << 17)
-    coefficients = np.array([reader.signed_varint(maximum_magnitude=1 << 40) for _ in range(order)], dtype=np.int64)
-    return LinearPredictor(coefficients, shift, mean_code)
 
 
 def _frame_bytes(index: int, payload: bytes) -> bytes:
@@ -363,7 +350,7 @@ def _read_header(data: bytes):
             raise CodecError(f"truncated codec file: the header announces {n_frames} frames but the file has {len(data)} bytes")
         table = ValueTable.from_reader(reader)
         for _ in range(n_channels):
-            predictor = _read_predictor(reader)
+            predictor = LinearPredictor.from_reader(reader)
             model = ResidualModel.from_reader(reader)
             cache = None
             if mode_id == _MODE_IDS["context"]:
