@@ -29,13 +29,17 @@ def test_screen_in_chunks_equals_screen_whole(data):
     bad[500] = 0.0  # zero bin
     bad[700:705] += 1000.0  # baseline jump
     whole, report, _ = guard.screen(bad, guard.initial_state())
-    state, parts, held = guard.initial_state(), [], []
-    for start in range(0, bad.shape[0], 37):
-        cleaned, part_report, state = guard.screen(bad[start : start + 37], state)
-        parts.append(cleaned)
-        held.append(part_report.held)
-    assert np.array_equal(np.vstack(parts), whole)
-    assert np.array_equal(np.concatenate(held), report.held)
+    assert report.held.sum() == 6 and report.n_dead.max() == 1
+    for chunk in (1, 37):  # one bin at a time takes the real-time fast path
+        state, parts, held, reason = guard.initial_state(), [], [], []
+        for start in range(0, bad.shape[0], chunk):
+            cleaned, part_report, state = guard.screen(bad[start : start + chunk], state)
+            parts.append(cleaned)
+            held.append(part_report.held)
+            reason.append(part_report.reason)
+        assert np.array_equal(np.vstack(parts), whole)
+        assert np.array_equal(np.concatenate(held), report.held)
+        assert np.array_equal(np.concatenate(reason), report.reason)
 
 
 def test_dead_channel_is_replaced_by_its_training_mean_after_the_known_delay(data):

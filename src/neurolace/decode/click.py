@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -138,10 +139,23 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         cleaned, report, guard_state = self.guard_.screen(X, guard_state)
         if X.shape[0] == 0:
             return np.zeros((0, self.classes_.size)), report, guard_state
-        probability = self.lda_.predict_proba(cleaned)
+        probability = self._lda_probability(cleaned)
         probability[report.held] = 0.0
         probability[report.held, self._rest_index] = 1.0
         return probability, report, guard_state
+
+    def _lda_probability(self, X: np.ndarray) -> np.ndarray:
+        """LDA class probabilities from its linear decision function.
+
+        Same numbers as ``LinearDiscriminantAnalysis.predict_proba`` (sigmoid for two
+        classes, softmax otherwise), without its per-call validation, which
+        dominated ``step``.
+        """
+        decision = X @ self.lda_.coef_.T + self.lda_.intercept_
+        if self.classes_.size == 2:
+            positive = expit(decision[:, 0])
+            return np.column_stack([1.0 - positive, positive])
+        return softmax(decision, axis=1)
 
     def _decide(self, probability: np.ndarray, held: np.ndarray, state: tuple[int, int, int]) -> tuple:
         output, candidate, count = state
