@@ -504,7 +504,7 @@ class ImplantStream:
         self._indptr = self.amplitude_uv.indptr.astype(np.int64)
         self._indices = self.amplitude_uv.indices.astype(np.int64)
         self._gains = self.amplitude_uv.data.astype(np.float32)
-        self._pending = SpikeTrains.concatenate([], fs_hz=self.fs_hz, n_units=n_units)
+        self._pending: list[SpikeTrains] = []  # spikes that may still touch unread samples, in time order
         self._fired: list[SpikeTrains] = []
         self._velocity: list[np.ndarray] = []
         self._click: list[np.ndarray] = []
@@ -564,9 +564,7 @@ class ImplantStream:
             stop = min(offset + BLOCK_STEPS, n_steps)
             fired = self._spikes.advance(velocity[offset:stop], click[offset:stop])
             self._fired.append(fired)
-            self._pending = SpikeTrains.concatenate(
-                [self._pending, fired], fs_hz=self.fs_hz, n_units=self.n_units
-            )
+            self._pending.append(fired)
         self._velocity.append(velocity)
         self._click.append(click)
 
@@ -599,7 +597,7 @@ class ImplantStream:
         inverse_gain = np.float32(1.0 / self.parameters.gain_uv)
         mid, top = np.float32(self.parameters.adc_mid_code), np.float32(self.parameters.adc_max_code)
         n_phases = self._waveforms.shape[1]
-        pending = self._pending
+        pending = SpikeTrains.concatenate(self._pending, fs_hz=self.fs_hz, n_units=self.n_units)
         for offset in range(0, n_samples, chunk_samples):
             stop_offset = min(offset + chunk_samples, n_samples)
             start, stop = self.samples_read + offset, self.samples_read + stop_offset
@@ -629,13 +627,15 @@ class ImplantStream:
         self.samples_read += n_samples
         # Forget spikes that can no longer touch unread samples.
         keep_from = np.searchsorted(pending.sample_index, self.samples_read - self._n_after + 1, side="left")
-        self._pending = SpikeTrains(
-            pending.sample_index[keep_from:],
-            pending.unit_index[keep_from:],
-            pending.phase[keep_from:],
-            self.fs_hz,
-            self.n_units,
-        )
+        self._pending = [
+            SpikeTrains(
+                pending.sample_index[keep_from:],
+                pending.unit_index[keep_from:],
+                pending.phase[keep_from:],
+                self.fs_hz,
+                self.n_units,
+            )
+        ]
 
     # -- results ---------------------------------------------------------------------------------
     def spike_trains(self, n_samples: int | None = None) -> SpikeTrains:
