@@ -47,6 +47,7 @@ __all__ = [
     "encode_wav",
     "decode_wav",
     "salvage",
+    "frame_offsets",
     "MAGIC",
     "FORMAT_VERSION",
     "DEFAULT_FRAME_SAMPLES",
@@ -434,6 +435,19 @@ def _decode(data: bytes, *, strict: bool):
     valid = np.repeat(found, frame_samples)[:n_samples]
     samples[~valid] = 0
     return SalvageResult(samples, lost, valid, frame_samples), envelope
+
+
+def frame_offsets(data: bytes) -> list[int]:
+    """Byte offset of every frame of an intact file, in order (for tools and tests that inspect frames)."""
+    reader = _read_header(data)[0]
+    offsets, position = [], reader.position
+    while position < len(reader.data):
+        frame = _read_frame(reader.data, position)
+        if frame is None:
+            raise CodecError(f"corrupt frame at byte {position}")
+        offsets.append(position)
+        position = frame[2]
+    return offsets
 
 
 def _read_frame(data: bytes, position: int):
