@@ -124,8 +124,9 @@ def score(events: SpikeEvents, truth, n_samples: int) -> dict:
         "f1": float("nan"),
     })
     unmatched_rate_hz = float((~true_detection).sum() / duration_s / events.n_channels)
-    at_least_5 = spike_bin >= 1 + SNR_EDGES.index(5.0) - 1 + 1  # bins 5-8 and >= 8
-    at_least_5_channels = channel_bin >= 2
+    first_bin_at_5 = SNR_EDGES.index(5.0) + 1  # bins "5-8" and ">= 8"
+    at_least_5 = spike_bin >= first_bin_at_5
+    at_least_5_channels = channel_bin >= first_bin_at_5
     recall_5 = float(recalled[at_least_5].mean())
     precision_5 = float(true_detection[at_least_5_channels[events.channel_index]].mean())
     return {
