@@ -45,8 +45,8 @@ from neurolace.tasks import net_targets_per_minute, webgrid_bps
 
 __all__ = ["LIVE_DECODERS", "SESSION_STATES", "LiveSession", "LiveStreams", "decode_frame", "encode_frame"]
 
-#: states a live session reports
-SESSION_STATES = ("stopped", "starting", "calibrating", "decoding", "failed")
+#: states a live session reports ("watching": reading a graph someone else runs)
+SESSION_STATES = ("stopped", "starting", "calibrating", "decoding", "watching", "failed")
 #: decoders the runtime's decoder node builds (neurolace.runtime.nodes.processing.DECODERS)
 LIVE_DECODERS = ("kalman", "wiener")
 #: trailing window of the BPS/NTPM series
@@ -163,6 +163,7 @@ class LiveSession:
         self._subscription = None
         self._feed_thread: threading.Thread | None = None
         self._feed_stop = threading.Event()
+        self._owns_bus = True
         self._reset_feed_state()
 
     # graph control ----------------------------------------------------------------------------
@@ -196,6 +197,9 @@ class LiveSession:
         The graph is built and started in a background thread (node setup takes
         a moment); ``wait`` blocks until it runs or failed.
         """
+        if self.state == "watching":
+            raise InvalidInputError("this session is watched, not run, by the dashboard: start and stop it "
+                                    "where it runs")
         if decoder is not None:
             check_in(decoder, "decoder", LIVE_DECODERS)
         if calibration_s is not None:
@@ -243,13 +247,31 @@ class LiveSession:
             ready.set()
             return
         with self._lock:
-            self._bus, self._graph, self._subscription = bus, graph, subscription
+            self._bus, self._graph, self._owns_bus = bus, graph, True
             self.state = "calibrating" if self.calibration_s > 0 and self.decoder else "decoding"
-            self.started_ns = now_ns()
-            self._feed_stop.clear()
-            self._feed_thread = threading.Thread(target=self._feed, daemon=True, name=f"feed:{self.session_id}")
-            self._feed_thread.start()
+            self._start_feed(subscription)
         ready.set()
+
+    def _start_feed(self, subscription) -> None:
+        self._subscription = subscription
+        self.started_ns = now_ns()
+        self._feed_stop.clear()
+        self._feed_thread = threading.Thread(target=self._feed, daemon=True, name=f"feed:{self.session_id}")
+        self._feed_thread.start()
+
+    def watch(self, bus: Any) -> None:
+        """Read the streams of a graph someone else runs on ``bus`` (controls other than blocks are off).
+
+        This is how a program that runs its own session (``neurolace demo``, a
+        notebook) shows it on the dashboard: pass the bus its graph publishes on.
+        """
+        self.stop()
+        with self._lock:
+            self._reset_feed_state()
+            self._bus, self._owns_bus = bus, False
+            self.state = "watching"
+            self.error = None
+            self._start_feed(bus.subscribe(self.streams.names(), maxlen=4096, mode="queue"))
 
     def _on_event(self, record: dict) -> None:
         if record["event"] == "decoder_fitted":
@@ -266,6 +288,7 @@ class LiveSession:
         """Stop the graph (blocks already scored are kept)."""
         with self._lock:
             graph, bus, subscription, feed = self._graph, self._bus, self._subscription, self._feed_thread
+            owns_bus = self._owns_bus
             self._graph = self._bus = self._subscription = self._feed_thread = None
             if self._block is not None:
                 self._finish_block(now_ns(), aborted=True)
@@ -278,12 +301,13 @@ class LiveSession:
             graph.stop()
         if subscription is not None:
             subscription.close()
-        if bus is not None:
+        if bus is not None and owns_bus:
             bus.close()
 
     @property
     def running(self) -> bool:
-        return self._graph is not None
+        """Whether the feed reads a graph (run here, or watched)."""
+        return self._subscription is not None
 
     def graph_report(self) -> dict | None:
         """The runtime's per-node report of the running graph (latencies, CPU), or None."""
