@@ -25,6 +25,7 @@ seed = 1
 type = "sim_participant"
 n_channels = 1024
 loop_ms = 20.0
+cursor_gain_per_s = 1.2
 feedback = { cursor = "cursor.cursor", target = "task.target" }
 
 [nodes.decoder]
@@ -35,12 +36,13 @@ inputs = { features = "participant.features", intention = "participant.intention
 
 [nodes.cursor]
 type = "cursor"
-gain_per_s = 1.0
+gain_per_s = 1.2
 inputs = { velocity = "decoder.velocity" }
 
 [nodes.task]
 type = "webgrid"
 grid_side = 8
+score = "decoded"   # BPS counts only moves the decoder made on its own
 inputs = { cursor = "cursor.cursor" }
 """
 

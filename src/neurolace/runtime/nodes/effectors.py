@@ -69,8 +69,9 @@ class CursorNode(_Effector):
         self.position = np.clip(self.position + step * velocity[:2], 0.0, 1.0)
         self.context.extra["position"] = tuple(self.position)
         click = 1.0 if velocity.shape[0] > 2 and velocity[2] > self.params["click_threshold"] else 0.0
+        assisted = float(velocity[3]) if velocity.shape[0] > 3 else 0.0
         self._applied(message)
-        self.emit("cursor", np.array([self.position[0], self.position[1], click]), parent=message)
+        self.emit("cursor", np.array([self.position[0], self.position[1], click, assisted]), parent=message)
         if self.holding:
             self.context.log("cursor_resumed", held_s=round((now_ns() - self.last_move_ns) / 1e9, 4))
             self.holding = False

@@ -19,20 +19,100 @@ from neurolace.runtime.messages import Message
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 from neurolace.runtime.nodes.sources import IMPLANT_FS_HZ
 
-__all__ = ["DecoderNode", "WebgridNode", "DspNode", "DECODERS"]
+__all__ = ["DecoderNode", "WebgridNode", "DspNode", "DECODERS", "fit_velocity_and_click"]
 
-#: decoder names accepted by the decoder node, and the class each builds
-DECODERS = ("kalman", "wiener")
+#: velocity decoders the decoder node accepts (those of the closed-loop session)
+DECODERS = ("kalman", "wiener", "refit-kalman", "gru")
 
 
 def _build_decoder(name: str):
-    from neurolace.decode import KalmanFilter, WienerFilter
+    from neurolace.runtime.closed_loop import make_decoder
 
-    if name == "kalman":
-        return KalmanFilter(feature_transform="sqrt")
-    if name == "wiener":
-        return WienerFilter(feature_transform="sqrt")
-    raise InvalidInputError(f"decoder must be one of {DECODERS}, got {name!r}")
+    return make_decoder(name)
+
+
+class _VelocityAndClick:
+    """A fitted velocity decoder and click decoder stepped together: (vx, vy, click) per bin.
+
+    The click decoder (LDA on smoothed counts, from the closed-loop session)
+    may only click while the velocity decoder's signal guard is not holding.
+    """
+
+    def __init__(self, velocity_decoder, click_decoder) -> None:
+        self.velocity_decoder = velocity_decoder
+        self.click_decoder = click_decoder
+
+    def reset(self) -> "_VelocityAndClick":
+        self.velocity_decoder.reset()
+        if self.click_decoder is not None:
+            self.click_decoder.reset()
+        return self
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        velocity = np.asarray(self.velocity_decoder.step(x), dtype=np.float64)
+        click = 0.0
+        if self.click_decoder is not None:
+            click = float(np.asarray(self.click_decoder.step(x), dtype=np.float64).ravel()[0] > 0.5)
+        status = self.last_status
+        if status is not None and status.held:
+            click = 0.0
+        return np.array([velocity[0], velocity[1], click])
+
+    @property
+    def last_status(self):
+        return self.velocity_decoder.last_status
+
+
+def fit_velocity_and_click(name: str, X: np.ndarray, y: np.ndarray, loop_s: float) -> _VelocityAndClick:
+    """Fit the velocity decoder ``name`` on (vx, vy) and a click decoder on the click column of ``y``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_bins, n_features)
+    y : ndarray, shape (n_bins, 3)
+        Intended (vx, vy, click) of each bin.
+    loop_s : float
+        Bin width.
+    """
+    from neurolace.runtime.closed_loop import fit_click_decoder
+
+    velocity_decoder = _build_decoder(name).fit(X, y[:, :2])
+    clicks = y[:, 2] > 0.5
+    click_decoder = fit_click_decoder(X, clicks, loop_s=loop_s) if 0 < clicks.sum() < clicks.size else None
+    return _VelocityAndClick(velocity_decoder, click_decoder)
+
+
+def fit_in_subprocess(name: str, X: np.ndarray, y: np.ndarray, loop_s: float, *, timeout_s: float = 600.0):
+    """:func:`fit_velocity_and_click` in a child Python process; returns the fitted decoder.
+
+    A fit of a few seconds in a thread would hold the GIL long enough to stall
+    every node of the loop (measured: the cursor stopped for 3.6 s during a
+    Wiener fit on 1024 channels); a child process keeps the loop on time.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="neurolace-fit-") as directory:
+        data_path, model_path = Path(directory) / "data.npz", Path(directory) / "model.pkl"
+        np.savez(data_path, X=X, y=y)
+        code = ("import sys; from neurolace.runtime.nodes.processing import _fit_main; "
+                "_fit_main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4])")
+        completed = subprocess.run([sys.executable, "-c", code, str(data_path), name, repr(loop_s), str(model_path)],
+                                   capture_output=True, text=True, timeout=timeout_s)
+        if completed.returncode != 0:
+            last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InvalidInputError(f"fitting decoder {name!r} failed: {last_line}")
+        with open(model_path, "rb") as stream:
+            return pickle.load(stream)
+
+
+def _fit_main(data_path: str, name: str, loop_s: float, model_path: str) -> None:
+    """Entry point of the child process of :func:`fit_in_subprocess`."""
+    with np.load(data_path) as data:
+        decoder = fit_velocity_and_click(name, data["X"], data["y"], loop_s)
+    with open(model_path, "wb") as stream:
+        pickle.dump(decoder, stream)
 
 
 @register_node
@@ -43,8 +123,12 @@ class DecoderNode(Node):
     ``calibration_s`` the node pairs each feature bin with the participant's
     intention (matched on the source sample clock) and, with ``assist`` on,
     drives the cursor with the intention itself. Then it fits the decoder in a
-    background thread (the loop keeps running) and switches to decoding.
-    ``model_path`` loads a decoder fitted earlier (a pickle) instead.
+    background thread (the loop keeps running) and switches to decoding:
+    the velocity decoder of ``neurolace.runtime.closed_loop.make_decoder``
+    plus its click decoder (``fit_click_decoder``), which may click only while
+    the velocity decoder's signal guard is not holding. ``model_path`` loads a
+    decoder fitted earlier instead (a pickle of any object with ``step``,
+    ``reset`` and ``last_status``).
 
     The fitted decoder survives a restart of the node (it is kept in the
     supervisor's per-node store), as a real system would reload it from disk.
@@ -53,7 +137,7 @@ class DecoderNode(Node):
     """
 
     type_name = "decoder"
-    description = "real-time decoder (Kalman or Wiener) with in-session calibration"
+    description = "real-time velocity + click decoder with in-session calibration"
     inputs = {
         "features": Port("features", help="one bin of neural features"),
         "intention": Port("intention", optional=True, help="calibration labels (vx, vy, click)"),
@@ -89,12 +173,12 @@ class DecoderNode(Node):
             store["decoder"] = self.decoder
         else:
             self.decoder = None
-            _build_decoder(self.params["decoder"])  # fail now on a missing dependency
+            _build_decoder(self.params["decoder"])  # fail now on a missing dependency (gru needs torch)
         self.n_calibration_bins = int(round(self.params["calibration_s"] * 1e3 / self.params["bin_ms"]))
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
         try:
-            decoder = _build_decoder(self.params["decoder"]).fit(X, y)
+            decoder = fit_in_subprocess(self.params["decoder"], X, y, self.params["bin_ms"] / 1e3)
             decoder.reset()
             self.context.extra["decoder"] = decoder
             self.decoder = decoder
@@ -116,7 +200,7 @@ class DecoderNode(Node):
                 status = decoder.last_status
                 if status is not None and status.held:
                     self.held_bins += 1
-                output = np.zeros(3)
+                output = np.zeros(4)
                 output[: min(3, velocity.size)] = velocity[:3]
                 self.emit("velocity", output, parent=message)
                 return
@@ -133,7 +217,8 @@ class DecoderNode(Node):
                 self.pairs_x.append(features)
                 self.pairs_y.append(np.asarray(message.payload, dtype=np.float64))
             if self.params["assist"]:
-                self.emit("velocity", np.asarray(message.payload, dtype=np.float64), parent=message)
+                self.emit("velocity", np.append(np.asarray(message.payload[:3], dtype=np.float64), 1.0),
+                          parent=message)
             if self.fit_thread is None and len(self.pairs_x) >= max(self.n_calibration_bins, 2):
                 X, y = np.vstack(self.pairs_x), np.vstack(self.pairs_y)
                 self.fit_thread = threading.Thread(target=self._fit, args=(X, y), daemon=True,
@@ -159,7 +244,10 @@ class WebgridNode(Node):
 
     Task time is the source sample clock of the cursor message
     (``sample_index / fs_hz``), so a replayed or as-fast-as-possible session
-    scores the same as one in real time.
+    scores the same as one in real time. Targets are lit from the first cursor
+    on; with ``score = "decoded"`` the scored block starts, on a fresh grid, at
+    the first cursor move the decoder made on its own (not assisted by the
+    calibration), so assisted moves never count in the bits per second.
     """
 
     type_name = "webgrid"
@@ -169,24 +257,34 @@ class WebgridNode(Node):
     parameters = {
         "grid_side": Parameter(int, 30, "cells per side", minimum=2),
         "fs_hz": Parameter(float, IMPLANT_FS_HZ, "sample clock of the source", minimum=1e-6),
+        "score": Parameter(str, "decoded", "which moves are scored", choices=("decoded", "all")),
     }
 
     def setup(self) -> None:
         from neurolace.tasks import WebgridTask
 
-        self.task = WebgridTask(grid_side=self.params["grid_side"], seed=self.context.seed)
-        self.started = False
+        self._task_class = WebgridTask
+        self.task = None
+        self.scoring = False
+        self.block_start_s = 0.0
         self.time_s = 0.0
+
+    def _begin(self, cursor: np.ndarray, *, scoring: bool) -> None:
+        seed = self.context.seed + (1 if scoring else 0)
+        self.task = self._task_class(grid_side=self.params["grid_side"], seed=seed)
+        self.task.start(self.time_s, cursor[:2])
+        self.scoring = scoring
+        self.block_start_s = self.time_s
 
     def on_message(self, port: str, message: Message) -> None:
         cursor = message.payload
         self.time_s = message.sample_index / self.params["fs_hz"]
-        if not self.started:
-            self.task.start(self.time_s, cursor[:2])
-            self.started = True
+        decoded = self.params["score"] == "all" or cursor.shape[0] < 4 or cursor[3] < 0.5
+        if self.task is None or (not self.scoring and decoded):
+            self._begin(cursor, scoring=decoded)
         else:
             selection = self.task.update(self.time_s, cursor[:2], bool(cursor[2] > 0.5))
-            if selection is not None:
+            if selection is not None and self.scoring:
                 summary = self.task.summary(self.time_s)
                 bps = summary.bps if np.isfinite(summary.bps) else 0.0
                 self.emit("score", np.array([self.task.correct, self.task.incorrect, bps]), parent=message)
@@ -194,11 +292,12 @@ class WebgridNode(Node):
         self.emit("target", np.array([*target.center_xy, target.width]), parent=message)
 
     def summary(self) -> dict:
-        if not self.started:
-            return {"correct": 0, "incorrect": 0, "bps": 0.0}
+        if not self.scoring:
+            return {"correct": 0, "incorrect": 0, "bps": 0.0, "scored_s": 0.0}
         block = self.task.summary(self.time_s)
         return {"correct": block.correct, "incorrect": block.incorrect,
-                "bps": float(block.bps) if np.isfinite(block.bps) else 0.0, "task_time_s": round(self.time_s, 3)}
+                "bps": float(block.bps) if np.isfinite(block.bps) else 0.0,
+                "scored_s": round(self.time_s - self.block_start_s, 3)}
 
 
 @register_node
