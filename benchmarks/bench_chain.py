@@ -28,18 +28,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-import tracemalloc  # noqa: E402
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
 
-import numpy as np  # noqa: E402
-import scipy.signal  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+import scipy.signal
+from threadpoolctl import threadpool_limits
 
-from benchmarks._common import console, table  # noqa: E402
-from neurolace.core import Recording  # noqa: E402
-from neurolace.dsp import (  # noqa: E402
+from benchmarks._common import console, table
+from neurolace.core import Recording
+from neurolace.dsp import (
     BandpassFilter,
     CommonAverageReference,
     SignalChain,
@@ -59,7 +59,7 @@ BASELINE_CHANNELS = 64
 def synthetic_recording(duration_s: float, n_channels: int = N_CHANNELS, *, seed: int = 0) -> Recording:
     """Noise of ~5 codes RMS with a 40-code spike on each channel every ~50 ms, as int16 codes."""
     rng = np.random.default_rng(seed)
-    n_samples = int(round(duration_s * FS_HZ))
+    n_samples = round(duration_s * FS_HZ)
     codes = np.empty((n_samples, n_channels), dtype=np.int16)
     block = 8192
     spike = np.array([-10, -30, -40, -25, -5, 8, 10, 6, 2], dtype=np.float32)
@@ -82,7 +82,12 @@ def cpu_timing(function: Callable[[], object], *, repeats: int) -> dict:
         function()
         cpu.append(time.process_time() - cpu_start)
         wall.append(time.perf_counter() - wall_start)
-    return {"median_cpu_s": statistics.median(cpu), "median_wall_s": statistics.median(wall), "cpu_s": cpu, "wall_s": wall}
+    return {
+        "median_cpu_s": statistics.median(cpu),
+        "median_wall_s": statistics.median(wall),
+        "cpu_s": cpu,
+        "wall_s": wall,
+    }
 
 
 def _stage_times(recording: Recording, chunk_samples: int) -> dict[str, float]:
@@ -100,8 +105,13 @@ def _stage_times(recording: Recording, chunk_samples: int) -> dict[str, float]:
     seconds = {"noise MAD over the 1 s window (once)": clock() - start}
     spike_band.reset()
     thresholds = detector.thresholds_uv(noise)
-    names = ["band-pass 300-6000 Hz", "common-average reference (mean)", "threshold crossings",
-             "band-pass 300-1000 Hz (SBP)", "SBP per 20 ms bin"]
+    names = [
+        "band-pass 300-6000 Hz",
+        "common-average reference (mean)",
+        "threshold crossings",
+        "band-pass 300-1000 Hz (SBP)",
+        "SBP per 20 ms bin",
+    ]
     totals = dict.fromkeys(names, 0.0)
     for chunk in recording.iter_chunks(chunk_samples):
         t0 = clock()
@@ -119,6 +129,13 @@ def _stage_times(recording: Recording, chunk_samples: int) -> dict[str, float]:
             totals[name] += elapsed
     seconds.update(totals)
     return seconds
+
+
+def _time_whole_block_sosfilt(recording: Recording, sos: np.ndarray, repeats: int) -> dict:
+    """CPU time of scipy's causal sosfilt over the whole (n_samples, n_channels) float32 block."""
+    whole_block = recording.samples.astype(np.float32) * np.float32(GAIN_UV)
+    sos32 = sos.astype(np.float32)
+    return cpu_timing(lambda: scipy.signal.sosfilt(sos32, whole_block, axis=0), repeats=repeats)
 
 
 def _peak_memory_mb(duration_s: float, chunk_samples: int) -> float:
@@ -140,12 +157,13 @@ def run(quick: bool = False) -> dict:
     with threadpool_limits(limits=1):
         console.print(f"generating {duration_s:g} s x {N_CHANNELS} channels of synthetic codes ...")
         recording = synthetic_recording(duration_s)
-        chunk_samples = int(round(CHUNK_MS * FS_HZ / 1000))
+        chunk_samples = round(CHUNK_MS * FS_HZ / 1000)
         run_signal_chain(recording.slice_samples(0, 2000), chunk_ms=CHUNK_MS)  # compile the kernels
         run_signal_chain(recording.slice_samples(0, 2000), chunk_ms=CHUNK_MS, filter_design="fir")
         results = {}
         chain_timing = cpu_timing(
-            lambda: results.__setitem__("last", run_signal_chain(recording, chunk_ms=CHUNK_MS)), repeats=repeats
+            lambda: results.__setitem__("last", run_signal_chain(recording, chunk_ms=CHUNK_MS)),
+            repeats=repeats,
         )
         chain_result = results["last"]
         chain_factor = duration_s / chain_timing["median_cpu_s"]
@@ -166,11 +184,7 @@ def run(quick: bool = False) -> dict:
         filtfilt_seconds = filtfilt_timing["median_cpu_s"] * N_CHANNELS / BASELINE_CHANNELS
         filtfilt_factor = duration_s / filtfilt_seconds
 
-        whole_block = recording.samples.astype(np.float32) * np.float32(GAIN_UV)
-        sosfilt_timing = cpu_timing(
-            lambda: scipy.signal.sosfilt(sos.astype(np.float32), whole_block, axis=0), repeats=repeats
-        )
-        del whole_block
+        sosfilt_timing = _time_whole_block_sosfilt(recording, sos, repeats)
         sosfilt_factor = duration_s / sosfilt_timing["median_cpu_s"]
 
         stage_seconds = _stage_times(recording, chunk_samples)
@@ -181,10 +195,30 @@ def run(quick: bool = False) -> dict:
         f"signal chain, {N_CHANNELS} ch x {FS_HZ:g} Hz x {duration_s:g} s, one core, CPU seconds (median of {repeats})",
         ["pipeline", "CPU seconds", "x real time", "vs sosfiltfilt"],
         [
-            ["neurolace SignalChain (whole chain, 20 ms blocks)", chain_timing["median_cpu_s"], chain_factor, chain_factor / filtfilt_factor],
-            ["SignalChain with the linear-phase FIR (101 taps)", fir_timing["median_cpu_s"], fir_factor, fir_factor / filtfilt_factor],
-            [f"scipy sosfiltfilt per channel (filter only; {BASELINE_CHANNELS} ch scaled x{N_CHANNELS // BASELINE_CHANNELS})", filtfilt_seconds, filtfilt_factor, 1.0],
-            ["scipy sosfilt axis=0 on the whole block (causal filter only)", sosfilt_timing["median_cpu_s"], sosfilt_factor, sosfilt_factor / filtfilt_factor],
+            [
+                "neurolace SignalChain (whole chain, 20 ms blocks)",
+                chain_timing["median_cpu_s"],
+                chain_factor,
+                chain_factor / filtfilt_factor,
+            ],
+            [
+                "SignalChain with the linear-phase FIR (101 taps)",
+                fir_timing["median_cpu_s"],
+                fir_factor,
+                fir_factor / filtfilt_factor,
+            ],
+            [
+                f"scipy sosfiltfilt per channel (filter only; {BASELINE_CHANNELS} ch scaled x{N_CHANNELS // BASELINE_CHANNELS})",
+                filtfilt_seconds,
+                filtfilt_factor,
+                1.0,
+            ],
+            [
+                "scipy sosfilt axis=0 on the whole block (causal filter only)",
+                sosfilt_timing["median_cpu_s"],
+                sosfilt_factor,
+                sosfilt_factor / filtfilt_factor,
+            ],
         ],
     )
     console.print(

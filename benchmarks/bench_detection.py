@@ -49,10 +49,10 @@ VISIBLE_SNR = 3.0
 #: Settings compared with the defaults: a gentler 2nd-order band-pass distorts spikes less; a lower
 #: threshold trades precision for recall; a linear-phase FIR trades 2.56 ms of latency for shape.
 VARIANTS = {
-    "causal chain, 2nd-order band-pass": dict(filter_order=2),
-    "causal chain, threshold -4.0": dict(threshold=-4.0),
-    "causal chain, 2nd order and -4.0": dict(filter_order=2, threshold=-4.0),
-    "linear-phase FIR, 101 taps (2.56 ms delay)": dict(filter_design="fir"),
+    "causal chain, 2nd-order band-pass": {"filter_order": 2},
+    "causal chain, threshold -4.0": {"threshold": -4.0},
+    "causal chain, 2nd order and -4.0": {"filter_order": 2, "threshold": -4.0},
+    "linear-phase FIR, 101 taps (2.56 ms delay)": {"filter_design": "fir"},
 }
 
 
@@ -70,7 +70,7 @@ def _nearest_distance(query_keys: np.ndarray, reference_keys: np.ndarray) -> np.
 def score(events: SpikeEvents, truth, n_samples: int) -> dict:
     """Recall per unit-SNR bin, precision per channel bin, F1, timing offsets (see module docstring)."""
     fs_hz = events.fs_hz
-    tolerance = int(round(TOLERANCE_MS * 1e-3 * fs_hz))
+    tolerance = round(TOLERANCE_MS * 1e-3 * fs_hz)
     stride = np.int64(n_samples + 10 * tolerance + 1)  # keys: channel * stride + sample never mix channels
     detection_keys = events.channel_index.astype(np.int64) * stride + events.sample_index
     units = truth.units
@@ -83,7 +83,10 @@ def score(events: SpikeEvents, truth, n_samples: int) -> dict:
     visible_unit, visible_channel = amplitude.row[visible], amplitude.col[visible]
     spikes_by_unit = [units.sample_index[units.unit_id == unit] for unit in range(truth.n_units)]
     visible_keys = np.concatenate(
-        [np.int64(channel) * stride + spikes_by_unit[unit] for unit, channel in zip(visible_unit, visible_channel)]
+        [
+            np.int64(channel) * stride + spikes_by_unit[unit]
+            for unit, channel in zip(visible_unit, visible_channel)
+        ]
         or [np.zeros(0, np.int64)]
     )
     true_detection = _nearest_distance(detection_keys, visible_keys) <= tolerance
@@ -101,28 +104,32 @@ def score(events: SpikeEvents, truth, n_samples: int) -> dict:
         detections = detection_bin == index
         precision = float(true_detection[detections].mean()) if detections.any() else float("nan")
         f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
-        rows.append({
-            "snr": label,
-            "n_units": int((unit_bin == index).sum()),
-            "n_spikes": int(in_bin.sum()),
-            "recall": recall,
-            "n_channels": int((channel_bin == index).sum()),
-            "n_detections": int(detections.sum()),
-            "precision": precision,
-            "f1": f1,
-        })
+        rows.append(
+            {
+                "snr": label,
+                "n_units": int((unit_bin == index).sum()),
+                "n_spikes": int(in_bin.sum()),
+                "recall": recall,
+                "n_channels": int((channel_bin == index).sum()),
+                "n_detections": int(detections.sum()),
+                "precision": precision,
+                "f1": f1,
+            }
+        )
     no_unit = detection_bin == -1
     duration_s = n_samples / fs_hz
-    rows.append({
-        "snr": "no unit",
-        "n_units": 0,
-        "n_spikes": 0,
-        "recall": float("nan"),
-        "n_channels": int((channel_bin == -1).sum()),
-        "n_detections": int(no_unit.sum()),
-        "precision": float(true_detection[no_unit].mean()) if no_unit.any() else float("nan"),
-        "f1": float("nan"),
-    })
+    rows.append(
+        {
+            "snr": "no unit",
+            "n_units": 0,
+            "n_spikes": 0,
+            "recall": float("nan"),
+            "n_channels": int((channel_bin == -1).sum()),
+            "n_detections": int(no_unit.sum()),
+            "precision": float(true_detection[no_unit].mean()) if no_unit.any() else float("nan"),
+            "f1": float("nan"),
+        }
+    )
     unmatched_rate_hz = float((~true_detection).sum() / duration_s / events.n_channels)
     first_bin_at_5 = SNR_EDGES.index(5.0) + 1  # bins "5-8" and ">= 8"
     at_least_5 = spike_bin >= first_bin_at_5
@@ -168,18 +175,39 @@ def run(quick: bool = False) -> dict:
     variants = {}
     for name, options in VARIANTS.items():
         variants[name] = score(run_signal_chain(recording, **options).events, truth, recording.n_samples)
-    for name, result in (("causal on-implant chain", online), ("offline baseline: sosfiltfilt + whole-file noise", offline)):
+    for name, result in (
+        ("causal on-implant chain", online),
+        ("offline baseline: sosfiltfilt + whole-file noise", offline),
+    ):
         table(
             f"detection vs ground truth, {name} ({n_electrodes} el. x {duration_s:g} s, +-{TOLERANCE_MS} ms)",
             ["unit SNR", "units", "spikes", "recall", "channels", "detections", "precision", "F1"],
-            [[r["snr"], r["n_units"], r["n_spikes"], r["recall"], r["n_channels"], r["n_detections"], r["precision"], r["f1"]] for r in result["bins"]],
+            [
+                [
+                    r["snr"],
+                    r["n_units"],
+                    r["n_spikes"],
+                    r["recall"],
+                    r["n_channels"],
+                    r["n_detections"],
+                    r["precision"],
+                    r["f1"],
+                ]
+                for r in result["bins"]
+            ],
         )
     summary = {"causal chain, defaults": online, **variants, "offline sosfiltfilt baseline": offline}
     table(
         "SNR >= 5 (aim F1 >= 0.9)",
         ["detector", "recall", "precision", "F1", "unmatched Hz/ch"],
         [
-            [name, r["snr_at_least_5"]["recall"], r["snr_at_least_5"]["precision"], r["snr_at_least_5"]["f1"], r["unmatched_detections_hz_per_channel"]]
+            [
+                name,
+                r["snr_at_least_5"]["recall"],
+                r["snr_at_least_5"]["precision"],
+                r["snr_at_least_5"]["f1"],
+                r["unmatched_detections_hz_per_channel"],
+            ]
             for name, r in summary.items()
         ],
     )

@@ -32,8 +32,8 @@ import scipy.signal
 
 from benchmarks._common import RESULTS_DIR, console, shared_data, table
 from neurolace.core import SpikeEvents
-from neurolace.dsp.detection import DEFAULT_THRESHOLD
 from neurolace.dsp import ThresholdDetector, bandpass_filter, mad_noise, run_signal_chain
+from neurolace.dsp.detection import DEFAULT_THRESHOLD
 from neurolace.io import N1_WAV_GAIN_UV, read_recording
 
 AGREEMENT_MS = 0.5
@@ -115,7 +115,7 @@ def _tetrode() -> tuple[dict, list]:
     for trial in ("locust_trial_01.raw", "locust_trial_02.raw"):
         recording = read_recording(shared_data("pouzat-locust-tetrode", trial), fs_hz=15000.0, n_channels=4)
         result = run_signal_chain(recording, reference=None, chunk_ms=1000.0)
-        tolerance = int(round(AGREEMENT_MS * 1e-3 * recording.fs_hz))
+        tolerance = round(AGREEMENT_MS * 1e-3 * recording.fs_hz)
         rates = result.events.rates_hz(recording.duration_s)
         agreement = channel_agreement(result.events, tolerance)
         offline = _offline_events(recording)
@@ -129,10 +129,15 @@ def _tetrode() -> tuple[dict, list]:
             "offline_sosfiltfilt_agreement": channel_agreement(offline, tolerance).tolist(),
         }
         for channel in range(4):
-            info_rows.append([
-                f"{trial[7:15]} ch{channel}", rates[channel], result.noise_uv[channel] / recording.gain_uv,
-                agreement[channel], offline_rates[channel],
-            ])
+            info_rows.append(
+                [
+                    f"{trial[7:15]} ch{channel}",
+                    rates[channel],
+                    result.noise_uv[channel] / recording.gain_uv,
+                    agreement[channel],
+                    offline_rates[channel],
+                ]
+            )
         examples.append((trial, recording, result))
     return {"trials": trials, "rows": info_rows}, examples
 
@@ -157,8 +162,17 @@ def _plot(n1_example, tetrode_example, path) -> None:
         axis = axes[0]
         axis.plot(time_ms, trace, lw=0.6, color="0.2")
         axis.axhline(result.thresholds_uv[0], color="tab:red", lw=0.8, ls="--", label="threshold -4.5 x RMS")
-        marks = result.events.sample_index[(result.events.sample_index >= start) & (result.events.sample_index < stop)]
-        axis.plot((marks - start) / recording.fs_hz * 1e3, trace[marks - start], "v", color="tab:red", ms=6, label="detections")
+        marks = result.events.sample_index[
+            (result.events.sample_index >= start) & (result.events.sample_index < stop)
+        ]
+        axis.plot(
+            (marks - start) / recording.fs_hz * 1e3,
+            trace[marks - start],
+            "v",
+            color="tab:red",
+            ms=6,
+            label="detections",
+        )
         axis.set_title(
             f"N1 clip {name.stem[:8]}, from {start / recording.fs_hz:.2f} s: causal 300-6000 Hz, "
             f"{PLOT_STRETCH_S * 1e3:.0f} ms with the most detections"
@@ -177,13 +191,19 @@ def _plot(n1_example, tetrode_example, path) -> None:
         offset = -channel * spacing
         axis.plot(time_ms, traces[:, channel] + offset, lw=0.6, color="0.2")
         axis.axhline(result.thresholds_uv[channel] + offset, color="tab:red", lw=0.6, ls="--")
-        mask = (result.events.channel_index == channel) & (result.events.sample_index >= start) & (result.events.sample_index < stop)
+        mask = (
+            (result.events.channel_index == channel)
+            & (result.events.sample_index >= start)
+            & (result.events.sample_index < stop)
+        )
         marks = result.events.sample_index[mask] - start
         axis.plot(marks / recording.fs_hz * 1e3, traces[marks, channel] + offset, "v", color="tab:red", ms=5)
     axis.set_yticks([-channel * spacing for channel in range(recording.n_channels)])
     axis.set_yticklabels([f"ch{channel}" for channel in range(recording.n_channels)])
-    axis.set_title(f"locust tetrode {trial[7:15]}, 10.00-{10 + PLOT_STRETCH_S:.2f} s: causal 300-6000 Hz, no CAR; "
-                   "dashed = threshold, triangles = detections")
+    axis.set_title(
+        f"locust tetrode {trial[7:15]}, 10.00-{10 + PLOT_STRETCH_S:.2f} s: causal 300-6000 Hz, no CAR; "
+        "dashed = threshold, triangles = detections"
+    )
     axis.set_xlabel("time (ms)")
     axis.set_ylabel("ADC codes (offset per channel)")
     figure.tight_layout()
@@ -199,22 +219,48 @@ def run(quick: bool = False) -> dict:
         f"N1 clips ({n1['n_clips']} clips, {n1['seconds']:.0f} s): median [IQR] over clips",
         ["quantity", "median", "Q1", "Q3"],
         [
-            ["detection rate (Hz), threshold -4.5", n1["rate_hz"]["median"], n1["rate_hz"]["q1"], n1["rate_hz"]["q3"]],
+            [
+                "detection rate (Hz), threshold -4.5",
+                n1["rate_hz"]["median"],
+                n1["rate_hz"]["q1"],
+                n1["rate_hz"]["q3"],
+            ],
             [
                 "detection rate (Hz), threshold +4.5",
                 n1["positive_threshold_rate_hz"]["median"],
                 n1["positive_threshold_rate_hz"]["q1"],
                 n1["positive_threshold_rate_hz"]["q3"],
             ],
-            ["noise RMS (µV, assumed gain)", n1["noise_uv"]["median"], n1["noise_uv"]["q1"], n1["noise_uv"]["q3"]],
-            ["noise RMS (int16 steps)", n1["noise_int16_steps"]["median"], n1["noise_int16_steps"]["q1"], n1["noise_int16_steps"]["q3"]],
-            ["noise RMS (10-bit codes)", n1["noise_10bit_codes"]["median"], n1["noise_10bit_codes"]["q1"], n1["noise_10bit_codes"]["q3"]],
+            [
+                "noise RMS (µV, assumed gain)",
+                n1["noise_uv"]["median"],
+                n1["noise_uv"]["q1"],
+                n1["noise_uv"]["q3"],
+            ],
+            [
+                "noise RMS (int16 steps)",
+                n1["noise_int16_steps"]["median"],
+                n1["noise_int16_steps"]["q1"],
+                n1["noise_int16_steps"]["q3"],
+            ],
+            [
+                "noise RMS (10-bit codes)",
+                n1["noise_10bit_codes"]["median"],
+                n1["noise_10bit_codes"]["q1"],
+                n1["noise_10bit_codes"]["q3"],
+            ],
         ],
     )
     console.print(f"N1 clips without any detection: {100 * n1['fraction_of_clips_without_detections']:.1f} %")
     table(
         "locust tetrode (15 kHz, 4 wires, no CAR)",
-        ["trial / channel", "rate (Hz)", "noise (codes)", "agreement +-0.5 ms", "offline sosfiltfilt rate (Hz)"],
+        [
+            "trial / channel",
+            "rate (Hz)",
+            "noise (codes)",
+            "agreement +-0.5 ms",
+            "offline sosfiltfilt rate (Hz)",
+        ],
         tetrode["rows"],
     )
     plot_path = RESULTS_DIR / "realdata.png"

@@ -102,11 +102,29 @@ def _truncated_wav(path):
 
 
 BAD_INPUTS = [
-    ("unknown extension", "clip.txt", lambda p: p.write_text("1,2,3"), [], r"extension '\.txt' is not supported"),
+    (
+        "unknown extension",
+        "clip.txt",
+        lambda p: p.write_text("1,2,3"),
+        [],
+        r"extension '\.txt' is not supported",
+    ),
     ("empty wav", "empty.wav", lambda p: p.write_bytes(b""), [], "truncated WAV header"),
-    ("empty raw", "empty.raw", lambda p: p.write_bytes(b""), ["--fs-hz", "1000", "--channels", "1"], "the file is empty"),
+    (
+        "empty raw",
+        "empty.raw",
+        lambda p: p.write_bytes(b""),
+        ["--fs-hz", "1000", "--channels", "1"],
+        "the file is empty",
+    ),
     ("truncated wav", "cut.wav", _truncated_wav, [], "truncated WAV file"),
-    ("non-PCM wav", "float.wav", _non_pcm_wav, [], "WAV is not supported: neurolace reads 16-bit integer PCM only"),
+    (
+        "non-PCM wav",
+        "float.wav",
+        _non_pcm_wav,
+        [],
+        "WAV is not supported: neurolace reads 16-bit integer PCM only",
+    ),
     (
         "wrong dtype",
         "x.raw",

@@ -20,7 +20,9 @@ def _spike_waveform(fs_hz: float) -> np.ndarray:
     return -np.exp(-(((time_ms - 0.3) / 0.1) ** 2)) + 0.35 * np.exp(-(((time_ms - 0.7) / 0.2) ** 2))
 
 
-def _synthetic(n_samples: int, n_channels: int, *, seed: int, spike_uv: float = 120.0, noise_uv: float = 10.0):
+def _synthetic(
+    n_samples: int, n_channels: int, *, seed: int, spike_uv: float = 120.0, noise_uv: float = 10.0
+):
     """Noise, a common-mode hum and spikes every ~10 ms on every channel; returns (recording, spike starts)."""
     rng = np.random.default_rng(seed)
     signal = rng.normal(0, noise_uv, size=(n_samples, n_channels))
@@ -36,7 +38,7 @@ def _synthetic(n_samples: int, n_channels: int, *, seed: int, spike_uv: float = 
     return Recording(codes, fs_hz=FS_HZ, gain_uv=GAIN_UV), starts
 
 
-CHAIN_OPTIONS = dict(noise_window_s=0.05, bin_ms=5.0)  # window ends at sample 977, mid-recording
+CHAIN_OPTIONS = {"noise_window_s": 0.05, "bin_ms": 5.0}  # window ends at sample 977, mid-recording
 
 
 def _run(recording: Recording, sizes: list[int], **options) -> tuple[SpikeEvents, np.ndarray]:
@@ -96,7 +98,12 @@ def test_fixed_chunk_sizes_equal_whole(size):
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=20))
 def test_chunking_contract_holds_with_noise_updates_median_reference_and_groups(sizes):
-    options = dict(noise_update_weight=0.3, reference="median", reference_groups=[0, 1, 0], sbp_band_hz=None)
+    options = {
+        "noise_update_weight": 0.3,
+        "reference": "median",
+        "reference_groups": [0, 1, 0],
+        "sbp_band_hz": None,
+    }
     whole = _run(RECORDING, [RECORDING.n_samples], **options)
     _assert_same(*_run(RECORDING, sizes, **options), *whole)
 
@@ -104,7 +111,7 @@ def test_chunking_contract_holds_with_noise_updates_median_reference_and_groups(
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=500), min_size=1, max_size=20))
 def test_chunking_contract_holds_with_the_linear_phase_filter(sizes):
-    options = dict(filter_design="fir", fir_taps=41)
+    options = {"filter_design": "fir", "fir_taps": 41}
     whole = _run(RECORDING, [RECORDING.n_samples], **options)
     assert whole[0].n_spikes > 30
     _assert_same(*_run(RECORDING, sizes, **options), *whole)
@@ -131,7 +138,9 @@ def test_common_mode_is_removed_by_the_reference():
     n_samples = 8000
     hum = 500 * np.sin(2 * np.pi * 1000 * np.arange(n_samples) / FS_HZ)  # 1 kHz, inside the band
     noise = np.random.default_rng(2).normal(0, 10, size=(n_samples, 8))
-    recording = Recording(np.round((noise + hum[:, np.newaxis]) / GAIN_UV).astype(np.int16), fs_hz=FS_HZ, gain_uv=GAIN_UV)
+    recording = Recording(
+        np.round((noise + hum[:, np.newaxis]) / GAIN_UV).astype(np.int16), fs_hz=FS_HZ, gain_uv=GAIN_UV
+    )
     referenced = run_signal_chain(recording, noise_window_s=0.1)
     unreferenced = run_signal_chain(recording, noise_window_s=0.1, reference=None)
     assert referenced.noise_uv.max() < 10 and unreferenced.noise_uv.min() > 100
@@ -157,7 +166,9 @@ def test_empty_recording_gives_no_events_and_no_bins():
 
 def test_reference_by_thread_uses_the_geometry():
     recording, _ = _synthetic(2000, 4, seed=9)
-    threaded = Recording(recording.samples, fs_hz=FS_HZ, gain_uv=GAIN_UV, geometry=ElectrodeGeometry.threads(2, 2))
+    threaded = Recording(
+        recording.samples, fs_hz=FS_HZ, gain_uv=GAIN_UV, geometry=ElectrodeGeometry.threads(2, 2)
+    )
     chain = SignalChain.for_recording(threaded, reference_by_thread=True)
     assert chain.reference.group_labels.tolist() == [0, 0, 1, 1]
 
@@ -181,7 +192,9 @@ def test_chain_errors():
         SignalChain(FS_HZ, 1, gain_uv=0)
     with pytest.raises(InvalidInputError, match=r"sbp_band_hz must be \(low_hz, high_hz\) or None"):
         SignalChain(FS_HZ, 1, sbp_band_hz=(300.0,))
-    with pytest.raises(InvalidInputError, match="filter_design must be one of 'butterworth', 'fir'; got 'bessel'"):
+    with pytest.raises(
+        InvalidInputError, match="filter_design must be one of 'butterworth', 'fir'; got 'bessel'"
+    ):
         SignalChain(FS_HZ, 1, filter_design="bessel")
     with pytest.raises(InvalidInputError, match="chunk_ms must be a positive finite number"):
         run_signal_chain(RECORDING, chunk_ms=0)

@@ -11,7 +11,9 @@ from neurolace.dsp import CrossingCounter, SpikeBandPower, ThresholdDetector, bi
 FS_HZ = 20000.0  # 1 ms = 20 samples
 
 
-def _pulses(n_samples: int, n_channels: int, plants: list[tuple[int, int, float]], width: int = 5) -> np.ndarray:
+def _pulses(
+    n_samples: int, n_channels: int, plants: list[tuple[int, int, float]], width: int = 5
+) -> np.ndarray:
     """Zero signal with negative rectangular pulses: (start sample, channel, depth)."""
     samples = np.zeros((n_samples, n_channels), dtype=np.float32)
     for start, channel, depth in plants:
@@ -133,7 +135,9 @@ def test_crossing_counter_closes_bins_only_when_told_and_counts_per_channel():
     counter = CrossingCounter(1000.0, 2, bin_ms=10.0)
     events = SpikeEvents([1, 5, 12, 29], [0, 0, 1, 1], fs_hz=1000.0, n_channels=2)
     np.testing.assert_array_equal(counter.process(events, 25), [[2, 0], [0, 1]])
-    np.testing.assert_array_equal(counter.process(SpikeEvents.empty(fs_hz=1000.0, n_channels=2), 30), [[0, 1]])
+    np.testing.assert_array_equal(
+        counter.process(SpikeEvents.empty(fs_hz=1000.0, n_channels=2), 30), [[0, 1]]
+    )
     with pytest.raises(InvalidInputError, match="events must arrive in time order"):
         counter.process(SpikeEvents([3], [0], fs_hz=1000.0, n_channels=2), 40)
 

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurolace.core import InvalidInputError, Recording
-from neurolace.dsp import BandpassFilter, LinearPhaseBandpass, bandpass_filter, design_bandpass, design_fir_bandpass
+from neurolace.dsp import (
+    BandpassFilter,
+    LinearPhaseBandpass,
+    bandpass_filter,
+    design_bandpass,
+    design_fir_bandpass,
+)
 
 FS_HZ = 19531.0
 
@@ -64,7 +70,9 @@ def test_one_sample_chunks_equal_whole(rng):
     samples = rng.normal(0, 5, size=(200, 1))
     whole = BandpassFilter(FS_HZ, 1).process(samples)
     stage = BandpassFilter(FS_HZ, 1)
-    np.testing.assert_array_equal(np.concatenate([stage.process(samples[i : i + 1]) for i in range(200)]), whole)
+    np.testing.assert_array_equal(
+        np.concatenate([stage.process(samples[i : i + 1]) for i in range(200)]), whole
+    )
 
 
 def test_dc_offset_does_not_ring_with_steady_initial_state():
@@ -75,7 +83,7 @@ def test_dc_offset_does_not_ring_with_steady_initial_state():
 
 def test_passband_and_stopband_gains():
     time_s = np.arange(int(FS_HZ)) / FS_HZ
-    stage_kwargs = dict(fs_hz=FS_HZ, n_channels=1)
+    stage_kwargs = {"fs_hz": FS_HZ, "n_channels": 1}
     for frequency_hz, low, high in ((1500.0, 0.97, 1.03), (50.0, 0.0, 0.002), (9000.0, 0.0, 0.05)):
         tone = np.sin(2 * np.pi * frequency_hz * time_s)[:, np.newaxis]
         out = BandpassFilter(**stage_kwargs).process(tone)[int(FS_HZ) // 2 :]
@@ -114,7 +122,10 @@ def test_verb_over_recording_matches_stage(rng):
 
 
 def test_errors_name_the_parameter():
-    with pytest.raises(InvalidInputError, match=r"high_hz must lie between low_hz \(300\) and the Nyquist frequency \(5000 Hz\), got 6000"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"high_hz must lie between low_hz \(300\) and the Nyquist frequency \(5000 Hz\), got 6000",
+    ):
         BandpassFilter(10000.0, 2)
     with pytest.raises(InvalidInputError, match="low_hz must be below the Nyquist frequency"):
         design_bandpass(1000.0, 600.0, None, 2)
@@ -133,7 +144,9 @@ def test_linear_phase_fir_matches_scipy_lfilter_with_a_steady_start(rng):
     stage = LinearPhaseBandpass(FS_HZ, 3, scale=0.5)
     scaled = codes.astype(np.float64) * 0.5
     history = np.repeat(scaled[:1], stage.n_taps - 1, axis=0)
-    expected = scipy.signal.lfilter(stage.taps, 1.0, np.concatenate([history, scaled]), axis=0)[stage.n_taps - 1 :]
+    expected = scipy.signal.lfilter(stage.taps, 1.0, np.concatenate([history, scaled]), axis=0)[
+        stage.n_taps - 1 :
+    ]
     np.testing.assert_allclose(stage.process(codes), expected, rtol=0, atol=1e-3)
 
 

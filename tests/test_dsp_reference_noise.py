@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from neurolace.core import ElectrodeGeometry, InvalidInputError, Recording
-from neurolace.dsp import CommonAverageReference, NoiseEstimator, common_average_reference, estimate_noise, mad_noise
+from neurolace.dsp import (
+    CommonAverageReference,
+    NoiseEstimator,
+    common_average_reference,
+    estimate_noise,
+    mad_noise,
+)
 
 
 def test_mean_reference_removes_a_common_signal_exactly(rng):
@@ -53,7 +59,9 @@ def test_reference_verb_on_recording():
 
 
 def test_reference_errors():
-    with pytest.raises(InvalidInputError, match=r"groups must give one label per channel, shape \(4,\), got \(3,\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"groups must give one label per channel, shape \(4,\), got \(3,\)"
+    ):
         CommonAverageReference(4, groups=[0, 0, 1])
     with pytest.raises(InvalidInputError, match="operator must be one of 'mean', 'median'; got 'mode'"):
         CommonAverageReference(4, operator="mode")

@@ -50,37 +50,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="CSV", help="write detections here as 'sample_index,channel' rows")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a text summary")
     parser.add_argument("--fs-hz", type=float, help="sampling rate in Hz (required for raw files)")
-    parser.add_argument("--channels", type=int, help="number of interleaved channels (required for raw files)")
+    parser.add_argument(
+        "--channels", type=int, help="number of interleaved channels (required for raw files)"
+    )
     parser.add_argument("--dtype", default="int16", help="on-disk integer type of raw files (default: int16)")
     parser.add_argument("--gain-uv", type=float, help="µV per ADC code (default: the reader's assumption)")
     parser.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD,
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
         help=f"threshold as a multiple of noise RMS; negative = downward (default: {DEFAULT_THRESHOLD})",
     )
     parser.add_argument(
-        "--dead-time-ms", type=float, default=DEFAULT_DEAD_TIME_MS,
+        "--dead-time-ms",
+        type=float,
+        default=DEFAULT_DEAD_TIME_MS,
         help=f"per-channel dead time after a detection, ms (default: {DEFAULT_DEAD_TIME_MS})",
     )
     parser.add_argument("--low-hz", type=float, default=300.0, help="band-pass low corner, Hz (default: 300)")
     parser.add_argument(
-        "--high-hz", type=float, default=6000.0,
+        "--high-hz",
+        type=float,
+        default=6000.0,
         help="band-pass high corner, Hz, below fs/2 (default: 6000; use 0 for a high-pass only)",
     )
     parser.add_argument(
-        "--filter", choices=("butterworth", "fir"), default="butterworth",
+        "--filter",
+        choices=("butterworth", "fir"),
+        default="butterworth",
         help="spike band-pass: causal 4th-order Butterworth (no latency) or a 101-tap linear-phase FIR "
         "(keeps spike shapes, 2.56 ms latency at 19.5 kHz; detections are reported on the file's clock)",
     )
     parser.add_argument(
-        "--reference", choices=("mean", "median", "none"), default="mean",
+        "--reference",
+        choices=("mean", "median", "none"),
+        default="mean",
         help="common-average reference across channels (default: mean)",
     )
     parser.add_argument(
-        "--noise-window-s", type=float, default=1.0,
+        "--noise-window-s",
+        type=float,
+        default=1.0,
         help="seconds at the start used to estimate noise (default: 1.0)",
     )
     parser.add_argument(
-        "--chunk-ms", type=float, default=DEFAULT_CHUNK_MS,
+        "--chunk-ms",
+        type=float,
+        default=DEFAULT_CHUNK_MS,
         help=f"block length fed to the chain, ms; results do not depend on it (default: {DEFAULT_CHUNK_MS:g})",
     )
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -100,9 +116,14 @@ def _summary(values: np.ndarray) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     for option, value in (
-        ("--fs-hz", args.fs_hz), ("--gain-uv", args.gain_uv), ("--threshold", args.threshold),
-        ("--dead-time-ms", args.dead_time_ms), ("--low-hz", args.low_hz), ("--high-hz", args.high_hz),
-        ("--noise-window-s", args.noise_window_s), ("--chunk-ms", args.chunk_ms),
+        ("--fs-hz", args.fs_hz),
+        ("--gain-uv", args.gain_uv),
+        ("--threshold", args.threshold),
+        ("--dead-time-ms", args.dead_time_ms),
+        ("--low-hz", args.low_hz),
+        ("--high-hz", args.high_hz),
+        ("--noise-window-s", args.noise_window_s),
+        ("--chunk-ms", args.chunk_ms),
     ):
         _check_finite(value, option)
     recording = read_recording(
@@ -110,16 +131,16 @@ def run(args: argparse.Namespace) -> int:
     )
     if recording.n_samples == 0:
         raise InvalidInputError(f"{args.input} holds no samples: nothing to detect")
-    options = dict(
-        chunk_ms=args.chunk_ms,
-        threshold=args.threshold,
-        dead_time_ms=args.dead_time_ms,
-        low_hz=args.low_hz,
-        filter_design=args.filter,
-        high_hz=None if args.high_hz == 0 else args.high_hz,
-        reference=None if args.reference == "none" else args.reference,
-        noise_window_s=args.noise_window_s,
-    )
+    options = {
+        "chunk_ms": args.chunk_ms,
+        "threshold": args.threshold,
+        "dead_time_ms": args.dead_time_ms,
+        "low_hz": args.low_hz,
+        "filter_design": args.filter,
+        "high_hz": None if args.high_hz == 0 else args.high_hz,
+        "reference": None if args.reference == "none" else args.reference,
+        "noise_window_s": args.noise_window_s,
+    }
     show_progress = not args.no_progress and recording.duration_s >= PROGRESS_MIN_SECONDS
     start = time.perf_counter()
     if show_progress:
@@ -128,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
         with Progress(console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task(f"detecting in {recording.duration_s:.0f} s", total=recording.n_samples)
-            result = run_signal_chain(recording, progress=lambda done: progress.update(task, completed=done), **options)
+            result = run_signal_chain(
+                recording, progress=lambda done: progress.update(task, completed=done), **options
+            )
     else:
         result = run_signal_chain(recording, **options)
     elapsed_s = time.perf_counter() - start

@@ -19,7 +19,13 @@ the whole chain             :class:`SignalChain`             :func:`run_signal_c
 
 from neurolace.dsp.chain import ChainOutput, ChainResult, SignalChain, detect_spikes, run_signal_chain
 from neurolace.dsp.detection import ThresholdDetector
-from neurolace.dsp.features import CrossingCounter, SpikeBandPower, bin_crossings, bin_samples_for, spike_band_power
+from neurolace.dsp.features import (
+    CrossingCounter,
+    SpikeBandPower,
+    bin_crossings,
+    bin_samples_for,
+    spike_band_power,
+)
 from neurolace.dsp.filters import (
     BandpassFilter,
     LinearPhaseBandpass,

@@ -44,7 +44,14 @@ from neurolace.dsp.filters import BandpassFilter, LinearPhaseBandpass, check_chu
 from neurolace.dsp.noise import NoiseEstimator
 from neurolace.dsp.reference import CommonAverageReference
 
-__all__ = ["SignalChain", "ChainOutput", "ChainResult", "run_signal_chain", "detect_spikes", "DEFAULT_CHUNK_MS"]
+__all__ = [
+    "DEFAULT_CHUNK_MS",
+    "ChainOutput",
+    "ChainResult",
+    "SignalChain",
+    "detect_spikes",
+    "run_signal_chain",
+]
 
 #: Block length the verbs and the CLI feed the chain with (one 20 ms feature bin).
 DEFAULT_CHUNK_MS = 20.0
@@ -174,11 +181,21 @@ class SignalChain:
         self.filter_design = check_in(filter_design, "filter_design", ("butterworth", "fir"))
         if filter_design == "fir":
             self.bandpass = LinearPhaseBandpass(
-                self.fs_hz, self.n_channels, low_hz=low_hz, high_hz=high_hz, n_taps=fir_taps, scale=self.gain_uv
+                self.fs_hz,
+                self.n_channels,
+                low_hz=low_hz,
+                high_hz=high_hz,
+                n_taps=fir_taps,
+                scale=self.gain_uv,
             )
         else:
             self.bandpass = BandpassFilter(
-                self.fs_hz, self.n_channels, low_hz=low_hz, high_hz=high_hz, order=filter_order, scale=self.gain_uv
+                self.fs_hz,
+                self.n_channels,
+                low_hz=low_hz,
+                high_hz=high_hz,
+                order=filter_order,
+                scale=self.gain_uv,
             )
         self.delay_samples = self.bandpass.delay_samples
         self.reference = (
@@ -213,7 +230,9 @@ class SignalChain:
         self.reset()
 
     @classmethod
-    def for_recording(cls, recording: Recording, *, reference_by_thread: bool = False, **options: Any) -> "SignalChain":
+    def for_recording(
+        cls, recording: Recording, *, reference_by_thread: bool = False, **options: Any
+    ) -> SignalChain:
         """A chain matching ``recording``'s rate, channel count and gain (``options`` as ``__init__``)."""
         if not isinstance(recording, Recording):
             raise InvalidInputError(f"recording must be a Recording, got {type(recording).__name__}")
@@ -236,7 +255,15 @@ class SignalChain:
 
     def reset(self) -> None:
         """Return every stage to its initial state."""
-        for stage in (self.bandpass, self.reference, self.sbp_bandpass, self.noise, self.detector, self.sbp, self.counter):
+        for stage in (
+            self.bandpass,
+            self.reference,
+            self.sbp_bandpass,
+            self.noise,
+            self.detector,
+            self.sbp,
+            self.counter,
+        ):
             if stage is not None:
                 stage.reset()
         self._samples_seen = 0
@@ -319,7 +346,9 @@ class SignalChain:
             if not self.noise.ready:
                 self.noise._process(piece)
                 if self.noise.ready:
-                    parts.append(self.detector._process(self.noise.completed_block, self._current_thresholds()))
+                    parts.append(
+                        self.detector._process(self.noise.completed_block, self._current_thresholds())
+                    )
                 continue
             parts.append(self.detector._process(piece, self._current_thresholds()))
             if self.noise.buffering:
@@ -341,7 +370,9 @@ class SignalChain:
         )
 
     def _output(self, events: SpikeEvents, sbp_rows: np.ndarray, *, final: bool = False) -> ChainOutput:
-        through = self._samples_seen if final else max(0, self.detector.finalized_through - self.delay_samples)
+        through = (
+            self._samples_seen if final else max(0, self.detector.finalized_through - self.delay_samples)
+        )
         count_rows = self.counter.process(events, through)
         self._sbp_waiting = np.concatenate([self._sbp_waiting, sbp_rows])
         self._counts_waiting = np.concatenate([self._counts_waiting, count_rows])
@@ -398,7 +429,7 @@ def run_signal_chain(
     ChainResult
     """
     chain = SignalChain.for_recording(recording, reference_by_thread=reference_by_thread, **options)
-    chunk_samples = max(1, int(round(check_positive(chunk_ms, "chunk_ms") * recording.fs_hz / 1000.0)))
+    chunk_samples = max(1, round(check_positive(chunk_ms, "chunk_ms") * recording.fs_hz / 1000.0))
     event_parts = []
     feature_parts = []
     done = 0

@@ -30,7 +30,7 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
 from neurolace.dsp.filters import check_chunk
 
-__all__ = ["ThresholdDetector", "DEFAULT_THRESHOLD", "DEFAULT_DEAD_TIME_MS"]
+__all__ = ["DEFAULT_DEAD_TIME_MS", "DEFAULT_THRESHOLD", "ThresholdDetector"]
 
 DEFAULT_THRESHOLD = -4.5
 DEFAULT_DEAD_TIME_MS = 1.0
@@ -98,7 +98,9 @@ def _crossings(samples, thresholds, sign, first_index, beyond_before, last_event
     n_candidates = _flag_crossings(samples, sign * thresholds, sign, beyond_before, flags)
     if n_candidates == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    return _select_crossings(flags, flags.view(np.uint64), first_index, last_event, dead_samples, n_candidates)
+    return _select_crossings(
+        flags, flags.view(np.uint64), first_index, last_event, dead_samples, n_candidates
+    )
 
 
 def _window_extreme(
@@ -151,10 +153,12 @@ class ThresholdDetector:
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
         threshold = float(threshold)
         if threshold == 0 or not np.isfinite(threshold):
-            raise InvalidInputError(f"threshold must be a finite non-zero multiple of the noise RMS, got {threshold!r}")
+            raise InvalidInputError(
+                f"threshold must be a finite non-zero multiple of the noise RMS, got {threshold!r}"
+            )
         self.threshold = threshold
         self.dead_time_ms = check_nonnegative(dead_time_ms, "dead_time_ms")
-        self.dead_samples = max(1, int(round(self.dead_time_ms * self.fs_hz / 1000.0)))
+        self.dead_samples = max(1, round(self.dead_time_ms * self.fs_hz / 1000.0))
         self.reset()
 
     def reset(self) -> None:
@@ -236,9 +240,15 @@ class ThresholdDetector:
         self._pending_remaining = left[~done]
         return self._events(all_index[done], channels[done], extreme[done])
 
-    def _events(self, sample_index: np.ndarray, channel_index: np.ndarray, amplitude_uv: np.ndarray) -> SpikeEvents:
+    def _events(
+        self, sample_index: np.ndarray, channel_index: np.ndarray, amplitude_uv: np.ndarray
+    ) -> SpikeEvents:
         return SpikeEvents(
-            sample_index, channel_index, fs_hz=self.fs_hz, n_channels=self.n_channels, amplitude_uv=amplitude_uv
+            sample_index,
+            channel_index,
+            fs_hz=self.fs_hz,
+            n_channels=self.n_channels,
+            amplitude_uv=amplitude_uv,
         )
 
     def finish(self) -> SpikeEvents:

@@ -28,13 +28,13 @@ from neurolace.core.recording import Recording
 from neurolace.dsp.filters import DEFAULT_CHUNK_SAMPLES, BandpassFilter, check_chunk
 
 __all__ = [
-    "SpikeBandPower",
-    "CrossingCounter",
-    "spike_band_power",
-    "bin_crossings",
-    "bin_samples_for",
     "DEFAULT_BIN_MS",
     "SBP_BAND_HZ",
+    "CrossingCounter",
+    "SpikeBandPower",
+    "bin_crossings",
+    "bin_samples_for",
+    "spike_band_power",
 ]
 
 DEFAULT_BIN_MS = 20.0
@@ -46,7 +46,7 @@ def bin_samples_for(fs_hz: float, bin_ms: float) -> int:
     """Whole samples per bin: ``round(bin_ms * fs_hz / 1000)``, at least 1."""
     fs_hz = check_positive(fs_hz, "fs_hz")
     bin_ms = check_positive(bin_ms, "bin_ms")
-    return max(1, int(round(bin_ms * fs_hz / 1000.0)))
+    return max(1, round(bin_ms * fs_hz / 1000.0))
 
 
 class SpikeBandPower:
@@ -64,7 +64,9 @@ class SpikeBandPower:
         ``"mean_abs"`` as Nason et al. (2020), in the input's unit; ``"mean_square"`` in its square.
     """
 
-    def __init__(self, fs_hz: float, n_channels: int, *, bin_ms: float = DEFAULT_BIN_MS, statistic: str = "mean_abs") -> None:
+    def __init__(
+        self, fs_hz: float, n_channels: int, *, bin_ms: float = DEFAULT_BIN_MS, statistic: str = "mean_abs"
+    ) -> None:
         self.fs_hz = check_positive(fs_hz, "fs_hz")
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
         self.bin_samples = bin_samples_for(self.fs_hz, bin_ms)
@@ -190,7 +192,9 @@ class CrossingCounter:
             self._open_counts = grown
         if bins.size:
             flat = bins * self.n_channels + events.channel_index
-            self._open_counts += np.bincount(flat, minlength=n_open * self.n_channels).reshape(n_open, self.n_channels)
+            self._open_counts += np.bincount(flat, minlength=n_open * self.n_channels).reshape(
+                n_open, self.n_channels
+            )
         closed = self._open_counts[:n_closing]
         self._open_counts = self._open_counts[n_closing:]
         self._bins_done += n_closing
@@ -228,7 +232,12 @@ def spike_band_power(
     if not isinstance(recording, Recording):
         raise InvalidInputError(f"recording must be a Recording, got {type(recording).__name__}")
     band = BandpassFilter(
-        recording.fs_hz, recording.n_channels, low_hz=band_hz[0], high_hz=band_hz[1], order=order, scale=recording.gain_uv
+        recording.fs_hz,
+        recording.n_channels,
+        low_hz=band_hz[0],
+        high_hz=band_hz[1],
+        order=order,
+        scale=recording.gain_uv,
     )
     stage = SpikeBandPower(recording.fs_hz, recording.n_channels, bin_ms=bin_ms, statistic=statistic)
     rows = [stage.process(band.process(chunk)) for chunk in recording.iter_chunks(DEFAULT_CHUNK_SAMPLES)]

@@ -26,7 +26,13 @@ from neurolace.core.checks import check_array, check_in, check_int, check_positi
 from neurolace.core.errors import InvalidInputError
 from neurolace.core.recording import Recording
 
-__all__ = ["BandpassFilter", "LinearPhaseBandpass", "bandpass_filter", "design_bandpass", "design_fir_bandpass"]
+__all__ = [
+    "BandpassFilter",
+    "LinearPhaseBandpass",
+    "bandpass_filter",
+    "design_bandpass",
+    "design_fir_bandpass",
+]
 
 DEFAULT_CHUNK_SAMPLES = 8192
 
@@ -54,7 +60,9 @@ def design_bandpass(fs_hz: float, low_hz: float, high_hz: float | None, order: i
     order = check_int(order, "order", minimum=1, maximum=12)
     nyquist_hz = fs_hz / 2
     if low_hz >= nyquist_hz:
-        raise InvalidInputError(f"low_hz must be below the Nyquist frequency {nyquist_hz:g} Hz, got {low_hz:g}")
+        raise InvalidInputError(
+            f"low_hz must be below the Nyquist frequency {nyquist_hz:g} Hz, got {low_hz:g}"
+        )
     if high_hz is None:
         return scipy.signal.butter(order, low_hz, btype="highpass", fs=fs_hz, output="sos")
     high_hz = check_positive(high_hz, "high_hz")
@@ -75,7 +83,9 @@ _TIME_BLOCK = 8
 
 
 @numba.njit(nogil=True, cache=True)
-def _sos_kernel(sos: np.ndarray, samples: np.ndarray, scale: np.float32, state: np.ndarray, out: np.ndarray) -> None:
+def _sos_kernel(
+    sos: np.ndarray, samples: np.ndarray, scale: np.float32, state: np.ndarray, out: np.ndarray
+) -> None:
     n_samples, n_channels = samples.shape
     n_sections = sos.shape[0]
     for block_start in range(0, n_samples, _TIME_BLOCK):
@@ -221,7 +231,9 @@ class BandpassFilter:
 
     def __repr__(self) -> str:
         band = f"{self.low_hz:g}-{self.high_hz:g} Hz" if self.high_hz is not None else f">{self.low_hz:g} Hz"
-        return f"BandpassFilter({band}, order={self.order}, fs_hz={self.fs_hz:g}, n_channels={self.n_channels})"
+        return (
+            f"BandpassFilter({band}, order={self.order}, fs_hz={self.fs_hz:g}, n_channels={self.n_channels})"
+        )
 
 
 def design_fir_bandpass(fs_hz: float, low_hz: float, high_hz: float | None, n_taps: int) -> np.ndarray:
@@ -378,7 +390,12 @@ def bandpass_filter(
     if not isinstance(recording, Recording):
         raise InvalidInputError(f"recording must be a Recording, got {type(recording).__name__}")
     stage = BandpassFilter(
-        recording.fs_hz, recording.n_channels, low_hz=low_hz, high_hz=high_hz, order=order, scale=recording.gain_uv
+        recording.fs_hz,
+        recording.n_channels,
+        low_hz=low_hz,
+        high_hz=high_hz,
+        order=order,
+        scale=recording.gain_uv,
     )
     out = np.empty((recording.n_samples, recording.n_channels), dtype=np.float32)
     start = 0

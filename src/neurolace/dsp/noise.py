@@ -3,7 +3,7 @@
 The standard deviation of band-passed extracellular noise is estimated per
 channel as ``median(|x|) / 0.6745`` (Quiroga, Nadasdy & Ben-Shaul,
 "Unsupervised spike detection and sorting with wavelets and superparamagnetic
-clustering", Neural Computation 16:1661-1687, 2004, eq. 3.1). For Gaussian
+clustering", Neural Computation 16:1661-1687, 2004). For Gaussian
 noise this equals sigma (0.6745 is the 75th percentile of the standard normal)
 while, unlike the standard deviation, it is barely moved by the spikes
 themselves. Band-passed signals have zero median, so this is the median
@@ -30,7 +30,7 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.recording import Recording
 from neurolace.dsp.filters import BandpassFilter, check_chunk
 
-__all__ = ["NoiseEstimator", "mad_noise", "estimate_noise", "MAD_TO_SIGMA"]
+__all__ = ["MAD_TO_SIGMA", "NoiseEstimator", "estimate_noise", "mad_noise"]
 
 #: Median of |N(0, 1)|, the divisor of Quiroga et al. (2004).
 MAD_TO_SIGMA = 0.6745
@@ -92,11 +92,13 @@ class NoiseEstimator:
         Current estimate, None until the first window is complete (or :meth:`finish`).
     """
 
-    def __init__(self, fs_hz: float, n_channels: int, *, window_s: float = 1.0, update_weight: float = 0.0) -> None:
+    def __init__(
+        self, fs_hz: float, n_channels: int, *, window_s: float = 1.0, update_weight: float = 0.0
+    ) -> None:
         self.fs_hz = check_positive(fs_hz, "fs_hz")
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
         self.window_s = check_positive(window_s, "window_s")
-        self.window_samples = max(1, int(round(self.window_s * self.fs_hz)))
+        self.window_samples = max(1, round(self.window_s * self.fs_hz))
         weight = float(update_weight)
         if not 0.0 <= weight <= 1.0:
             raise InvalidInputError(f"update_weight must lie in [0, 1], got {update_weight!r}")
@@ -227,8 +229,13 @@ def estimate_noise(
         raise InvalidInputError("recording must hold at least one sample to estimate noise, got 0")
     stop = recording.n_samples
     if window_s is not None:
-        stop = min(stop, max(1, int(round(check_positive(window_s, "window_s") * recording.fs_hz))))
+        stop = min(stop, max(1, round(check_positive(window_s, "window_s") * recording.fs_hz)))
     stage = BandpassFilter(
-        recording.fs_hz, recording.n_channels, low_hz=low_hz, high_hz=high_hz, order=order, scale=recording.gain_uv
+        recording.fs_hz,
+        recording.n_channels,
+        low_hz=low_hz,
+        high_hz=high_hz,
+        order=order,
+        scale=recording.gain_uv,
     )
     return mad_noise(stage.process(recording.samples[:stop]))

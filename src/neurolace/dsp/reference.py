@@ -92,7 +92,9 @@ class CommonAverageReference:
         samples = check_chunk(chunk, self.n_channels)
         if in_place:
             if samples is not chunk or samples.dtype != np.float32:
-                raise InvalidInputError("in_place=True needs a C-contiguous float32 array of shape (n_samples, n_channels)")
+                raise InvalidInputError(
+                    "in_place=True needs a C-contiguous float32 array of shape (n_samples, n_channels)"
+                )
             out = samples
         else:
             out = samples.astype(np.float32, copy=True)
