@@ -73,6 +73,14 @@ def test_fir_filter_option_reaches_the_chain(tmp_path, capsys):
     np.testing.assert_array_equal(rows[:, 0], events.sample_index)
 
 
+def test_long_file_shows_progress_on_stderr_only(tmp_path, capsys):
+    codes = np.random.default_rng(1).normal(0, 10, size=(int(10.5 * FS_HZ), 1)).astype(np.int16)
+    path = write_wav(tmp_path / "long.wav", Recording(codes, fs_hz=float(FS_HZ), gain_uv=1.0))
+    assert main(["detect", str(path), "--json", "--chunk-ms", "500"]) == 0
+    report = json.loads(capsys.readouterr().out)  # the progress bar did not leak onto stdout
+    assert report["seconds"] == pytest.approx(10.5, abs=1e-3)
+
+
 def test_raw_input_needs_and_uses_rate_and_channels(tmp_path, capsys):
     path = write_raw(tmp_path / "tetrode.raw", _recording(n_channels=4))
     assert main(["detect", str(path), "--fs-hz", str(FS_HZ), "--channels", "4", "--json"]) == 0
