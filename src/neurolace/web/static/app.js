@@ -396,6 +396,7 @@ async function finishGame() {
     const result = await api(`/api/webgrid/games/${encodeURIComponent(game.gameId)}/clicks`, { method: "POST",
       body: JSON.stringify({ clicks: game.clicks, client_score: { correct: game.correct, incorrect: game.wrong } }) });
     game.result = result;
+    $("play-bps").textContent = result.bps.toFixed(2);
     $("play-result").textContent = `Server-verified: ${result.correct} correct, ${result.incorrect} wrong, ` +
       `${result.ntpm.toFixed(1)} NTPM, ${result.bps.toFixed(2)} bits per second on ${result.grid_side} x ${result.grid_side}.`;
   } catch (error) { game.error = error.message; $("play-result").textContent = "Not scored: " + error.message; }
