@@ -4,7 +4,9 @@ Ratio = total bytes of the WAV files / total compressed bytes (headers
 included); every file must round-trip (byte for byte for neurolace's WAV
 format, sample for sample plus the stored header for the other codecs).
 Speeds are MB/s of WAV input on one core (BLAS limited to one thread; numba
-kernels are single-threaded), reported as the total and as the median over files.
+kernels are single-threaded), reported as the total and as the median over
+files. Times are CPU seconds of this process (``time.process_time``): on a
+shared machine the wall clock also counts time spent waiting for a core.
 """
 
 from __future__ import annotations
@@ -75,20 +77,20 @@ def evaluate_codecs(
             lossless = True
             for done, data in enumerate(files):
                 if isinstance(codec, NeuralCodec):
-                    start = time.perf_counter()
+                    start = time.process_time()
                     packed = codec.encode_wav(data)
-                    middle = time.perf_counter()
+                    middle = time.process_time()
                     restored = codec.decode_wav(packed)
-                    end = time.perf_counter()
+                    end = time.process_time()
                     lossless &= restored == data
                     size = len(packed)
                 else:
                     samples, envelope_bytes = load_wav_samples(data)
-                    start = time.perf_counter()
+                    start = time.process_time()
                     packed = codec.encode(samples)
-                    middle = time.perf_counter()
+                    middle = time.process_time()
                     restored = codec.decode(packed)
-                    end = time.perf_counter()
+                    end = time.process_time()
                     lossless &= bool(np.array_equal(restored, samples))
                     size = len(packed) + envelope_bytes
                 input_bytes += len(data)
