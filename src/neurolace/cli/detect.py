@@ -183,10 +183,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
+        assumed = " (assumed gain, the file does not give one)" if report["gain_uv_assumed"] else ""
         print(
             f"{events.n_spikes} spikes on {recording.n_channels} channel(s) in {recording.duration_s:.3f} s "
             f"({report['rate_hz']['mean']:.2f} Hz per channel); noise median "
-            f"{report['noise_uv']['median']:.3g} µV; processed at {report['realtime_factor']:.1f}x real time"
+            f"{report['noise_uv']['median']:.3g} µV{assumed}; processed at {report['realtime_factor']:.1f}x real time"
         )
         if args.out:
             print(f"wrote {args.out}")
