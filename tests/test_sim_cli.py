@@ -65,6 +65,7 @@ def test_simulate_prints_a_readable_summary(tmp_path, capsys):
         (["--seconds", "1", "--electrodes", "40"], "--electrodes: n_electrodes must be 1-16"),
         (["--seconds", "1", "--electrodes", "0"], "--electrodes: n_electrodes must be >= 1, got 0"),
         (["--seconds", "1", "--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["--seconds", "1e7", "--electrodes", "1024"], "needs 400000.0 GB for the samples alone"),
     ],
 )
 def test_simulate_refuses_bad_arguments_without_writing(tmp_path, capsys, arguments, message):

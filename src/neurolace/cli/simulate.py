@@ -66,6 +66,22 @@ def _check_output_path(path: Path) -> None:
         )
 
 
+def _check_memory(seconds: float, electrodes: int) -> None:
+    """Refuse sessions whose int16 samples alone would not fit in this machine's memory."""
+    from neurolace.sim.spiking import N1_FS_HZ
+
+    needed_bytes = round(seconds * N1_FS_HZ) * electrodes * 2
+    try:
+        physical_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not available on this platform
+        return
+    if needed_bytes > 0.8 * physical_bytes:
+        raise InvalidInputError(
+            f"--seconds {seconds:g} with --electrodes {electrodes} needs {needed_bytes / 1e9:.1f} GB for the "
+            f"samples alone; this machine has {physical_bytes / 1e9:.1f} GB (simulate shorter sessions)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -83,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--electrodes: {exc}") from exc
     path = Path(args.out)
     _check_output_path(path)
+    _check_memory(args.seconds, args.electrodes)
 
     console = Console(stderr=True)
     started = time.perf_counter()

@@ -244,6 +244,8 @@ def _advance_spikes(
                     break
                 exact = (start + remaining[unit] / hazard) * samples_per_ms
                 sample = max(np.int64(np.floor(exact)), next_allowed[unit])
+                if written == out_samples.shape[0]:
+                    return -1  # cannot happen with the capacity SpikeGenerator allocates
                 out_samples[written] = sample
                 out_units[written] = unit
                 out_phases[written] = min(max(exact - sample, 0.0), 0.999999)
@@ -341,6 +343,7 @@ class SpikeGenerator:
                 units,
                 phases,
             )
+            assert written >= 0, "spike buffer overflow: more spikes per step than the dead time allows"
             self.next_step += stop - offset
             parts.append((samples[:written].copy(), units[:written].copy(), phases[:written].copy()))
         if parts:
