@@ -147,3 +147,32 @@ def test_dsp_node_streams_the_same_features_as_the_whole_recording_chain(tmp_pat
                                rtol=1e-5, atol=1e-4)
     bin_samples = round(0.02 * recording.fs_hz)
     assert [m.sample_index for m in streamed[:3]] == [0, bin_samples, 2 * bin_samples]
+
+
+def test_webgrid_scores_only_moves_the_decoder_made_on_its_own():
+    from neurolace.runtime.messages import Message
+
+    text = ('[nodes.task]\ntype = "webgrid"\ngrid_side = 2\nfs_hz = 1000.0\ninputs = { cursor = "cursor.cursor" }\n'
+            + '[nodes.cursor]\ntype = "cursor"\ninputs = { velocity = "decoder.velocity" }\n'
+            + '[nodes.decoder]\ntype = "decoder"\ninputs = { features = "participant.features" }\n'
+            + '[nodes.participant]\ntype = "sim_participant"\nn_channels = 4\n')
+    bus = InProcessBus()
+    targets = bus.subscribe("task.target", maxlen=100)
+    graph = Graph(parse_session(text, source="t.toml"), bus, only=["task"])
+    graph.start()
+
+    def send(x, y, click, assisted, sample):
+        bus.publish(Message("cursor.cursor", np.array([x, y, click, assisted]), sample_index=sample))
+        return targets.get(timeout_s=2.0).payload
+
+    target = send(0.5, 0.5, 0.0, 1.0, 0)
+    for sample in range(1, 4):  # an assisted click on the lit cell is a hit of the unscored warm-up
+        target = send(target[0], target[1], float(sample == 2), 1.0, sample * 20)
+    target = send(0.5, 0.5, 0.0, 0.0, 100)  # first decoded move: the scored block starts here
+    send(target[0], target[1], 1.0, 0.0, 120)  # decoded click on the target: correct
+    send(0.5, 0.5, 0.0, 0.0, 140)
+    send(0.5, 0.5, 0.0, 0.0, 160)
+    graph.stop()
+    task = graph.report()["nodes"]["task"]
+    assert (task["correct"], task["incorrect"]) == (1, 0)
+    assert task["scored_s"] == pytest.approx(0.06)

@@ -59,7 +59,7 @@ class CursorNode(_Effector):
 
     def setup(self) -> None:
         self.position = np.array(self.context.extra.get("position", (0.5, 0.5)), dtype=np.float64)
-        self.last_move_ns = now_ns()
+        self.last_move_ns: int | None = None  # the silence clock starts with the run, not at setup
         self.holding = False
         self.holds = 0
 
@@ -78,7 +78,9 @@ class CursorNode(_Effector):
         self.last_move_ns = now_ns()
 
     def on_idle(self) -> None:
-        if not self.holding and now_ns() - self.last_move_ns > self.params["stale_ms"] * 1e6:
+        if self.last_move_ns is None:
+            self.last_move_ns = now_ns()
+        elif not self.holding and now_ns() - self.last_move_ns > self.params["stale_ms"] * 1e6:
             self.holding = True
             self.holds += 1
             self.context.log("cursor_holding", position=[round(float(v), 4) for v in self.position])
