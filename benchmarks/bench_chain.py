@@ -9,6 +9,7 @@ clock is printed too but on a shared machine it includes time spent waiting for 
 - the whole chain (band-pass 300-6000 Hz, mean CAR, MAD noise over the first 1 s, threshold
   crossings, 300-1000 Hz SBP, 20 ms bins), fed in 20 ms blocks, as a multiple of real time:
   median over repeats, including the one-off noise-window estimate;
+- the same chain with the linear-phase FIR band-pass (``filter_design="fir"``, 101 taps);
 - each stage alone on the same data, to show where the time goes;
 - the baselines, in the same process: ``scipy.signal.sosfiltfilt`` per channel (the usual
   offline zero-phase filter; timed on 64 channels and scaled to 1024 -- the cost is linear in
@@ -16,6 +17,8 @@ clock is printed too but on a shared machine it includes time spent waiting for 
   whole (n_samples, 1024) block with ``axis=0`` (the causal filter alone);
 - peak traced memory of the chain streaming over two recording lengths, outputs discarded as a
   live consumer would: it depends on the block size and the noise window, not the length.
+  (tracemalloc sees numpy's allocations; numba's own, the few kB of events found per block, are
+  not traced.)
 
 Threads are limited to one (numpy/BLAS through threadpoolctl; the numba kernels are serial).
 """
