@@ -106,7 +106,7 @@ class ImplantParameters:
     soma_amplitude_median_uv : float, default 180
         Median of the log-normal amplitude a unit would have at distance 0; at
         the minimum distance of 15 µm this is ~150 µV, and the central 90 % of
-        units span ~80-330 µV there (Henze et al. 2000, J Neurophysiol 84:390;
+        units span ~80-290 µV there (Henze et al. 2000, J Neurophysiol 84:390;
         Buzsáki 2004: ~50-300 µV next to a soma).
     soma_amplitude_sigma : float, default 0.4
         Log-normal sigma of the soma amplitude.
