@@ -219,3 +219,14 @@ class TestAtomicOutput:
                 temporary.write_bytes(b"new")
                 raise RuntimeError("boom")
         assert target.read_bytes() == b"old"
+
+
+def test_atomic_output_has_ordinary_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "out.bin"
+    with atomic_output(target) as temporary:
+        temporary.write_bytes(b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -32,6 +32,10 @@ def atomic_output(path: str | os.PathLike, *, suffix: str | None = None) -> Iter
     )
     os.close(handle)
     temporary_path = Path(temporary)
+    # mkstemp creates the file private (0600); give it the mode a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary_path, 0o666 & ~umask)
     try:
         yield temporary_path
         with open(temporary_path, "rb+") as stream:
