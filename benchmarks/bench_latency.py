@@ -27,8 +27,11 @@ def _start_redis() -> tuple[subprocess.Popen, str]:
     if binary is None:
         raise SystemExit("redis-server not found: install the Debian package redis-server")
     port = _free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import redis
 
     client = redis.Redis(port=port)
@@ -55,12 +58,35 @@ def run(quick: bool) -> dict:
     rows = []
     for name, result in results.items():
         baseline = result["queue_baseline_us"]
-        rows.append([name, result["hop_p50_us"], result["hop_p99_us"], result["hop_max_us"],
-                     1e3 * result["end_to_end_p99_ms"], result["loop_jitter_us"]["p99_us"], result["dropped"],
-                     baseline["p50_us"], baseline["p99_us"],
-                     result["hop_p99_us"] / baseline["p99_us"] if baseline["p99_us"] else float("nan")])
-    table("runtime latency, 1024 ch x 19.5 kHz (µs; worst hop)",
-          ["bus", "hop p50", "hop p99", "hop max", "e2e p99", "loop jitter p99", "dropped", "Queue p50",
-           "Queue p99", "hop p99 / Queue p99"], rows)
+        rows.append(
+            [
+                name,
+                result["hop_p50_us"],
+                result["hop_p99_us"],
+                result["hop_max_us"],
+                1e3 * result["end_to_end_p99_ms"],
+                result["loop_jitter_us"]["p99_us"],
+                result["dropped"],
+                baseline["p50_us"],
+                baseline["p99_us"],
+                result["hop_p99_us"] / baseline["p99_us"] if baseline["p99_us"] else float("nan"),
+            ]
+        )
+    table(
+        "runtime latency, 1024 ch x 19.5 kHz (µs; worst hop)",
+        [
+            "bus",
+            "hop p50",
+            "hop p99",
+            "hop max",
+            "e2e p99",
+            "loop jitter p99",
+            "dropped",
+            "Queue p50",
+            "Queue p99",
+            "hop p99 / Queue p99",
+        ],
+        rows,
+    )
     console.print(f"aims: {AIMS}")
     return {"duration_s": duration_s, "results": results, "aims": AIMS}

@@ -20,8 +20,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def require_binary(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed; install the Debian package {package} "
-                    f"(scripts/install-system-deps.sh does it)", pytrace=False)
+        pytest.fail(
+            f"{name} is not installed; install the Debian package {package} "
+            f"(scripts/install-system-deps.sh does it)",
+            pytrace=False,
+        )
     return path
 
 
@@ -40,10 +43,21 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
@@ -76,15 +90,23 @@ def xvfb_display():
     """An Xvfb display (1024 x 768) on a free display number; yields ':N'."""
     binary = require_binary("Xvfb", "xvfb")
     require_binary("xdotool", "xdotool")
-    number = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-                  and not Path(f"/tmp/.X{n}-lock").exists())
+    number = next(
+        n
+        for n in range(90, 200)
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists()
+    )
     display = f":{number}"
-    process = subprocess.Popen([binary, display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10.0
     environment = {**os.environ, "DISPLAY": display}
     while time.monotonic() < deadline:
-        probe = subprocess.run(["xdotool", "getmouselocation"], env=environment, capture_output=True)
+        probe = subprocess.run(
+            ["xdotool", "getmouselocation"], env=environment, capture_output=True, check=False
+        )
         if probe.returncode == 0:
             break
         time.sleep(0.05)
@@ -98,7 +120,12 @@ def xvfb_display():
 
 def pointer_position(display: str) -> tuple[int, int]:
     """Pointer position read back with xdotool."""
-    output = subprocess.run(["xdotool", "getmouselocation", "--shell"], env={**os.environ, "DISPLAY": display},
-                            capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        ["xdotool", "getmouselocation", "--shell"],
+        env={**os.environ, "DISPLAY": display},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     values = dict(line.split("=", 1) for line in output.split())
     return int(values["X"]), int(values["Y"])

@@ -21,15 +21,19 @@ def _runtime_commands(monkeypatch):
 
 def test_check_accepts_the_example_and_the_preset(capsys):
     assert cli_main.main(["run", str(REPO_ROOT / "sessions" / "closed_loop_sim.toml"), "--check"]) == 0
-    assert "valid session 'closed-loop-sim' with nodes participant (sim_participant)" in capsys.readouterr().out
+    assert (
+        "valid session 'closed-loop-sim' with nodes participant (sim_participant)" in capsys.readouterr().out
+    )
     assert cli_main.main(["run", "demo", "--check", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nodes"]["decoder"] == "decoder"
 
 
 def test_malformed_session_is_one_line_with_file_and_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[nodes.a]\ntype = "sim_participant"\n\n[nodes.b]\ntype = "cursor"\n'
-                   'inputs = { velocity = "a.features" }\n')
+    bad.write_text(
+        '[nodes.a]\ntype = "sim_participant"\n\n[nodes.b]\ntype = "cursor"\n'
+        'inputs = { velocity = "a.features" }\n'
+    )
     assert cli_main.main(["run", str(bad)]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
@@ -38,10 +42,12 @@ def test_malformed_session_is_one_line_with_file_and_line(tmp_path, capsys):
 
 def test_run_json_reports_every_node(tmp_path, capsys):
     session = tmp_path / "s.toml"
-    session.write_text('[session]\nduration_s = 5.0\n[nodes.p]\ntype = "sim_participant"\nn_channels = 8\n'
-                       'max_bins = 20\nrealtime = false\n'
-                       '[nodes.d]\ntype = "decoder"\ncalibration_s = 0.2\n'
-                       'inputs = { features = "p.features", intention = "p.intention" }\n')
+    session.write_text(
+        '[session]\nduration_s = 5.0\n[nodes.p]\ntype = "sim_participant"\nn_channels = 8\n'
+        "max_bins = 20\nrealtime = false\n"
+        '[nodes.d]\ntype = "decoder"\ncalibration_s = 0.2\n'
+        'inputs = { features = "p.features", intention = "p.intention" }\n'
+    )
     assert cli_main.main(["run", str(session), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["bus"] == "inprocess://" and report["dropped"] == 0
@@ -57,12 +63,20 @@ def test_list_types_and_missing_session(capsys):
 
 
 def test_bench_latency_json_has_the_promised_keys(capsys):
-    assert cli_main.main(["bench", "latency", "--json", "--duration-s", "1", "--channels", "32",
-                          "--warmup-s", "0.3"]) == 0
+    assert (
+        cli_main.main(
+            ["bench", "latency", "--json", "--duration-s", "1", "--channels", "32", "--warmup-s", "0.3"]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     for key in ("bus", "hop_p50_us", "hop_p99_us", "end_to_end_p99_ms", "dropped"):
         assert key in result
     assert result["bus"] == "inprocess://" and result["dropped"] == 0
     assert result["bins"] > 10 and result["hop_p99_us"] >= result["hop_p50_us"] > 0
-    assert set(result["hops"]) == {"implant.raw -> dsp", "dsp.features -> decoder", "decoder.velocity -> cursor"}
+    assert set(result["hops"]) == {
+        "implant.raw -> dsp",
+        "dsp.features -> decoder",
+        "decoder.velocity -> cursor",
+    }
     assert result["queue_baseline_us"]["n"] > 0

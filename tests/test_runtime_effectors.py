@@ -24,16 +24,19 @@ def test_boot_report_layout_is_the_usb_hid_appendix_b():
     assert hid_boot_report(0b1111, 0, 0) == bytes([0x07, 0, 0])  # only 3 buttons exist
     with pytest.raises(InvalidInputError, match=r"dx and dy must lie in \[-127, 127\], got \(128, 0\)"):
         hid_boot_report(0, 128, 0)
-    np.testing.assert_array_equal(parse_hid_boot_reports(bytes([1, 5, 0xFD, 0, 0x81, 0x7F])),
-                                  [[1, 5, -3], [0, -127, 127]])
+    np.testing.assert_array_equal(
+        parse_hid_boot_reports(bytes([1, 5, 0xFD, 0, 0x81, 0x7F])), [[1, 5, -3], [0, -127, 127]]
+    )
     with pytest.raises(InvalidInputError, match="3 bytes each; got 4 bytes"):
         parse_hid_boot_reports(b"\x00" * 4)
 
 
 # The effectors read "cursor.cursor"; a stand-in cursor node gives the session a producer of that stream.
-_CURSOR_SOURCE = '[nodes.cursor]\ntype = "cursor"\ninputs = { velocity = "decoder.velocity" }\n' \
-                 '[nodes.decoder]\ntype = "decoder"\ninputs = { features = "participant.features" }\n' \
-                 '[nodes.participant]\ntype = "sim_participant"\nn_channels = 4\nmax_bins = 1\nrealtime = false\n'
+_CURSOR_SOURCE = (
+    '[nodes.cursor]\ntype = "cursor"\ninputs = { velocity = "decoder.velocity" }\n'
+    '[nodes.decoder]\ntype = "decoder"\ninputs = { features = "participant.features" }\n'
+    '[nodes.participant]\ntype = "sim_participant"\nn_channels = 4\nmax_bins = 1\nrealtime = false\n'
+)
 
 
 def _only_effector(text: str) -> str:
@@ -42,8 +45,10 @@ def _only_effector(text: str) -> str:
 
 def test_hid_mouse_writes_relative_reports_that_add_up_to_the_cursor_path(tmp_path):
     device = tmp_path / "hidg0"
-    text = _only_effector(f'[nodes.hid]\ntype = "hid_mouse"\ndevice = "{device.as_posix()}"\nwidth = 1001\n'
-                          f'height = 501\ninputs = {{ cursor = "cursor.cursor" }}\n')
+    text = _only_effector(
+        f'[nodes.hid]\ntype = "hid_mouse"\ndevice = "{device.as_posix()}"\nwidth = 1001\n'
+        f'height = 501\ninputs = {{ cursor = "cursor.cursor" }}\n'
+    )
     path = [(0.5, 0.5, 0.0), (0.6, 0.5, 0.0), (0.6, 0.8, 1.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)]
     session = parse_session(text, source="hid.toml")
     bus = InProcessBus()
@@ -77,8 +82,10 @@ def test_hid_mouse_writes_into_a_fifo(tmp_path):
 
     reader = threading.Thread(target=read_fifo)
     reader.start()
-    text = _only_effector(f'[nodes.hid]\ntype = "hid_mouse"\ndevice = "{fifo.as_posix()}"\nwidth = 255\n'
-                          f'height = 255\ninputs = {{ cursor = "cursor.cursor" }}\n')
+    text = _only_effector(
+        f'[nodes.hid]\ntype = "hid_mouse"\ndevice = "{fifo.as_posix()}"\nwidth = 255\n'
+        f'height = 255\ninputs = {{ cursor = "cursor.cursor" }}\n'
+    )
     bus = InProcessBus()
     graph = Graph(parse_session(text, source="hid.toml"), bus, only=["hid"])
     graph.start()
@@ -93,9 +100,11 @@ def test_hid_mouse_writes_into_a_fifo(tmp_path):
     assert [tuple(r) for r in reports] == [(0, 51, 0), (0, 0, 102)]
 
 
-def test_desktop_pointer_follows_the_cursor_under_xvfb(xvfb_display):
-    text = _only_effector(f'[nodes.pointer]\ntype = "pointer"\ndisplay = "{xvfb_display}"\n'
-                          f'inputs = {{ cursor = "cursor.cursor" }}\n')
+def test_desktop_pointer_follows_the_cursor_under_xvfb(xvfb_display):  # noqa: F811  (pytest fixture)
+    text = _only_effector(
+        f'[nodes.pointer]\ntype = "pointer"\ndisplay = "{xvfb_display}"\n'
+        f'inputs = {{ cursor = "cursor.cursor" }}\n'
+    )
     bus = InProcessBus()
     graph = Graph(parse_session(text, source="pointer.toml"), bus, only=["pointer"])
     graph.start()

@@ -98,10 +98,15 @@ def test_supervisor_restarts_a_crashed_decoder_and_the_cursor_holds_meanwhile():
 
 
 def test_a_node_that_cannot_start_stops_the_session_with_its_reason(tmp_path):
-    text = (f'[nodes.source]\ntype = "replay"\npath = "{(tmp_path / "missing.wav").as_posix()}"\nrestart = false\n'
-            '[nodes.dsp]\ntype = "dsp"\nn_channels = 4\ninputs = { raw = "source.raw" }\n')
-    with pytest.raises(NeurolaceError, match=r"node 'source' \(replay\) failed to start: FileNotFoundError: "
-                                             r"recording not found"):
+    text = (
+        f'[nodes.source]\ntype = "replay"\npath = "{(tmp_path / "missing.wav").as_posix()}"\nrestart = false\n'
+        '[nodes.dsp]\ntype = "dsp"\nn_channels = 4\ninputs = { raw = "source.raw" }\n'
+    )
+    with pytest.raises(
+        NeurolaceError,
+        match=r"node 'source' \(replay\) failed to start: FileNotFoundError: "
+        r"recording not found",
+    ):
         run_session(parse_session(text, source="s.toml"))
 
 
@@ -111,9 +116,11 @@ def test_replay_as_fast_as_possible_delivers_the_file_exactly(tmp_path):
     rng = np.random.default_rng(1)
     samples = rng.integers(-512, 512, size=(1001, 3)).astype(np.int16)  # odd length, 3 channels
     write_wav(tmp_path / "clip.wav", Recording(samples, fs_hz=19531, gain_uv=0.195))
-    text = (f'[nodes.source]\ntype = "replay"\npath = "clip.wav"\nspeed = "fast"\nblock_ms = 1.0\n'
-            f'[nodes.recorder]\ntype = "recorder"\npath = "{(tmp_path / "run.nlrec").as_posix()}"\n'
-            f'nwb_path = "none"\ninputs = {{ streams = "*" }}\n')
+    text = (
+        f'[nodes.source]\ntype = "replay"\npath = "clip.wav"\nspeed = "fast"\nblock_ms = 1.0\n'
+        f'[nodes.recorder]\ntype = "recorder"\npath = "{(tmp_path / "run.nlrec").as_posix()}"\n'
+        f'nwb_path = "none"\ninputs = {{ streams = "*" }}\n'
+    )
     session_path = tmp_path / "replay.toml"
     session_path.write_text(text)
     report = run_session(session_path)
@@ -132,10 +139,12 @@ def test_dsp_node_streams_the_same_features_as_the_whole_recording_chain(tmp_pat
 
     recording = simulate_implant(duration_s=0.6, n_electrodes=16, seed=3).recording
     write_raw(tmp_path / "implant.raw", recording)
-    text = (f'[nodes.source]\ntype = "replay"\npath = "implant.raw"\nspeed = "fast"\nblock_ms = 1.3\n'
-            f'fs_hz = {recording.fs_hz}\nn_channels = 16\n'
-            f'[nodes.dsp]\ntype = "dsp"\nn_channels = 16\nfs_hz = {recording.fs_hz}\ngain_uv = {recording.gain_uv}\n'
-            f'noise_window_s = 0.2\nfeature = "both"\ninputs = {{ raw = "source.raw" }}\n')
+    text = (
+        f'[nodes.source]\ntype = "replay"\npath = "implant.raw"\nspeed = "fast"\nblock_ms = 1.3\n'
+        f"fs_hz = {recording.fs_hz}\nn_channels = 16\n"
+        f'[nodes.dsp]\ntype = "dsp"\nn_channels = 16\nfs_hz = {recording.fs_hz}\ngain_uv = {recording.gain_uv}\n'
+        f'noise_window_s = 0.2\nfeature = "both"\ninputs = {{ raw = "source.raw" }}\n'
+    )
     (tmp_path / "dsp.toml").write_text(text)
     bus = InProcessBus()
     tap = bus.subscribe("dsp.features", maxlen=10_000)
@@ -143,8 +152,9 @@ def test_dsp_node_streams_the_same_features_as_the_whole_recording_chain(tmp_pat
     streamed = _drain(tap)
     whole = run_signal_chain(recording, noise_window_s=0.2, sbp_band_hz=None).features
     assert len(streamed) >= whole.n_bins - 1 > 20
-    np.testing.assert_allclose(np.vstack([m.payload for m in streamed]), whole.data[: len(streamed)],
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        np.vstack([m.payload for m in streamed]), whole.data[: len(streamed)], rtol=1e-5, atol=1e-4
+    )
     bin_samples = round(0.02 * recording.fs_hz)
     assert [m.sample_index for m in streamed[:3]] == [0, bin_samples, 2 * bin_samples]
 
@@ -152,10 +162,12 @@ def test_dsp_node_streams_the_same_features_as_the_whole_recording_chain(tmp_pat
 def test_webgrid_scores_only_moves_the_decoder_made_on_its_own():
     from neurolace.runtime.messages import Message
 
-    text = ('[nodes.task]\ntype = "webgrid"\ngrid_side = 2\nfs_hz = 1000.0\ninputs = { cursor = "cursor.cursor" }\n'
-            + '[nodes.cursor]\ntype = "cursor"\ninputs = { velocity = "decoder.velocity" }\n'
-            + '[nodes.decoder]\ntype = "decoder"\ninputs = { features = "participant.features" }\n'
-            + '[nodes.participant]\ntype = "sim_participant"\nn_channels = 4\n')
+    text = (
+        '[nodes.task]\ntype = "webgrid"\ngrid_side = 2\nfs_hz = 1000.0\ninputs = { cursor = "cursor.cursor" }\n'
+        + '[nodes.cursor]\ntype = "cursor"\ninputs = { velocity = "decoder.velocity" }\n'
+        + '[nodes.decoder]\ntype = "decoder"\ninputs = { features = "participant.features" }\n'
+        + '[nodes.participant]\ntype = "sim_participant"\nn_channels = 4\n'
+    )
     bus = InProcessBus()
     targets = bus.subscribe("task.target", maxlen=100)
     graph = Graph(parse_session(text, source="t.toml"), bus, only=["task"])

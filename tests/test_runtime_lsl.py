@@ -36,5 +36,7 @@ def test_lsl_inlet_receives_the_outlet_samples_exactly():
     data = np.concatenate([m.payload for m in received])
     np.testing.assert_array_equal(data, samples)
     assert data.dtype == np.int16
-    assert [m.sample_index for m in received] == list(np.cumsum([0] + [len(m.payload) for m in received[:-1]]))
+    assert [m.sample_index for m in received] == list(
+        np.cumsum([0] + [len(m.payload) for m in received[:-1]])
+    )
     assert graph.report()["nodes"]["amp"]["samples"] == 151

@@ -26,7 +26,9 @@ from neurolace.runtime.messages import Message, decode, encode
     ids=["raw", "empty", "one", "odd", "velocity", "bigendian", "scalar"],
 )
 def test_round_trip_is_exact(payload):
-    message = Message("dsp.features", payload, sequence=41, sample_index=390_625, origin_ns=123, timestamp_ns=456)
+    message = Message(
+        "dsp.features", payload, sequence=41, sample_index=390_625, origin_ns=123, timestamp_ns=456
+    )
     back = decode(encode(message))
     assert back.stream == "dsp.features"
     assert (back.sequence, back.sample_index, back.origin_ns, back.timestamp_ns) == (41, 390_625, 123, 456)
@@ -115,5 +117,7 @@ def test_subscriber_in_another_thread_sees_everything():
 
 def test_open_bus_names_the_allowed_urls():
     assert isinstance(open_bus(None), InProcessBus)
-    with pytest.raises(InvalidInputError, match="bus must be 'inprocess://' or a redis:// URL, got 'zmq://x'"):
+    with pytest.raises(
+        InvalidInputError, match="bus must be 'inprocess://' or a redis:// URL, got 'zmq://x'"
+    ):
         open_bus("zmq://x")

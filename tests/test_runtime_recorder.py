@@ -11,12 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from runtime_fixtures import REPO_ROOT
 
 from neurolace.core.errors import FormatError
 from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.recorder import RecordWriter, read_record, record_to_nwb, recover_record
-
-from runtime_fixtures import REPO_ROOT
 
 
 def _write(path, n_blocks: int, per_block: int = 4):
@@ -24,8 +23,16 @@ def _write(path, n_blocks: int, per_block: int = 4):
     for block in range(n_blocks):
         for index in range(per_block):
             k = block * per_block + index
-            writer.append(Message("a.features", np.full(5, k, dtype=np.float32), sequence=k, sample_index=391 * k,
-                                  origin_ns=k, timestamp_ns=1_000 + k))
+            writer.append(
+                Message(
+                    "a.features",
+                    np.full(5, k, dtype=np.float32),
+                    sequence=k,
+                    sample_index=391 * k,
+                    origin_ns=k,
+                    timestamp_ns=1_000 + k,
+                )
+            )
         writer._write_block()
     writer.close()
     return writer
@@ -83,10 +90,19 @@ def test_empty_record_and_nwb_conversion(tmp_path):
     writer = RecordWriter(path, fsync=False)
     raw = np.arange(40 * 3, dtype=np.int16).reshape(40, 3)
     for block in range(2):
-        writer.append(Message("src.raw", raw[20 * block : 20 * (block + 1)], sample_index=20 * block,
-                              timestamp_ns=now_ns()))
-        writer.append(Message("cursor.cursor", np.array([0.1 * block, 0.5, 0.0]), sample_index=391 * block,
-                              timestamp_ns=now_ns()))
+        writer.append(
+            Message(
+                "src.raw", raw[20 * block : 20 * (block + 1)], sample_index=20 * block, timestamp_ns=now_ns()
+            )
+        )
+        writer.append(
+            Message(
+                "cursor.cursor",
+                np.array([0.1 * block, 0.5, 0.0]),
+                sample_index=391 * block,
+                timestamp_ns=now_ns(),
+            )
+        )
     writer.close()
     record_to_nwb(path, tmp_path / "r.nwb", raw_fs_hz=20_000.0)
     with NWBHDF5IO(str(tmp_path / "r.nwb"), "r") as io:

@@ -18,7 +18,7 @@ from neurolace.runtime.messages import Message
 from neurolace.runtime.session_file import parse_session
 
 
-def test_round_trip_order_and_gap_counting(redis_server):
+def test_round_trip_order_and_gap_counting(redis_server):  # noqa: F811  (pytest fixture)
     bus = open_bus(redis_server.url, prefix="t1:")
     try:
         subscription = bus.subscribe(["a.raw", "b.velocity"])
@@ -79,7 +79,9 @@ def test_lost_connection_is_reestablished_without_stalling_the_publisher():
         assert bus.stats()["reconnects"] >= 1 and bus.stats()["subscriber_reconnects"] >= 1
     finally:
         bus.close()
-        subprocess.run(["redis-cli", "-p", str(server.port), "shutdown", "nosave"], capture_output=True)
+        subprocess.run(
+            ["redis-cli", "-p", str(server.port), "shutdown", "nosave"], capture_output=True, check=False
+        )
 
 
 SPLIT_SESSION = """\
@@ -104,7 +106,7 @@ inputs = { velocity = "decoder.velocity" }
 """
 
 
-def test_same_session_split_across_two_processes(redis_server, tmp_path):
+def test_same_session_split_across_two_processes(redis_server, tmp_path):  # noqa: F811  (pytest fixture)
     session_path = tmp_path / "split.toml"
     session_path.write_text(SPLIT_SESSION)
     bus = open_bus(redis_server.url)
@@ -115,8 +117,9 @@ def test_same_session_split_across_two_processes(redis_server, tmp_path):
         report = run_session({str(session_path)!r}, bus={redis_server.url!r}, only=["participant"])
         assert report["nodes"]["participant"]["bins"] == 60, report
     """)
-    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
-                               timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     deadline = time.monotonic() + 5.0
     while graph.runners["cursor"].messages_in < 60 and time.monotonic() < deadline:

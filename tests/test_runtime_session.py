@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -58,34 +59,68 @@ def test_good_session_is_ordered_and_filled_with_defaults():
 @pytest.mark.parametrize(
     "edit,expected",
     [
-        (("type = \"cursor\"", "type = \"curser\""),
-         r"bad\.toml:16: node 'cursor': unknown node type 'curser'; expected one of \[.*'cursor'"),
-        (("decoder\"\ninputs", "kalmann\"\ninputs"), None),
-        (("n_channels = 16", "n_channels = \"16\""),
-         r"bad\.toml:8: node 'participant' \(sim_participant\): parameter 'n_channels' expected int >= 1, got '16'"),
-        (("n_channels = 16", "n_channels = 0"),
-         r"bad\.toml:8: .*parameter 'n_channels' expected int >= 1, got 0"),
-        (("n_channels = 16", "n_channel = 16"),
-         r"bad\.toml:8: node 'participant' \(sim_participant\): unknown parameter 'n_channel'; expected one of"),
-        (("velocity = \"decoder.velocity\"", "velocity = \"participant.features\""),
-         r"bad\.toml:17: node 'cursor': type mismatch on inputs\.velocity: expected a 'velocity' stream "
-         r".*but 'participant\.features' carries 'features'"),
-        (("velocity = \"decoder.velocity\"", "velocity = \"decoder.speed\""),
-         r"bad\.toml:17: node 'cursor': inputs\.velocity reads 'decoder\.speed', but node 'decoder' \(decoder\) "
-         r"has outputs \['velocity'\]"),
-        (("velocity = \"decoder.velocity\"", "velocity = \"decodr.velocity\""),
-         r"bad\.toml:17: .*there is no node 'decodr'"),
-        (("inputs = { cursor = \"cursor.cursor\" }", ""),
-         r"bad\.toml:19: node 'task' \(webgrid\): input 'cursor' is not connected; expected inputs\.cursor"),
+        (
+            ('type = "cursor"', 'type = "curser"'),
+            r"bad\.toml:16: node 'cursor': unknown node type 'curser'; expected one of \[.*'cursor'",
+        ),
+        (('decoder"\ninputs', 'kalmann"\ninputs'), None),
+        (
+            ("n_channels = 16", 'n_channels = "16"'),
+            r"bad\.toml:8: node 'participant' \(sim_participant\): parameter 'n_channels' expected int >= 1, got '16'",
+        ),
+        (
+            ("n_channels = 16", "n_channels = 0"),
+            r"bad\.toml:8: .*parameter 'n_channels' expected int >= 1, got 0",
+        ),
+        (
+            ("n_channels = 16", "n_channel = 16"),
+            r"bad\.toml:8: node 'participant' \(sim_participant\): unknown parameter 'n_channel'; expected one of",
+        ),
+        (
+            ('velocity = "decoder.velocity"', 'velocity = "participant.features"'),
+            (
+                r"bad\.toml:17: node 'cursor': type mismatch on inputs\.velocity: expected a 'velocity' stream "
+                r".*but 'participant\.features' carries 'features'"
+            ),
+        ),
+        (
+            ('velocity = "decoder.velocity"', 'velocity = "decoder.speed"'),
+            (
+                r"bad\.toml:17: node 'cursor': inputs\.velocity reads 'decoder\.speed', but node 'decoder' \(decoder\) "
+                r"has outputs \['velocity'\]"
+            ),
+        ),
+        (
+            ('velocity = "decoder.velocity"', 'velocity = "decodr.velocity"'),
+            r"bad\.toml:17: .*there is no node 'decodr'",
+        ),
+        (
+            ('inputs = { cursor = "cursor.cursor" }', ""),
+            r"bad\.toml:19: node 'task' \(webgrid\): input 'cursor' is not connected; expected inputs\.cursor",
+        ),
         (("duration_s = 1.5", "duration_s = -1"), r"bad\.toml:3: \[session\] duration_s must be a number"),
         (("seed = 3", "seeds = 3"), r"bad\.toml:4: unknown key 'seeds' in \[session\]"),
-        (("feedback = { cursor", "inputs = { cursor"),
-         r"bad\.toml:9: node 'participant': port 'cursor' must be wired under feedback, not inputs"),
+        (
+            ("feedback = { cursor", "inputs = { cursor"),
+            r"bad\.toml:9: node 'participant': port 'cursor' must be wired under feedback, not inputs",
+        ),
         (("[nodes.task]", "[nodes.task"), r"bad\.toml:19: not valid TOML"),
     ],
-    ids=["unknown-type", "bad-choice", "wrong-type", "below-minimum", "unknown-parameter", "type-mismatch",
-         "unknown-port", "unknown-node", "unconnected", "session-value", "session-key", "feedback-wiring",
-         "toml-syntax"],
+    ids=[
+        "unknown-type",
+        "bad-choice",
+        "wrong-type",
+        "below-minimum",
+        "unknown-parameter",
+        "type-mismatch",
+        "unknown-port",
+        "unknown-node",
+        "unconnected",
+        "session-value",
+        "session-key",
+        "feedback-wiring",
+        "toml-syntax",
+    ],
 )
 def test_malformed_sessions_are_refused_with_file_and_line(edit, expected):
     old, new = edit
@@ -93,16 +128,21 @@ def test_malformed_sessions_are_refused_with_file_and_line(edit, expected):
     text = GOOD.replace(old, new, 1)
     if expected is None:  # the decoder keeps its default 'kalman'; set an invalid choice explicitly
         text = GOOD.replace('type = "decoder"', 'type = "decoder"\ndecoder = "kalmann"')
-        expected = (r"bad\.toml:13: node 'decoder' \(decoder\): parameter 'decoder' expected one of 'kalman', "
-                    r"'wiener', 'refit-kalman', 'gru', got 'kalmann'")
+        expected = (
+            r"bad\.toml:13: node 'decoder' \(decoder\): parameter 'decoder' expected one of 'kalman', "
+            r"'wiener', 'refit-kalman', 'gru', got 'kalmann'"
+        )
     with pytest.raises(SessionError, match=expected):
         parse_session(text, source="bad.toml")
 
 
 def test_missing_required_parameter_names_it():
     text = '[nodes.source]\ntype = "replay"\nspeed = "fast"\n'
-    with pytest.raises(SessionError, match=r"s\.toml:1: node 'source' \(replay\): missing parameter 'path' "
-                                           r"\(recording file.*\); expected str"):
+    with pytest.raises(
+        SessionError,
+        match=r"s\.toml:1: node 'source' \(replay\): missing parameter 'path' "
+        r"\(recording file.*\); expected str",
+    ):
         parse_session(text, source="s.toml")
 
 
@@ -112,18 +152,25 @@ def test_cycle_of_ordinary_inputs_is_refused_and_named():
     @register_node
     class _Echo(Node):
         type_name = "test_echo"
-        inputs = {"velocity": Port("velocity")}
-        outputs = {"velocity": Port("velocity")}
+        inputs: ClassVar[dict[str, Port]] = {"velocity": Port("velocity")}
+        outputs: ClassVar[dict[str, Port]] = {"velocity": Port("velocity")}
 
-    chain = '[nodes.x]\ntype = "test_echo"\ninputs = { velocity = "y.velocity" }\n' \
-            '[nodes.y]\ntype = "decoder"\ninputs = { features = "z.features" }\n' \
-            '[nodes.z]\ntype = "sim_participant"\n'
+    chain = (
+        '[nodes.x]\ntype = "test_echo"\ninputs = { velocity = "y.velocity" }\n'
+        '[nodes.y]\ntype = "decoder"\ninputs = { features = "z.features" }\n'
+        '[nodes.z]\ntype = "sim_participant"\n'
+    )
     assert [n.name for n in parse_session(chain, source="ok.toml").nodes] == ["z", "y", "x"]
-    cyclic = '[nodes.x]\ntype = "test_echo"\ninputs = { velocity = "y.velocity" }\n' \
-             '[nodes.y]\ntype = "test_echo"\ninputs = { velocity = "x.velocity" }\n'
+    cyclic = (
+        '[nodes.x]\ntype = "test_echo"\ninputs = { velocity = "y.velocity" }\n'
+        '[nodes.y]\ntype = "test_echo"\ninputs = { velocity = "x.velocity" }\n'
+    )
     try:
-        with pytest.raises(SessionError, match=r"cyc\.toml:[36]: cycle in the node graph: (x -> y -> x|y -> x -> y); "
-                                               r"a loop-back input must be declared under feedback"):
+        with pytest.raises(
+            SessionError,
+            match=r"cyc\.toml:[36]: cycle in the node graph: (x -> y -> x|y -> x -> y); "
+            r"a loop-back input must be declared under feedback",
+        ):
             parse_session(cyclic, source="cyc.toml")
     finally:
         _REGISTRY.pop("test_echo")

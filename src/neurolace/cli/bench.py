@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-__all__ = ["register", "bench_command"]
+__all__ = ["bench_command", "register"]
 
 DESCRIPTION = """\
 Measure the real-time runtime at implant scale: the simulated implant (1024 channels x
@@ -42,34 +42,63 @@ def bench_command(args) -> int:
     duration_s = check_positive(args.duration_s, "--duration-s")
     channels = check_int(args.channels, "--channels", minimum=1)
     err = Console(file=sys.stderr)
-    with Progress(TextColumn("measuring latency"), BarColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as progress:
+    with Progress(
+        TextColumn("measuring latency"), BarColumn(), console=err, transient=True, disable=not err.is_terminal
+    ) as progress:
         task = progress.add_task("bench", total=1.0)
-        result = measure_latency(bus=args.bus, duration_s=duration_s, n_channels=channels,
-                                 warmup_s=max(args.warmup_s, 0.0),
-                                 progress=lambda fraction: progress.update(task, completed=fraction))
+        result = measure_latency(
+            bus=args.bus,
+            duration_s=duration_s,
+            n_channels=channels,
+            warmup_s=max(args.warmup_s, 0.0),
+            progress=lambda fraction: progress.update(task, completed=fraction),
+        )
     if args.json:
         print(json.dumps(result, default=float))
         return 0
     from rich.table import Table
 
     out = Console()
-    table = Table(title=f"latency on {result['bus']}: {channels} ch, {result['duration_s']:g} s, "
-                        f"{result['bins']} bins, {result['dropped']} dropped")
+    table = Table(
+        title=f"latency on {result['bus']}: {channels} ch, {result['duration_s']:g} s, "
+        f"{result['bins']} bins, {result['dropped']} dropped"
+    )
     for column in ("path", "n", "p50 µs", "p99 µs", "max µs"):
         table.add_column(column, justify="left" if column == "path" else "right")
     for hop, summary in result["hops"].items():
-        table.add_row(hop, str(summary["n"]), f"{summary['p50_us']:.1f}", f"{summary['p99_us']:.1f}",
-                      f"{summary['max_us']:.1f}")
+        table.add_row(
+            hop,
+            str(summary["n"]),
+            f"{summary['p50_us']:.1f}",
+            f"{summary['p99_us']:.1f}",
+            f"{summary['max_us']:.1f}",
+        )
     baseline = result["queue_baseline_us"]
-    table.add_row("queue.Queue baseline (raw block)", str(baseline["n"]), f"{baseline['p50_us']:.1f}",
-                  f"{baseline['p99_us']:.1f}", f"{baseline['max_us']:.1f}")
+    table.add_row(
+        "queue.Queue baseline (raw block)",
+        str(baseline["n"]),
+        f"{baseline['p50_us']:.1f}",
+        f"{baseline['p99_us']:.1f}",
+        f"{baseline['max_us']:.1f}",
+    )
     e2e = result["end_to_end_p50_ms"], result["end_to_end_p99_ms"], result["end_to_end_max_ms"]
-    table.add_row("end to end (bin's last sample -> cursor)", str(result["bins"]), f"{1e3 * e2e[0]:.1f}",
-                  f"{1e3 * e2e[1]:.1f}", f"{1e3 * e2e[2]:.1f}")
+    table.add_row(
+        "end to end (bin's last sample -> cursor)",
+        str(result["bins"]),
+        f"{1e3 * e2e[0]:.1f}",
+        f"{1e3 * e2e[1]:.1f}",
+        f"{1e3 * e2e[2]:.1f}",
+    )
     jitter = result["loop_jitter_us"]
-    table.add_row("20 ms loop jitter |interval - 20 ms|", str(jitter["n"]), f"{jitter['p50_us']:.1f}",
-                  f"{jitter['p99_us']:.1f}", f"{jitter['max_us']:.1f}")
+    table.add_row(
+        "20 ms loop jitter |interval - 20 ms|",
+        str(jitter["n"]),
+        f"{jitter['p50_us']:.1f}",
+        f"{jitter['p99_us']:.1f}",
+        f"{jitter['max_us']:.1f}",
+    )
     out.print(table)
-    out.print("CPU share per node: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in result["cpu_share"].items()))
+    out.print(
+        "CPU share per node: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in result["cpu_share"].items())
+    )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -30,11 +31,15 @@ examples:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("run", help="run a real-time session file (node graph)", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "run", help="run a real-time session file (node graph)", description=DESCRIPTION
+    )
     parser.add_argument("session", nargs="?", help="session TOML file, or a preset name such as 'demo'")
     parser.add_argument("--bus", help="bus URL: inprocess:// (default) or redis://HOST:PORT[/DB]")
     parser.add_argument("--nodes", help="comma-separated node names to run in this process (default: all)")
-    parser.add_argument("--duration-s", type=float, help="run time in seconds (default: the session's duration_s)")
+    parser.add_argument(
+        "--duration-s", type=float, help="run time in seconds (default: the session's duration_s)"
+    )
     parser.add_argument("--log", help="also write the run's events (failures, restarts, gaps) as JSON lines")
     parser.add_argument("--check", action="store_true", help="validate the session file and exit")
     parser.add_argument("--list-types", action="store_true", help="list the node types and their parameters")
@@ -59,11 +64,19 @@ def _list_types(as_json: bool) -> int:
     for type_name, node_class in node_types().items():
         catalogue[type_name] = {
             "description": node_class.description,
-            "inputs": {k: p.kind + (" (feedback)" if p.feedback else "") for k, p in node_class.inputs.items()},
+            "inputs": {
+                k: p.kind + (" (feedback)" if p.feedback else "") for k, p in node_class.inputs.items()
+            },
             "outputs": {k: p.kind for k, p in node_class.outputs.items()},
-            "parameters": {k: {"expected": p.describe(), "default": None if p.default is REQUIRED else p.default,
-                               "required": p.default is REQUIRED, "help": p.help}
-                           for k, p in node_class.parameters.items()},
+            "parameters": {
+                k: {
+                    "expected": p.describe(),
+                    "default": None if p.default is REQUIRED else p.default,
+                    "required": p.default is REQUIRED,
+                    "help": p.help,
+                }
+                for k, p in node_class.parameters.items()
+            },
         }
     if as_json:
         print(json.dumps(catalogue))
@@ -83,25 +96,46 @@ def _print_report(report: dict) -> None:
 
     console = Console()
     table = Table(title=f"session {report['session']} on {report['bus']} ({report['wall_s']:.1f} s)")
-    for column in ("node", "type", "state", "in", "out", "dropped", "restarts", "cpu %", "hop p99 µs",
-                   "end-to-end p99 µs"):
+    for column in (
+        "node",
+        "type",
+        "state",
+        "in",
+        "out",
+        "dropped",
+        "restarts",
+        "cpu %",
+        "hop p99 µs",
+        "end-to-end p99 µs",
+    ):
         table.add_column(column, justify="left" if column in ("node", "type", "state") else "right")
     for name, node in report["nodes"].items():
         hops = [h["p99_us"] for h in node["hop_latency_us"].values() if h["n"]]
         end_to_end = node.get("end_to_end_us", {}).get("p99_us")
-        table.add_row(name, node["type"], node["state"], str(node["messages_in"]), str(node["messages_out"]),
-                      str(node["dropped"]), str(node["restarts"]), f"{100 * node['cpu_share']:.1f}",
-                      f"{max(hops):.0f}" if hops else "-",
-                      f"{end_to_end:.0f}" if end_to_end is not None and end_to_end == end_to_end else "-")
+        table.add_row(
+            name,
+            node["type"],
+            node["state"],
+            str(node["messages_in"]),
+            str(node["messages_out"]),
+            str(node["dropped"]),
+            str(node["restarts"]),
+            f"{100 * node['cpu_share']:.1f}",
+            f"{max(hops):.0f}" if hops else "-",
+            f"{end_to_end:.0f}" if end_to_end is not None and not math.isnan(end_to_end) else "-",
+        )
     console.print(table)
     for name, node in report["nodes"].items():
         if "bps" in node:
-            console.print(f"{name}: {node['correct']} correct, {node['incorrect']} incorrect, "
-                          f"{node['bps']:.2f} bits/s")
+            console.print(
+                f"{name}: {node['correct']} correct, {node['incorrect']} incorrect, {node['bps']:.2f} bits/s"
+            )
     for event in report["events"]:
         if event["event"] in ("node_failed", "node_gave_up", "node_resumed", "cursor_holding"):
-            console.print(f"[yellow]{event['event']}[/yellow] {event.get('node', '')} "
-                          f"{event.get('error', event.get('gap_s', ''))}")
+            console.print(
+                f"[yellow]{event['event']}[/yellow] {event.get('node', '')} "
+                f"{event.get('error', event.get('gap_s', ''))}"
+            )
 
 
 def run_command(args) -> int:
@@ -114,13 +148,19 @@ def run_command(args) -> int:
         raise NeurolaceError("give a SESSION file or preset name (or --list-types)")
     session = _load(args.session)
     if args.check:
-        summary = {"session": session.name, "path": session.path, "valid": True,
-                   "nodes": {spec.name: spec.type_name for spec in session.nodes}}
+        summary = {
+            "session": session.name,
+            "path": session.path,
+            "valid": True,
+            "nodes": {spec.name: spec.type_name for spec in session.nodes},
+        }
         if args.json:
             print(json.dumps(summary))
         else:
-            print(f"{session.path}: valid session {session.name!r} with nodes "
-                  + ", ".join(f"{s.name} ({s.type_name})" for s in session.nodes))
+            print(
+                f"{session.path}: valid session {session.name!r} with nodes "
+                + ", ".join(f"{s.name} ({s.type_name})" for s in session.nodes)
+            )
         return 0
     only = None if not args.nodes else [name.strip() for name in args.nodes.split(",") if name.strip()]
     duration_s = session.duration_s if args.duration_s is None else args.duration_s
@@ -153,14 +193,24 @@ def _wait_with_progress(graph, duration_s: float) -> None:
         graph.wait(None)
         return
     console = Console(file=sys.stderr)
-    with Progress(TextColumn("running"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as progress:
+    with Progress(
+        TextColumn("running"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
         task = progress.add_task("run", total=duration_s)
         start = time.monotonic()
         while True:
             elapsed = time.monotonic() - start
             progress.update(task, completed=min(elapsed, duration_s))
-            if elapsed >= duration_s or graph.sources_done() or all(
-                    r.finished_event.is_set() for r in graph.runners.values()):
+            if (
+                elapsed >= duration_s
+                or graph.sources_done()
+                or all(r.finished_event.is_set() for r in graph.runners.values())
+            ):
                 return
             time.sleep(0.1)

@@ -37,7 +37,7 @@ from neurolace.runtime.latency import LatencyLog, summarise_ns
 from neurolace.runtime.messages import now_ns
 from neurolace.runtime.session_file import parse_session
 
-__all__ = ["measure_latency", "queue_baseline", "latency_session_text"]
+__all__ = ["latency_session_text", "measure_latency", "queue_baseline"]
 
 #: aims of the issue, for the report
 AIMS = {"inprocess_hop_p99_us": 200.0, "redis_hop_p99_us": 600.0, "end_to_end_p99_ms": 2.0}
@@ -64,8 +64,9 @@ def queue_baseline(*, n_messages: int, n_channels: int, block_samples: int, peri
     return latencies.summary_us()
 
 
-def latency_session_text(*, model_path: str, n_channels: int, block_ms: float, bin_ms: float,
-                         implant_s: float, seed: int) -> str:
+def latency_session_text(
+    *, model_path: str, n_channels: int, block_ms: float, bin_ms: float, implant_s: float, seed: int
+) -> str:
     """The session TOML the benchmark runs (also a worked example of a raw-signal pipeline)."""
     return f"""
 [session]
@@ -134,15 +135,25 @@ def measure_latency(
         chain holds detection for its first noise window, then catches up).
     """
     fs_hz = 19531.25
-    block_samples = max(1, int(round(block_ms / 1e3 * fs_hz)))
-    period_ns = int(round(block_samples / fs_hz * 1e9))
-    baseline = queue_baseline(n_messages=int(min(duration_s, 5.0) * 1e9 / period_ns), n_channels=n_channels,
-                              block_samples=block_samples, period_ns=period_ns)
+    block_samples = max(1, round(block_ms / 1e3 * fs_hz))
+    period_ns = round(block_samples / fs_hz * 1e9)
+    baseline = queue_baseline(
+        n_messages=int(min(duration_s, 5.0) * 1e9 / period_ns),
+        n_channels=n_channels,
+        block_samples=block_samples,
+        period_ns=period_ns,
+    )
     with tempfile.TemporaryDirectory(prefix="neurolace-bench-") as directory:
         model_path = Path(directory) / "kalman.pkl"
         _fit_decoder(n_channels, model_path, seed)
-        text = latency_session_text(model_path=model_path.as_posix(), n_channels=n_channels, block_ms=block_ms,
-                                    bin_ms=bin_ms, implant_s=1.0, seed=seed)
+        text = latency_session_text(
+            model_path=model_path.as_posix(),
+            n_channels=n_channels,
+            block_ms=block_ms,
+            bin_ms=bin_ms,
+            implant_s=1.0,
+            seed=seed,
+        )
         session = parse_session(text, source="<latency bench>")
         options = {"prefix": f"neurolace:bench:{time.time_ns()}:"} if bus and bus.startswith("redis") else {}
         active_bus = open_bus(bus, **options)
@@ -178,7 +189,9 @@ def measure_latency(
         for stream, summary in nodes[node]["hop_latency_us"].items():
             hops[f"{stream} -> {node}"] = summary
     intervals = np.diff(np.asarray(move_ns, dtype=np.int64))
-    jitter = summarise_ns(np.abs(intervals - int(bin_ms * 1e6))) if intervals.size else summarise_ns(np.zeros(0))
+    jitter = (
+        summarise_ns(np.abs(intervals - int(bin_ms * 1e6))) if intervals.size else summarise_ns(np.zeros(0))
+    )
     end_to_end = nodes["cursor"]["end_to_end_us"]
     return {
         "bus": report["bus"],

@@ -25,12 +25,13 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable
+from typing import Self
 
 from neurolace.core.checks import check_in, check_int
 from neurolace.core.errors import InvalidInputError
 from neurolace.runtime.messages import Message, now_ns
 
-__all__ = ["Bus", "Subscription", "InProcessBus", "open_bus", "wait_until_ns", "DEFAULT_QUEUE_LENGTH"]
+__all__ = ["DEFAULT_QUEUE_LENGTH", "Bus", "InProcessBus", "Subscription", "open_bus", "wait_until_ns"]
 
 #: messages a subscription holds before it drops the oldest (about 1 s of 1 ms raw blocks)
 DEFAULT_QUEUE_LENGTH = 1024
@@ -135,7 +136,7 @@ class Bus:
         """Counters of the bus itself (reconnections, publish failures)."""
         return {}
 
-    def __enter__(self) -> "Bus":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -146,7 +147,7 @@ class Bus:
 
 
 class _InProcessSubscription(Subscription):
-    def __init__(self, bus: "InProcessBus", streams: Iterable[str], *, maxlen: int, mode: str) -> None:
+    def __init__(self, bus: InProcessBus, streams: Iterable[str], *, maxlen: int, mode: str) -> None:
         super().__init__(streams, maxlen=maxlen, mode=mode)
         self._bus = bus
         self._queue: collections.deque[Message] = collections.deque()

@@ -26,7 +26,7 @@ from neurolace.runtime.node import NodeState
 from neurolace.runtime.session_file import SessionSpec, load_session, parse_session
 from neurolace.runtime.supervisor import NodeRunner
 
-__all__ = ["Graph", "run_session", "RunLog"]
+__all__ = ["Graph", "RunLog", "run_session"]
 
 
 class RunLog:
@@ -35,7 +35,8 @@ class RunLog:
     def __init__(self, path: str | Path | None = None, echo: Callable[[dict], None] | None = None) -> None:
         self.events: list[dict] = []
         self._lock = threading.Lock()
-        self._stream = open(path, "a", buffering=1) if path is not None else None
+        # kept open for the whole run, closed by close()
+        self._stream = open(path, "a", buffering=1) if path is not None else None  # noqa: SIM115
         self._echo = echo
 
     def __call__(self, event: str, **fields) -> None:
@@ -187,7 +188,9 @@ class Graph:
             "restarts": int(sum(n["restarts"] for n in nodes.values())),
             "failed_nodes": [name for name, n in nodes.items() if n["state"] == NodeState.FAILED.value],
             "bus_stats": self.bus.stats(),
-            "events": [e for e in self.log.events if e["event"] not in ("session_started", "session_stopped")][-50:],
+            "events": [
+                e for e in self.log.events if e["event"] not in ("session_started", "session_stopped")
+            ][-50:],
         }
 
 

@@ -55,4 +55,9 @@ def summarise_ns(values_ns: np.ndarray) -> dict:
     if values.size == 0:
         return {"n": 0, "p50_us": float("nan"), "p99_us": float("nan"), "max_us": float("nan")}
     p50, p99 = np.percentile(values, [50, 99]) / 1e3
-    return {"n": int(values.size), "p50_us": float(p50), "p99_us": float(p99), "max_us": float(values.max() / 1e3)}
+    return {
+        "n": int(values.size),
+        "p50_us": float(p50),
+        "p99_us": float(p99),
+        "max_us": float(values.max() / 1e3),
+    }

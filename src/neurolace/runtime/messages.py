@@ -30,7 +30,7 @@ import numpy as np
 
 from neurolace.core.errors import FormatError, InvalidInputError
 
-__all__ = ["Message", "encode", "decode", "now_ns", "WIRE_MAGIC"]
+__all__ = ["WIRE_MAGIC", "Message", "decode", "encode", "now_ns"]
 
 WIRE_MAGIC = b"NLM1"
 # magic, sequence, timestamp_ns, origin_ns, sample_index, n_dims, dtype length, stream length, flags
@@ -70,7 +70,7 @@ class Message:
     timestamp_ns: int = 0
     received_ns: int = field(default=0, compare=False)
 
-    def derive(self, stream: str, payload: np.ndarray, *, sample_index: int | None = None) -> "Message":
+    def derive(self, stream: str, payload: np.ndarray, *, sample_index: int | None = None) -> Message:
         """A new message computed from this one: same source clock and origin, new stream and payload."""
         return Message(
             stream=stream,
@@ -91,7 +91,9 @@ def encode(message: Message) -> bytes:
     if not payload.flags.c_contiguous:
         payload = np.ascontiguousarray(payload)
     if payload.dtype.hasobject:
-        raise InvalidInputError(f"payload of stream {message.stream!r} must be a numeric array, got dtype object")
+        raise InvalidInputError(
+            f"payload of stream {message.stream!r} must be a numeric array, got dtype object"
+        )
     if payload.ndim > _MAX_DIMS:
         raise InvalidInputError(f"payload must have at most {_MAX_DIMS} dimensions, got {payload.ndim}")
     stream = message.stream.encode()

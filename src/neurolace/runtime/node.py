@@ -30,16 +30,16 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.runtime.messages import Message, now_ns
 
 __all__ = [
-    "NodeState",
-    "Port",
-    "Parameter",
+    "PORT_KINDS",
     "REQUIRED",
     "Node",
     "NodeContext",
-    "register_node",
-    "node_types",
+    "NodeState",
+    "Parameter",
+    "Port",
     "get_node_type",
-    "PORT_KINDS",
+    "node_types",
+    "register_node",
 ]
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from neurolace.core.errors import FormatError
 from neurolace.runtime.messages import Message, decode, encode
 
-__all__ = ["RecordWriter", "RecoveryReport", "read_record", "recover_record", "record_to_nwb", "FILE_MAGIC"]
+__all__ = ["FILE_MAGIC", "RecordWriter", "RecoveryReport", "read_record", "record_to_nwb", "recover_record"]
 
 FILE_MAGIC = b"NLREC1\n\x00"
 BLOCK_MAGIC = b"NLBK"
@@ -60,8 +60,15 @@ class RecordWriter:
         ``fsync`` after every block (survives a power cut, not only a kill).
     """
 
-    def __init__(self, path: str | Path, *, header: dict | None = None, block_ms: float = 100.0,
-                 block_bytes: int = 4 << 20, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        header: dict | None = None,
+        block_ms: float = 100.0,
+        block_bytes: int = 4 << 20,
+        fsync: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.block_ms = float(block_ms)
@@ -220,8 +227,15 @@ def recover_record(path: str | Path) -> RecoveryReport:
         blocks += 1
         messages += count
         offset += _BLOCK.size + size
-    return RecoveryReport(header=header, good_blocks=blocks, messages=messages, good_bytes=offset,
-                          discarded_bytes=len(data) - offset, problem=problem, streams=dict(streams))
+    return RecoveryReport(
+        header=header,
+        good_blocks=blocks,
+        messages=messages,
+        good_bytes=offset,
+        discarded_bytes=len(data) - offset,
+        problem=problem,
+        streams=dict(streams),
+    )
 
 
 def _split_messages(payload: memoryview, count: int) -> list[Message]:
@@ -253,8 +267,13 @@ def _nwb_name(stream: str) -> str:
     return stream.replace(".", "__").replace("/", "_")
 
 
-def record_to_nwb(record_path: str | Path, nwb_path: str | Path, *, raw_fs_hz: float = 19531.25,
-                  session_description: str = "neurolace runtime session") -> RecoveryReport:
+def record_to_nwb(
+    record_path: str | Path,
+    nwb_path: str | Path,
+    *,
+    raw_fs_hz: float = 19531.25,
+    session_description: str = "neurolace runtime session",
+) -> RecoveryReport:
     """Convert the intact part of a record file to NWB; return the recovery report.
 
     Each stream becomes a ``TimeSeries`` in ``acquisition`` named
@@ -275,7 +294,7 @@ def record_to_nwb(record_path: str | Path, nwb_path: str | Path, *, raw_fs_hz: f
     nwbfile = NWBFile(
         session_description=session_description,
         identifier=str(report.header.get("session", "neurolace")) + f"-{first_ns}",
-        session_start_time=dt.datetime.now(dt.timezone.utc),
+        session_start_time=dt.datetime.now(dt.UTC),
         notes=json.dumps({"record_header": report.header, "recovery": report.describe()}),
     )
     for stream, messages in sorted(report.streams.items()):
@@ -291,11 +310,24 @@ def record_to_nwb(record_path: str | Path, nwb_path: str | Path, *, raw_fs_hz: f
             data = np.stack([m.payload for m in messages])
             sample = np.array([m.sample_index for m in messages])
             timestamps = (np.array([m.timestamp_ns for m in messages]) - first_ns) / 1e9
-        nwbfile.add_acquisition(TimeSeries(name=name, data=data, unit="n/a", timestamps=timestamps,
-                                           description=f"stream {stream} recorded by the neurolace runtime"))
-        nwbfile.add_acquisition(TimeSeries(name=name + "__sample_index", data=sample.astype(np.int64),
-                                           unit="samples", timestamps=timestamps,
-                                           description=f"source sample clock of each row of {name}"))
+        nwbfile.add_acquisition(
+            TimeSeries(
+                name=name,
+                data=data,
+                unit="n/a",
+                timestamps=timestamps,
+                description=f"stream {stream} recorded by the neurolace runtime",
+            )
+        )
+        nwbfile.add_acquisition(
+            TimeSeries(
+                name=name + "__sample_index",
+                data=sample.astype(np.int64),
+                unit="samples",
+                timestamps=timestamps,
+                description=f"source sample clock of each row of {name}",
+            )
+        )
     with atomic_output(nwb_path) as temporary, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not end in '.nwb'", category=UserWarning)
         with NWBHDF5IO(str(temporary), "w") as io:

@@ -38,7 +38,7 @@ def _connection_errors():
 
 
 class _RedisSubscription(Subscription):
-    def __init__(self, bus: "RedisBus", streams: Iterable[str], *, maxlen: int, mode: str) -> None:
+    def __init__(self, bus: RedisBus, streams: Iterable[str], *, maxlen: int, mode: str) -> None:
         super().__init__(streams, maxlen=maxlen, mode=mode)
         self._bus = bus
         self._client = bus._new_client()
@@ -157,8 +157,15 @@ class RedisBus(Bus):
         Fail at start-up if the server does not answer within this time.
     """
 
-    def __init__(self, url: str, *, prefix: str = "neurolace:", stream_maxlen: int = 10_000,
-                 reconnect_interval_s: float = 0.2, connect_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "neurolace:",
+        stream_maxlen: int = 10_000,
+        reconnect_interval_s: float = 0.2,
+        connect_timeout_s: float = 2.0,
+    ) -> None:
         super().__init__()
         try:
             import redis
@@ -183,8 +190,12 @@ class RedisBus(Bus):
         self._stats_lock = threading.Lock()
 
     def _new_client(self):
-        return self._redis.Redis.from_url(self.url, socket_connect_timeout=self.connect_timeout_s,
-                                          socket_timeout=None, health_check_interval=0)
+        return self._redis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=self.connect_timeout_s,
+            socket_timeout=None,
+            health_check_interval=0,
+        )
 
     def key(self, stream: str) -> bytes:
         return (self.prefix + stream).encode()
@@ -201,8 +212,9 @@ class RedisBus(Bus):
         message.timestamp_ns = now_ns()
         data = encode(message)
         try:
-            self._client.xadd(self.key(message.stream), {_FIELD: data}, maxlen=self.stream_maxlen,
-                              approximate=True)
+            self._client.xadd(
+                self.key(message.stream), {_FIELD: data}, maxlen=self.stream_maxlen, approximate=True
+            )
         except _connection_errors():
             self.publish_failures += 1
             if self._down_since is None:
@@ -214,8 +226,9 @@ class RedisBus(Bus):
             self._note_reconnect()
         return message
 
-    def subscribe(self, streams: str | Iterable[str], *, maxlen: int = DEFAULT_QUEUE_LENGTH,
-                  mode: str = "queue") -> Subscription:
+    def subscribe(
+        self, streams: str | Iterable[str], *, maxlen: int = DEFAULT_QUEUE_LENGTH, mode: str = "queue"
+    ) -> Subscription:
         names = [streams] if isinstance(streams, str) else list(streams)
         subscription = _RedisSubscription(self, names, maxlen=maxlen, mode=mode)
         self._subscriptions.append(subscription)

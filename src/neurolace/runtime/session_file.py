@@ -35,7 +35,7 @@ from typing import Any
 from neurolace.core.errors import InvalidInputError
 from neurolace.runtime.node import REQUIRED, get_node_type, node_types
 
-__all__ = ["SessionError", "SessionSpec", "NodeSpec", "load_session", "parse_session"]
+__all__ = ["NodeSpec", "SessionError", "SessionSpec", "load_session", "parse_session"]
 
 #: keys of a node table that are not parameters of the node type
 _NODE_KEYS = {"type", "inputs", "feedback", "restart", "max_restarts", "queue_length"}
@@ -90,7 +90,9 @@ class SessionSpec:
         for spec in self.nodes:
             if spec.name == name:
                 return spec
-        raise InvalidInputError(f"session {self.name!r} has no node {name!r}; nodes: {[n.name for n in self.nodes]}")
+        raise InvalidInputError(
+            f"session {self.name!r} has no node {name!r}; nodes: {[n.name for n in self.nodes]}"
+        )
 
     def streams(self) -> list[str]:
         return [stream for spec in self.nodes for stream in spec.output_streams().values()]
@@ -115,7 +117,7 @@ class _Locator:
             if key:
                 path = table + self._split(key.group(1))
                 self.lines.setdefault(path, number)
-                inline = re.findall(r"([A-Za-z0-9_\-]+)\s*=", line[key.end():])
+                inline = re.findall(r"([A-Za-z0-9_\-]+)\s*=", line[key.end() :])
                 for inner in inline:
                     self.lines.setdefault(path + (inner,), number)
 
@@ -155,20 +157,26 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
 
     unknown_top = set(document) - {"session", "nodes"}
     if unknown_top:
-        name = sorted(unknown_top)[0]
+        name = min(unknown_top)
         raise fail(f"unknown table [{name}]; expected [session] and [nodes.NAME]", name)
     settings = document.get("session", {})
     for key, value in settings.items():
         if key not in _SESSION_KEYS:
-            raise fail(f"unknown key {key!r} in [session]; expected one of {sorted(_SESSION_KEYS)}", "session", key)
+            raise fail(
+                f"unknown key {key!r} in [session]; expected one of {sorted(_SESSION_KEYS)}", "session", key
+            )
         expected_type, description = _SESSION_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, expected_type) or (
-            key in ("duration_s", "seed") and value < 0
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, expected_type)
+            or (key in ("duration_s", "seed") and value < 0)
         ):
             raise fail(f"[session] {key} must be {description}, got {value!r}", "session", key)
     nodes_table = document.get("nodes")
     if not isinstance(nodes_table, dict) or not nodes_table:
-        raise fail("the session declares no nodes; expected at least one [nodes.NAME] table with a type", "nodes")
+        raise fail(
+            "the session declares no nodes; expected at least one [nodes.NAME] table with a type", "nodes"
+        )
 
     known = node_types()
     specs: dict[str, NodeSpec] = {}
@@ -176,15 +184,22 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         if not isinstance(table, dict):
             raise fail(f"nodes.{name} must be a table [nodes.{name}]", "nodes", name)
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", name):
-            raise fail(f"node name {name!r} must start with a letter and hold only letters, digits, _ and -",
-                       "nodes", name)
+            raise fail(
+                f"node name {name!r} must start with a letter and hold only letters, digits, _ and -",
+                "nodes",
+                name,
+            )
         type_name = table.get("type")
         if type_name is None:
             raise fail(f"node {name!r} has no type; expected type = one of {sorted(known)}", "nodes", name)
         node_class = known.get(type_name)
         if node_class is None:
-            raise fail(f"node {name!r}: unknown node type {type_name!r}; expected one of {sorted(known)}",
-                       "nodes", name, "type")
+            raise fail(
+                f"node {name!r}: unknown node type {type_name!r}; expected one of {sorted(known)}",
+                "nodes",
+                name,
+                "type",
+            )
         params = {}
         for key, value in table.items():
             if key in _NODE_KEYS:
@@ -192,28 +207,51 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
             parameter = node_class.parameters.get(key)
             if parameter is None:
                 allowed = sorted(node_class.parameters) or ["(none)"]
-                raise fail(f"node {name!r} ({type_name}): unknown parameter {key!r}; expected one of {allowed}",
-                           "nodes", name, key)
+                raise fail(
+                    f"node {name!r} ({type_name}): unknown parameter {key!r}; expected one of {allowed}",
+                    "nodes",
+                    name,
+                    key,
+                )
             try:
                 params[key] = parameter.check(value)
             except InvalidInputError as exc:
-                raise fail(f"node {name!r} ({type_name}): parameter {key!r} {exc}", "nodes", name, key) from None
+                raise fail(
+                    f"node {name!r} ({type_name}): parameter {key!r} {exc}", "nodes", name, key
+                ) from None
         for key, parameter in node_class.parameters.items():
             if key not in params:
                 if parameter.default is REQUIRED:
-                    raise fail(f"node {name!r} ({type_name}): missing parameter {key!r} ({parameter.help or parameter.describe()}); "
-                               f"expected {parameter.describe()}", "nodes", name)
+                    raise fail(
+                        f"node {name!r} ({type_name}): missing parameter {key!r} ({parameter.help or parameter.describe()}); "
+                        f"expected {parameter.describe()}",
+                        "nodes",
+                        name,
+                    )
                 params[key] = parameter.default
         restart = table.get("restart", True)
         if not isinstance(restart, bool):
-            raise fail(f"node {name!r}: restart must be true or false, got {restart!r}", "nodes", name, "restart")
-        spec = NodeSpec(name=name, type_name=type_name, params=params, restart=restart, line=locate.line("nodes", name))
+            raise fail(
+                f"node {name!r}: restart must be true or false, got {restart!r}", "nodes", name, "restart"
+            )
+        spec = NodeSpec(
+            name=name, type_name=type_name, params=params, restart=restart, line=locate.line("nodes", name)
+        )
         for key in ("max_restarts", "queue_length"):
             if key in table:
                 value = table[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "max_restarts" else 1):
-                    raise fail(f"node {name!r}: {key} must be an integer >= {0 if key == 'max_restarts' else 1}, "
-                               f"got {value!r}", "nodes", name, key)
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int)
+                    or value < (0 if key == "max_restarts" else 1)
+                ):
+                    raise fail(
+                        f"node {name!r}: {key} must be an integer >= {0 if key == 'max_restarts' else 1}, "
+                        f"got {value!r}",
+                        "nodes",
+                        name,
+                        key,
+                    )
                 setattr(spec, key, value)
         specs[name] = spec
 
@@ -222,18 +260,30 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
     def resolve(name: str, section: str, port_name: str, reference: Any, port) -> str:
         where = ("nodes", name, section, port_name)
         if not isinstance(reference, str) or reference.count(".") != 1:
-            raise fail(f"node {name!r}: {section}.{port_name} must be a stream 'node.port', got {reference!r}", *where)
+            raise fail(
+                f"node {name!r}: {section}.{port_name} must be a stream 'node.port', got {reference!r}",
+                *where,
+            )
         source_node, source_port = reference.split(".")
         if source_node not in specs:
-            raise fail(f"node {name!r}: {section}.{port_name} reads {reference!r}, but there is no node "
-                       f"{source_node!r}; nodes: {sorted(specs)}", *where)
+            raise fail(
+                f"node {name!r}: {section}.{port_name} reads {reference!r}, but there is no node "
+                f"{source_node!r}; nodes: {sorted(specs)}",
+                *where,
+            )
         if source_port not in outputs[source_node]:
-            raise fail(f"node {name!r}: {section}.{port_name} reads {reference!r}, but node {source_node!r} "
-                       f"({specs[source_node].type_name}) has outputs {sorted(outputs[source_node])}", *where)
+            raise fail(
+                f"node {name!r}: {section}.{port_name} reads {reference!r}, but node {source_node!r} "
+                f"({specs[source_node].type_name}) has outputs {sorted(outputs[source_node])}",
+                *where,
+            )
         produced = outputs[source_node][source_port].kind
         if port.kind != "any" and produced != port.kind:
-            raise fail(f"node {name!r}: type mismatch on {section}.{port_name}: expected a {port.kind!r} stream "
-                       f"({port.help or port.kind}), but {reference!r} carries {produced!r}", *where)
+            raise fail(
+                f"node {name!r}: type mismatch on {section}.{port_name}: expected a {port.kind!r} stream "
+                f"({port.help or port.kind}), but {reference!r} carries {produced!r}",
+                *where,
+            )
         return reference
 
     for name, spec in specs.items():
@@ -242,22 +292,40 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         for section in ("inputs", "feedback"):
             wiring = table.get(section, {})
             if not isinstance(wiring, dict):
-                raise fail(f"node {name!r}: {section} must be a table of port = \"node.port\", got {wiring!r}",
-                           "nodes", name, section)
+                raise fail(
+                    f'node {name!r}: {section} must be a table of port = "node.port", got {wiring!r}',
+                    "nodes",
+                    name,
+                    section,
+                )
             for port_name, reference in wiring.items():
                 port = node_class.inputs.get(port_name)
                 if port is None:
-                    raise fail(f"node {name!r} ({spec.type_name}): unknown input port {port_name!r}; expected one "
-                               f"of {sorted(node_class.inputs) or ['(none: it is a source)']}",
-                               "nodes", name, section, port_name)
+                    raise fail(
+                        f"node {name!r} ({spec.type_name}): unknown input port {port_name!r}; expected one "
+                        f"of {sorted(node_class.inputs) or ['(none: it is a source)']}",
+                        "nodes",
+                        name,
+                        section,
+                        port_name,
+                    )
                 if port.feedback != (section == "feedback"):
                     right = "feedback" if port.feedback else "inputs"
-                    raise fail(f"node {name!r}: port {port_name!r} must be wired under {right}, not {section}",
-                               "nodes", name, section, port_name)
+                    raise fail(
+                        f"node {name!r}: port {port_name!r} must be wired under {right}, not {section}",
+                        "nodes",
+                        name,
+                        section,
+                        port_name,
+                    )
                 if port.many:
                     if reference == "*":
-                        streams = [s for other, o in outputs.items() if other != name for s in
-                                   (f"{other}.{p}" for p in o)]
+                        streams = [
+                            s
+                            for other, o in outputs.items()
+                            if other != name
+                            for s in (f"{other}.{p}" for p in o)
+                        ]
                     else:
                         references = reference if isinstance(reference, list) else [reference]
                         streams = [resolve(name, section, port_name, r, port) for r in references]
@@ -269,8 +337,12 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         for port_name, port in node_class.inputs.items():
             if not port.optional and port_name not in spec.inputs and port_name not in spec.feedback:
                 section = "feedback" if port.feedback else "inputs"
-                raise fail(f"node {name!r} ({spec.type_name}): input {port_name!r} is not connected; expected "
-                           f"{section}.{port_name} = \"node.port\" carrying {port.kind!r}", "nodes", name)
+                raise fail(
+                    f"node {name!r} ({spec.type_name}): input {port_name!r} is not connected; expected "
+                    f'{section}.{port_name} = "node.port" carrying {port.kind!r}',
+                    "nodes",
+                    name,
+                )
 
     order = _topological_order(specs, fail)
     duration = float(settings.get("duration_s", 0.0))
@@ -302,10 +374,14 @@ def _topological_order(specs: dict[str, NodeSpec], fail) -> list[str]:
         path.append(name)
         for reader in readers[name]:
             if colour[reader] == grey:
-                cycle = path[path.index(reader):] + [reader]
-                raise fail("cycle in the node graph: " + " -> ".join(cycle) + "; a loop-back input must be "
-                           "declared under feedback (read as the newest value, without waiting)",
-                           "nodes", reader, "inputs")
+                cycle = path[path.index(reader) :] + [reader]
+                raise fail(
+                    "cycle in the node graph: " + " -> ".join(cycle) + "; a loop-back input must be "
+                    "declared under feedback (read as the newest value, without waiting)",
+                    "nodes",
+                    reader,
+                    "inputs",
+                )
             if colour[reader] == white:
                 visit(reader)
         path.pop()

@@ -167,7 +167,7 @@ class NodeRunner:
                     self._loop(node)
                     self.state = NodeState.STOPPED
                     break
-                except Exception as exc:  # the supervisor's job: any node error is caught and logged
+                except Exception as exc:  # noqa: BLE001  (the supervisor's job: any node error is caught and logged)
                     self.state = NodeState.FAILED
                     detail = f"{type(exc).__name__}: {exc}"
                     self.failures.append(detail)
@@ -189,7 +189,7 @@ class NodeRunner:
                         self.emitted_by_node = node.emitted
                         try:
                             node.teardown()
-                        except Exception as exc:  # a failing teardown must not hide the first error
+                        except Exception as exc:  # noqa: BLE001  (a failing teardown must not hide the first error)
                             self.log("teardown_failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             if self.state not in (NodeState.FAILED,):
@@ -203,7 +203,7 @@ class NodeRunner:
     def _safe_summary(node) -> dict:
         try:
             return node.summary()
-        except Exception as exc:  # summary is reporting only
+        except Exception as exc:  # noqa: BLE001  (summary is reporting only)
             return {"summary_error": str(exc)}
 
     def _discard_backlog(self) -> None:

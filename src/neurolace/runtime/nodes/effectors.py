@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from neurolace.runtime.latency import LatencyLog
 from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 
-__all__ = ["CursorNode", "PointerNode", "HidMouseNode", "hid_boot_report", "parse_hid_boot_reports"]
+__all__ = ["CursorNode", "HidMouseNode", "PointerNode", "hid_boot_report", "parse_hid_boot_reports"]
 
 
 class _Effector(Node):
@@ -47,13 +48,14 @@ class CursorNode(_Effector):
 
     type_name = "cursor"
     description = "task cursor: integrates decoded velocity; holds still when the decoder is silent"
-    inputs = {"velocity": Port("velocity", help="decoded (vx, vy, click)")}
-    outputs = {"cursor": Port("cursor")}
-    parameters = {
+    inputs: ClassVar[dict[str, Port]] = {"velocity": Port("velocity", help="decoded (vx, vy, click)")}
+    outputs: ClassVar[dict[str, Port]] = {"cursor": Port("cursor")}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "gain_per_s": Parameter(float, 1.0, "workspace units per second per unit velocity", minimum=0.0),
         "bin_ms": Parameter(float, 20.0, "time one velocity message stands for", minimum=0.1),
-        "stale_ms": Parameter(float, 100.0, "silence after which the cursor is reported as holding",
-                              minimum=1.0),
+        "stale_ms": Parameter(
+            float, 100.0, "silence after which the cursor is reported as holding", minimum=1.0
+        ),
         "click_threshold": Parameter(float, 0.5, "decoded click above this is a click"),
     }
 
@@ -101,9 +103,9 @@ class PointerNode(_Effector):
 
     type_name = "pointer"
     description = "desktop pointer (X11 via pynput, or uinput via python-evdev)"
-    inputs = {"cursor": Port("cursor")}
-    outputs = {}
-    parameters = {
+    inputs: ClassVar[dict[str, Port]] = {"cursor": Port("cursor")}
+    outputs: ClassVar[dict[str, Port]] = {}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "backend": Parameter(str, "xorg", "pointer backend", choices=("xorg", "uinput")),
         "display": Parameter(str, "", "X display such as ':1' (empty: $DISPLAY)"),
         "width": Parameter(int, 0, "pixels mapped to the unit square (0: the screen's width)", minimum=0),
@@ -118,7 +120,9 @@ class PointerNode(_Effector):
             if self.params["display"]:
                 os.environ["DISPLAY"] = self.params["display"]
             if not os.environ.get("DISPLAY"):
-                raise InvalidInputError("pointer backend 'xorg' needs an X display: set display = ':N' or $DISPLAY")
+                raise InvalidInputError(
+                    "pointer backend 'xorg' needs an X display: set display = ':N' or $DISPLAY"
+                )
             os.environ["PYNPUT_BACKEND"] = "xorg"
             from pynput.mouse import Button, Controller
 
@@ -140,7 +144,9 @@ class PointerNode(_Effector):
             try:
                 from evdev import UInput, ecodes
             except ImportError as exc:
-                raise InvalidInputError("pointer backend 'uinput' needs python-evdev: pip install evdev") from exc
+                raise InvalidInputError(
+                    "pointer backend 'uinput' needs python-evdev: pip install evdev"
+                ) from exc
             capabilities = {ecodes.EV_REL: [ecodes.REL_X, ecodes.REL_Y], ecodes.EV_KEY: [ecodes.BTN_LEFT]}
             try:
                 self.uinput = UInput(capabilities, name="neurolace-pointer")
@@ -154,8 +160,8 @@ class PointerNode(_Effector):
     def pixel(self, cursor: np.ndarray) -> tuple[int, int]:
         """Screen pixel of a unit-square cursor (y up)."""
         width, height = self.size
-        x = self.params["left"] + int(round(float(np.clip(cursor[0], 0, 1)) * (width - 1)))
-        y = self.params["top"] + int(round((1.0 - float(np.clip(cursor[1], 0, 1))) * (height - 1)))
+        x = self.params["left"] + round(float(np.clip(cursor[0], 0, 1)) * (width - 1))
+        y = self.params["top"] + round((1.0 - float(np.clip(cursor[1], 0, 1))) * (height - 1))
         return x, y
 
     def on_message(self, port: str, message: Message) -> None:
@@ -220,9 +226,9 @@ class HidMouseNode(_Effector):
 
     type_name = "hid_mouse"
     description = "USB HID boot-mouse reports to /dev/hidgN (or a file/FIFO)"
-    inputs = {"cursor": Port("cursor")}
-    outputs = {}
-    parameters = {
+    inputs: ClassVar[dict[str, Port]] = {"cursor": Port("cursor")}
+    outputs: ClassVar[dict[str, Port]] = {}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "device": Parameter(str, "/dev/hidg0", "gadget device, file or FIFO"),
         "width": Parameter(int, 1920, "counts across the unit square", minimum=1),
         "height": Parameter(int, 1080, "counts down the unit square", minimum=1),
@@ -243,8 +249,8 @@ class HidMouseNode(_Effector):
 
     def on_message(self, port: str, message: Message) -> None:
         cursor = message.payload
-        x = int(round(float(np.clip(cursor[0], 0, 1)) * (self.params["width"] - 1)))
-        y = int(round((1.0 - float(np.clip(cursor[1], 0, 1))) * (self.params["height"] - 1)))
+        x = round(float(np.clip(cursor[0], 0, 1)) * (self.params["width"] - 1))
+        y = round((1.0 - float(np.clip(cursor[1], 0, 1))) * (self.params["height"] - 1))
         buttons = 1 if self.params["click"] and cursor[2] > 0.5 else 0
         if self.last is None:
             self.last = (x, y, buttons)

@@ -11,6 +11,7 @@ import collections
 import pickle
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from neurolace.runtime.messages import Message
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 from neurolace.runtime.nodes.sources import IMPLANT_FS_HZ
 
-__all__ = ["DecoderNode", "WebgridNode", "DspNode", "DECODERS", "fit_velocity_and_click"]
+__all__ = ["DECODERS", "DecoderNode", "DspNode", "WebgridNode", "fit_velocity_and_click"]
 
 #: velocity decoders the decoder node accepts (those of the closed-loop session)
 DECODERS = ("kalman", "wiener", "refit-kalman", "gru")
@@ -42,7 +43,7 @@ class _VelocityAndClick:
         self.velocity_decoder = velocity_decoder
         self.click_decoder = click_decoder
 
-    def reset(self) -> "_VelocityAndClick":
+    def reset(self) -> _VelocityAndClick:
         self.velocity_decoder.reset()
         if self.click_decoder is not None:
             self.click_decoder.reset()
@@ -96,10 +97,17 @@ def fit_in_subprocess(name: str, X: np.ndarray, y: np.ndarray, loop_s: float, *,
     with tempfile.TemporaryDirectory(prefix="neurolace-fit-") as directory:
         data_path, model_path = Path(directory) / "data.npz", Path(directory) / "model.pkl"
         np.savez(data_path, X=X, y=y)
-        code = ("import sys; from neurolace.runtime.nodes.processing import _fit_main; "
-                "_fit_main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4])")
-        completed = subprocess.run([sys.executable, "-c", code, str(data_path), name, repr(loop_s), str(model_path)],
-                                   capture_output=True, text=True, timeout=timeout_s)
+        code = (
+            "import sys; from neurolace.runtime.nodes.processing import _fit_main; "
+            "_fit_main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4])"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", code, str(data_path), name, repr(loop_s), str(model_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
         if completed.returncode != 0:
             last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
             raise InvalidInputError(f"fitting decoder {name!r} failed: {last_line}")
@@ -138,18 +146,20 @@ class DecoderNode(Node):
 
     type_name = "decoder"
     description = "real-time velocity + click decoder with in-session calibration"
-    inputs = {
+    inputs: ClassVar[dict[str, Port]] = {
         "features": Port("features", help="one bin of neural features"),
         "intention": Port("intention", optional=True, help="calibration labels (vx, vy, click)"),
     }
-    outputs = {"velocity": Port("velocity")}
-    parameters = {
+    outputs: ClassVar[dict[str, Port]] = {"velocity": Port("velocity")}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "decoder": Parameter(str, "kalman", "decoder", choices=DECODERS),
         "calibration_s": Parameter(float, 20.0, "length of the calibration block", minimum=0.0),
         "bin_ms": Parameter(float, 20.0, "bin width of the features", minimum=0.1),
         "model_path": Parameter(str, "", "pickled fitted decoder to load (skips calibration)"),
         "assist": Parameter(bool, True, "during calibration, move the cursor with the intention"),
-        "fail_after_bins": Parameter(int, 0, "fault injection: first instance raises after N bins", minimum=0),
+        "fail_after_bins": Parameter(
+            int, 0, "fault injection: first instance raises after N bins", minimum=0
+        ),
     }
 
     def setup(self) -> None:
@@ -174,7 +184,7 @@ class DecoderNode(Node):
         else:
             self.decoder = None
             _build_decoder(self.params["decoder"])  # fail now on a missing dependency (gru needs torch)
-        self.n_calibration_bins = int(round(self.params["calibration_s"] * 1e3 / self.params["bin_ms"]))
+        self.n_calibration_bins = round(self.params["calibration_s"] * 1e3 / self.params["bin_ms"])
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
         try:
@@ -183,15 +193,18 @@ class DecoderNode(Node):
             self.context.extra["decoder"] = decoder
             self.decoder = decoder
             self.context.log("decoder_fitted", bins=int(X.shape[0]), decoder=self.params["decoder"])
-        except Exception as exc:  # reported in the summary and log; calibration continues assisted
+        except Exception as exc:  # noqa: BLE001  (reported in the summary and log; calibration continues assisted)
             self.fit_error = f"{type(exc).__name__}: {exc}"
             self.context.log("decoder_fit_failed", error=self.fit_error)
 
     def on_message(self, port: str, message: Message) -> None:
         if port == "features":
             self.bins += 1
-            if (self.params["fail_after_bins"] and self.bins >= self.params["fail_after_bins"]
-                    and not self.context.extra.get("fault_injected")):
+            if (
+                self.params["fail_after_bins"]
+                and self.bins >= self.params["fail_after_bins"]
+                and not self.context.extra.get("fault_injected")
+            ):
                 self.context.extra["fault_injected"] = True
                 raise RuntimeError(f"injected decoder fault after {self.bins} bins")
             decoder = self.decoder
@@ -206,7 +219,8 @@ class DecoderNode(Node):
                 return
             # not decoding yet: this bin's velocity comes from its intention (assist), if any
             self.awaiting_intention[message.sample_index] = (
-                np.asarray(message.payload, dtype=np.float64) if self.fit_thread is None else None)
+                np.asarray(message.payload, dtype=np.float64) if self.fit_thread is None else None
+            )
             while len(self.awaiting_intention) > 1000:
                 self.awaiting_intention.pop(next(iter(self.awaiting_intention)))
         elif port == "intention":
@@ -217,12 +231,16 @@ class DecoderNode(Node):
                 self.pairs_x.append(features)
                 self.pairs_y.append(np.asarray(message.payload, dtype=np.float64))
             if self.params["assist"]:
-                self.emit("velocity", np.append(np.asarray(message.payload[:3], dtype=np.float64), 1.0),
-                          parent=message)
+                self.emit(
+                    "velocity",
+                    np.append(np.asarray(message.payload[:3], dtype=np.float64), 1.0),
+                    parent=message,
+                )
             if self.fit_thread is None and len(self.pairs_x) >= max(self.n_calibration_bins, 2):
                 X, y = np.vstack(self.pairs_x), np.vstack(self.pairs_y)
-                self.fit_thread = threading.Thread(target=self._fit, args=(X, y), daemon=True,
-                                                   name=f"fit:{self.name}")
+                self.fit_thread = threading.Thread(
+                    target=self._fit, args=(X, y), daemon=True, name=f"fit:{self.name}"
+                )
                 self.fit_thread.start()
 
     def teardown(self) -> None:
@@ -252,9 +270,9 @@ class WebgridNode(Node):
 
     type_name = "webgrid"
     description = "Webgrid point-and-click task with BPS scoring"
-    inputs = {"cursor": Port("cursor")}
-    outputs = {"target": Port("target"), "score": Port("score")}
-    parameters = {
+    inputs: ClassVar[dict[str, Port]] = {"cursor": Port("cursor")}
+    outputs: ClassVar[dict[str, Port]] = {"target": Port("target"), "score": Port("score")}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "grid_side": Parameter(int, 30, "cells per side", minimum=2),
         "fs_hz": Parameter(float, IMPLANT_FS_HZ, "sample clock of the source", minimum=1e-6),
         "score": Parameter(str, "decoded", "which moves are scored", choices=("decoded", "all")),
@@ -295,9 +313,12 @@ class WebgridNode(Node):
         if not self.scoring:
             return {"correct": 0, "incorrect": 0, "bps": 0.0, "scored_s": 0.0}
         block = self.task.summary(self.time_s)
-        return {"correct": block.correct, "incorrect": block.incorrect,
-                "bps": float(block.bps) if np.isfinite(block.bps) else 0.0,
-                "scored_s": round(self.time_s - self.block_start_s, 3)}
+        return {
+            "correct": block.correct,
+            "incorrect": block.incorrect,
+            "bps": float(block.bps) if np.isfinite(block.bps) else 0.0,
+            "scored_s": round(self.time_s - self.block_start_s, 3),
+        }
 
 
 @register_node
@@ -313,16 +334,22 @@ class DspNode(Node):
 
     type_name = "dsp"
     description = "streaming filter, spike detection and binned features"
-    inputs = {"raw": Port("raw")}
-    outputs = {"features": Port("features")}
-    parameters = {
+    inputs: ClassVar[dict[str, Port]] = {"raw": Port("raw")}
+    outputs: ClassVar[dict[str, Port]] = {"features": Port("features")}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "fs_hz": Parameter(float, IMPLANT_FS_HZ, "sampling rate of the raw stream", minimum=1.0),
         "n_channels": Parameter(int, 1024, "channels of the raw stream", minimum=1),
         "gain_uv": Parameter(float, 0.195, "µV per ADC code", minimum=1e-9),
         "bin_ms": Parameter(float, 20.0, "feature bin width", minimum=0.1),
-        "feature": Parameter(str, "threshold_crossings", "columns to publish",
-                             choices=("threshold_crossings", "spike_band_power", "both")),
-        "noise_window_s": Parameter(float, 1.0, "first noise window (detection starts after it)", minimum=0.001),
+        "feature": Parameter(
+            str,
+            "threshold_crossings",
+            "columns to publish",
+            choices=("threshold_crossings", "spike_band_power", "both"),
+        ),
+        "noise_window_s": Parameter(
+            float, 1.0, "first noise window (detection starts after it)", minimum=0.001
+        ),
         "sbp_filter": Parameter(bool, False, "separate 300-1000 Hz filter for SBP (else the spike band)"),
     }
 
@@ -330,13 +357,21 @@ class DspNode(Node):
         from neurolace.dsp.chain import SignalChain
 
         params = self.params
-        self.chain = SignalChain(params["fs_hz"], params["n_channels"], gain_uv=params["gain_uv"],
-                                 bin_ms=params["bin_ms"], noise_window_s=params["noise_window_s"],
-                                 sbp_band_hz=(300.0, 1000.0) if params["sbp_filter"] else None)
+        self.chain = SignalChain(
+            params["fs_hz"],
+            params["n_channels"],
+            gain_uv=params["gain_uv"],
+            bin_ms=params["bin_ms"],
+            noise_window_s=params["noise_window_s"],
+            sbp_band_hz=(300.0, 1000.0) if params["sbp_filter"] else None,
+        )
         self.bin_samples = self.chain.sbp.bin_samples
         n = params["n_channels"]
-        self.columns = {"threshold_crossings": slice(0, n), "spike_band_power": slice(n, 2 * n),
-                        "both": slice(0, 2 * n)}[params["feature"]]
+        self.columns = {
+            "threshold_crossings": slice(0, n),
+            "spike_band_power": slice(n, 2 * n),
+            "both": slice(0, 2 * n),
+        }[params["feature"]]
         self.block_origins: collections.deque = collections.deque(maxlen=4096)
         self.bins = 0
 
@@ -356,8 +391,13 @@ class DspNode(Node):
             start = features.start_sample + row * self.bin_samples
             origin = self._origin_of_sample(start + self.bin_samples - 1, message.origin_ns)
             self.bins += 1
-            self.emit("features", np.ascontiguousarray(features.data[row, self.columns], dtype=np.float32),
-                      parent=message, sample_index=start, origin_ns=origin)
+            self.emit(
+                "features",
+                np.ascontiguousarray(features.data[row, self.columns], dtype=np.float32),
+                parent=message,
+                sample_index=start,
+                origin_ns=origin,
+            )
         next_bin_start = features.start_sample + features.n_bins * self.bin_samples
         while self.block_origins and self.block_origins[0][0] <= next_bin_start:
             self.block_origins.popleft()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from neurolace.runtime.messages import Message
 from neurolace.runtime.node import Node, Parameter, Port, register_node
@@ -22,14 +23,18 @@ class RecorderNode(Node):
 
     type_name = "recorder"
     description = "append-only checksummed record of streams, converted to NWB at the end"
-    inputs = {"streams": Port("any", many=True, help="streams to record, or \"*\" for all")}
-    outputs = {}
-    parameters = {
+    inputs: ClassVar[dict[str, Port]] = {
+        "streams": Port("any", many=True, help='streams to record, or "*" for all')
+    }
+    outputs: ClassVar[dict[str, Port]] = {}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "path": Parameter(str, help="record file to write (.nlrec)"),
         "block_ms": Parameter(float, 100.0, "longest a message waits in memory", minimum=1.0),
         "fsync": Parameter(bool, True, "fsync every block"),
         "nwb_path": Parameter(str, "", "NWB file written at the end ('' beside the record, 'none' to skip)"),
-        "raw_fs_hz": Parameter(float, 19531.25, "sample rate of raw streams, for NWB timestamps", minimum=1e-6),
+        "raw_fs_hz": Parameter(
+            float, 19531.25, "sample rate of raw streams, for NWB timestamps", minimum=1e-6
+        ),
     }
 
     def setup(self) -> None:
@@ -38,9 +43,12 @@ class RecorderNode(Node):
         self.context.extra["starts"] = restarts + 1
         if restarts:  # never overwrite what an earlier instance recorded
             self.path = self.path.with_name(f"{self.path.stem}.{restarts}{self.path.suffix}")
-        self.writer = RecordWriter(self.path, header={"session": self.context.extra.get("session", ""),
-                                                      "node": self.name},
-                                   block_ms=self.params["block_ms"], fsync=self.params["fsync"])
+        self.writer = RecordWriter(
+            self.path,
+            header={"session": self.context.extra.get("session", ""), "node": self.name},
+            block_ms=self.params["block_ms"],
+            fsync=self.params["fsync"],
+        )
         self.nwb_report = None
 
     def on_message(self, port: str, message: Message) -> None:
@@ -59,5 +67,10 @@ class RecorderNode(Node):
         self.nwb_report = {"nwb_path": str(target), "recovery": report.describe()}
 
     def summary(self) -> dict:
-        return {"record_path": str(self.path), "blocks": self.writer.blocks, "messages": self.writer.messages,
-                "bytes": self.writer.bytes_written, "nwb": self.nwb_report}
+        return {
+            "record_path": str(self.path),
+            "blocks": self.writer.blocks,
+            "messages": self.writer.messages,
+            "bytes": self.writer.bytes_written,
+            "nwb": self.nwb_report,
+        }

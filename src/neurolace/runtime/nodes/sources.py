@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from neurolace.runtime.clock import Pacer
 from neurolace.runtime.messages import now_ns
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 
-__all__ = ["SimParticipantNode", "ReplayNode", "SimImplantNode", "LSLInletNode", "load_recording"]
+__all__ = ["LSLInletNode", "ReplayNode", "SimImplantNode", "SimParticipantNode", "load_recording"]
 
 _TargetView = namedtuple("_TargetView", "center_xy width shape")
 
@@ -44,16 +45,17 @@ class SimParticipantNode(Node):
 
     type_name = "sim_participant"
     description = "simulated BCI user (feedback controller + motor-cortex channels), one bin per loop"
-    inputs = {
+    inputs: ClassVar[dict[str, Port]] = {
         "cursor": Port("cursor", optional=True, feedback=True, help="cursor the participant sees"),
         "target": Port("target", optional=True, feedback=True, help="target the participant aims at"),
     }
-    outputs = {"features": Port("features"), "intention": Port("intention")}
-    parameters = {
+    outputs: ClassVar[dict[str, Port]] = {"features": Port("features"), "intention": Port("intention")}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "n_channels": Parameter(int, 1024, "implant channels", minimum=1),
         "loop_ms": Parameter(float, 20.0, "bin and control period in ms", minimum=1.0),
-        "cursor_gain_per_s": Parameter(float, 1.0, "cursor speed per unit velocity (match the cursor node)",
-                                       minimum=1e-6),
+        "cursor_gain_per_s": Parameter(
+            float, 1.0, "cursor speed per unit velocity (match the cursor node)", minimum=1e-6
+        ),
         "visual_delay_s": Parameter(float, 0.2, "visual feedback delay", minimum=0.0),
         "realtime": Parameter(bool, True, "pace on the clock (false: as fast as possible)"),
         "max_bins": Parameter(int, 0, "stop after this many bins (0: never)", minimum=0),
@@ -64,12 +66,15 @@ class SimParticipantNode(Node):
 
         params = self.params
         loop_s = params["loop_ms"] / 1e3
-        control = ControlParameters(loop_s=loop_s, visual_delay_s=params["visual_delay_s"],
-                                    reaction_time_s=max(0.25, params["visual_delay_s"]))
+        control = ControlParameters(
+            loop_s=loop_s,
+            visual_delay_s=params["visual_delay_s"],
+            reaction_time_s=max(0.25, params["visual_delay_s"]),
+        )
         rng = _node_seed(self.context.seed, self.name)
         self.participant = SimulatedParticipant(n_channels=params["n_channels"], seed=rng, control=control)
         self.participant.start((0.5, 0.5), cursor_gain_per_s=params["cursor_gain_per_s"])
-        self.pacer = Pacer(int(round(loop_s * 1e9)), realtime=params["realtime"])
+        self.pacer = Pacer(round(loop_s * 1e9), realtime=params["realtime"])
         self.samples_per_bin = loop_s * IMPLANT_FS_HZ
 
     def produce(self) -> bool:
@@ -85,11 +90,15 @@ class SimParticipantNode(Node):
             target = _TargetView((x, y), width, "square")
         intention = self.participant.step(cursor, target)
         counts = self.participant.emit_counts(intention).astype(np.float32)
-        sample_index = int(round(tick * self.samples_per_bin))
+        sample_index = round(tick * self.samples_per_bin)
         origin = now_ns()
         self.emit("features", counts, sample_index=sample_index, origin_ns=origin)
-        self.emit("intention", np.array([*intention.velocity, intention.click]), sample_index=sample_index,
-                  origin_ns=origin)
+        self.emit(
+            "intention",
+            np.array([*intention.velocity, intention.click]),
+            sample_index=sample_index,
+            origin_ns=origin,
+        )
         return True
 
     def summary(self) -> dict:
@@ -116,21 +125,23 @@ def load_recording(path: str | Path, *, fs_hz: float = 0.0, n_channels: int = 0,
         from neurolace.io.raw import read_raw
 
         return read_raw(path, fs_hz=fs_hz, n_channels=n_channels, gain_uv=gain_uv or None)
-    raise InvalidInputError(f"recording {path.name}: expected a .wav, .nwb or raw (.raw/.bin/.dat) file, got {suffix!r}")
+    raise InvalidInputError(
+        f"recording {path.name}: expected a .wav, .nwb or raw (.raw/.bin/.dat) file, got {suffix!r}"
+    )
 
 
 class _RecordingSource(Node):
     """Streams a :class:`~neurolace.core.Recording` in blocks of ``block_ms``, paced or as fast as possible."""
 
-    outputs = {"raw": Port("raw")}
+    outputs: ClassVar[dict[str, Port]] = {"raw": Port("raw")}
 
     def _load(self):
         raise NotImplementedError
 
     def setup(self) -> None:
         self.recording = self._load()
-        self.block_samples = max(1, int(round(self.params["block_ms"] / 1e3 * self.recording.fs_hz)))
-        period_ns = int(round(self.block_samples / self.recording.fs_hz * 1e9))
+        self.block_samples = max(1, round(self.params["block_ms"] / 1e3 * self.recording.fs_hz))
+        period_ns = round(self.block_samples / self.recording.fs_hz * 1e9)
         self.pacer = Pacer(period_ns, realtime=self.params["speed"] == "realtime")
         self.position = 0
         self.offset = 0
@@ -151,9 +162,13 @@ class _RecordingSource(Node):
         return True
 
     def summary(self) -> dict:
-        return {"blocks": self.blocks, "samples": self.offset + self.position,
-                "fs_hz": self.recording.fs_hz, "n_channels": self.recording.n_channels,
-                "pacing_jitter_us": self.pacer.jitter_summary()}
+        return {
+            "blocks": self.blocks,
+            "samples": self.offset + self.position,
+            "fs_hz": self.recording.fs_hz,
+            "n_channels": self.recording.n_channels,
+            "pacing_jitter_us": self.pacer.jitter_summary(),
+        }
 
 
 _PACING = {
@@ -175,8 +190,10 @@ class ReplayNode(_RecordingSource):
 
     type_name = "replay"
     description = "replay a WAV, NWB or raw-binary recording"
-    parameters = {
-        "path": Parameter(str, help="recording file (.wav, .nwb, .raw/.bin/.dat), relative to the session file"),
+    parameters: ClassVar[dict[str, Parameter]] = {
+        "path": Parameter(
+            str, help="recording file (.wav, .nwb, .raw/.bin/.dat), relative to the session file"
+        ),
         **_PACING,
         "fs_hz": Parameter(float, 0.0, "raw files: sampling rate", minimum=0.0),
         "n_channels": Parameter(int, 0, "raw files: channels", minimum=0),
@@ -187,8 +204,12 @@ class ReplayNode(_RecordingSource):
         path = Path(self.params["path"])
         if not path.is_absolute() and self.context.session_directory is not None:
             path = Path(self.context.session_directory) / path
-        return load_recording(path, fs_hz=self.params["fs_hz"], n_channels=self.params["n_channels"],
-                              gain_uv=self.params["gain_uv"])
+        return load_recording(
+            path,
+            fs_hz=self.params["fs_hz"],
+            n_channels=self.params["n_channels"],
+            gain_uv=self.params["gain_uv"],
+        )
 
 
 @register_node
@@ -202,7 +223,7 @@ class SimImplantNode(_RecordingSource):
 
     type_name = "sim_implant"
     description = "simulated implant: 1024 channels at 19.5 kHz"
-    parameters = {
+    parameters: ClassVar[dict[str, Parameter]] = {
         "n_channels": Parameter(int, 1024, "electrodes (1-16 or a multiple of 16)", minimum=1),
         "duration_s": Parameter(float, 2.0, "seconds simulated at setup", minimum=0.01),
         **_PACING,
@@ -213,8 +234,11 @@ class SimImplantNode(_RecordingSource):
 
         cached = self.context.extra.get("recording")
         if cached is None:
-            cached = simulate_implant(duration_s=self.params["duration_s"], n_electrodes=self.params["n_channels"],
-                                      seed=_node_seed(self.context.seed, self.name)).recording
+            cached = simulate_implant(
+                duration_s=self.params["duration_s"],
+                n_electrodes=self.params["n_channels"],
+                seed=_node_seed(self.context.seed, self.name),
+            ).recording
             self.context.extra["recording"] = cached
         return cached
 
@@ -231,8 +255,8 @@ class LSLInletNode(Node):
 
     type_name = "lsl_inlet"
     description = "LabStreamingLayer inlet (pylsl)"
-    outputs = {"raw": Port("raw")}
-    parameters = {
+    outputs: ClassVar[dict[str, Port]] = {"raw": Port("raw")}
+    parameters: ClassVar[dict[str, Parameter]] = {
         "stream_name": Parameter(str, "", "LSL stream name to resolve (empty: by type)"),
         "stream_type": Parameter(str, "EEG", "LSL stream type when no name is given"),
         "resolve_timeout_s": Parameter(float, 5.0, "time to find the stream", minimum=0.0),
@@ -249,26 +273,36 @@ class LSLInletNode(Node):
         prop, value = ("name", name) if name else ("type", stream_type)
         found = pylsl.resolve_byprop(prop, value, minimum=1, timeout=self.params["resolve_timeout_s"])
         if not found:
-            raise InvalidInputError(f"no LSL stream with {prop} {value!r} found within "
-                                    f"{self.params['resolve_timeout_s']:g} s")
+            raise InvalidInputError(
+                f"no LSL stream with {prop} {value!r} found within {self.params['resolve_timeout_s']:g} s"
+            )
         self.info = found[0]
         self.inlet = pylsl.StreamInlet(self.info, max_chunklen=self.params["max_chunk"])
         self.inlet.open_stream(timeout=self.params["resolve_timeout_s"])
         self.n_channels = self.info.channel_count()
         self.fs_hz = self.info.nominal_srate()
         self.samples_received = 0
-        formats = {pylsl.cf_float32: np.float32, pylsl.cf_double64: np.float64, pylsl.cf_int16: np.int16,
-                   pylsl.cf_int32: np.int32}
+        formats = {
+            pylsl.cf_float32: np.float32,
+            pylsl.cf_double64: np.float64,
+            pylsl.cf_int16: np.int16,
+            pylsl.cf_int32: np.int32,
+        }
         self.channel_format = self.info.channel_format()
         if self.channel_format not in formats:
-            raise InvalidInputError(f"LSL stream {self.info.name()!r} has channel format {self.channel_format}; "
-                                    "expected float32, double64, int16 or int32 samples")
+            raise InvalidInputError(
+                f"LSL stream {self.info.name()!r} has channel format {self.channel_format}; "
+                "expected float32, double64, int16 or int32 samples"
+            )
         self.float_samples = self.channel_format in (pylsl.cf_float32, pylsl.cf_double64)
-        self.buffer = np.empty((self.params["max_chunk"], self.n_channels), dtype=formats[self.channel_format])
+        self.buffer = np.empty(
+            (self.params["max_chunk"], self.n_channels), dtype=formats[self.channel_format]
+        )
 
     def produce(self) -> bool:
-        _, timestamps = self.inlet.pull_chunk(timeout=0.05, max_samples=self.params["max_chunk"],
-                                              dest_obj=self.buffer)
+        _, timestamps = self.inlet.pull_chunk(
+            timeout=0.05, max_samples=self.params["max_chunk"], dest_obj=self.buffer
+        )
         n = len(timestamps)
         if n == 0:
             return not self.context.stop_requested()
