@@ -78,10 +78,11 @@ def test_watched_bus_becomes_frames_with_known_counts_latency_and_blocks():
         counts = np.zeros(1024, dtype=np.float32)
         counts[[0, 1, 1023]] = [1.0, 2.4, 300.0]
         origin = now_ns() - 5_000_000  # the bin was available 5 ms before the cursor moved
-        bus.publish(Message("cursor.cursor", np.array([0.25, 0.75, 1.0]), origin_ns=origin))
+        # the loop's order: features, then the cursor the decoder moved (the frame's trigger), then the task
+        bus.publish(Message("participant.features", counts))
         bus.publish(Message("task.target", np.array([0.5625, 0.4375, 0.125])))
         bus.publish(Message("task.score", np.array([4.0, 1.0, 0.0])))
-        bus.publish(Message("participant.features", counts))
+        bus.publish(Message("cursor.cursor", np.array([0.25, 0.75, 1.0]), origin_ns=origin))
         assert _wait(lambda: live.frame_sequence == 1)
         header, channels = decode_frame(live.latest_frame)
         assert np.frombuffer(channels, dtype=np.uint8)[[0, 1, 2, 1023]].tolist() == [1, 2, 0, 255]
@@ -89,20 +90,24 @@ def test_watched_bus_becomes_frames_with_known_counts_latency_and_blocks():
         assert header["cursor"] == [0.25, 0.75, 1.0] and header["target"] == [0.5625, 0.4375, 0.125]
         assert header["score"] == [4, 1, 0.0]
         assert 5.0 <= header["latency_ms"]["p50"] < 500.0
-        assert header["link_bytes_per_s"] == 4096  # one float32 bin of 1024 channels in the last second
+        assert header["link_bytes_per_s"] == 0  # a rate needs more than one bin
 
         live.start_block(0.3, name="fast")
         with pytest.raises(InvalidInputError, match="block 'fast' is still running"):
             live.start_block(1.0)
         bus.publish(Message("task.score", np.array([10.0, 2.0, 0.0])))
-        time.sleep(0.35)
-        bus.publish(Message("participant.features", counts))
+        for _ in range(8):  # 0.4 s of bins; a frame after 0.3 s closes the block
+            time.sleep(0.05)
+            bus.publish(Message("participant.features", counts))
+            bus.publish(Message("cursor.cursor", np.array([0.25, 0.75, 0.0]), origin_ns=now_ns()))
         assert _wait(lambda: live.blocks)
         block = live.blocks[0]
         assert (block["name"], block["correct"], block["incorrect"], block["aborted"]) == ("fast", 6, 1, False)
         # 5 net correct selections in 0.3 s on 8 x 8: 1000 NTPM, 1000/60 * log2(63) bits per second
         assert block["ntpm"] == pytest.approx(1000.0)
         assert block["bps"] == pytest.approx(1000.0 / 60.0 * math.log2(63))
+        header, _ = decode_frame(live.latest_frame)
+        assert header["link_bytes_per_s"] > 0 and header["cursor"] == [0.25, 0.75, 0.0]
     finally:
         live.stop()
     assert live.state == "stopped" and not live.running
@@ -129,7 +134,7 @@ def test_real_implant_graph_streams_spike_band_power():
     live = LiveSession(spec=parse_session(SBP_SESSION))
     live.start(wait=True)
     try:
-        assert live.wait_for_frames(10, timeout_s=20.0), f"no frames: {live.state} {live.error}"
+        assert live.wait_for_frames(20, timeout_s=20.0), f"no frames: {live.state} {live.error}"
         header, channels = decode_frame(live.latest_frame)
         assert header["n_channels"] == 16 and len(channels) == 32
         assert header["sbp_scale"] > 0 and header["cursor"] == [0.5, 0.5, 0.0]  # no cursor in this session

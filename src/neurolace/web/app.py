@@ -32,6 +32,7 @@ unknown id (404), so ids do not leak.
 
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -52,8 +53,8 @@ MAX_WS_MESSAGE_BYTES = 4096
 #: the subprotocol the live WebSocket speaks
 WS_SUBPROTOCOL = "neurolace.v1"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-#: seconds between checks for a new frame in the WebSocket sender
-_FRAME_POLL_S = 0.005
+#: longest wait of the WebSocket sender for a new frame before it looks again
+_FRAME_WAIT_S = 1.0
 
 
 class _BodyLimit:
@@ -360,13 +361,29 @@ def _handle_client_message(message: dict, session: LiveSession, user: User, appl
 
 
 async def _send_frames(websocket, session: LiveSession) -> None:
-    """Send the newest frame whenever there is one (a slow browser skips frames, never queues them)."""
+    """Send the newest frame whenever there is one (a slow browser skips frames, never queues them).
+
+    The feed thread wakes this task through ``call_soon_threadsafe`` once per
+    frame, so an idle dashboard costs nothing and a busy one one wake-up per bin.
+    """
+    loop = asyncio.get_running_loop()
+    new_frame = asyncio.Event()
+
+    def notify() -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop closed under us: nothing to wake
+            loop.call_soon_threadsafe(new_frame.set)
+
+    session.add_listener(notify)
     last = 0
-    while True:
-        sequence = session.frame_sequence
-        frame = session.latest_frame
-        if sequence != last and frame is not None:
-            last = sequence
-            await websocket.send_bytes(frame)
-        else:
-            await asyncio.sleep(_FRAME_POLL_S)
+    try:
+        while True:
+            new_frame.clear()
+            sequence, frame = session.frame_sequence, session.latest_frame
+            if sequence != last and frame is not None:
+                last = sequence
+                await websocket.send_bytes(frame)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(new_frame.wait(), _FRAME_WAIT_S)
+    finally:
+        session.remove_listener(notify)

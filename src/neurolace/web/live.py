@@ -43,7 +43,15 @@ from neurolace.core.errors import InvalidInputError, NeurolaceError
 from neurolace.runtime.messages import now_ns
 from neurolace.tasks import net_targets_per_minute, webgrid_bps
 
-__all__ = ["LIVE_DECODERS", "SESSION_STATES", "LiveSession", "LiveStreams", "decode_frame", "encode_frame"]
+__all__ = [
+    "LIVE_DECODERS",
+    "SESSION_STATES",
+    "LiveSession",
+    "LiveStreams",
+    "cursor_latency_us",
+    "decode_frame",
+    "encode_frame",
+]
 
 #: states a live session reports ("watching": reading a graph someone else runs)
 SESSION_STATES = ("stopped", "starting", "calibrating", "decoding", "watching", "failed")
@@ -118,6 +126,40 @@ def decode_frame(data: bytes) -> tuple[dict, bytes]:
     return header, data[_FRAME_HEADER.size + length:]
 
 
+class _FeedSubscriptions:
+    """How the feed reads a bus without competing with the loop.
+
+    The feed blocks only on the *trigger* stream: the cursor, published after
+    the decoder and the cursor node handled a bin (the features themselves when
+    a session has no cursor). Every other stream has its own "latest"
+    subscription read without waiting, so nothing wakes the feed while the
+    loop is still working on the bin, and the frame is built in the loop's
+    idle time.
+    """
+
+    def __init__(self, bus: Any, streams: LiveStreams) -> None:
+        self.trigger_stream = streams.cursor or streams.features
+        self.trigger = bus.subscribe(self.trigger_stream, maxlen=256, mode="queue")
+        self.latest = {name: bus.subscribe(name, maxlen=4, mode="latest")
+                       for name in streams.names() if name != self.trigger_stream}
+
+    def close(self) -> None:
+        self.trigger.close()
+        for subscription in self.latest.values():
+            subscription.close()
+
+
+def cursor_latency_us(graph: Any) -> dict | None:
+    """End-to-end latency summary of the running ``cursor`` node of ``graph`` (None if there is none)."""
+    if graph is None:
+        return None
+    for runner in graph.runners.values():
+        node = getattr(runner, "node", None)
+        if runner.spec.type_name == "cursor" and node is not None and hasattr(node, "end_to_end"):
+            return node.end_to_end.summary_us()
+    return None
+
+
 def _quantiles_ms(values_ns: collections.deque) -> dict:
     if not values_ns:
         return {"last": None, "p50": None, "p99": None}
@@ -164,6 +206,7 @@ class LiveSession:
         self._feed_thread: threading.Thread | None = None
         self._feed_stop = threading.Event()
         self._owns_bus = True
+        self._listeners: list = []
         self._reset_feed_state()
 
     # graph control ----------------------------------------------------------------------------
@@ -173,7 +216,6 @@ class LiveSession:
         return self.spec.node(self.streams.decoder_node)
 
     def _reset_feed_state(self) -> None:
-        n = self.streams.n_channels
         self.frame_sequence = 0
         self.latest_frame: bytes | None = None
         self.started_ns = now_ns()
@@ -182,13 +224,16 @@ class LiveSession:
         self._score = [0, 0, 0.0]
         self._latency_ns: collections.deque = collections.deque(maxlen=500)  # recent: the live quantiles
         self._latency_log_ns: collections.deque = collections.deque(maxlen=60_000)  # 20 min of bins: export
-        self._feature_bytes: collections.deque = collections.deque()  # (time_ns, n_bytes) over the last second
+        self._feature_counts: collections.deque = collections.deque()  # (time_ns, messages so far), last second
+        self._feature_nbytes = 0
+        self._features_seen = 0
+        self._last_features: np.ndarray | None = None
+        self._latency_summary = _quantiles_ms(self._latency_ns)
+        self._latency_summary_ns = 0
         self._score_history: collections.deque = collections.deque()  # (time_s, correct, incorrect)
         self.series: collections.deque = collections.deque(maxlen=1200)  # (time_s, ntpm, bps)
         self._last_series_s = 0.0
         self._block: dict | None = None
-        self._n_features = n
-        self._messages = 0
 
     def start(self, *, decoder: str | None = None, calibration_s: float | None = None,
               wait: bool = False, timeout_s: float = 60.0) -> None:
@@ -238,7 +283,7 @@ class LiveSession:
         try:
             bus = open_bus(self.bus_url)
             graph = Graph(self._session_with_controls(), bus, log=RunLog(echo=self._on_event))
-            subscription = bus.subscribe(self.streams.names(), maxlen=4096, mode="queue")
+            subscription = _FeedSubscriptions(bus, self.streams)
             graph.start()
         except (NeurolaceError, OSError, ImportError) as exc:  # shown on the dashboard; the server keeps running
             with self._lock:
@@ -259,6 +304,15 @@ class LiveSession:
         self._feed_thread = threading.Thread(target=self._feed, daemon=True, name=f"feed:{self.session_id}")
         self._feed_thread.start()
 
+    def add_listener(self, callback) -> None:
+        """Call ``callback()`` (from the feed thread; keep it tiny) after each new frame."""
+        with self._lock:
+            self._listeners = [*self._listeners, callback]
+
+    def remove_listener(self, callback) -> None:
+        with self._lock:
+            self._listeners = [c for c in self._listeners if c is not callback]
+
     def watch(self, bus: Any) -> None:
         """Read the streams of a graph someone else runs on ``bus`` (controls other than blocks are off).
 
@@ -271,7 +325,7 @@ class LiveSession:
             self._bus, self._owns_bus = bus, False
             self.state = "watching"
             self.error = None
-            self._start_feed(bus.subscribe(self.streams.names(), maxlen=4096, mode="queue"))
+            self._start_feed(_FeedSubscriptions(bus, self.streams))
 
     def _on_event(self, record: dict) -> None:
         if record["event"] == "decoder_fitted":
@@ -308,6 +362,20 @@ class LiveSession:
     def running(self) -> bool:
         """Whether the feed reads a graph (run here, or watched)."""
         return self._subscription is not None
+
+    def reset_measurements(self) -> None:
+        """Forget the runtime's latency measurements so far (e.g. after calibration); no-op when not running."""
+        graph = self._graph
+        if graph is not None:
+            graph.reset_measurements()
+
+    def loop_latency_us(self) -> dict | None:
+        """The cursor node's own end-to-end latency so far (``n``, ``p50_us``, ``p99_us``, ``max_us``), or None.
+
+        Read from the running node (the runtime's report fills node summaries
+        only when a node stops), so it is the runtime's measure, not the feed's.
+        """
+        return cursor_latency_us(self._graph)
 
     def graph_report(self) -> dict | None:
         """The runtime's per-node report of the running graph (latencies, CPU), or None."""
@@ -357,36 +425,45 @@ class LiveSession:
 
     # the feed ---------------------------------------------------------------------------------
     def _feed(self) -> None:
-        subscription = self._subscription
+        subscriptions = self._subscription
         streams = self.streams
+        features_latest = subscriptions.latest.get(streams.features)
+        target_latest = subscriptions.latest.get(streams.target) if streams.target else None
+        score_latest = subscriptions.latest.get(streams.score) if streams.score else None
         while not self._feed_stop.is_set():
-            message = subscription.get(timeout_s=0.1)
+            message = subscriptions.trigger.get(timeout_s=0.1)
             if message is None:
                 continue
-            self._messages += 1
-            stream = message.stream
-            if stream == streams.features:
-                self._on_features(message)
-            elif stream == streams.cursor:
+            if message.stream == streams.cursor:
                 payload = message.payload
                 self._cursor = [float(payload[0]), float(payload[1]), float(payload[2])]
                 latency_ns = message.timestamp_ns - message.origin_ns
                 self._latency_ns.append(latency_ns)
                 self._latency_log_ns.append(latency_ns)
-            elif stream == streams.target:
-                payload = message.payload
-                self._target = [float(payload[0]), float(payload[1]), float(payload[2])]
-            elif stream == streams.score:
-                payload = message.payload
-                self._score = [int(payload[0]), int(payload[1]), float(payload[2])]
+                if subscriptions.trigger.pending():
+                    continue  # behind: skip to the newest cursor before drawing
+                features = features_latest.latest()
+                if features is not None:
+                    self._features_seen = features_latest.received + features_latest.superseded
+            else:
+                features = message
+                self._features_seen += 1
+            if features is not None:
+                self._last_features = np.asarray(features.payload)
+            if target_latest is not None and (target := target_latest.latest()) is not None:
+                self._target = [float(v) for v in target.payload[:3]]
+            if score_latest is not None and (score := score_latest.latest()) is not None:
+                self._score = [int(score.payload[0]), int(score.payload[1]), float(score.payload[2])]
+            if self._last_features is not None:
+                self._make_frame(message.received_ns or now_ns())
 
-    def _on_features(self, message) -> None:
+    def _make_frame(self, time_ns: int) -> None:
         n = self.streams.n_channels
-        payload = np.asarray(message.payload)
-        time_ns = message.received_ns or now_ns()
-        self._feature_bytes.append((time_ns, payload.nbytes))
-        while self._feature_bytes and time_ns - self._feature_bytes[0][0] > 1_000_000_000:
-            self._feature_bytes.popleft()
+        payload = self._last_features
+        self._feature_nbytes = payload.nbytes
+        self._feature_counts.append((time_ns, self._features_seen))
+        while time_ns - self._feature_counts[0][0] > 1_000_000_000:
+            self._feature_counts.popleft()
         counts = np.clip(np.rint(payload[:n]), 0, 255).astype(np.uint8)
         channels = counts.tobytes()
         sbp_scale = None
@@ -394,6 +471,9 @@ class LiveSession:
             sbp = np.asarray(payload[n:2 * n], dtype=np.float64)
             sbp_scale = float(sbp.max()) or 1.0
             channels += np.clip(np.rint(sbp / sbp_scale * 255), 0, 255).astype(np.uint8).tobytes()
+        if time_ns - self._latency_summary_ns > 250_000_000:  # quantiles 4 times a second, not per frame
+            self._latency_summary = _quantiles_ms(self._latency_ns)
+            self._latency_summary_ns = time_ns
         time_s = (time_ns - self.started_ns) / 1e9
         with self._lock:
             if self._block is not None and (time_ns - self._block["start_ns"]) / 1e9 >= self._block["duration_s"]:
@@ -402,6 +482,9 @@ class LiveSession:
             header = self._header(time_s, sbp_scale)
             self.latest_frame = encode_frame(header, channels)
             self.frame_sequence += 1
+            listeners = self._listeners
+        for callback in listeners:
+            callback()
 
     def _update_series(self, time_s: float) -> None:
         if time_s - self._last_series_s < 1.0:
@@ -419,7 +502,10 @@ class LiveSession:
         self.series.append((round(time_s, 2), round(ntpm, 3), round(webgrid_bps(ntpm, self.streams.grid_side), 4)))
 
     def _header(self, time_s: float, sbp_scale: float | None) -> dict:
-        link_bytes = sum(n for _, n in self._feature_bytes)
+        first_ns, first_count = self._feature_counts[0]
+        last_ns, last_count = self._feature_counts[-1]
+        span_s = (last_ns - first_ns) / 1e9
+        link_bytes = round((last_count - first_count) / span_s * self._feature_nbytes) if span_s > 0.2 else 0
         return {
             "type": "frame",
             "session_id": self.session_id,
@@ -432,7 +518,7 @@ class LiveSession:
             "cursor": self._cursor,
             "target": self._target,
             "score": self._score,
-            "latency_ms": _quantiles_ms(self._latency_ns),
+            "latency_ms": self._latency_summary,
             "link_bytes_per_s": link_bytes,
             "sbp_scale": sbp_scale,
             "series": list(self.series)[-3:],

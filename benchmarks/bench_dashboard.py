@@ -1,0 +1,198 @@
+"""The live dashboard at 1024 channels: browser frame rate, server CPU, WebSocket bytes, loop latency.
+
+One process runs the ``demo`` preset session (simulated participant, 1024 channels, 20 ms bins ->
+Kalman decoder -> cursor -> Webgrid) in real time. Measured, in the same run:
+
+- **baseline**: the bare session graph, no web server at all;
+- **served, no viewer**: the same session inside the dashboard server (its feed thread reading the
+  bus), no browser attached;
+- **viewer attached**: plus headless Chromium (/usr/bin/chromium through Playwright) showing the
+  live view over the WebSocket.
+
+The served phases alternate ``repeats`` times so slow drift of a shared machine hits both alike.
+Per phase:
+
+- decoding-loop latency: the runtime's own end-to-end measure at the cursor node (apply time
+  minus the ``origin_ns`` of the feature bin, so the decoder step and every hop are in it), p50
+  and p99 over the phase; the aim is "unchanged within noise" with a viewer attached;
+- server CPU: process CPU seconds (all threads: graph, feed, uvicorn) per wall second;
+- browser frames per second: requestAnimationFrame draws that had a new frame to draw
+  (``window.neurolace.stats.framesDrawn``), sampled each second, median; aim 30+;
+- WebSocket bytes per second received by the page, and the size of one frame;
+- Chromium CPU (all its processes, from /proc) per wall second.
+
+The decoder is calibrated once per graph (``calibration_s``) and measurements start after it is
+fitted. Medians are quoted; ratios compare with the baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks._common import console, table
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _demo_spec(calibration_s: float):
+    from neurolace.runtime.presets import preset_session
+
+    spec = preset_session("demo")
+    spec.node("decoder").params["calibration_s"] = calibration_s
+    return spec
+
+
+def _latency(summary: dict) -> dict:
+    return {"n": summary["n"], "p50_us": summary["p50_us"], "p99_us": summary["p99_us"]}
+
+
+def _chromium_cpu_s(user_data_dir: str) -> float:
+    """CPU seconds (user + system) of every process whose command line names ``user_data_dir``."""
+    total_ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if user_data_dir.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total_ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5), fields 14 and 15)
+    return total_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _baseline(duration_s: float, calibration_s: float) -> dict:
+    """The bare graph: no server, no feed."""
+    from neurolace.runtime.bus import InProcessBus
+    from neurolace.runtime.graph import Graph, RunLog
+    from neurolace.web.live import cursor_latency_us
+
+    fitted = threading.Event()
+    log = RunLog(echo=lambda record: fitted.set() if record["event"] == "decoder_fitted" else None)
+    bus = InProcessBus()
+    graph = Graph(_demo_spec(calibration_s), bus, log=log)
+    graph.start()
+    try:
+        if not fitted.wait(calibration_s + 120):
+            raise SystemExit("the decoder was not fitted in time")
+        time.sleep(1.0)
+        graph.reset_measurements()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        time.sleep(duration_s)
+        cpu_share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        latency = _latency(cursor_latency_us(graph))
+    finally:
+        graph.stop()
+        bus.close()
+    return {**latency, "server_cpu": cpu_share}
+
+
+def _served_phase(live, page, duration_s: float, user_data_dir: str | None) -> dict:
+    live.reset_measurements()
+    fps_samples = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    browser0 = _chromium_cpu_s(user_data_dir) if user_data_dir else 0.0
+    stats0 = page.evaluate("({f: neurolace.stats.framesDrawn, b: neurolace.stats.wsBytes})") if page else None
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if page is not None:
+            fps_samples.append(page.evaluate("neurolace.stats.fps"))
+    wall = time.perf_counter() - wall0
+    result = {**_latency(live.loop_latency_us()), "server_cpu": (time.process_time() - cpu0) / wall}
+    if page is not None:
+        stats1 = page.evaluate("({f: neurolace.stats.framesDrawn, b: neurolace.stats.wsBytes})")
+        result.update({
+            "fps_median": statistics.median(fps_samples[1:] or fps_samples),
+            "frames_per_s": (stats1["f"] - stats0["f"]) / wall,
+            "ws_bytes_per_s": (stats1["b"] - stats0["b"]) / wall,
+            "browser_cpu": (_chromium_cpu_s(user_data_dir) - browser0) / wall,
+        })
+    return result
+
+
+def run(quick: bool = False) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from neurolace.web.live import LiveSession
+    from neurolace.web.server import start_in_background
+
+    if not CHROMIUM.exists():
+        raise SystemExit(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    phase_s = 5.0 if quick else 15.0
+    repeats = 2 if quick else 3
+    calibration_s = 5.0
+
+    console.print(f"baseline: bare graph, {phase_s:g} s after calibration")
+    baseline = _baseline(phase_s, calibration_s)
+
+    data_dir = tempfile.mkdtemp(prefix="neurolace-bench-web-")
+    user_data_dir = tempfile.mkdtemp(prefix="neurolace-bench-chromium-")
+    live = LiveSession(spec=_demo_spec(calibration_s))
+    server = start_in_background(port=0, data_dir=data_dir, sessions=[live])
+    served, viewed = [], []
+    try:
+        deadline = time.monotonic() + calibration_s + 120
+        while live.state != "decoding":
+            if time.monotonic() > deadline or live.state == "failed":
+                raise SystemExit(f"the live session did not reach decoding: {live.state} {live.error}")
+            time.sleep(0.1)
+        time.sleep(1.0)
+        frame_bytes = len(live.latest_frame)
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                user_data_dir, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                viewport={"width": 1500, "height": 1100})
+            for repeat in range(repeats):
+                console.print(f"repeat {repeat + 1}/{repeats}: served without a viewer, then with one")
+                served.append(_served_phase(live, None, phase_s, None))
+                page = context.new_page()
+                page.goto(f"{server.url}/#token={server.bootstrap_token}")
+                page.wait_for_function("window.neurolace.stats.framesDrawn > 30", timeout=30_000)
+                viewed.append(_served_phase(live, page, phase_s, user_data_dir))
+                page.close()
+            context.close()
+    finally:
+        server.stop()
+        shutil.rmtree(user_data_dir, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    def median(rows: list[dict], key: str) -> float:
+        return float(statistics.median(row[key] for row in rows))
+
+    summary = {
+        "baseline": baseline,
+        "served": {key: median(served, key) for key in ("p50_us", "p99_us", "server_cpu")},
+        "viewed": {key: median(viewed, key) for key in ("p50_us", "p99_us", "server_cpu", "fps_median",
+                                                         "frames_per_s", "ws_bytes_per_s", "browser_cpu")},
+        "frame_bytes": frame_bytes,
+        "phases": {"served": served, "viewed": viewed},
+        "phase_s": phase_s,
+        "repeats": repeats,
+        "channels": 1024,
+    }
+    rows = [
+        ["bare graph (baseline)", baseline["p50_us"], baseline["p99_us"], 100 * baseline["server_cpu"], "-", "-", "-"],
+        ["served, no viewer", summary["served"]["p50_us"], summary["served"]["p99_us"],
+         100 * summary["served"]["server_cpu"], "-", "-", "-"],
+        ["viewer attached", summary["viewed"]["p50_us"], summary["viewed"]["p99_us"],
+         100 * summary["viewed"]["server_cpu"], summary["viewed"]["fps_median"],
+         summary["viewed"]["ws_bytes_per_s"] / 1024, 100 * summary["viewed"]["browser_cpu"]],
+    ]
+    table(f"dashboard at 1024 channels: medians of {repeats} x {phase_s:g} s phases (frame {frame_bytes} bytes)",
+          ["phase", "loop p50 µs", "loop p99 µs", "server CPU %", "browser frames/s", "WS kB/s", "Chromium CPU %"],
+          rows)
+    summary["latency_p50_ratio_viewed_vs_baseline"] = summary["viewed"]["p50_us"] / baseline["p50_us"]
+    summary["latency_p50_ratio_viewed_vs_served"] = summary["viewed"]["p50_us"] / summary["served"]["p50_us"]
+    console.print(f"loop latency p50 with a viewer / bare graph: {summary['latency_p50_ratio_viewed_vs_baseline']:.2f}"
+                  f"; / served without viewer: {summary['latency_p50_ratio_viewed_vs_served']:.2f}")
+    return summary
