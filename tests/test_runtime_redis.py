@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -131,3 +132,32 @@ def test_same_session_split_across_two_processes(redis_server, tmp_path):  # noq
     assert report["nodes"]["cursor"]["messages_in"] == 60 and report["dropped"] == 0
     hops = report["nodes"]["decoder"]["hop_latency_us"]["participant.features"]
     assert hops["n"] == 60 and hops["p50_us"] > 0  # measured across processes on the shared monotonic clock
+
+
+def test_one_process_per_node_released_together(redis_server, tmp_path, capsys):  # noqa: F811  (pytest fixture)
+    from neurolace.cli import main as cli_main
+
+    session = tmp_path / "two.toml"
+    session.write_text(
+        '[nodes.participant]\ntype = "sim_participant"\nn_channels = 8\nmax_bins = 30\n'
+        '[nodes.decoder]\ntype = "decoder"\ninputs = { features = "participant.features", '
+        'intention = "participant.intention" }\n'
+    )
+    code = cli_main.main(
+        ["run", str(session), "--bus", redis_server.url, "--processes", "--duration-s", "3", "--json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["processes"] == 2
+    assert report["nodes"]["participant"]["bins"] == 30
+    assert report["nodes"]["decoder"]["messages_in"] == 60 and report["dropped"] == 0
+    assert cli_main.main(["run", str(session), "--processes", "--duration-s", "1"]) == 2
+    assert "--processes needs a shared bus: give --bus redis://HOST:PORT" in capsys.readouterr().err
+
+
+def test_barrier_times_out_with_a_count(redis_server):  # noqa: F811  (pytest fixture)
+    bus = open_bus(redis_server.url, prefix="t4:")
+    try:
+        with pytest.raises(NeurolaceError, match=r"only 1 of 2 processes reached barrier 'b' within 0\.2 s"):
+            bus.barrier("b", 2, timeout_s=0.2)
+    finally:
+        bus.close()

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--duration-s", type=float, default=10.0, help="measured seconds (default 10)")
     parser.add_argument("--channels", type=int, default=1024, help="channels (default 1024)")
     parser.add_argument("--warmup-s", type=float, default=1.5, help="seconds before measuring (default 1.5)")
+    parser.add_argument(
+        "--processes", action="store_true", help="run every node in its own process (needs --bus redis://...)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(handler=bench_command)
 
@@ -51,6 +54,7 @@ def bench_command(args) -> int:
             duration_s=duration_s,
             n_channels=channels,
             warmup_s=max(args.warmup_s, 0.0),
+            processes=args.processes,
             progress=lambda fraction: progress.update(task, completed=fraction),
         )
     if args.json:

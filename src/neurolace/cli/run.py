@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +42,18 @@ def register(subparsers) -> None:
     parser.add_argument("--nodes", help="comma-separated node names to run in this process (default: all)")
     parser.add_argument(
         "--duration-s", type=float, help="run time in seconds (default: the session's duration_s)"
+    )
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="run every node in its own process (needs a redis:// bus); they start together",
+    )
+    parser.add_argument("--barrier", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure-after-s",
+        type=float,
+        default=0.0,
+        help="forget latencies measured in the first seconds (warm-up)",
     )
     parser.add_argument("--log", help="also write the run's events (failures, restarts, gaps) as JSON lines")
     parser.add_argument("--check", action="store_true", help="validate the session file and exit")
@@ -164,14 +179,25 @@ def run_command(args) -> int:
         return 0
     only = None if not args.nodes else [name.strip() for name in args.nodes.split(",") if name.strip()]
     duration_s = session.duration_s if args.duration_s is None else args.duration_s
+    if args.processes:
+        report = _run_processes(args, session, only, duration_s)
+        if args.json:
+            print(json.dumps(report, default=str))
+        else:
+            _print_report(report)
+        return 1 if report["failed_nodes"] else 0
+    barrier = None
+    if args.barrier:
+        name, _, parties = args.barrier.rpartition(":")
+        barrier = (name, int(parties))
     directory = Path(session.path).resolve().parent if Path(session.path).exists() else None
     bus = open_bus(args.bus if args.bus is not None else session.bus)
     log = RunLog(args.log)
     try:
         graph = Graph(session, bus, only=only, log=log, session_directory=directory)
-        graph.start()
+        graph.start(barrier=barrier)
         try:
-            _wait_with_progress(graph, duration_s)
+            _wait_with_progress(graph, duration_s, measure_after_s=args.measure_after_s)
         finally:
             graph.stop()
         report = graph.report()
@@ -185,7 +211,77 @@ def run_command(args) -> int:
     return 1 if report["failed_nodes"] else 0
 
 
-def _wait_with_progress(graph, duration_s: float) -> None:
+def _run_processes(args, session, only, duration_s: float) -> dict:
+    """One child ``neurolace run --nodes NAME`` per node on a Redis bus, released together by a barrier."""
+    from neurolace.runtime.presets import PRESETS, preset_text
+
+    url = args.bus if args.bus is not None else session.bus
+    if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise NeurolaceError("--processes needs a shared bus: give --bus redis://HOST:PORT")
+    if not duration_s:
+        raise NeurolaceError("--processes needs a duration: give --duration-s or set duration_s in [session]")
+    names = only or [spec.name for spec in session.nodes]
+    with tempfile.TemporaryDirectory(prefix="neurolace-run-") as directory:
+        path = session.path
+        if not Path(path).exists() and args.session in PRESETS:
+            path = str(Path(directory) / f"{args.session}.toml")
+            Path(path).write_text(preset_text(args.session))
+        barrier = f"{session.name}-{time.time_ns()}:{len(names)}"
+        children = {
+            name: subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "neurolace",
+                    "run",
+                    path,
+                    "--bus",
+                    url,
+                    "--nodes",
+                    name,
+                    "--barrier",
+                    barrier,
+                    "--duration-s",
+                    repr(duration_s),
+                    "--measure-after-s",
+                    repr(args.measure_after_s),
+                    "--json",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in names
+        }
+        outputs = {name: child.communicate(timeout=duration_s + 180.0) for name, child in children.items()}
+    report = {
+        "session": session.name,
+        "bus": url,
+        "wall_s": 0.0,
+        "nodes": {},
+        "dropped": 0,
+        "restarts": 0,
+        "failed_nodes": [],
+        "bus_stats": {},
+        "events": [],
+        "processes": len(names),
+    }
+    for name, (stdout, stderr) in outputs.items():
+        if children[name].returncode not in (0, 1) or not stdout.strip():
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
+            raise NeurolaceError(f"the process of node {name!r} failed: {last}")
+        part = json.loads(stdout)
+        report["nodes"].update(part["nodes"])
+        report["wall_s"] = max(report["wall_s"], part["wall_s"])
+        for key in ("dropped", "restarts"):
+            report[key] += part[key]
+        report["failed_nodes"] += part["failed_nodes"]
+        report["events"] += part["events"]
+        report["bus_stats"][name] = part["bus_stats"]
+    return report
+
+
+def _wait_with_progress(graph, duration_s: float, *, measure_after_s: float = 0.0) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -204,8 +300,12 @@ def _wait_with_progress(graph, duration_s: float) -> None:
     ) as progress:
         task = progress.add_task("run", total=duration_s)
         start = time.monotonic()
+        measuring = measure_after_s <= 0
         while True:
             elapsed = time.monotonic() - start
+            if not measuring and elapsed >= measure_after_s:
+                graph.reset_measurements()
+                measuring = True
             progress.update(task, completed=min(elapsed, duration_s))
             if (
                 elapsed >= duration_s

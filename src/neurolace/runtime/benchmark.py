@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolace.core.errors import InvalidInputError, NeurolaceError
 from neurolace.runtime.bus import open_bus, wait_until_ns
 from neurolace.runtime.graph import Graph, RunLog
 from neurolace.runtime.latency import LatencyLog, summarise_ns
@@ -113,6 +114,98 @@ def _fit_decoder(n_channels: int, path: Path, seed: int) -> None:
         pickle.dump(decoder, stream)
 
 
+def _drain_times(watcher) -> list[int]:
+    times = []
+    while (message := watcher.get(timeout_s=0)) is not None:
+        times.append(message.timestamp_ns)
+    return times
+
+
+def _wait(duration_s: float, progress) -> None:
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if progress is not None:
+            progress(min(1.0, 1.0 - (deadline - time.monotonic()) / duration_s))
+
+
+def _run_in_process(
+    text: str, bus: str | None, duration_s: float, warmup_s: float, progress
+) -> tuple[dict, list]:
+    session = parse_session(text, source="<latency bench>")
+    options = {"prefix": f"neurolace:bench:{time.time_ns()}:"} if bus and bus.startswith("redis") else {}
+    active_bus = open_bus(bus, **options)
+    try:
+        graph = Graph(session, active_bus, log=RunLog())
+        watcher = active_bus.subscribe("cursor.cursor", maxlen=1_000_000)
+        graph.start()
+        try:
+            time.sleep(warmup_s)
+            graph.reset_measurements()
+            _drain_times(watcher)
+            _wait(duration_s, progress)
+        finally:
+            graph.stop()
+        move_ns = _drain_times(watcher)
+        watcher.close()
+        return graph.report(), move_ns
+    finally:
+        active_bus.close()
+
+
+def _run_in_processes(
+    text: str, directory: Path, bus: str | None, duration_s: float, warmup_s: float, progress
+) -> tuple[dict, list]:
+    import json
+    import subprocess
+    import sys
+
+    if not bus or not bus.startswith("redis"):
+        raise InvalidInputError(f"processes=True needs a redis:// bus, got {bus!r}")
+    session_path = directory / "latency.toml"
+    session_path.write_text(text)
+    active_bus = open_bus(bus)
+    watcher = active_bus.subscribe("cursor.cursor", maxlen=1_000_000)
+    try:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "neurolace",
+                "run",
+                str(session_path),
+                "--bus",
+                bus,
+                "--processes",
+                "--json",
+                "--duration-s",
+                repr(warmup_s + duration_s),
+                "--measure-after-s",
+                repr(warmup_s),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # the children need a few seconds to start; measure cursor moves from their warm-up's end
+        while not _drain_times(watcher):
+            if child.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(warmup_s)
+        _drain_times(watcher)
+        stdout, stderr = child.communicate(timeout=warmup_s + duration_s + 300.0)
+        if child.returncode not in (0, 1) or not stdout.strip():
+            raise NeurolaceError(
+                f"the multi-process run failed: {(stderr.strip().splitlines() or ['?'])[-1]}"
+            )
+        move_ns = _drain_times(watcher)
+        return json.loads(stdout), move_ns
+    finally:
+        watcher.close()
+        active_bus.close()
+
+
 def measure_latency(
     *,
     bus: str | None = None,
@@ -122,6 +215,7 @@ def measure_latency(
     bin_ms: float = 20.0,
     seed: int = 0,
     warmup_s: float = 1.5,
+    processes: bool = False,
     progress=None,
 ) -> dict:
     """Run the benchmark pipeline on ``bus`` for ``duration_s`` and return the measurements (see module doc).
@@ -132,7 +226,9 @@ def measure_latency(
         ``bus``, ``hop_p50_us`` and ``hop_p99_us`` (the worst hop), ``end_to_end_p99_ms``,
         ``dropped``, per-hop detail, ``end_to_end_us``, ``loop_jitter_us``, ``cpu_share``,
         ``queue_baseline_us`` and the aims. Measurements start after ``warmup_s`` (the dsp
-        chain holds detection for its first noise window, then catches up).
+        chain holds detection for its first noise window, then catches up). With
+        ``processes`` (Redis only) every node runs in its own process, as BRAND runs its
+        nodes, so they do not share one interpreter lock.
     """
     fs_hz = 19531.25
     block_samples = max(1, round(block_ms / 1e3 * fs_hz))
@@ -154,35 +250,10 @@ def measure_latency(
             implant_s=1.0,
             seed=seed,
         )
-        session = parse_session(text, source="<latency bench>")
-        options = {"prefix": f"neurolace:bench:{time.time_ns()}:"} if bus and bus.startswith("redis") else {}
-        active_bus = open_bus(bus, **options)
-        try:
-            graph = Graph(session, active_bus, log=RunLog())
-            watcher = active_bus.subscribe("cursor.cursor", maxlen=1_000_000)
-            graph.start()
-            try:
-                time.sleep(warmup_s)
-                graph.reset_measurements()
-                while watcher.get(timeout_s=0) is not None:
-                    pass
-                deadline = time.monotonic() + duration_s
-                while time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    if progress is not None:
-                        progress(min(1.0, 1.0 - (deadline - time.monotonic()) / duration_s))
-            finally:
-                graph.stop()
-            report = graph.report()
-            move_ns = []
-            while True:
-                message = watcher.get(timeout_s=0)
-                if message is None:
-                    break
-                move_ns.append(message.timestamp_ns)
-            watcher.close()
-        finally:
-            active_bus.close()
+        if processes:
+            report, move_ns = _run_in_processes(text, Path(directory), bus, duration_s, warmup_s, progress)
+        else:
+            report, move_ns = _run_in_process(text, bus, duration_s, warmup_s, progress)
     nodes = report["nodes"]
     hops = {}
     for node in ("dsp", "decoder", "cursor"):
@@ -194,7 +265,7 @@ def measure_latency(
     )
     end_to_end = nodes["cursor"]["end_to_end_us"]
     return {
-        "bus": report["bus"],
+        "bus": report["bus"] + (" (one process per node)" if processes else ""),
         "n_channels": n_channels,
         "fs_hz": fs_hz,
         "block_ms": block_ms,

@@ -136,6 +136,13 @@ class Bus:
         """Counters of the bus itself (reconnections, publish failures)."""
         return {}
 
+    def barrier(self, name: str, parties: int, *, timeout_s: float = 60.0) -> None:
+        """Wait until ``parties`` processes reached barrier ``name`` (one process: returns at once)."""
+        if parties > 1:
+            raise InvalidInputError(
+                f"a barrier of {parties} processes needs a shared bus (redis://), not {self.url}"
+            )
+
     def __enter__(self) -> Self:
         return self
 

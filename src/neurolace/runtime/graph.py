@@ -110,8 +110,12 @@ class Graph:
         self.started_ns = 0
         self.stopped_ns = 0
 
-    def start(self, *, setup_timeout_s: float = 120.0) -> None:
-        """Subscribe, set up every node, then release them together; raise if a node cannot start."""
+    def start(self, *, setup_timeout_s: float = 120.0, barrier: tuple[str, int] | None = None) -> None:
+        """Subscribe, set up every node, then release them together; raise if a node cannot start.
+
+        ``barrier = (name, parties)`` also waits, on the bus, for ``parties``
+        processes that run parts of the same session (``neurolace run --processes``).
+        """
         for runner in self.runners.values():
             runner.subscribe()
         for runner in self.runners.values():
@@ -125,6 +129,12 @@ class Graph:
                 self.stop()
                 reason = runner.failures[-1] if runner.failures else "stopped during setup"
                 raise NeurolaceError(f"node {name!r} ({runner.spec.type_name}) failed to start: {reason}")
+        if barrier is not None:
+            try:
+                self.bus.barrier(barrier[0], barrier[1], timeout_s=setup_timeout_s)
+            except NeurolaceError:
+                self.stop()
+                raise
         self.log("session_started", session=self.session.name, bus=self.bus.url, nodes=list(self.runners))
         self.started_ns = now_ns()
         self.start_event.set()

@@ -234,6 +234,20 @@ class RedisBus(Bus):
         self._subscriptions.append(subscription)
         return subscription
 
+    def barrier(self, name: str, parties: int, *, timeout_s: float = 60.0) -> None:
+        """Wait until ``parties`` processes called ``barrier(name, ...)`` on this server."""
+        key = self.key(f"barrier:{name}")
+        self._client.incr(key)
+        self._client.expire(key, max(int(timeout_s) * 2, 60))
+        deadline = time.monotonic() + timeout_s
+        while int(self._client.get(key) or 0) < parties:
+            if time.monotonic() > deadline:
+                arrived = int(self._client.get(key) or 0)
+                raise NeurolaceError(
+                    f"only {arrived} of {parties} processes reached barrier {name!r} within {timeout_s:g} s"
+                )
+            time.sleep(0.005)
+
     def delete_streams(self, streams: Iterable[str]) -> None:
         """Remove streams from the server (start of a fresh session)."""
         keys = [self.key(name) for name in streams]
