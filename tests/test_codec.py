@@ -143,6 +143,9 @@ def test_encoder_rejects_wavs_it_cannot_hold_losslessly():
     float_wav = good[:20] + struct.pack("<H", 3) + good[22:34] + struct.pack("<H", 32) + good[36:]
     with pytest.raises(CodecError, match="IEEE float .* not supported"):
         encode_wav(float_wav)
+    adpcm = good[:20] + struct.pack("<H", 2) + good[22:]
+    with pytest.raises(CodecError, match="Microsoft ADPCM .* not supported"):
+        encode_wav(adpcm)
     pcm24 = good[:34] + struct.pack("<H", 24) + good[36:]
     with pytest.raises(CodecError, match="24-bit PCM is not supported"):
         encode_wav(pcm24)
