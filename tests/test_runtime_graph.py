@@ -188,3 +188,36 @@ def test_webgrid_scores_only_moves_the_decoder_made_on_its_own():
     task = graph.report()["nodes"]["task"]
     assert (task["correct"], task["incorrect"]) == (1, 0)
     assert task["scored_s"] == pytest.approx(0.06)
+
+
+def test_a_restarted_source_goes_on_where_it_stopped(tmp_path):
+    from neurolace.io.wav import write_wav
+    from neurolace.runtime.node import _REGISTRY, register_node
+    from neurolace.runtime.nodes.sources import ReplayNode
+
+    @register_node
+    class _FlakyReplay(ReplayNode):
+        type_name = "test_flaky_replay"
+
+        def produce(self) -> bool:
+            if self.blocks == 10 and not self.context.extra.get("failed"):
+                self.context.extra["failed"] = True
+                raise OSError("device unplugged")
+            return super().produce()
+
+    samples = np.arange(2 * 503, dtype=np.int16).reshape(503, 2)
+    write_wav(tmp_path / "clip.wav", Recording(samples, fs_hz=20000, gain_uv=1.0))
+    text = f'[nodes.source]\ntype = "test_flaky_replay"\npath = "{(tmp_path / "clip.wav").as_posix()}"\nspeed = "fast"\n'
+    bus = InProcessBus()
+    tap = bus.subscribe("source.raw", maxlen=10_000)
+    try:
+        report = Graph(parse_session(text, source="flaky.toml"), bus, restart_backoff_s=0.01).run()
+    finally:
+        _REGISTRY.pop("test_flaky_replay")
+    assert report["nodes"]["source"]["restarts"] == 1
+    assert "OSError: device unplugged" in report["nodes"]["source"]["failures"][0]
+    blocks = _drain(tap)
+    np.testing.assert_array_equal(
+        np.concatenate([b.payload for b in blocks]), samples
+    )  # nothing lost or repeated
+    assert [b.sample_index for b in blocks] == list(range(0, 503, 20))

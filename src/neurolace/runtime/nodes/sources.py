@@ -76,11 +76,13 @@ class SimParticipantNode(Node):
         self.participant.start((0.5, 0.5), cursor_gain_per_s=params["cursor_gain_per_s"])
         self.pacer = Pacer(round(loop_s * 1e9), realtime=params["realtime"])
         self.samples_per_bin = loop_s * IMPLANT_FS_HZ
+        # after a restart the sample clock goes on where the failed instance stopped
+        self.first_bin = self.context.extra.get("next_bin", 0)
 
     def produce(self) -> bool:
-        if self.params["max_bins"] and self.pacer.tick >= self.params["max_bins"]:
+        if self.params["max_bins"] and self.first_bin + self.pacer.tick >= self.params["max_bins"]:
             return False
-        tick = self.pacer.wait()
+        bin_index = self.first_bin + self.pacer.wait()
         cursor_message = self.context.feedback("cursor")
         target_message = self.context.feedback("target")
         cursor = (0.5, 0.5) if cursor_message is None else cursor_message.payload[:2]
@@ -90,7 +92,8 @@ class SimParticipantNode(Node):
             target = _TargetView((x, y), width, "square")
         intention = self.participant.step(cursor, target)
         counts = self.participant.emit_counts(intention).astype(np.float32)
-        sample_index = round(tick * self.samples_per_bin)
+        sample_index = round(bin_index * self.samples_per_bin)
+        self.context.extra["next_bin"] = bin_index + 1
         origin = now_ns()
         self.emit("features", counts, sample_index=sample_index, origin_ns=origin)
         self.emit(
@@ -102,7 +105,7 @@ class SimParticipantNode(Node):
         return True
 
     def summary(self) -> dict:
-        return {"bins": self.pacer.tick, "loop_jitter_us": self.pacer.jitter_summary()}
+        return {"bins": self.first_bin + self.pacer.tick, "loop_jitter_us": self.pacer.jitter_summary()}
 
 
 def load_recording(path: str | Path, *, fs_hz: float = 0.0, n_channels: int = 0, gain_uv: float = 0.0):
@@ -143,8 +146,8 @@ class _RecordingSource(Node):
         self.block_samples = max(1, round(self.params["block_ms"] / 1e3 * self.recording.fs_hz))
         period_ns = round(self.block_samples / self.recording.fs_hz * 1e9)
         self.pacer = Pacer(period_ns, realtime=self.params["speed"] == "realtime")
-        self.position = 0
-        self.offset = 0
+        # after a restart, go on from where the failed instance stopped
+        self.position, self.offset = self.context.extra.get("position", (0, 0))
         self.blocks = 0
 
     def produce(self) -> bool:
@@ -158,6 +161,7 @@ class _RecordingSource(Node):
         block = samples[self.position : self.position + self.block_samples]
         self.emit("raw", np.ascontiguousarray(block), sample_index=self.offset + self.position)
         self.position += block.shape[0]
+        self.context.extra["position"] = (self.position, self.offset)
         self.blocks += 1
         return True
 
