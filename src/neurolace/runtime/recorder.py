@@ -18,6 +18,7 @@ NWB (one ``TimeSeries`` per stream) when a run ends.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import threading
@@ -174,14 +175,18 @@ class RecoveryReport:
 def recover_record(path: str | Path) -> RecoveryReport:
     """Read every intact block of a record file; stop at the first bad one and report the rest.
 
+    The file is memory-mapped and the payloads are views on it, so a long
+    raw recording is not copied into memory; do not truncate the file while
+    the report is in use (appending, as a running recorder does, is fine).
+
     Raises
     ------
     FormatError
         The file header itself is missing or corrupt (nothing can be recovered).
     """
     path = Path(path)
-    data = path.read_bytes()
-    if not data.startswith(FILE_MAGIC):
+    data = _map(path)  # memory-mapped: payloads are views on the file, not copies
+    if data[: len(FILE_MAGIC)] != FILE_MAGIC:
         raise FormatError(f"{path} is not a neurolace record file (expected it to start with {FILE_MAGIC!r})")
     offset = len(FILE_MAGIC)
     if len(data) < offset + 4:
@@ -236,6 +241,14 @@ def recover_record(path: str | Path) -> RecoveryReport:
         problem=problem,
         streams=dict(streams),
     )
+
+
+def _map(path: Path):
+    """The file's bytes, memory-mapped read-only (an empty file gives ``b""``)."""
+    with open(path, "rb") as stream:
+        if os.fstat(stream.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _split_messages(payload: memoryview, count: int) -> list[Message]:
