@@ -8,6 +8,7 @@ Every decoder is a scikit-learn estimator with a real-time ``step``::
     decoder.reset()                          # start of a closed-loop block: clear lag buffer / filter state
     velocity = decoder.step(x)               # one bin (n_features,) -> (n_dims,), carries state
     decoder.last_status                      # StepStatus(held, reason, n_dead_channels, clipped)
+    decoder.predict_with_status(X)           # (Y, GuardReport) with per-bin held / reason
 
 ``step`` over the rows of ``X`` after ``reset()`` equals ``predict(X)``.
 ``X`` may also be a :class:`neurolace.core.BinnedFeatures`. Wrong input
@@ -23,10 +24,10 @@ Continuous decoders
     Kalman, steady-state gain), :class:`ReFITKalmanFilter` (adds
     ``refit(X, cursor_position, target_position, decoded_velocity,
     target_radius=...)``, Gilja et al. 2012), :class:`GRUDecoder` (torch,
-    optional extra ``neurolace[torch]``).
+    optional extra ``neurolace[torch]`` for training; decoding is numpy).
 Discrete decoder
     :class:`ClickDecoder`: LDA with ``predict_proba`` and a dwell/hysteresis
-    rule in ``predict``/``step``.
+    rule in ``predict``/``step``; ``step`` returns a class label.
 Conformance
     :func:`check_decoder` runs the suite every decoder passes.
 
