@@ -98,8 +98,9 @@ def _run(quick: bool) -> dict:
     ):
         summary = _best_pass(lambda x, w=weights: x @ w, inputs, lambda: None, n_passes)
         results["baselines"][label] = summary
-        rows.append([label, summary["p50_us"], summary["p99_us"], summary["cpu_p99_us"],
-                     summary["max_us"], "", ""])
+        rows.append(
+            [label, summary["p50_us"], summary["p99_us"], summary["cpu_p99_us"], summary["max_us"], "", ""]
+        )
     for label, decoder, targets in decoders:
         start = time.perf_counter()
         decoder.fit(X_train, targets)
@@ -108,8 +109,17 @@ def _run(quick: bool) -> dict:
         summary["fit_s"] = fit_s
         summary["meets_1ms_p99"] = summary["p99_us"] < 1000.0
         results["decoders"][label] = summary
-        rows.append([label, summary["p50_us"], summary["p99_us"], summary["cpu_p99_us"], summary["max_us"], fit_s,
-                     "yes" if summary["meets_1ms_p99"] else "NO"])
+        rows.append(
+            [
+                label,
+                summary["p50_us"],
+                summary["p99_us"],
+                summary["cpu_p99_us"],
+                summary["max_us"],
+                fit_s,
+                "yes" if summary["meets_1ms_p99"] else "NO",
+            ]
+        )
     table(
         f"step() per bin at {N_FEATURES} features ({n_steps} bins)",
         ["decoder", "p50 µs", "p99 µs", "CPU p99", "max µs", "fit s", "<1 ms"],

@@ -23,9 +23,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 import scipy.io
 from sklearn.metrics import r2_score
+from threadpoolctl import threadpool_limits
 
 from benchmarks._common import console, shared_data, table
 from neurolace.decode import GRUDecoder, KalmanFilter, WienerFilter
@@ -107,14 +107,18 @@ def _run(quick: bool) -> dict:
         rows["GRU, chosen on validation loss"] = dict(chosen)
         reference = rows["Wiener, 10 lags (reference)"]
         best_label = max(
-            (label for label in rows if not label.startswith("GRU {")), key=lambda label: rows[label]["r2_mean"]
+            (label for label in rows if not label.startswith("GRU {")),
+            key=lambda label: rows[label]["r2_mean"],
         )
         best = rows[best_label]
         removed = 1.0 - (1.0 - best["r2_mean"]) / (1.0 - reference["r2_mean"])
         table(
             f"{dataset}: test R² (fit on train only)",
             ["decoder", "R² vx", "R² vy", "R² mean", "fit s", "held bins"],
-            [[label, s["r2_vx"], s["r2_vy"], s["r2_mean"], s["fit_s"], s["held_bins"]] for label, s in rows.items()],
+            [
+                [label, s["r2_vx"], s["r2_vy"], s["r2_mean"], s["fit_s"], s["held_bins"]]
+                for label, s in rows.items()
+            ],
         )
         console.print(
             f"{dataset}: best = {best_label} (R² {best['r2_mean']:.3f}); Wiener reference R² "

@@ -6,16 +6,23 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import shared_data
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.model_selection import StratifiedKFold
 
-from conftest import shared_data
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode import ClickDecoder, GRUDecoder, check_decoder, make_decoding_data
 from neurolace.decode.checks import DECODER_CHECKS
 from neurolace.decode.gru import gru_forward
 
-TINY_GRU = dict(hidden_size=16, max_epochs=25, window_bins=32, burn_in_bins=4, batch_size=4, dropout=0.0)
+TINY_GRU = {
+    "hidden_size": 16,
+    "max_epochs": 25,
+    "window_bins": 32,
+    "burn_in_bins": 4,
+    "batch_size": 4,
+    "dropout": 0.0,
+}
 
 
 @pytest.mark.parametrize(
@@ -82,7 +89,9 @@ def test_click_errors(rng):
         ClickDecoder().fit(X, labels[:-1])
     with pytest.raises(InvalidInputError, match="at least two classes"):
         ClickDecoder().fit(X, np.zeros(400))
-    with pytest.raises(InvalidInputError, match=r"rest_class must be one of the training classes \[0, 1\], got 7"):
+    with pytest.raises(
+        InvalidInputError, match=r"rest_class must be one of the training classes \[0, 1\], got 7"
+    ):
         ClickDecoder(rest_class=7).fit(X, labels)
     with pytest.raises(InvalidInputError, match="on_probability must lie in"):
         ClickDecoder(on_probability=1.5).fit(X, labels)

@@ -75,7 +75,9 @@ def test_ridge_matches_closed_form_in_primal_and_dual(rng):
         y = rng.normal(size=(n_samples, 2))
         coef, intercept = ridge_fit(design, y, 3.0)
         centered = design - design.mean(axis=0)
-        expected = np.linalg.solve(centered.T @ centered + 3.0 * np.eye(n_columns), centered.T @ (y - y.mean(0)))
+        expected = np.linalg.solve(
+            centered.T @ centered + 3.0 * np.eye(n_columns), centered.T @ (y - y.mean(0))
+        )
         assert np.allclose(coef, expected, atol=1e-9)
         assert np.allclose(intercept, y.mean(0) - design.mean(0) @ expected)
 
@@ -193,7 +195,9 @@ def test_errors_name_parameter_expected_and_given(rng):
     with pytest.raises(SklearnNotFittedError):
         check_is_fitted(decoder)
     decoder.fit(X, y)
-    with pytest.raises(InvalidInputError, match="X has 3 features, but the decoder was fitted with 4 features"):
+    with pytest.raises(
+        InvalidInputError, match="X has 3 features, but the decoder was fitted with 4 features"
+    ):
         decoder.predict(X[:, :3])
     with pytest.raises(InvalidInputError, match=r"x must be one bin of shape \(4,\), got shape \(2, 4\)"):
         decoder.step(X[:2])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.io
+from conftest import shared_data
 from sklearn.metrics import r2_score
 from threadpoolctl import threadpool_limits
 
-from conftest import shared_data
 from neurolace.decode import KalmanFilter, WienerFilter
 
 

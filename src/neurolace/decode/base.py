@@ -29,9 +29,9 @@ from neurolace.core.features import BinnedFeatures
 from neurolace.decode.guard import HOLD_REASONS, GuardReport, PassThroughGuard, SignalGuard
 
 __all__ = [
+    "FEATURE_TRANSFORMS",
     "BaseDecoder",
     "StepStatus",
-    "FEATURE_TRANSFORMS",
     "build_guard",
     "check_bin",
     "check_features",
@@ -176,7 +176,7 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
     """
 
     # -- fitting ---------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> "BaseDecoder":
+    def fit(self, X: Any, y: Any) -> BaseDecoder:
         """Fit the decoder.
 
         Parameters
@@ -275,7 +275,7 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
         )
         return Y[0]
 
-    def reset(self) -> "BaseDecoder":
+    def reset(self) -> BaseDecoder:
         """Forget the streaming state (lag buffer, filter state); the fitted model is kept."""
         self._stream = None
         self._last_status = None
@@ -300,6 +300,11 @@ def check_alpha(alpha: Any, name: str = "alpha") -> float | str:
     """Validate a ridge penalty: ``"auto"`` or a number >= 0."""
     if isinstance(alpha, str):
         return check_in(alpha, name, ("auto",))
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0 or not np.isfinite(alpha):
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, numbers.Real)
+        or not alpha >= 0
+        or not np.isfinite(alpha)
+    ):
         raise InvalidInputError(f"{name} must be 'auto' or a finite number >= 0, got {alpha!r}")
     return float(alpha)

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from neurolace.core.errors import InvalidInputError, NotFittedError
 from neurolace.core.random import SeedLike, check_rng
 
-__all__ = ["check_decoder", "make_decoding_data", "DECODER_CHECKS"]
+__all__ = ["DECODER_CHECKS", "check_decoder", "make_decoding_data"]
 
 
 def make_decoding_data(
@@ -78,7 +78,9 @@ def _tolerance(decoder: Any) -> float:
     return float(getattr(decoder, "_conformance_tolerance", 1e-8))
 
 
-def check_get_params_round_trip(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+def check_get_params_round_trip(
+    decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]
+) -> None:
     params = decoder.get_params(deep=False)
     copy = clone(decoder)
     assert type(copy) is type(decoder), "clone returned another type"
@@ -109,7 +111,9 @@ def check_not_fitted(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Ca
         raise AssertionError("sklearn's check_is_fitted must see an unfitted decoder as unfitted")
 
 
-def check_fit_returns_self(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+def check_fit_returns_self(
+    decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]
+) -> None:
     fresh = clone(decoder)
     assert fresh.fit(X, y) is fresh, "fit must return self"
     check_is_fitted(fresh)
@@ -171,7 +175,9 @@ def check_y_length(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Call
         raise AssertionError("y with a different number of bins than X must raise InvalidInputError")
 
 
-def check_step_equals_predict(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+def check_step_equals_predict(
+    decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]
+) -> None:
     fitted = make_fitted()
     batch = np.asarray(fitted.predict(X))
     fitted.reset()
@@ -233,7 +239,9 @@ def check_zero_bin_holds(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted
     assert np.array_equal(output, expected), "a held bin must decode to zero velocity (or the rest class)"
 
 
-def check_baseline_jump_holds(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+def check_baseline_jump_holds(
+    decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]
+) -> None:
     fitted = make_fitted()
     _step_all(fitted, X[:10])
     fitted.step(X[10] + 100.0 * (X.std(axis=0) + 1.0))

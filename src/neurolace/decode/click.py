@@ -80,7 +80,7 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         self.feature_transform = feature_transform
         self.guard = guard
 
-    def fit(self, X: Any, y: Any) -> "ClickDecoder":
+    def fit(self, X: Any, y: Any) -> ClickDecoder:
         """Fit the LDA.
 
         Parameters
@@ -234,7 +234,7 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         )
         return self.classes_[decisions[0]]
 
-    def reset(self) -> "ClickDecoder":
+    def reset(self) -> ClickDecoder:
         """Forget the streaming state (guard runs and the dwell counter)."""
         self._stream = None
         self._last_status = None

@@ -44,7 +44,9 @@ def _import_torch() -> Any:
     return torch
 
 
-def _build_network(torch: Any, n_features: int, n_dims: int, hidden_size: int, n_layers: int, dropout: float) -> Any:
+def _build_network(
+    torch: Any, n_features: int, n_dims: int, hidden_size: int, n_layers: int, dropout: float
+) -> Any:
     class _Network(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -166,7 +168,7 @@ class GRUDecoder(BaseDecoder):
         features = ((X - self.feature_mean_) / self.feature_scale_).astype(np.float32)
         targets = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
         n_bins = X.shape[0]
-        n_validation = int(round(fraction * n_bins))
+        n_validation = round(fraction * n_bins)
         n_train = n_bins - n_validation
         if n_validation < 2 or n_train < 2:
             raise InvalidInputError(
@@ -178,18 +180,50 @@ class GRUDecoder(BaseDecoder):
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(n_threads)
         try:
-            self._train(torch, features, targets, n_train, window, burn_in, seed, hidden_size, n_layers, dropout,
-                        learning_rate, weight_decay, batch_size, max_epochs, patience)
+            self._train(
+                torch,
+                features,
+                targets,
+                n_train,
+                window,
+                burn_in,
+                seed,
+                hidden_size,
+                n_layers,
+                dropout,
+                learning_rate,
+                weight_decay,
+                batch_size,
+                max_epochs,
+                patience,
+            )
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _train(self, torch: Any, features: np.ndarray, targets: np.ndarray, n_train: int, window: int,
-               burn_in: int, seed: int, hidden_size: int, n_layers: int, dropout: float, learning_rate: float,
-               weight_decay: float, batch_size: int, max_epochs: int, patience: int) -> None:
+    def _train(
+        self,
+        torch: Any,
+        features: np.ndarray,
+        targets: np.ndarray,
+        n_train: int,
+        window: int,
+        burn_in: int,
+        seed: int,
+        hidden_size: int,
+        n_layers: int,
+        dropout: float,
+        learning_rate: float,
+        weight_decay: float,
+        batch_size: int,
+        max_epochs: int,
+        patience: int,
+    ) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             sampler = np.random.default_rng(seed)
-            network = _build_network(torch, features.shape[1], targets.shape[1], hidden_size, n_layers, dropout)
+            network = _build_network(
+                torch, features.shape[1], targets.shape[1], hidden_size, n_layers, dropout
+            )
             optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate, weight_decay=weight_decay)
             train_x = torch.from_numpy(features[:n_train])
             train_y = torch.from_numpy(targets[:n_train])
@@ -202,7 +236,9 @@ class GRUDecoder(BaseDecoder):
                 network.train()
                 starts = sampler.integers(0, n_train - window + 1, size=n_windows)
                 for batch_start in range(0, n_windows, batch_size):
-                    index = torch.from_numpy(starts[batch_start : batch_start + batch_size])[:, None] + offsets
+                    index = (
+                        torch.from_numpy(starts[batch_start : batch_start + batch_size])[:, None] + offsets
+                    )
                     predicted, _ = network(train_x[index])
                     loss = torch.mean((predicted[:, burn_in:] - train_y[index][:, burn_in:]) ** 2)
                     optimizer.zero_grad()

@@ -50,7 +50,7 @@ from sklearn.base import BaseEstimator
 from neurolace.core.checks import check_nonnegative, check_positive
 from neurolace.core.errors import InvalidInputError, NotFittedError
 
-__all__ = ["SignalGuard", "PassThroughGuard", "GuardState", "GuardReport", "HOLD_REASONS"]
+__all__ = ["HOLD_REASONS", "GuardReport", "GuardState", "PassThroughGuard", "SignalGuard"]
 
 #: reason codes in :attr:`GuardReport.reason` (0 = not held)
 HOLD_REASONS = {0: "ok", 1: "zero_bin", 2: "baseline_jump", 3: "dead_channels"}
@@ -131,7 +131,7 @@ class SignalGuard(BaseEstimator):
         self.max_dead_fraction = max_dead_fraction
         self.speed_limit_factor = speed_limit_factor
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "SignalGuard":
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> SignalGuard:
         """Learn per-channel training statistics.
 
         Parameters
@@ -278,7 +278,9 @@ class PassThroughGuard(SignalGuard):
 
     def screen(self, X: np.ndarray, state: GuardState) -> tuple[np.ndarray, GuardReport, GuardState]:
         n_bins = X.shape[0]
-        report = GuardReport(np.zeros(n_bins, dtype=bool), np.zeros(n_bins, np.int8), np.zeros(n_bins, np.int64))
+        report = GuardReport(
+            np.zeros(n_bins, dtype=bool), np.zeros(n_bins, np.int8), np.zeros(n_bins, np.int64)
+        )
         return X, report, state
 
     def _screen_one(self, X: np.ndarray, state: GuardState) -> tuple[np.ndarray, GuardReport, GuardState]:

@@ -240,7 +240,7 @@ class ReFITKalmanFilter(KalmanFilter):
         How many times :meth:`refit` has run since the last ``fit``.
     """
 
-    def fit(self, X: Any, y: Any) -> "ReFITKalmanFilter":
+    def fit(self, X: Any, y: Any) -> ReFITKalmanFilter:
         super().fit(X, y)
         self.n_refits_ = 0
         return self
@@ -253,7 +253,7 @@ class ReFITKalmanFilter(KalmanFilter):
         decoded_velocity: Any,
         *,
         target_radius: float,
-    ) -> "ReFITKalmanFilter":
+    ) -> ReFITKalmanFilter:
         """Refit on a closed-loop block using ReFIT's intention estimate.
 
         Parameters
@@ -273,7 +273,9 @@ class ReFITKalmanFilter(KalmanFilter):
         """
         self._check_fitted()
         features = check_features(X, n_features=self.n_features_in_, transform="none")
-        intention = intended_velocity(cursor_position, target_position, decoded_velocity, target_radius=target_radius)
+        intention = intended_velocity(
+            cursor_position, target_position, decoded_velocity, target_radius=target_radius
+        )
         check_targets(intention, features.shape[0], name="cursor_position")
         if intention.shape[1] != self.n_dims_:
             raise InvalidInputError(

@@ -21,7 +21,7 @@ import scipy.linalg
 from neurolace.core.checks import check_int
 from neurolace.decode.base import BaseDecoder, check_alpha, lag_stack
 
-__all__ = ["WienerFilter", "ridge_fit", "choose_ridge_alpha"]
+__all__ = ["WienerFilter", "choose_ridge_alpha", "ridge_fit"]
 
 #: candidate penalties of ``alpha="auto"``, relative to the mean squared column norm of the design
 RELATIVE_ALPHAS = np.logspace(-4, 1, 11)
@@ -69,7 +69,7 @@ def choose_ridge_alpha(design: np.ndarray, y: np.ndarray, *, validation_fraction
     R² over the output dimensions wins.
     """
     n_samples = design.shape[0]
-    n_validation = max(1, int(round(validation_fraction * n_samples)))
+    n_validation = max(1, round(validation_fraction * n_samples))
     train, validation = design[:-n_validation], design[-n_validation:]
     y_train, y_validation = y[:-n_validation], y[-n_validation:]
     mean = train.mean(axis=0)
