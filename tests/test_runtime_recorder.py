@@ -103,14 +103,21 @@ def test_empty_record_and_nwb_conversion(tmp_path):
                 timestamp_ns=now_ns(),
             )
         )
+        # a stream whose sample clock jumps (a replay that skipped) keeps per-sample timestamps
+        writer.append(Message("gap.raw", raw[:20], sample_index=1000 * block, timestamp_ns=now_ns()))
     writer.close()
     record_to_nwb(path, tmp_path / "r.nwb", raw_fs_hz=20_000.0)
     with NWBHDF5IO(str(tmp_path / "r.nwb"), "r") as io:
         nwbfile = io.read()
         np.testing.assert_array_equal(nwbfile.acquisition["src__raw"].data[:], raw)
-        np.testing.assert_allclose(nwbfile.acquisition["src__raw"].timestamps[:3], [0.0, 5e-5, 1e-4])
+        assert nwbfile.acquisition["src__raw"].rate == 20_000.0
+        assert nwbfile.acquisition["src__raw"].starting_time == 0.0
+        np.testing.assert_array_equal(nwbfile.acquisition["src__raw__sample_index"].data[:], [0, 20])
         np.testing.assert_allclose(nwbfile.acquisition["cursor__cursor"].data[:, 0], [0.0, 0.1])
         np.testing.assert_array_equal(nwbfile.acquisition["cursor__cursor__sample_index"].data[:], [0, 391])
+        np.testing.assert_allclose(
+            nwbfile.acquisition["gap__raw"].timestamps[[0, 19, 20]], [0.0, 0.00095, 0.05]
+        )
 
 
 KILLED_RUN = textwrap.dedent("""

@@ -280,6 +280,57 @@ def _nwb_name(stream: str) -> str:
     return stream.replace(".", "__").replace("/", "_")
 
 
+def _block_iterator_class():
+    from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
+
+    class BlockIterator(AbstractDataChunkIterator):
+        """Raw blocks written to HDF5 in pieces of about 1 MiB, never the whole recording at once."""
+
+        def __init__(self, blocks: list[np.ndarray]) -> None:
+            self.blocks = blocks
+            self.index = 0
+            self.position = 0
+            first = blocks[0]
+            self._dtype = first.dtype
+            self._shape = (sum(block.shape[0] for block in blocks), *first.shape[1:])
+            self._rows_per_piece = max(1, (1 << 20) // max(first[0].nbytes, 1))
+
+        def __iter__(self):
+            return self
+
+        def __next__(self) -> DataChunk:
+            if self.index >= len(self.blocks):
+                raise StopIteration
+            piece, rows = [], 0
+            while self.index < len(self.blocks) and rows < self._rows_per_piece:
+                piece.append(self.blocks[self.index])
+                rows += self.blocks[self.index].shape[0]
+                self.index += 1
+            selection = (slice(self.position, self.position + rows), *(slice(None) for _ in self._shape[1:]))
+            self.position += rows
+            return DataChunk(data=np.concatenate(piece, axis=0), selection=selection)
+
+        def recommended_chunk_shape(self):
+            return None
+
+        def recommended_data_shape(self):
+            return self._shape
+
+        @property
+        def dtype(self):
+            return self._dtype
+
+        @property
+        def maxshape(self):
+            return self._shape
+
+    return BlockIterator
+
+
+def _block_iterator(blocks: list[np.ndarray]):
+    return _block_iterator_class()(blocks)
+
+
 def record_to_nwb(
     record_path: str | Path,
     nwb_path: str | Path,
@@ -290,8 +341,9 @@ def record_to_nwb(
     """Convert the intact part of a record file to NWB; return the recovery report.
 
     Each stream becomes a ``TimeSeries`` in ``acquisition`` named
-    ``node__port``. Streams of 2-D blocks (raw samples) are concatenated along
-    time with timestamps from the source sample clock (``raw_fs_hz``); streams
+    ``node__port``. Streams of 2-D blocks (raw samples) are written block by
+    block along time with ``rate = raw_fs_hz`` when the source sample clock
+    has no gap (else with per-sample timestamps); streams
     of 1-D payloads (features, cursor, ...) are stacked one row per message
     with the publish time in seconds since the first message. A companion
     ``node__port__sample_index`` series keeps the source clock of every row.
@@ -315,30 +367,51 @@ def record_to_nwb(
         if len(shapes) != 1:
             continue  # payload shape changed mid-stream: not a single TimeSeries
         name = _nwb_name(stream)
+        description = f"stream {stream} recorded by the neurolace runtime"
         if messages[0].payload.ndim == 2:
-            data = np.concatenate([m.payload for m in messages], axis=0)
-            sample = np.concatenate([m.sample_index + np.arange(m.payload.shape[0]) for m in messages])
-            timestamps = sample / raw_fs_hz
+            block_start = np.array([m.sample_index for m in messages], dtype=np.int64)
+            block_length = np.array([m.payload.shape[0] for m in messages], dtype=np.int64)
+            if np.array_equal(block_start[1:], block_start[:-1] + block_length[:-1]):
+                # gap-free sample clock: stream the blocks into the file (no copy of the whole recording)
+                data = _block_iterator([m.payload for m in messages])
+                series = TimeSeries(
+                    name=name,
+                    data=data,
+                    unit="n/a",
+                    rate=float(raw_fs_hz),
+                    starting_time=float(block_start[0] / raw_fs_hz),
+                    description=description,
+                )
+            else:
+                sample = np.concatenate([m.sample_index + np.arange(m.payload.shape[0]) for m in messages])
+                series = TimeSeries(
+                    name=name,
+                    data=np.concatenate([m.payload for m in messages], axis=0),
+                    unit="n/a",
+                    timestamps=sample / raw_fs_hz,
+                    description=description,
+                )
+            sample, timestamps = block_start, block_start / raw_fs_hz
+            index_description = f"source sample clock of the first sample of each block of {name}"
         else:
-            data = np.stack([m.payload for m in messages])
             sample = np.array([m.sample_index for m in messages])
             timestamps = (np.array([m.timestamp_ns for m in messages]) - first_ns) / 1e9
-        nwbfile.add_acquisition(
-            TimeSeries(
+            series = TimeSeries(
                 name=name,
-                data=data,
+                data=np.stack([m.payload for m in messages]),
                 unit="n/a",
                 timestamps=timestamps,
-                description=f"stream {stream} recorded by the neurolace runtime",
+                description=description,
             )
-        )
+            index_description = f"source sample clock of each row of {name}"
+        nwbfile.add_acquisition(series)
         nwbfile.add_acquisition(
             TimeSeries(
                 name=name + "__sample_index",
                 data=sample.astype(np.int64),
                 unit="samples",
                 timestamps=timestamps,
-                description=f"source sample clock of each row of {name}",
+                description=index_description,
             )
         )
     with atomic_output(nwb_path) as temporary, warnings.catch_warnings():
