@@ -143,3 +143,29 @@ def test_guard_parameters_are_checked(data):
         WienerFilter(guard=SignalGuard(jump_fraction=1.5)).fit(X, y)
     with pytest.raises(InvalidInputError, match="z_threshold must be a positive"):
         WienerFilter(guard=SignalGuard(z_threshold=0)).fit(X, y)
+
+
+def test_a_dead_tuned_channel_does_not_make_the_cursor_drift(rng):
+    """Kill the most strongly tuned channel while the velocity is zero: the decoder's drift stops
+    once the guard calls the channel dead, and from then on the output is exactly the decoding
+    with that channel at its training mean."""
+    X, y = make_decoding_data(3000, 16, seed=12)
+    decoder = KalmanFilter().fit(X, y)
+    loudest = int(np.argmax(np.linalg.norm(decoder.H_, axis=1)))
+    limit = int(decoder.guard_.dead_after_bins_[loudest])
+    rest = np.tile(decoder.guard_.mean_, (limit + 200, 1))
+    rest += rng.normal(0, 0.01, rest.shape)  # small noise so no other channel looks stuck
+    dead = rest.copy()
+    dead[:, loudest] = 0.0
+    guarded, report = decoder.predict_with_status(dead)
+    unguarded = KalmanFilter(guard=None).fit(X, y).predict(dead)
+    imputed = rest.copy()
+    imputed[:, loudest] = decoder.guard_.mean_[loudest]
+    reference = decoder.predict(imputed)
+    after = slice(limit + 1, None)
+    assert report.n_dead[limit + 1] == 1 and not report.held.any()
+    assert np.allclose(guarded[after][20:], reference[after][20:], atol=1e-9)
+    # extra displacement the dead channel causes, integrated over the whole block
+    drift_guarded = np.linalg.norm((guarded - reference).sum(axis=0))
+    drift_unguarded = np.linalg.norm((unguarded - reference).sum(axis=0))
+    assert drift_guarded < 0.5 * drift_unguarded, (drift_guarded, drift_unguarded)

@@ -207,6 +207,10 @@ def test_errors_name_parameter_expected_and_given(rng):
     bad[5, 2] = np.nan
     with pytest.raises(InvalidInputError, match=r"X must be finite.*\[5, 2\]"):
         WienerFilter().fit(bad, y)
+    bad_y = y.copy()
+    bad_y[7, 1] = np.inf
+    with pytest.raises(InvalidInputError, match=r"y must be finite.*\[7, 1\]"):
+        KalmanFilter().fit(X, bad_y)
     with pytest.raises(InvalidInputError, match="n_lags must be >= 1, got 0"):
         WienerFilter(n_lags=0).fit(X, y)
     with pytest.raises(InvalidInputError, match="alpha must be 'auto' or a finite number >= 0"):
