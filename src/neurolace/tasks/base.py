@@ -19,7 +19,7 @@ from neurolace.core.checks import check_array, check_nonnegative
 from neurolace.core.errors import InvalidInputError
 from neurolace.tasks.metrics import ThroughputResult, iso_throughput, path_efficiency
 
-__all__ = ["Target", "Trial", "Selection", "BlockSummary", "PointAndClickTask"]
+__all__ = ["BlockSummary", "PointAndClickTask", "Selection", "Target", "Trial"]
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from neurolace.core.checks import check_array, check_int, check_nonnegative, che
 from neurolace.core.errors import InvalidInputError
 
 __all__ = [
-    "webgrid_bps",
-    "net_targets_per_minute",
-    "path_efficiency",
+    "EFFECTIVE_WIDTH_FACTOR",
     "ThroughputCondition",
     "ThroughputResult",
     "iso_throughput",
-    "EFFECTIVE_WIDTH_FACTOR",
+    "net_targets_per_minute",
+    "path_efficiency",
+    "webgrid_bps",
 ]
 
 #: ``We = 4.133 * sd``: the width holding 96 % of a normal endpoint spread (Soukoreff & MacKenzie 2004).

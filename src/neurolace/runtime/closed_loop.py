@@ -1,0 +1,556 @@
+"""The closed loop: participant -> counts -> decoder -> cursor -> task, and the calibration session.
+
+One control step (``loop_s``, 20 ms by default) of :func:`run_block`:
+
+1. the participant looks at the (true) cursor and the lit target and forms an
+   :class:`~neurolace.sim.participant.Intention` (it sees them late; see
+   :mod:`neurolace.sim.participant`);
+2. its channels emit one bin of counts for that intention;
+3. the velocity decoder turns the bin into a velocity (normalised units) and
+   the click decoder into a click; if the decoder's signal guard holds the bin
+   (a zero bin, a baseline jump, dead channels), the velocity is zero and no
+   click is allowed, so the cursor stays put;
+4. the cursor moves by ``cursor_gain_per_s * velocity * loop_s`` and is kept
+   in the unit square; the task registers a selection on a click's rising edge.
+
+In an open-loop (observation) block there is no decoder: the cursor moves
+exactly as intended and clicks happen when intended, and the block records
+the labels the first decoder is fitted on.
+
+:func:`run_calibration_session` chains the blocks of an automated session:
+open-loop observation, first decoder, closed-loop block, ReFIT
+recalibration (Gilja et al. 2012, Nat Neurosci 15:1752) checked in a second
+closed-loop block, then timed Webgrid blocks scored in bits per second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurolace.core.checks import check_in, check_int, check_nonnegative, check_positive
+from neurolace.core.errors import InvalidInputError
+from neurolace.core.random import SeedLike, spawn_rngs
+from neurolace.sim.participant import SimulatedParticipant
+from neurolace.tasks import BlockSummary, PointAndClickTask, WebgridTask, net_targets_per_minute, webgrid_bps
+
+__all__ = [
+    "DECODERS",
+    "BlockRecord",
+    "BlockResult",
+    "SessionResult",
+    "fit_click_decoder",
+    "make_decoder",
+    "refit_decoder",
+    "run_block",
+    "run_calibration_session",
+]
+
+#: Velocity decoders the session can use, by name.
+DECODERS = ("wiener", "kalman", "refit-kalman", "gru")
+
+#: Workspace widths per second per unit of decoded velocity (the participant's peak intended speed is ~1).
+DEFAULT_CURSOR_GAIN_PER_S = 0.5
+
+
+def make_decoder(name: str) -> Any:
+    """A fresh velocity decoder from :mod:`neurolace.decode` by name (see :data:`DECODERS`)."""
+    check_in(name, "decoder", DECODERS)
+    from neurolace import decode
+
+    if name == "wiener":
+        return decode.WienerFilter(n_lags=5)
+    if name == "kalman":
+        return decode.KalmanFilter()
+    if name == "refit-kalman":
+        return decode.ReFITKalmanFilter()
+    if not hasattr(decode, "GRUDecoder"):
+        raise InvalidInputError("decoder 'gru' needs neurolace.decode.GRUDecoder (install the torch extra)")
+    return decode.GRUDecoder()
+
+
+#: Clicks are ignored this long after a selection (one attempted click selects once).
+DEFAULT_CLICK_LOCKOUT_S = 0.3
+
+#: Time constant of the causal smoothing of the counts the click decoder sees.
+DEFAULT_CLICK_SMOOTHING_S = 0.1
+
+
+class ClickFeatureSmoother:
+    """Causal exponential smoothing of counts for the click decoder, streaming or batch.
+
+    One 20 ms bin of 1024 channels separates "click" from "no click" poorly
+    (the per-bin LDA d' of the default participant is about 1); averaging
+    over ~100 ms, the length of an attempted click, raises it several-fold,
+    as the HMM click decoders of Jarosiewicz et al. 2015 do by integrating
+    over time. ``y_t = y_{t-1} + a (x_t - y_{t-1})``, ``a = 1 - exp(-loop_s / smoothing_s)``,
+    started at the first bin.
+
+    Parameters
+    ----------
+    smoothing_s : float
+        Time constant in seconds (0 disables smoothing).
+    loop_s : float
+        Bin width in seconds.
+    """
+
+    def __init__(self, *, smoothing_s: float, loop_s: float) -> None:
+        smoothing_s = float(smoothing_s)
+        self.alpha = 1.0 if smoothing_s <= 0 else 1.0 - float(np.exp(-loop_s / smoothing_s))
+        self._state: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._state = None
+
+    def step(self, counts: np.ndarray) -> np.ndarray:
+        """Smooth one bin, shape (n_channels,)."""
+        if self._state is None:
+            self._state = np.asarray(counts, dtype=np.float64).copy()
+        else:
+            self._state += self.alpha * (counts - self._state)
+        return self._state
+
+    def transform(self, counts: np.ndarray) -> np.ndarray:
+        """Smooth a block of consecutive bins from a fresh state, shape (n_bins, n_channels)."""
+        self.reset()
+        out = np.empty_like(counts, dtype=np.float64)
+        for index in range(counts.shape[0]):
+            out[index] = self.step(counts[index])
+        self.reset()
+        return out
+
+
+def fit_click_decoder(counts: np.ndarray, click: np.ndarray, *, loop_s: float = 0.02,
+                      smoothing_s: float = DEFAULT_CLICK_SMOOTHING_S) -> SmoothedClickDecoder:
+    """Fit :class:`neurolace.decode.ClickDecoder` on smoothed counts and click intentions (0/1)."""
+    from neurolace import decode
+
+    smoother = ClickFeatureSmoother(smoothing_s=smoothing_s, loop_s=loop_s)
+    decoder = decode.ClickDecoder(on_probability=0.9, off_probability=0.5, dwell_bins=2)
+    decoder.fit(smoother.transform(np.asarray(counts, dtype=np.float64)), (np.asarray(click) > 0.5).astype(int))
+    return SmoothedClickDecoder(decoder, smoother)
+
+
+class SmoothedClickDecoder:
+    """A fitted click decoder behind its feature smoother: ``step(counts)`` -> 0/1, ``reset()``."""
+
+    def __init__(self, decoder: Any, smoother: ClickFeatureSmoother) -> None:
+        self.decoder = decoder
+        self.smoother = smoother
+
+    def reset(self) -> SmoothedClickDecoder:
+        self.smoother.reset()
+        self.decoder.reset()
+        return self
+
+    def step(self, counts: np.ndarray) -> Any:
+        return self.decoder.step(self.smoother.step(counts))
+
+    @property
+    def last_status(self) -> Any:
+        return self.decoder.last_status
+
+
+@dataclass
+class BlockRecord:
+    """Everything that happened in one block, one row per control step.
+
+    Attributes
+    ----------
+    name, kind : str
+        Block name and kind (``"open-loop"``, ``"closed-loop"``, ``"refit"``, ``"webgrid"``).
+    counts : ndarray, shape (n_steps, n_channels)
+        Counts the decoder saw (after any injected fault).
+    intended_velocity : ndarray, shape (n_steps, 2)
+    intended_click : ndarray, shape (n_steps,)
+    decoded_velocity : ndarray, shape (n_steps, 2)
+        Decoder output (the intention itself in open loop).
+    click : ndarray of bool, shape (n_steps,)
+        Click state sent to the task.
+    held : ndarray of bool, shape (n_steps,)
+        Bins the decoder's signal guard held (cursor kept still).
+    cursor_xy, target_xy : ndarray, shape (n_steps, 2)
+        Cursor before the step's movement, and the lit target's centre.
+    target_width : ndarray, shape (n_steps,)
+    summary : BlockSummary
+    """
+
+    name: str
+    kind: str
+    counts: np.ndarray
+    intended_velocity: np.ndarray
+    intended_click: np.ndarray
+    decoded_velocity: np.ndarray
+    click: np.ndarray
+    held: np.ndarray
+    cursor_xy: np.ndarray
+    target_xy: np.ndarray
+    target_width: np.ndarray
+    summary: BlockSummary
+
+
+def _click_state(output: Any) -> bool:
+    return bool(np.asarray(output, dtype=np.float64).ravel()[0] > 0.5)
+
+
+def run_block(
+    participant: SimulatedParticipant,
+    task: PointAndClickTask,
+    *,
+    duration_s: float,
+    decoder: Any = None,
+    click_decoder: Any = None,
+    cursor_gain_per_s: float = DEFAULT_CURSOR_GAIN_PER_S,
+    name: str = "block",
+    kind: str | None = None,
+    feature_fault: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    click_lockout_s: float = DEFAULT_CLICK_LOCKOUT_S,
+    velocity_smoothing_s: float = 0.0,
+    seed: SeedLike = None,
+) -> BlockRecord:
+    """Run one block of ``duration_s`` with the participant in the loop.
+
+    Parameters
+    ----------
+    participant : SimulatedParticipant
+    task : PointAndClickTask
+        A fresh task (e.g. :class:`~neurolace.tasks.WebgridTask`); it is started here.
+    duration_s : float
+        Block length in seconds (rounded to whole control steps).
+    decoder : fitted velocity decoder with ``step``/``reset`` and ``last_status``, optional
+        ``None`` runs the block open loop (the cursor follows the intention).
+    click_decoder : fitted click decoder with ``step``/``reset``, optional
+        Required in closed loop.
+    cursor_gain_per_s : float
+        Workspace units per second per unit of decoded velocity.
+    feature_fault : callable ``(step_index, counts) -> counts``, optional
+        Corrupts the bins the decoder sees (for testing the signal guard).
+    click_lockout_s : float
+        After a selection the click is disarmed for this long and until the
+        click decoder's output has gone low, so one attempted click that the
+        decoder reports as a flickering on/off selects only once.
+    velocity_smoothing_s : float, default 0
+        Time constant of a one-pole low-pass between decoder and cursor (the
+        smoothing parameter of Willett et al. 2019, to be chosen with the
+        gain); 0 passes the decoded velocity through.
+    seed : optional
+        Reseeds the participant's noise for this block.
+
+    Returns
+    -------
+    BlockRecord
+    """
+    duration_s = check_positive(duration_s, "duration_s")
+    cursor_gain_per_s = check_positive(cursor_gain_per_s, "cursor_gain_per_s")
+    open_loop = decoder is None
+    if not open_loop and click_decoder is None:
+        raise InvalidInputError("click_decoder is required when a velocity decoder drives the cursor")
+    loop_s = participant.control.loop_s
+    n_steps = max(1, round(duration_s / loop_s))
+    n_channels = participant.n_channels
+    counts = np.empty((n_steps, n_channels))
+    intended_velocity = np.empty((n_steps, 2))
+    intended_click = np.empty(n_steps)
+    decoded_velocity = np.empty((n_steps, 2))
+    clicks = np.zeros(n_steps, dtype=bool)
+    held = np.zeros(n_steps, dtype=bool)
+    cursor_trace = np.empty((n_steps, 2))
+    target_trace = np.empty((n_steps, 2))
+    width_trace = np.empty(n_steps)
+
+    cursor = np.array([0.5, 0.5])
+    participant.start(cursor, cursor_gain_per_s=cursor_gain_per_s, seed=seed)
+    task.start(0.0, cursor)
+    if not open_loop:
+        decoder.reset()
+        click_decoder.reset()
+    lockout_steps = round(check_nonnegative(click_lockout_s, "click_lockout_s") / loop_s)
+    locked_until = -1
+    armed = True
+    smoothing_s = check_nonnegative(velocity_smoothing_s, "velocity_smoothing_s")
+    smoothing = 0.0 if smoothing_s == 0 else float(np.exp(-loop_s / smoothing_s))
+    cursor_velocity = np.zeros(2)
+    for index in range(n_steps):
+        target = task.target
+        cursor_trace[index] = cursor
+        target_trace[index] = target.center_xy
+        width_trace[index] = target.width
+        intention = participant.step(cursor, target)
+        bin_counts = participant.emit_counts(intention)
+        if feature_fault is not None:
+            bin_counts = np.asarray(feature_fault(index, bin_counts), dtype=np.float64)
+        counts[index] = bin_counts
+        intended_velocity[index] = intention.velocity
+        intended_click[index] = intention.click
+        if open_loop:
+            velocity = intention.velocity
+            click = intention.click > 0.5
+        else:
+            velocity = np.asarray(decoder.step(bin_counts), dtype=np.float64)
+            status = decoder.last_status
+            is_held = bool(status is not None and status.held)
+            click = _click_state(click_decoder.step(bin_counts)) and not is_held
+            held[index] = is_held
+            if not armed and not click and index >= locked_until:
+                armed = True
+            click = click and armed
+            cursor_velocity = smoothing * cursor_velocity + (1.0 - smoothing) * velocity
+            if is_held:  # bad signal: the cursor stays put
+                cursor_velocity = np.zeros(2)
+            velocity = cursor_velocity
+        decoded_velocity[index] = velocity
+        clicks[index] = click
+        cursor = np.clip(cursor + cursor_gain_per_s * loop_s * velocity, 0.0, 1.0)
+        if task.update((index + 1) * loop_s, cursor, click) is not None and not open_loop:
+            armed = False
+            locked_until = index + lockout_steps
+    summary = task.summary(end_s=n_steps * loop_s)
+    return BlockRecord(
+        name, kind or ("open-loop" if open_loop else "closed-loop"), counts, intended_velocity, intended_click,
+        decoded_velocity, clicks, held, cursor_trace, target_trace, width_trace, summary,
+    )
+
+
+def refit_decoder(decoder_name: str, decoder: Any, block: BlockRecord) -> Any:
+    """ReFIT recalibration on a closed-loop block (Gilja et al. 2012).
+
+    The decoded velocities are rotated to point at the target and zeroed
+    while the cursor is inside it (:func:`neurolace.decode.intended_velocity`);
+    a :class:`~neurolace.decode.ReFITKalmanFilter` is refitted with its own
+    ``refit``; any other decoder is fitted afresh on the block's counts with
+    those intentions as labels (the same intention-estimation idea). Bins the
+    signal guard held are left out.
+
+    Returns
+    -------
+    The recalibrated decoder (a new object unless it has ``refit``).
+    """
+    from neurolace import decode
+
+    keep = ~block.held
+    if keep.sum() < 10:
+        raise InvalidInputError(f"block {block.name!r} has too few usable bins ({int(keep.sum())}) to refit")
+    radius = 0.5 * float(np.median(block.target_width))
+    arguments = (block.cursor_xy[keep], block.target_xy[keep], block.decoded_velocity[keep])
+    if hasattr(decoder, "refit"):
+        return decoder.refit(block.counts[keep], *arguments, target_radius=radius)
+    intention = decode.intended_velocity(*arguments, target_radius=radius)
+    return make_decoder(decoder_name).fit(block.counts[keep], intention)
+
+
+@dataclass
+class BlockResult:
+    """Scores of one block of the session (JSON-able through :meth:`to_dict`)."""
+
+    name: str
+    kind: str
+    duration_s: float
+    grid_side: int | None
+    ntpm: float
+    bps: float
+    correct: int
+    incorrect: int
+    success_rate: float
+    mean_time_to_target_s: float
+    mean_dial_in_time_s: float
+    mean_path_efficiency: float
+    throughput_bps: float
+    held_fraction: float
+
+    @classmethod
+    def from_record(cls, record: BlockRecord) -> BlockResult:
+        s = record.summary
+        return cls(
+            record.name, record.kind, s.duration_s, s.grid_side, s.ntpm, s.bps, s.correct, s.incorrect,
+            s.success_rate, s.mean_time_to_target_s, s.mean_dial_in_time_s, s.mean_path_efficiency,
+            s.throughput.throughput_bps, float(record.held.mean()),
+        )
+
+    def to_dict(self) -> dict:
+        return {key: _json_number(value) for key, value in self.__dict__.items()}
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class SessionResult:
+    """An automated calibration session and its Webgrid score.
+
+    ``bps``/``ntpm`` pool all Webgrid blocks (net correct selections over
+    their total time); ``success_rate`` is the fraction of correct clicks in
+    them.
+    """
+
+    decoder: str
+    channels: int
+    grid_side: int
+    seed: int
+    refit: bool
+    cursor_gain_per_s: float
+    blocks: list[BlockResult] = field(default_factory=list)
+
+    @property
+    def webgrid_blocks(self) -> list[BlockResult]:
+        return [b for b in self.blocks if b.kind == "webgrid"]
+
+    @property
+    def webgrid_seconds(self) -> float:
+        return float(sum(b.duration_s for b in self.webgrid_blocks))
+
+    @property
+    def ntpm(self) -> float:
+        blocks = self.webgrid_blocks
+        if not blocks:
+            return 0.0
+        return net_targets_per_minute(sum(b.correct for b in blocks), sum(b.incorrect for b in blocks),
+                                      self.webgrid_seconds)
+
+    @property
+    def bps(self) -> float:
+        return webgrid_bps(self.ntpm, self.grid_side)
+
+    @property
+    def success_rate(self) -> float:
+        correct = sum(b.correct for b in self.webgrid_blocks)
+        clicks = correct + sum(b.incorrect for b in self.webgrid_blocks)
+        return correct / clicks if clicks else float("nan")
+
+    def to_dict(self) -> dict:
+        """A JSON-able summary with ``bps``, ``ntpm``, ``grid_side``, ``decoder``, ``channels``, ``success_rate``."""
+        return {
+            "bps": self.bps,
+            "ntpm": self.ntpm,
+            "grid_side": self.grid_side,
+            "decoder": self.decoder,
+            "channels": self.channels,
+            "success_rate": _json_number(self.success_rate),
+            "webgrid_seconds": self.webgrid_seconds,
+            "refit": self.refit,
+            "seed": self.seed,
+            "cursor_gain_per_s": self.cursor_gain_per_s,
+            "blocks": [b.to_dict() for b in self.blocks],
+        }
+
+
+def run_calibration_session(
+    *,
+    seed: int = 0,
+    n_channels: int = 1024,
+    decoder: str = "kalman",
+    grid_side: int = 30,
+    webgrid_seconds: float = 60.0,
+    n_webgrid_blocks: int = 2,
+    refit: bool = True,
+    open_loop_seconds: float = 120.0,
+    closed_loop_seconds: float = 45.0,
+    calibration_grid_side: int = 6,
+    cursor_gain_per_s: float = DEFAULT_CURSOR_GAIN_PER_S,
+    participant: SimulatedParticipant | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> SessionResult:
+    """Run an automated calibration session on a simulated participant and score it on Webgrid.
+
+    Blocks, in order:
+
+    1. ``open-loop``: observation; the cursor follows the participant's
+       intention on a ``calibration_grid_side`` grid; the velocity and click
+       decoders are fitted on it.
+    2. ``closed-loop``: the first decoder drives the cursor (same grid).
+    3. ``refit`` (if ``refit``): ReFIT recalibration on block 2
+       (:func:`refit_decoder`), then a closed-loop block with the new decoder.
+    4. ``webgrid-1`` .. ``webgrid-n``: timed Webgrid blocks on ``grid_side``.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the participant, the tasks and all noise; same seed, same result.
+    n_channels : int, default 1024
+    decoder : {"wiener", "kalman", "refit-kalman", "gru"}
+    grid_side : int, default 30
+        Webgrid side of the scored blocks.
+    webgrid_seconds : float, default 60
+        Length of each scored Webgrid block.
+    n_webgrid_blocks : int, default 2
+    refit : bool, default True
+        Run the ReFIT step.
+    open_loop_seconds, closed_loop_seconds : float
+        Lengths of the calibration blocks.
+    calibration_grid_side : int, default 6
+        Grid of the calibration blocks (bigger cells, so the first decoder can hit them).
+    cursor_gain_per_s : float
+        Workspace units per second per unit of decoded velocity.
+    participant : SimulatedParticipant, optional
+        Default: ``SimulatedParticipant(n_channels=n_channels, seed=seed)``.
+    progress : callable ``(block_name, block_index, n_blocks)``, optional
+        Called before each block (for a progress bar).
+
+    Returns
+    -------
+    SessionResult
+    """
+    seed = check_int(seed, "seed", minimum=0)
+    n_channels = check_int(n_channels, "n_channels", minimum=1)
+    check_in(decoder, "decoder", DECODERS)
+    grid_side = check_int(grid_side, "grid_side", minimum=2)
+    webgrid_seconds = check_positive(webgrid_seconds, "webgrid_seconds")
+    n_webgrid_blocks = check_int(n_webgrid_blocks, "n_webgrid_blocks", minimum=1)
+    open_loop_seconds = check_positive(open_loop_seconds, "open_loop_seconds")
+    closed_loop_seconds = check_positive(closed_loop_seconds, "closed_loop_seconds")
+    calibration_grid_side = check_int(calibration_grid_side, "calibration_grid_side", minimum=2)
+    cursor_gain_per_s = check_positive(cursor_gain_per_s, "cursor_gain_per_s")
+    if not isinstance(refit, (bool, np.bool_)):
+        raise InvalidInputError(f"refit must be True or False, got {refit!r}")
+    if participant is None:
+        participant = SimulatedParticipant(n_channels=n_channels, seed=seed)
+    elif participant.n_channels != n_channels:
+        raise InvalidInputError(
+            f"participant has {participant.n_channels} channels but n_channels={n_channels}"
+        )
+    task_rngs = spawn_rngs(seed + 7919, 4 + n_webgrid_blocks)
+    noise_rngs = spawn_rngs(seed + 104729, 4 + n_webgrid_blocks)
+    names = ["open-loop", "closed-loop"] + (["refit"] if refit else []) + [
+        f"webgrid-{i + 1}" for i in range(n_webgrid_blocks)]
+    result = SessionResult(decoder, n_channels, grid_side, seed, bool(refit), cursor_gain_per_s)
+
+    def announce(index: int) -> None:
+        if progress is not None:
+            progress(names[index], index, len(names))
+
+    common = {"cursor_gain_per_s": cursor_gain_per_s}
+    announce(0)
+    observation = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[0]),
+                            duration_s=open_loop_seconds, name="open-loop", seed=noise_rngs[0], **common)
+    result.blocks.append(BlockResult.from_record(observation))
+    velocity_decoder = make_decoder(decoder).fit(observation.counts, observation.intended_velocity)
+    click_decoder = fit_click_decoder(observation.counts, observation.intended_click,
+                                      loop_s=participant.control.loop_s)
+
+    announce(1)
+    closed = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[1]),
+                       duration_s=closed_loop_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
+                       name="closed-loop", seed=noise_rngs[1], **common)
+    result.blocks.append(BlockResult.from_record(closed))
+    block_index = 2
+    if refit:
+        announce(block_index)
+        velocity_decoder = refit_decoder(decoder, velocity_decoder, closed)
+        check = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[2]),
+                          duration_s=closed_loop_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
+                          name="refit", kind="refit", seed=noise_rngs[2], **common)
+        result.blocks.append(BlockResult.from_record(check))
+        block_index += 1
+    for number in range(n_webgrid_blocks):
+        announce(block_index)
+        block = run_block(participant, WebgridTask(grid_side=grid_side, seed=task_rngs[3 + number]),
+                          duration_s=webgrid_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
+                          name=f"webgrid-{number + 1}", kind="webgrid", seed=noise_rngs[3 + number], **common)
+        result.blocks.append(BlockResult.from_record(block))
+        block_index += 1
+    return result

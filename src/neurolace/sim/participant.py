@@ -1,0 +1,712 @@
+"""The simulated closed-loop participant: intention from a feedback-control model, neurons from it.
+
+A person controlling a BCI cursor is a feedback controller: they see the
+cursor late, predict where it is now, aim at the target, slow down near it,
+and try to click when they believe the cursor is on it. Closed-loop
+simulators built on that idea predict online BCI performance far better than
+offline decoding accuracy does (Cunningham et al. 2011, J Neurophysiol
+105:1932; Willett et al. 2019, Sci Rep 9:8881; Lagang & Srinivasan 2013,
+J Neurophysiol 109:1078). This module implements one such user model and
+drives simulated motor-cortex channels with it.
+
+Control model (one step every ``loop_s``), parameters in :class:`ControlParameters`:
+
+1. The participant sees the cursor ``visual_delay_s`` late and the target
+   ``reaction_time_s`` late (the target switch needs to be seen and acted on).
+2. An internal forward model (a Smith predictor) adds the cursor motion its
+   own recent intentions should have produced during the visual delay:
+   ``estimate = seen + sum(gain * intention * loop_s over the delay)``.
+3. The intended velocity points at the target from the estimate, its speed a
+   piecewise-linear function of distance that saturates at ``max_speed``
+   (the "f_targ" of Willett et al. 2019), plus Gaussian motor noise, low-pass
+   filtered with ``smoothing_s`` (neural commands are smooth).
+4. When the estimate has stayed inside the central part of the target for
+   ``dwell_s`` and the cursor it sees is on the target too, the participant
+   attempts a click (still steering at the centre) (a grasp;
+   Bacher et al. 2015) until it sees the click take effect (the target
+   changes) or ``max_click_s`` passes, then pauses ``click_refractory_s``
+   before trying again.
+
+Neural model (parameters in :class:`NeuralParameters`): channel ``c`` sees one
+unit-mix whose rate follows the shared :class:`~neurolace.sim.tuning.TuningModel`
+(cosine + speed + click tuning), scaled by the channel's ``visibility_c``
+(how much of the tuned activity the electrode picks up), on top of an untuned
+multi-unit background, with a slow shared multiplicative nuisance (population
+gain fluctuations unrelated to the task)::
+
+    rate_c(t) = (background_hz_c + visibility_c * tuning_rate_c(v, click)) * exp(loading_c . z(t))
+
+``z`` is ``n_nuisance`` independent Ornstein-Uhlenbeck processes with time
+constant ``nuisance_tau_s``. Counts per bin are Poisson. This fast path gives
+binned counts directly; the simulated implant can turn the same
+``tuning`` and intention into spike waveforms instead.
+
+Calibration: ``visibility_scale`` was chosen so that a plain ridge decoder on
+the default 1024-channel participant's counts, with the protocol of the real
+Stevenson et al. (2011) M1 data (50 ms bins, 10 bins of history, sqrt counts,
+first 70 % to fit, last 30 % to score), reaches about the R² it reaches on the
+real data; see :func:`offline_decodability` and docs/closed-loop.md.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from neurolace.core.checks import check_array, check_int, check_nonnegative, check_positive
+from neurolace.core.errors import InvalidInputError
+from neurolace.core.random import SeedLike, check_rng, spawn_rngs
+from neurolace.sim.tuning import TuningModel
+
+__all__ = [
+    "ControlParameters",
+    "Intention",
+    "NeuralParameters",
+    "ReachingRecord",
+    "SimulatedParticipant",
+    "lagged_design",
+    "offline_decodability",
+    "ridge_decodability",
+    "simulate_reaching",
+]
+
+
+@dataclass(frozen=True)
+class ControlParameters:
+    """The participant's feedback-control model; every default has its source.
+
+    Attributes
+    ----------
+    loop_s : float, default 0.02
+        Control and binning period (20 ms bins are the norm of intracortical
+        cursor BCIs: Gilja et al. 2012, Nat Neurosci 15:1752; Pandarinath et
+        al. 2017, eLife 6:e18554).
+    visual_delay_s : float, default 0.2
+        Delay before a cursor position is seen and used. Visuomotor feedback
+        delays of 100-200 ms (Cunningham et al. 2011 used ~100-150 ms; Willett
+        et al. 2019 fitted ~200 ms for BCI users including the decoder's bin).
+    reaction_time_s : float, default 0.25
+        From a target lighting up to the intention changing; visual reaction
+        times of 200-300 ms (Willett et al. 2019; Lagang & Srinivasan 2013).
+    max_speed : float, default 1.0
+        Saturating intended speed in normalised units (1.0 = the typical peak
+        speed the tuning model is scaled to).
+    slowdown_distance : float, default 0.15
+        Distance (workspace units, the workspace is the unit square) below
+        which intended speed falls linearly to 0; the piecewise-linear f_targ
+        of Willett et al. 2019 (their fit saturates at about a third of the
+        target distance).
+    motor_noise_sd : float, default 0.1
+        Standard deviation of Gaussian noise added to each intended velocity
+        component (normalised units); the control-noise term of Willett et al. 2019.
+    smoothing_s : float, default 0.06
+        Time constant of the first-order low-pass on the intention; intended
+        movements are smooth on ~50-100 ms scales (Cunningham et al. 2011 model
+        the arm's dynamics with a similar filter).
+    dwell_s : float, default 0.2
+        Time the estimated cursor must stay inside the click zone (and the
+        seen cursor inside the target) before the participant attempts a
+        click: about one visual feedback delay, the time needed to see that
+        the cursor has settled (the "verification" phase of aimed movements;
+        Meyer et al. 1988, Psychol Rev 95:340).
+    click_zone_fraction : float, default 0.7
+        The click zone is the target shrunk to this fraction of its size
+        (people aim for the middle of a small target).
+    max_click_s : float, default 0.6
+        Longest attempted click; the participant keeps attempting until it
+        sees the target change (feedback), so a click lasts at least the
+        reaction time. Attempted grasps used as BCI clicks last a few hundred
+        ms (Bacher et al. 2015, Neurorehabil Neural Repair 29:462).
+    click_refractory_s : float, default 0.2
+        Pause after an attempted click that had no visible effect.
+    forward_model_gain : float, default 1.0
+        The participant's belief of the cursor gain as a multiple of the true
+        one (1.0 = a perfect internal model).
+    """
+
+    loop_s: float = 0.02
+    visual_delay_s: float = 0.2
+    reaction_time_s: float = 0.25
+    max_speed: float = 1.0
+    slowdown_distance: float = 0.15
+    motor_noise_sd: float = 0.1
+    smoothing_s: float = 0.06
+    dwell_s: float = 0.2
+    click_zone_fraction: float = 0.7
+    max_click_s: float = 0.6
+    click_refractory_s: float = 0.2
+    forward_model_gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("loop_s", "max_speed", "slowdown_distance", "max_click_s", "click_zone_fraction",
+                     "forward_model_gain"):
+            check_positive(getattr(self, name), name)
+        for name in ("visual_delay_s", "reaction_time_s", "motor_noise_sd", "smoothing_s", "dwell_s",
+                     "click_refractory_s"):
+            check_nonnegative(getattr(self, name), name)
+        if self.reaction_time_s < self.visual_delay_s:
+            raise InvalidInputError(
+                f"reaction_time_s must be >= visual_delay_s (a target must be seen before it is acted on), "
+                f"got {self.reaction_time_s} < {self.visual_delay_s}"
+            )
+
+
+#: Calibrated scale of channel visibility; see the module docstring and docs/closed-loop.md.
+CALIBRATED_VISIBILITY_SCALE = 0.4
+
+
+@dataclass(frozen=True)
+class NeuralParameters:
+    """How the participant's intention shows up on the implant's channels.
+
+    Attributes
+    ----------
+    background_median_hz : float, default 12.0
+        Median untuned multi-unit rate per channel (log-normal across
+        channels, log-sd 0.5). Threshold crossings at -4.5 RMS on
+        intracortical arrays run at ~10-50 Hz, much of it untuned hash
+        (Christie et al. 2015, J Neural Eng 12:016009).
+    visibility_scale : float
+        Mean fraction of a tuned unit-mix a channel picks up; visibilities are
+        exponential across channels (many channels see little, a few see a
+        lot), clipped to [0, 1]. The one calibrated knob (see module docstring).
+    n_nuisance : int, default 3
+        Latent dimensions of task-unrelated shared gain fluctuations.
+    nuisance_sd : float, default 0.15
+        Log-rate standard deviation each channel gets from them (Goris et al.
+        2014, Nat Neurosci 17:858: shared gain fluctuations explain much of
+        cortical count variability).
+    nuisance_tau_s : float, default 0.5
+        Time constant of the nuisance processes.
+    """
+
+    background_median_hz: float = 12.0
+    visibility_scale: float = CALIBRATED_VISIBILITY_SCALE
+    n_nuisance: int = 3
+    nuisance_sd: float = 0.15
+    nuisance_tau_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_nonnegative(self.background_median_hz, "background_median_hz")
+        check_nonnegative(self.visibility_scale, "visibility_scale")
+        check_int(self.n_nuisance, "n_nuisance", minimum=0)
+        check_nonnegative(self.nuisance_sd, "nuisance_sd")
+        check_positive(self.nuisance_tau_s, "nuisance_tau_s")
+
+
+@dataclass(frozen=True)
+class Intention:
+    """What the participant wants at one control step.
+
+    Attributes
+    ----------
+    velocity : ndarray, shape (2,)
+        Intended cursor velocity in normalised units.
+    click : float
+        1.0 while attempting a click, else 0.0.
+    estimated_cursor_xy : ndarray, shape (2,)
+        Where the participant believes the cursor is.
+    """
+
+    velocity: np.ndarray
+    click: float
+    estimated_cursor_xy: np.ndarray
+
+
+class SimulatedParticipant:
+    """A seeded simulated BCI user: feedback controller plus 1024 motor-cortex channels.
+
+    Parameters
+    ----------
+    n_channels : int, default 1024
+        Channels of the implant (the N1 has 64 threads x 16 electrodes).
+    seed : int or numpy Generator, optional
+        Seeds the neurons (tuning, background, visibility, nuisance loadings)
+        and, through :meth:`start`, the trial-to-trial noise.
+    control : ControlParameters, optional
+    neural : NeuralParameters, optional
+    tuning : TuningModel, optional
+        Tuning of the channels' unit-mixes (one per channel); drawn with
+        :meth:`TuningModel.random` when omitted.
+
+    Notes
+    -----
+    Closed-loop use: :meth:`start` once per block, then every ``loop_s`` call
+    :meth:`step` with the true cursor and the lit target to get the
+    :class:`Intention`, and :meth:`emit_counts` with it to get the bin of
+    counts the decoder sees.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_channels: int = 1024,
+        seed: SeedLike = 0,
+        control: ControlParameters | None = None,
+        neural: NeuralParameters | None = None,
+        tuning: TuningModel | None = None,
+        _channels: dict | None = None,
+    ) -> None:
+        self.n_channels = check_int(n_channels, "n_channels", minimum=1)
+        self.control = ControlParameters() if control is None else control
+        self.neural = NeuralParameters() if neural is None else neural
+        rng_tuning, rng_channels, self._rng_noise = spawn_rngs(check_rng(seed), 3)
+        if tuning is None:
+            tuning = TuningModel.random(self.n_channels, seed=rng_tuning)
+        if tuning.n_units != self.n_channels:
+            raise InvalidInputError(
+                f"tuning must have one unit-mix per channel ({self.n_channels}), got {tuning.n_units}"
+            )
+        self.tuning = tuning
+        if _channels is None:
+            background = self.neural.background_median_hz * rng_channels.lognormal(0.0, 0.5, self.n_channels)
+            visibility = np.minimum(rng_channels.exponential(1.0, self.n_channels), 1.0 / max(
+                self.neural.visibility_scale, 1e-12))
+            loadings = rng_channels.normal(0.0, 1.0, (self.n_channels, self.neural.n_nuisance))
+            if self.neural.n_nuisance:
+                loadings *= self.neural.nuisance_sd / np.sqrt(self.neural.n_nuisance)
+            _channels = {"background_hz": background, "visibility_unit": visibility, "loadings": loadings}
+        self.background_hz = _channels["background_hz"]
+        self._visibility_unit = _channels["visibility_unit"]
+        self.nuisance_loadings = _channels["loadings"]
+        self._nuisance = np.zeros(self.neural.n_nuisance)
+        self.start((0.5, 0.5), cursor_gain_per_s=1.0)
+
+    # -- neurons --------------------------------------------------------------------------------
+    @property
+    def visibility(self) -> np.ndarray:
+        """Fraction of its unit-mix each channel picks up, shape (n_channels,), in [0, 1]."""
+        return np.minimum(self.neural.visibility_scale * self._visibility_unit, 1.0)
+
+    def rates_hz(self, velocity: Any, click: Any = None) -> np.ndarray:
+        """Noise-free channel rates for intended velocities (no nuisance).
+
+        Parameters
+        ----------
+        velocity : ndarray, shape (n_times, 2)
+        click : ndarray, shape (n_times,), optional
+
+        Returns
+        -------
+        ndarray, shape (n_times, n_channels)
+        """
+        tuned = self.tuning.rates_hz(velocity, click)
+        return self.background_hz + self.visibility * tuned
+
+    def sample_counts(self, velocity: Any, click: Any = None, *, bin_s: float | None = None,
+                      seed: SeedLike = None) -> np.ndarray:
+        """Poisson counts, shape (n_times, n_channels), for a sequence of intentions.
+
+        Each row is one bin of ``bin_s`` (default ``control.loop_s``); the
+        nuisance processes evolve across the rows and continue from the
+        participant's current nuisance state.
+        """
+        bin_s = self.control.loop_s if bin_s is None else check_positive(bin_s, "bin_s")
+        rng = self._rng_noise if seed is None else check_rng(seed)
+        rates = self.rates_hz(velocity, click)
+        if self.neural.n_nuisance:
+            z = self._nuisance_path(rates.shape[0], bin_s, rng)
+            rates = rates * np.exp(z @ self.nuisance_loadings.T)
+        return rng.poisson(rates * bin_s).astype(np.float64)
+
+    def _nuisance_path(self, n_times: int, bin_s: float, rng: np.random.Generator) -> np.ndarray:
+        decay = np.exp(-bin_s / self.neural.nuisance_tau_s)
+        innovation = rng.normal(0.0, np.sqrt(1.0 - decay * decay), (n_times, self.neural.n_nuisance))
+        path = np.empty((n_times, self.neural.n_nuisance))
+        state = self._nuisance
+        for index in range(n_times):
+            state = decay * state + innovation[index]
+            path[index] = state
+        self._nuisance = state
+        return path
+
+    def emit_counts(self, intention: Intention) -> np.ndarray:
+        """One bin (``control.loop_s``) of counts for one intention, shape (n_channels,)."""
+        return self.sample_counts(intention.velocity[np.newaxis], np.array([intention.click]))[0]
+
+    def drifted(self, *, days: float, seed: SeedLike = None) -> SimulatedParticipant:
+        """The same participant ``days`` later: tuning, background and visibility have drifted.
+
+        Tuning drifts through :meth:`TuningModel.drifted` (Perge et al. 2013);
+        background rates take a log-normal random walk (log-sd 0.15 per
+        sqrt(day)) and visibilities another (log-sd 0.2 per sqrt(day)), as
+        electrodes gain and lose units (Chestek et al. 2011, J Neural Eng 8:045005).
+        """
+        days = check_nonnegative(days, "days")
+        rng_tuning, rng_channels, rng_noise = spawn_rngs(check_rng(seed), 3)
+        scale = np.sqrt(days)
+        channels = {
+            "background_hz": self.background_hz * np.exp(rng_channels.normal(0, 0.15 * scale, self.n_channels)),
+            "visibility_unit": self._visibility_unit * np.exp(rng_channels.normal(0, 0.2 * scale, self.n_channels)),
+            "loadings": self.nuisance_loadings.copy(),
+        }
+        return SimulatedParticipant(
+            n_channels=self.n_channels, seed=rng_noise, control=self.control, neural=self.neural,
+            tuning=self.tuning.drifted(days=days, seed=rng_tuning), _channels=channels,
+        )
+
+    # -- control ----------------------------------------------------------------------------------
+    def start(self, cursor_xy: Any, *, cursor_gain_per_s: float, seed: SeedLike = None) -> None:
+        """Begin a block: clear the delay lines and the click state.
+
+        Parameters
+        ----------
+        cursor_xy : array-like, shape (2,)
+            Cursor position at the start.
+        cursor_gain_per_s : float
+            Workspace units per second the cursor moves per unit of decoded
+            velocity; the forward model's belief is ``forward_model_gain`` times it.
+        seed : optional
+            Reseeds the motor and spike noise (default: continue the stream).
+        """
+        cursor = check_array(cursor_xy, "cursor_xy", ndim=1, dtype=np.float64, shape=(2,))
+        self.cursor_gain_per_s = check_positive(cursor_gain_per_s, "cursor_gain_per_s")
+        if seed is not None:
+            self._rng_noise = check_rng(seed)
+        control = self.control
+        self._delay_steps = round(control.visual_delay_s / control.loop_s)
+        self._reaction_steps = round(control.reaction_time_s / control.loop_s)
+        self._seen = deque([cursor.copy()] * (self._delay_steps + 1), maxlen=self._delay_steps + 1)
+        self._targets: deque = deque([None] * (self._reaction_steps + 1), maxlen=self._reaction_steps + 1)
+        self._sent: deque = deque([np.zeros(2)] * max(self._delay_steps, 1), maxlen=max(self._delay_steps, 1))
+        self._velocity = np.zeros(2)
+        self._dwell_s = 0.0
+        self._click_left_s = 0.0
+        self._refractory_left_s = 0.0
+        self._target_key: tuple | None = None
+
+    def step(self, cursor_xy: Any, target: Any = None) -> Intention:
+        """Advance one control step.
+
+        Parameters
+        ----------
+        cursor_xy : array-like, shape (2,)
+            True cursor position now (the participant sees it ``visual_delay_s`` later).
+        target : object with ``center_xy`` and ``width`` (e.g. :class:`neurolace.tasks.Target`), or None
+            The lit target now; ``shape`` ("square" or "circle") is used if present.
+
+        Returns
+        -------
+        Intention
+        """
+        control = self.control
+        cursor = np.asarray(cursor_xy, dtype=np.float64)
+        self._seen.append(cursor.copy())
+        self._targets.append(None if target is None else (
+            tuple(float(v) for v in target.center_xy), float(target.width), getattr(target, "shape", "square")))
+        seen = self._seen[0]
+        believed_gain = control.forward_model_gain * self.cursor_gain_per_s
+        estimate = seen + believed_gain * control.loop_s * np.sum(self._sent, axis=0) if self._delay_steps else seen
+        estimate = np.clip(estimate, 0.0, 1.0)
+        perceived = self._targets[0]
+
+        desired = np.zeros(2)
+        click = 0.0
+        if perceived is not None:
+            if perceived != self._target_key:
+                self._target_key = perceived
+                self._dwell_s = 0.0
+                self._click_left_s = 0.0
+                self._refractory_left_s = 0.0
+            center = np.asarray(perceived[0])
+            error = center - estimate
+            distance = float(np.hypot(*error))
+            if self._click_left_s > 1e-12:
+                self._click_left_s -= control.loop_s
+                click = 1.0
+                if self._click_left_s <= 1e-12:
+                    self._refractory_left_s = control.click_refractory_s
+            else:
+                self._refractory_left_s = max(0.0, self._refractory_left_s - control.loop_s)
+                zone = perceived[1] * control.click_zone_fraction
+                seen_inside = _inside(center - seen, perceived[1], perceived[2])
+                if _inside(error, zone, perceived[2]) and seen_inside:
+                    self._dwell_s += control.loop_s
+                else:
+                    self._dwell_s = 0.0
+                if self._dwell_s >= control.dwell_s - 1e-12 and self._refractory_left_s <= 1e-12:
+                    self._click_left_s = control.max_click_s - control.loop_s
+                    self._dwell_s = 0.0
+                    click = 1.0
+            if distance > 0:  # keep steering at the centre, also while clicking
+                speed = control.max_speed * min(1.0, distance / control.slowdown_distance)
+                desired = speed * error / distance
+        noise = self._rng_noise.normal(0.0, control.motor_noise_sd, 2) if control.motor_noise_sd else 0.0
+        alpha = 1.0 if control.smoothing_s == 0 else 1.0 - np.exp(-control.loop_s / control.smoothing_s)
+        self._velocity = self._velocity + alpha * (desired + noise - self._velocity)
+        self._sent.append(self._velocity.copy())
+        return Intention(self._velocity.copy(), click, estimate)
+
+    def __repr__(self) -> str:
+        return (
+            f"SimulatedParticipant(n_channels={self.n_channels}, visibility_scale={self.neural.visibility_scale:g}, "
+            f"visual_delay_s={self.control.visual_delay_s:g}, loop_s={self.control.loop_s:g})"
+        )
+
+
+def _inside(error: np.ndarray, size: float, shape: str) -> bool:
+    half = 0.5 * size
+    if shape == "circle":
+        return float(error[0] ** 2 + error[1] ** 2) <= half * half
+    return abs(float(error[0])) <= half and abs(float(error[1])) <= half
+
+
+@dataclass
+class ReachingRecord:
+    """An open-loop reaching session: the cursor follows the intention exactly.
+
+    Attributes
+    ----------
+    velocity : ndarray, shape (n_steps, 2)
+        Intended (and, here, actual) velocity per step, normalised units.
+    click : ndarray, shape (n_steps,)
+        Click intention per step.
+    cursor_xy : ndarray, shape (n_steps, 2)
+    target_xy : ndarray, shape (n_steps, 2)
+    counts : ndarray, shape (n_steps, n_channels)
+    loop_s : float
+    """
+
+    velocity: np.ndarray
+    click: np.ndarray
+    cursor_xy: np.ndarray
+    target_xy: np.ndarray
+    counts: np.ndarray
+    loop_s: float
+    n_targets: int = field(default=0)
+
+
+def simulate_reaching(
+    participant: SimulatedParticipant,
+    *,
+    duration_s: float,
+    cursor_gain_per_s: float = 1.2,
+    target_width: float = 0.1,
+    seed: SeedLike = None,
+) -> ReachingRecord:
+    """Let the participant reach to random targets with a perfect decoder (open loop).
+
+    The cursor moves exactly as intended (``cursor_gain_per_s * velocity``),
+    targets appear uniformly in ``[0.1, 0.9]^2`` and change when the
+    participant clicks on them. This is the idealised observation block used
+    to measure offline decodability.
+    """
+    duration_s = check_positive(duration_s, "duration_s")
+    rng = check_rng(seed)
+    loop_s = participant.control.loop_s
+    n_steps = round(duration_s / loop_s)
+    participant.start((0.5, 0.5), cursor_gain_per_s=cursor_gain_per_s, seed=rng)
+    velocity = np.empty((n_steps, 2))
+    click = np.empty(n_steps)
+    cursor_trace = np.empty((n_steps, 2))
+    target_trace = np.empty((n_steps, 2))
+    cursor = np.array([0.5, 0.5])
+    target = _Spot(tuple(rng.uniform(0.1, 0.9, 2)), target_width)
+    n_targets = 1
+    previous_click = 0.0
+    for index in range(n_steps):
+        intention = participant.step(cursor, target)
+        velocity[index] = intention.velocity
+        click[index] = intention.click
+        cursor_trace[index] = cursor
+        target_trace[index] = target.center_xy
+        if intention.click and not previous_click and _inside(cursor - target.center_xy, target.width, "circle"):
+            target = _Spot(tuple(rng.uniform(0.1, 0.9, 2)), target_width)
+            n_targets += 1
+        previous_click = intention.click
+        cursor = np.clip(cursor + cursor_gain_per_s * loop_s * intention.velocity, 0.0, 1.0)
+    counts = participant.sample_counts(velocity, click, seed=rng)
+    return ReachingRecord(velocity, click, cursor_trace, target_trace, counts, loop_s, n_targets)
+
+
+@dataclass(frozen=True)
+class _Spot:
+    center_xy: tuple
+    width: float
+    shape: str = "circle"
+
+
+def lagged_design(features: Any, n_lags: int) -> np.ndarray:
+    """Causal history design: row ``t`` holds bins ``t, t-1, ..., t-n_lags+1`` (zeros before the start).
+
+    Parameters
+    ----------
+    features : ndarray, shape (n_bins, n_features)
+    n_lags : int
+
+    Returns
+    -------
+    ndarray, shape (n_bins, n_lags * n_features)
+    """
+    features = check_array(features, "features", ndim=2, dtype=np.float64)
+    n_lags = check_int(n_lags, "n_lags", minimum=1)
+    n_bins, n_features = features.shape
+    design = np.zeros((n_bins, n_lags * n_features), dtype=features.dtype)
+    for lag in range(n_lags):
+        design[lag:, lag * n_features:(lag + 1) * n_features] = features[: n_bins - lag]
+    return design
+
+
+def ridge_decodability(
+    counts: Any,
+    velocity: Any,
+    *,
+    n_lags: int = 10,
+    train_fraction: float = 0.7,
+    alphas: Any = (1.0, 10.0, 100.0, 1000.0, 10000.0),
+) -> dict:
+    """Offline R² of a plain ridge decoder, with the protocol of the real M1 reference data.
+
+    The protocol of ``../shared/data/stevenson2011-m1-reaching``: sqrt of the
+    counts, ``n_lags`` bins of causal history, fit on the first
+    ``train_fraction`` of the bins, score R² of each velocity component on the
+    rest, no shuffling. The penalty is chosen from ``alphas`` on the last 20 %
+    of the training bins (contiguous), then the model is refitted on all
+    training bins; the same procedure runs on real and simulated data.
+
+    Parameters
+    ----------
+    counts : ndarray, shape (n_bins, n_channels)
+    velocity : ndarray, shape (n_bins, 2)
+
+    Returns
+    -------
+    dict
+        ``r2`` (list per component), ``r2_mean``, ``alpha``, ``n_train_bins``, ``n_test_bins``, ``n_features``.
+    """
+    counts = check_array(counts, "counts", ndim=2, dtype=np.float64)
+    velocity = check_array(velocity, "velocity", ndim=2, dtype=np.float64, shape=(counts.shape[0], None))
+    if not 0 < train_fraction < 1:
+        raise InvalidInputError(f"train_fraction must lie in (0, 1), got {train_fraction!r}")
+    if np.any(counts < 0):
+        raise InvalidInputError("counts must be >= 0")
+    design = lagged_design(np.sqrt(counts), n_lags)[n_lags - 1:].astype(np.float32)
+    target = velocity[n_lags - 1:]
+    n_train = int(train_fraction * design.shape[0])
+    if n_train < 10 or design.shape[0] - n_train < 10:
+        raise InvalidInputError(f"counts has too few bins ({counts.shape[0]}) for this protocol")
+    n_fit = int(0.8 * n_train)
+    solver = _RidgeSolver(design[:n_train], target[:n_train])
+    scores = [np.mean(_r2(target[n_fit:n_train], solver.validate(n_fit, a))) for a in alphas]
+    best = float(alphas[int(np.argmax(scores))])
+    prediction = solver.predict(design[n_train:], best)
+    r2 = _r2(target[n_train:], prediction)
+    return {
+        "r2": [float(v) for v in r2],
+        "r2_mean": float(np.mean(r2)),
+        "alpha": best,
+        "n_train_bins": n_train,
+        "n_test_bins": int(design.shape[0] - n_train),
+        "n_features": int(design.shape[1]),
+    }
+
+
+class _RidgeSolver:
+    """Ridge with intercept for several penalties from one Gram matrix.
+
+    With more features than bins (1024 channels x 10 lags) the dual form is
+    used: one ``X X^T`` of the training bins serves both the penalty search
+    (on a contiguous first part, re-centred in kernel space) and the final fit.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.X = X
+        self.y = y
+        self.primal = X.shape[1] <= X.shape[0]
+        if not self.primal:
+            self.gram = (X @ X.T).astype(np.float64)
+
+    def _dual_solution(self, n_rows: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        gram = self.gram[:n_rows, :n_rows]
+        row_mean = gram.mean(axis=0)
+        centred = gram - row_mean[np.newaxis] - row_mean[:, np.newaxis] + row_mean.mean()
+        centred[np.diag_indices(n_rows)] += alpha
+        y = self.y[:n_rows]
+        solution = scipy.linalg.solve(centred, y - y.mean(axis=0), assume_a="pos")
+        return solution, row_mean
+
+    def validate(self, n_fit: int, alpha: float) -> np.ndarray:
+        """Fit on the first ``n_fit`` rows, predict the remaining training rows."""
+        y_mean = self.y[:n_fit].mean(axis=0)
+        if self.primal:
+            return self._primal_predict(self.X[:n_fit], self.y[:n_fit], self.X[n_fit:], alpha)
+        solution, row_mean = self._dual_solution(n_fit, alpha)
+        cross = self.gram[n_fit:, :n_fit]
+        cross = cross - cross.mean(axis=1, keepdims=True) - row_mean[np.newaxis] + row_mean.mean()
+        return cross @ solution + y_mean
+
+    def predict(self, X_new: np.ndarray, alpha: float) -> np.ndarray:
+        """Fit on all training rows, predict ``X_new``."""
+        if self.primal:
+            return self._primal_predict(self.X, self.y, X_new, alpha)
+        solution, _ = self._dual_solution(self.X.shape[0], alpha)
+        x_mean = self.X.mean(axis=0, dtype=np.float64)
+        weights = (self.X.T @ solution.astype(np.float32)).astype(np.float64) - np.outer(x_mean, solution.sum(axis=0))
+        return (X_new - x_mean) @ weights + self.y.mean(axis=0)
+
+    @staticmethod
+    def _primal_predict(X: np.ndarray, y: np.ndarray, X_new: np.ndarray, alpha: float) -> np.ndarray:
+        x_mean = X.mean(axis=0, dtype=np.float64)
+        Xc = (X - x_mean).astype(np.float32)
+        gram = (Xc.T @ Xc).astype(np.float64)
+        gram[np.diag_indices_from(gram)] += alpha
+        weights = scipy.linalg.solve(gram, (Xc.T @ (y - y.mean(axis=0)).astype(np.float32)).astype(np.float64),
+                                     assume_a="pos")
+        return (X_new - x_mean) @ weights + y.mean(axis=0)
+
+
+def _r2(y: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    residual = np.sum((y - prediction) ** 2, axis=0)
+    total = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    return 1.0 - residual / total
+
+
+def offline_decodability(
+    participant: SimulatedParticipant | None = None,
+    *,
+    duration_s: float = 120.0,
+    bin_s: float = 0.02,
+    n_lags: int = 10,
+    seed: SeedLike = 0,
+) -> dict:
+    """Ridge R² of a participant's counts with the real-data protocol (10 bins of history).
+
+    The participant reaches in open loop (:func:`simulate_reaching`) at its
+    own control loop (20 ms) or, when ``bin_s`` is not a multiple of it, at
+    10 ms; counts and velocities are summed / averaged into ``bin_s`` bins,
+    as the real recording was binned, and scored by :func:`ridge_decodability`.
+
+    Parameters
+    ----------
+    participant : SimulatedParticipant, optional
+        Default: ``SimulatedParticipant(seed=seed)`` with 1024 channels.
+    duration_s : float, default 300
+        Simulated time.
+    """
+    if participant is None:
+        participant = SimulatedParticipant(seed=seed)
+    bin_s = check_positive(bin_s, "bin_s")
+    loop_s = participant.control.loop_s
+    if abs(bin_s / loop_s - round(bin_s / loop_s)) > 1e-9:
+        loop_s = 0.01  # e.g. 50 ms bins from a 20 ms loop: run the loop at 10 ms instead
+    per_bin = round(bin_s / loop_s)
+    if per_bin < 1 or abs(per_bin * loop_s - bin_s) > 1e-9:
+        raise InvalidInputError(f"bin_s must be a multiple of the control loop or of 0.01 s, got {bin_s}")
+    fine = SimulatedParticipant(
+        n_channels=participant.n_channels, seed=seed, control=replace(participant.control, loop_s=loop_s),
+        neural=participant.neural, tuning=participant.tuning,
+        _channels={"background_hz": participant.background_hz, "visibility_unit": participant._visibility_unit,
+                   "loadings": participant.nuisance_loadings},
+    )
+    record = simulate_reaching(fine, duration_s=duration_s, seed=seed)
+    n_bins = record.counts.shape[0] // per_bin
+    counts = record.counts[: n_bins * per_bin].reshape(n_bins, per_bin, -1).sum(axis=1)
+    velocity = record.velocity[: n_bins * per_bin].reshape(n_bins, per_bin, 2).mean(axis=1)
+    result = ridge_decodability(counts, velocity, n_lags=n_lags)
+    result.update({"bin_s": bin_s, "duration_s": duration_s, "n_channels": participant.n_channels,
+                   "n_targets": record.n_targets})
+    return result

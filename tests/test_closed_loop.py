@@ -1,0 +1,103 @@
+"""The closed loop with real neurolace decoders: selections happen, bad signal keeps the cursor still."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neurolace.core.errors import InvalidInputError
+from neurolace.decode import KalmanFilter
+from neurolace.runtime import fit_click_decoder, make_decoder, run_block, run_calibration_session
+from neurolace.sim.participant import SimulatedParticipant
+from neurolace.tasks import WebgridTask
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    """A 256-channel participant with a Kalman filter and click decoder fitted on a 60 s observation block."""
+    participant = SimulatedParticipant(n_channels=256, seed=3)
+    observation = run_block(participant, WebgridTask(grid_side=6, seed=1), duration_s=60.0, seed=2)
+    decoder = KalmanFilter().fit(observation.counts, observation.intended_velocity)
+    click = fit_click_decoder(observation.counts, observation.intended_click)
+    return participant, observation, decoder, click
+
+
+def test_open_loop_block_follows_the_intention(calibrated):
+    _, observation, _, _ = calibrated
+    np.testing.assert_array_equal(observation.decoded_velocity, observation.intended_velocity)
+    assert observation.summary.correct > 10 and observation.summary.incorrect == 0
+    assert observation.kind == "open-loop" and observation.counts.shape == (3000, 256)
+
+
+def test_closed_loop_kalman_makes_correct_selections(calibrated):
+    participant, _, decoder, click = calibrated
+    block = run_block(participant, WebgridTask(grid_side=6, seed=4), duration_s=30.0, decoder=decoder,
+                      click_decoder=click, seed=5)
+    assert block.kind == "closed-loop"
+    assert block.summary.correct >= 3
+    assert not block.held.any()
+    # the decoder moved the cursor the way the participant meant
+    correlation = [np.corrcoef(block.intended_velocity[:, k], block.decoded_velocity[:, k])[0, 1] for k in range(2)]
+    assert min(correlation) > 0.5
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda counts: np.zeros_like(counts),  # dropped frames: all-zero bins
+        lambda counts: counts + 40.0,  # a common-mode baseline jump on every channel
+    ],
+    ids=["zero-bins", "baseline-jump"],
+)
+def test_cursor_stays_put_when_the_signal_is_bad(calibrated, fault):
+    participant, _, decoder, click = calibrated
+    start = 100
+
+    def corrupt(index, counts):
+        return fault(counts) if index >= start else counts
+
+    block = run_block(participant, WebgridTask(grid_side=6, seed=6), duration_s=6.0, decoder=decoder,
+                      click_decoder=click, feature_fault=corrupt, seed=7)
+    assert block.held[start:].all() and not block.held[:start].any()
+    still = block.cursor_xy[start + 1:]
+    np.testing.assert_array_equal(still, np.broadcast_to(still[0], still.shape))
+    assert not block.click[start:].any()
+
+
+def test_without_the_guard_a_baseline_jump_runs_the_cursor_away(calibrated):
+    """The same fault with the guard disabled moves the cursor: the test above can fail."""
+    participant, observation, _, click = calibrated
+    unguarded = KalmanFilter(guard=None).fit(observation.counts, observation.intended_velocity)
+    block = run_block(participant, WebgridTask(grid_side=6, seed=6), duration_s=6.0, decoder=unguarded,
+                      click_decoder=click, feature_fault=lambda i, c: c + 40.0 if i >= 100 else c, seed=7)
+    assert np.abs(np.diff(block.cursor_xy[101:], axis=0)).sum() > 0.05
+
+
+def test_session_with_real_decoders_scores_webgrid_and_is_json_and_reproducible():
+    kwargs = {"seed": 1, "n_channels": 256, "decoder": "refit-kalman", "grid_side": 8, "webgrid_seconds": 15.0,
+                  "n_webgrid_blocks": 1, "open_loop_seconds": 45.0, "closed_loop_seconds": 15.0}
+    result = run_calibration_session(**kwargs)
+    assert [b.kind for b in result.blocks] == ["open-loop", "closed-loop", "refit", "webgrid"]
+    summary = result.to_dict()
+    assert {"bps", "ntpm", "grid_side", "decoder", "channels", "success_rate"} <= set(summary)
+    assert summary["grid_side"] == 8 and summary["channels"] == 256 and summary["decoder"] == "refit-kalman"
+    webgrid = result.blocks[-1]
+    assert webgrid.correct > 0 and webgrid.duration_s == pytest.approx(15.0)
+    assert summary["ntpm"] == pytest.approx(max(0, webgrid.correct - webgrid.incorrect) * 4.0)
+    json.dumps(summary, allow_nan=False)
+    assert run_calibration_session(**kwargs).to_dict() == summary
+
+
+def test_session_and_block_reject_bad_input(calibrated):
+    participant, _, decoder, _ = calibrated
+    with pytest.raises(InvalidInputError, match="decoder must be one of 'wiener', 'kalman', 'refit-kalman', 'gru'"):
+        run_calibration_session(decoder="mouse")
+    with pytest.raises(InvalidInputError, match="webgrid_seconds must be a positive finite number, got -1.0"):
+        run_calibration_session(webgrid_seconds=-1.0)
+    with pytest.raises(InvalidInputError, match="click_decoder is required"):
+        run_block(participant, WebgridTask(grid_side=6), duration_s=1.0, decoder=decoder)
+    with pytest.raises(InvalidInputError, match="participant has 256 channels but n_channels=1024"):
+        run_calibration_session(participant=participant)
+    assert make_decoder("wiener").n_lags == 5
