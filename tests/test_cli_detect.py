@@ -62,13 +62,14 @@ def test_json_prints_exactly_one_object_with_the_summary(tmp_path, capsys):
     assert len(report["noise_uv_per_channel"]) == 2 and report["noise_uv"]["median"] > 0
 
 
-def test_fir_filter_option_reaches_the_chain(tmp_path, capsys):
+@pytest.mark.parametrize("design", ["fir", "butterworth", "moving_average"])
+def test_filter_option_reaches_the_chain(tmp_path, capsys, design):
     path = write_wav(tmp_path / "clip.wav", _recording())
     out = tmp_path / "spikes.csv"
-    assert main(["detect", str(path), "--filter", "fir", "--out", str(out), "--json"]) == 0
+    assert main(["detect", str(path), "--filter", design, "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    events = run_signal_chain(read_recording(path), filter_design="fir").events
-    assert report["filter"] == "fir" and report["n_spikes"] == events.n_spikes
+    events = run_signal_chain(read_recording(path), filter_design=design).events
+    assert report["filter"] == design and report["n_spikes"] == events.n_spikes
     rows = np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     np.testing.assert_array_equal(rows[:, 0], events.sample_index)
 

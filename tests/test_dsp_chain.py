@@ -108,16 +108,44 @@ def test_chunking_contract_holds_with_noise_updates_median_reference_and_groups(
     _assert_same(*_run(RECORDING, sizes, **options), *whole)
 
 
+def _lone_spike(trough_uv: float) -> tuple[Recording, int]:
+    """One spike of ``trough_uv`` at sample ~2500 in 10 µV of noise; returns it and its trough sample."""
+    codes = np.zeros((4000, 1), np.int16)
+    waveform = np.round(trough_uv * _spike_waveform(FS_HZ) / GAIN_UV).astype(np.int16)
+    codes[2500 : 2500 + waveform.size, 0] += waveform
+    codes[:, 0] += np.random.default_rng(4).normal(0, 20, 4000).round().astype(np.int16)
+    return Recording(codes, fs_hz=FS_HZ, gain_uv=GAIN_UV), 2500 + int(np.argmin(waveform))
+
+
+def test_default_design_is_the_linear_phase_moving_average_and_events_are_on_the_file_clock():
+    chain = SignalChain(FS_HZ, 3)
+    assert chain.filter_design == "moving_average" and chain.delay_samples == 33
+    assert "MovingAverageBandpass" in repr(chain)
+    recording, trough = _lone_spike(400.0)
+    events = run_signal_chain(recording, noise_window_s=0.05).events
+    near = np.abs(events.sample_index - trough) <= 40
+    # one crossing, on the falling flank just before the trough, not 33 samples (the delay) later
+    assert near.sum() == 1 and trough - 5 <= events.sample_index[near][0] <= trough
+    # the linear-phase filter keeps the trough's depth; the causal Butterworth shrinks it
+    assert events.amplitude_uv[near][0] < -0.9 * 400
+    causal = run_signal_chain(recording, noise_window_s=0.05, filter_design="butterworth").events
+    assert -0.7 * 400 < causal.amplitude_uv[np.abs(causal.sample_index - trough) <= 40][0] < -0.5 * 400
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"filter_design": "fir", "fir_taps": 41}, {"filter_design": "butterworth"}],
+    ids=["fir", "butterworth"],
+)
 @settings(max_examples=15, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=500), min_size=1, max_size=20))
-def test_chunking_contract_holds_with_the_linear_phase_filter(sizes):
-    options = {"filter_design": "fir", "fir_taps": 41}
+@given(sizes=st.lists(st.integers(min_value=0, max_value=500), min_size=1, max_size=20))
+def test_chunking_contract_holds_with_the_other_filter_designs(options, sizes):
     whole = _run(RECORDING, [RECORDING.n_samples], **options)
     assert whole[0].n_spikes > 30
     _assert_same(*_run(RECORDING, sizes, **options), *whole)
 
 
-@pytest.mark.parametrize("design", ["butterworth", "fir"])
+@pytest.mark.parametrize("design", ["moving_average", "butterworth", "fir"])
 def test_planted_spikes_are_detected_within_half_a_millisecond(design):
     recording, starts = _synthetic(int(FS_HZ), 4, seed=5, spike_uv=200.0)
     result = run_signal_chain(recording, noise_window_s=0.25, filter_design=design)
@@ -193,7 +221,8 @@ def test_chain_errors():
     with pytest.raises(InvalidInputError, match=r"sbp_band_hz must be \(low_hz, high_hz\) or None"):
         SignalChain(FS_HZ, 1, sbp_band_hz=(300.0,))
     with pytest.raises(
-        InvalidInputError, match="filter_design must be one of 'butterworth', 'fir'; got 'bessel'"
+        InvalidInputError,
+        match="filter_design must be one of 'moving_average', 'butterworth', 'fir'; got 'bessel'",
     ):
         SignalChain(FS_HZ, 1, filter_design="bessel")
     with pytest.raises(InvalidInputError, match="chunk_ms must be a positive finite number"):

@@ -1,4 +1,4 @@
-"""BandpassFilter against scipy.signal.sosfilt, chunk invariance, response, errors."""
+"""Band-pass stages against scipy (sosfilt, lfilter of the equivalent FIR), chunk invariance, response, errors."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from neurolace.core import InvalidInputError, Recording
 from neurolace.dsp import (
     BandpassFilter,
     LinearPhaseBandpass,
+    MovingAverageBandpass,
     bandpass_filter,
     design_bandpass,
     design_fir_bandpass,
+    design_moving_average_highpass,
+    moving_average_highpass_gain,
 )
 
 FS_HZ = 19531.0
@@ -173,3 +176,88 @@ def test_fir_errors():
         design_fir_bandpass(FS_HZ, 300.0, 6000.0, 100)
     with pytest.raises(InvalidInputError, match="high_hz must lie between low_hz"):
         LinearPhaseBandpass(10000.0, 1)
+
+
+def test_moving_average_design_has_half_gain_at_the_corner():
+    assert design_moving_average_highpass(19531.25, 300.0) == 29
+    for fs_hz, low_hz in ((19531.25, 300.0), (15000.0, 300.0), (30000.0, 250.0), (19531.0, 1000.0)):
+        length = design_moving_average_highpass(fs_hz, low_hz)
+        gain = moving_average_highpass_gain(fs_hz, length, low_hz)
+        # the nearest integer length: neighbours are no closer to one half
+        for other in (length - 1, length + 1):
+            assert abs(gain - 0.5) <= abs(moving_average_highpass_gain(fs_hz, other, low_hz) - 0.5)
+        assert abs(gain - 0.5) < 0.03
+
+
+def test_moving_average_bandpass_equals_its_fir_in_scipy(rng):
+    codes = rng.integers(-400, 400, size=(3000, 3)).astype(np.int16)
+    stage = MovingAverageBandpass(FS_HZ, 3, scale=0.5)
+    assert stage.length == 29 and stage.lowpass.size == 11 and stage.delay_samples == 33
+    assert stage.taps.size == 2 * 29 - 1 + 10
+    np.testing.assert_allclose(stage.taps.sum(), 0.0, atol=1e-12)  # no DC gain
+    scaled = codes.astype(np.float64) * 0.5
+    history = np.repeat(scaled[:1], stage.taps.size - 1, axis=0)
+    expected = scipy.signal.lfilter(stage.taps, 1.0, np.concatenate([history, scaled]), axis=0)[
+        stage.taps.size - 1 :
+    ]
+    np.testing.assert_allclose(stage.process(codes), expected, rtol=0, atol=2e-4)
+
+
+def test_moving_average_response_matches_the_analytic_gain():
+    stage = MovingAverageBandpass(FS_HZ, 1)
+    frequencies_hz = np.array([60.0, 150.0, 300.0, 1000.0, 3000.0])
+    _, response = scipy.signal.freqz(stage.taps, worN=frequencies_hz, fs=FS_HZ)
+    _, lowpass = scipy.signal.freqz(stage.lowpass, worN=frequencies_hz, fs=FS_HZ)
+    expected = moving_average_highpass_gain(FS_HZ, stage.length, frequencies_hz) * np.abs(lowpass)
+    np.testing.assert_allclose(np.abs(response), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.abs(response), [0.026, 0.15, 0.50, 0.95, 0.99], atol=0.01)
+    time_s = np.arange(int(FS_HZ)) / FS_HZ
+    for frequency_hz, gain in zip(frequencies_hz, expected):
+        tone = np.sin(2 * np.pi * frequency_hz * time_s)[:, np.newaxis]
+        out = MovingAverageBandpass(FS_HZ, 1).process(tone)[:, 0]
+        # linear phase: the output is the tone, scaled by the gain and delayed by delay_samples
+        delayed = gain * tone[2000 - stage.delay_samples : -stage.delay_samples, 0]
+        np.testing.assert_allclose(out[2000:], delayed, atol=1e-3)
+
+
+def test_moving_average_constant_codes_give_exactly_zero_after_a_long_run(rng):
+    noisy = rng.integers(-512, 512, size=(200_000, 2)).astype(np.int16)
+    constant = np.full((100, 2), 37, dtype=np.int16)
+    stage = MovingAverageBandpass(FS_HZ, 2, high_hz=None)
+    stage.process(noisy)
+    out = stage.process(constant)
+    assert np.all(out[2 * stage.length :] == 0.0)  # exact integer sums: no drift
+    assert np.all(MovingAverageBandpass(FS_HZ, 1).process(np.full((300, 1), 900, np.int16)) == 0.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+    st.sampled_from([np.int16, np.float32, np.float64]),
+)
+def test_moving_average_any_chunking_equals_whole(sizes, dtype):
+    samples = (np.random.default_rng(len(sizes)).normal(0, 30, size=(1201, 3)) + 500).astype(dtype)
+    whole = MovingAverageBandpass(FS_HZ, 3, scale=0.195).process(samples)
+    stage = MovingAverageBandpass(FS_HZ, 3, scale=0.195)
+    chunked = np.concatenate([stage.process(c) for c in _chunks(samples, sizes)])
+    np.testing.assert_array_equal(chunked, whole)
+    stage.reset()
+    np.testing.assert_array_equal(stage.process(samples), whole)
+
+
+def test_moving_average_one_channel_one_dimensional_and_empty():
+    stage = MovingAverageBandpass(15000.0, 1, low_hz=300.0, high_hz=5000.0)
+    assert stage.process(np.zeros((0, 1))).shape == (0, 1)
+    assert stage.process(np.arange(7.0)).shape == (7, 1)
+    assert "length=22" in repr(stage)
+
+
+def test_moving_average_errors():
+    with pytest.raises(InvalidInputError, match="lowpass_taps must be odd"):
+        MovingAverageBandpass(FS_HZ, 1, lowpass_taps=10)
+    with pytest.raises(InvalidInputError, match="high_hz must lie between low_hz"):
+        MovingAverageBandpass(10000.0, 1)
+    with pytest.raises(InvalidInputError, match="low_hz=0.5 needs a moving average of ~17304 samples"):
+        MovingAverageBandpass(FS_HZ, 1, low_hz=0.5)
+    with pytest.raises(InvalidInputError, match="low_hz must be below the Nyquist frequency"):
+        design_moving_average_highpass(FS_HZ, 10000.0)

@@ -7,6 +7,7 @@ chunks, with a verb over a whole :class:`~neurolace.core.Recording` beside it:
 stage                       class                            verb
 ==========================  ===============================  ==============================
 band-pass (causal IIR)      :class:`BandpassFilter`          :func:`bandpass_filter`
+band-pass (running sums)    :class:`MovingAverageBandpass`   ``SignalChain()`` (the default)
 band-pass (linear-phase)    :class:`LinearPhaseBandpass`     ``SignalChain(filter_design="fir")``
 common-average reference    :class:`CommonAverageReference`  :func:`common_average_reference`
 noise (MAD / 0.6745)        :class:`NoiseEstimator`          :func:`estimate_noise`
@@ -29,9 +30,12 @@ from neurolace.dsp.features import (
 from neurolace.dsp.filters import (
     BandpassFilter,
     LinearPhaseBandpass,
+    MovingAverageBandpass,
     bandpass_filter,
     design_bandpass,
     design_fir_bandpass,
+    design_moving_average_highpass,
+    moving_average_highpass_gain,
 )
 from neurolace.dsp.noise import NoiseEstimator, estimate_noise, mad_noise
 from neurolace.dsp.reference import CommonAverageReference, common_average_reference
@@ -43,6 +47,7 @@ __all__ = [
     "CommonAverageReference",
     "CrossingCounter",
     "LinearPhaseBandpass",
+    "MovingAverageBandpass",
     "NoiseEstimator",
     "SignalChain",
     "SpikeBandPower",
@@ -53,9 +58,11 @@ __all__ = [
     "common_average_reference",
     "design_bandpass",
     "design_fir_bandpass",
+    "design_moving_average_highpass",
     "detect_spikes",
     "estimate_noise",
     "mad_noise",
+    "moving_average_highpass_gain",
     "run_signal_chain",
     "spike_band_power",
 ]
