@@ -292,9 +292,6 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
         state.pop("_stream", None)
         return state
 
-    def _more_tags(self) -> dict:
-        return {"requires_y": True}
-
 
 def check_alpha(alpha: Any, name: str = "alpha") -> float | str:
     """Validate a ridge penalty: ``"auto"`` or a number >= 0."""
