@@ -1,15 +1,18 @@
 """The live dashboard at 1024 channels: browser frame rate, server CPU, WebSocket bytes, loop latency.
 
 One process runs the ``demo`` preset session (simulated participant, 1024 channels, 20 ms bins ->
-Kalman decoder -> cursor -> Webgrid) in real time. Measured, in the same run:
+Kalman decoder -> cursor -> Webgrid) in real time, and a dashboard server that can watch its bus
+(``LiveSession.watch``). Measured on the same running graph, in interleaved phases:
 
-- **baseline**: the bare session graph, no web server at all;
-- **served, no viewer**: the same session inside the dashboard server (its feed thread reading the
-  bus), no browser attached;
-- **viewer attached**: plus headless Chromium (/usr/bin/chromium through Playwright) showing the
-  live view over the WebSocket.
+- **baseline**: the graph alone; the dashboard is up but not reading the bus;
+- **served, no viewer**: the dashboard's feed reads the bus and builds frames, nobody watches;
+- **WebSocket client, no browser**: a plain WebSocket client in another process receiving every
+  frame (the server's cost of a viewer, without a browser's CPU on the same machine);
+- **viewer attached**: headless Chromium (/usr/bin/chromium through Playwright) showing the live
+  view over the WebSocket.
 
-The served phases alternate ``repeats`` times so slow drift of a shared machine hits both alike.
+The four phases alternate ``repeats`` times on the same graph, so slow drift of a shared machine
+hits all of them alike.
 Per phase:
 
 - decoding-loop latency: the runtime's own end-to-end measure at the cursor node (apply time
@@ -21,8 +24,8 @@ Per phase:
 - WebSocket bytes per second received by the page, and the size of one frame;
 - Chromium CPU (all its processes, from /proc) per wall second.
 
-The decoder is calibrated once per graph (``calibration_s``) and measurements start after it is
-fitted. Medians are quoted; ratios compare with the baseline of the same run.
+The decoder is calibrated once (``calibration_s``) and measurements start after it is fitted.
+Medians are quoted; ratios compare with the baseline of the same run.
 """
 
 from __future__ import annotations
@@ -70,34 +73,10 @@ def _chromium_cpu_s(user_data_dir: str) -> float:
     return total_ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _baseline(duration_s: float, calibration_s: float) -> dict:
-    """The bare graph: no server, no feed."""
-    from neurolace.runtime.bus import InProcessBus
-    from neurolace.runtime.graph import Graph, RunLog
+def _served_phase(graph, page, duration_s: float, user_data_dir: str | None) -> dict:
     from neurolace.web.live import cursor_latency_us
 
-    fitted = threading.Event()
-    log = RunLog(echo=lambda record: fitted.set() if record["event"] == "decoder_fitted" else None)
-    bus = InProcessBus()
-    graph = Graph(_demo_spec(calibration_s), bus, log=log)
-    graph.start()
-    try:
-        if not fitted.wait(calibration_s + 120):
-            raise SystemExit("the decoder was not fitted in time")
-        time.sleep(1.0)
-        graph.reset_measurements()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        time.sleep(duration_s)
-        cpu_share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-        latency = _latency(cursor_latency_us(graph))
-    finally:
-        graph.stop()
-        bus.close()
-    return {**latency, "server_cpu": cpu_share}
-
-
-def _served_phase(live, page, duration_s: float, user_data_dir: str | None) -> dict:
-    live.reset_measurements()
+    graph.reset_measurements()
     fps_samples = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
     browser0 = _chromium_cpu_s(user_data_dir) if user_data_dir else 0.0
@@ -108,7 +87,7 @@ def _served_phase(live, page, duration_s: float, user_data_dir: str | None) -> d
         if page is not None:
             fps_samples.append(page.evaluate("neurolace.stats.fps"))
     wall = time.perf_counter() - wall0
-    result = {**_latency(live.loop_latency_us()), "server_cpu": (time.process_time() - cpu0) / wall}
+    result = {**_latency(cursor_latency_us(graph)), "server_cpu": (time.process_time() - cpu0) / wall}
     if page is not None:
         stats1 = page.evaluate("({f: neurolace.stats.framesDrawn, b: neurolace.stats.wsBytes})")
         result.update({
@@ -120,9 +99,48 @@ def _served_phase(live, page, duration_s: float, user_data_dir: str | None) -> d
     return result
 
 
+_WS_CLIENT = """
+import asyncio, json, sys, time
+import websockets
+
+async def main(url, token, seconds):
+    received = frames = 0
+    async with websockets.connect(url, subprotocols=["neurolace.v1", "bearer." + token]) as socket:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = await socket.recv()
+            if isinstance(message, bytes):
+                received += len(message)
+                frames += 1
+    print(json.dumps({"bytes": received, "frames": frames, "seconds": seconds}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+def _ws_client_phase(graph, live, server, duration_s: float) -> dict:
+    """A WebSocket client in another process receives frames while the loop latency is measured."""
+    import json
+    import subprocess
+    import sys
+
+    url = server.url.replace("http://", "ws://") + f"/ws/sessions/{live.session_id}"
+    client = subprocess.Popen([sys.executable, "-c", _WS_CLIENT, url, server.bootstrap_token, str(duration_s + 1.0)],
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    result = _served_phase(graph, None, duration_s, None)
+    output, _ = client.communicate(timeout=60)
+    received = json.loads(output)
+    result.update({"ws_bytes_per_s": received["bytes"] / received["seconds"],
+                   "ws_frames_per_s": received["frames"] / received["seconds"]})
+    return result
+
+
 def run(quick: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
+    from neurolace.runtime.bus import InProcessBus
+    from neurolace.runtime.graph import Graph, RunLog
     from neurolace.web.live import LiveSession
     from neurolace.web.server import start_in_background
 
@@ -132,37 +150,43 @@ def run(quick: bool = False) -> dict:
     repeats = 2 if quick else 3
     calibration_s = 5.0
 
-    console.print(f"baseline: bare graph, {phase_s:g} s after calibration")
-    baseline = _baseline(phase_s, calibration_s)
-
+    fitted = threading.Event()
+    log = RunLog(echo=lambda record: fitted.set() if record["event"] == "decoder_fitted" else None)
+    bus = InProcessBus()
+    spec = _demo_spec(calibration_s)
+    graph = Graph(spec, bus, log=log)
     data_dir = tempfile.mkdtemp(prefix="neurolace-bench-web-")
     user_data_dir = tempfile.mkdtemp(prefix="neurolace-bench-chromium-")
-    live = LiveSession(spec=_demo_spec(calibration_s))
-    server = start_in_background(port=0, data_dir=data_dir, sessions=[live])
-    served, viewed = [], []
+    live = LiveSession(spec=spec)
+    server = start_in_background(port=0, data_dir=data_dir, sessions=[live], start_sessions=False)
+    bare, served, socket_only, viewed = [], [], [], []
+    graph.start()
     try:
-        deadline = time.monotonic() + calibration_s + 120
-        while live.state != "decoding":
-            if time.monotonic() > deadline or live.state == "failed":
-                raise SystemExit(f"the live session did not reach decoding: {live.state} {live.error}")
-            time.sleep(0.1)
+        if not fitted.wait(calibration_s + 120):
+            raise SystemExit("the decoder was not fitted in time")
         time.sleep(1.0)
-        frame_bytes = len(live.latest_frame)
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 user_data_dir, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
                 viewport={"width": 1500, "height": 1100})
             for repeat in range(repeats):
-                console.print(f"repeat {repeat + 1}/{repeats}: served without a viewer, then with one")
-                served.append(_served_phase(live, None, phase_s, None))
+                console.print(f"repeat {repeat + 1}/{repeats}: graph alone, fed, WebSocket client, Chromium")
+                live.stop()
+                bare.append(_served_phase(graph, None, phase_s, None))
+                live.watch(bus)
+                served.append(_served_phase(graph, None, phase_s, None))
+                frame_bytes = len(live.latest_frame)
+                socket_only.append(_ws_client_phase(graph, live, server, phase_s))
                 page = context.new_page()
                 page.goto(f"{server.url}/#token={server.bootstrap_token}")
                 page.wait_for_function("window.neurolace.stats.framesDrawn > 30", timeout=30_000)
-                viewed.append(_served_phase(live, page, phase_s, user_data_dir))
+                viewed.append(_served_phase(graph, page, phase_s, user_data_dir))
                 page.close()
             context.close()
     finally:
         server.stop()
+        graph.stop()
+        bus.close()
         shutil.rmtree(user_data_dir, ignore_errors=True)
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -170,20 +194,27 @@ def run(quick: bool = False) -> dict:
         return float(statistics.median(row[key] for row in rows))
 
     summary = {
-        "baseline": baseline,
+        "baseline": {key: median(bare, key) for key in ("p50_us", "p99_us", "server_cpu")},
         "served": {key: median(served, key) for key in ("p50_us", "p99_us", "server_cpu")},
+        "websocket_client": {key: median(socket_only, key) for key in ("p50_us", "p99_us", "server_cpu",
+                                                                        "ws_bytes_per_s", "ws_frames_per_s")},
         "viewed": {key: median(viewed, key) for key in ("p50_us", "p99_us", "server_cpu", "fps_median",
                                                          "frames_per_s", "ws_bytes_per_s", "browser_cpu")},
         "frame_bytes": frame_bytes,
-        "phases": {"served": served, "viewed": viewed},
+        "phases": {"baseline": bare, "served": served, "websocket_client": socket_only, "viewed": viewed},
         "phase_s": phase_s,
         "repeats": repeats,
         "channels": 1024,
     }
+    baseline = summary["baseline"]
     rows = [
-        ["bare graph (baseline)", baseline["p50_us"], baseline["p99_us"], 100 * baseline["server_cpu"], "-", "-", "-"],
+        ["graph alone (baseline)", baseline["p50_us"], baseline["p99_us"], 100 * baseline["server_cpu"], "-", "-",
+         "-"],
         ["served, no viewer", summary["served"]["p50_us"], summary["served"]["p99_us"],
          100 * summary["served"]["server_cpu"], "-", "-", "-"],
+        ["WebSocket client, no browser", summary["websocket_client"]["p50_us"],
+         summary["websocket_client"]["p99_us"], 100 * summary["websocket_client"]["server_cpu"], "-",
+         summary["websocket_client"]["ws_bytes_per_s"] / 1024, "-"],
         ["viewer attached", summary["viewed"]["p50_us"], summary["viewed"]["p99_us"],
          100 * summary["viewed"]["server_cpu"], summary["viewed"]["fps_median"],
          summary["viewed"]["ws_bytes_per_s"] / 1024, 100 * summary["viewed"]["browser_cpu"]],
@@ -192,7 +223,11 @@ def run(quick: bool = False) -> dict:
           ["phase", "loop p50 µs", "loop p99 µs", "server CPU %", "browser frames/s", "WS kB/s", "Chromium CPU %"],
           rows)
     summary["latency_p50_ratio_viewed_vs_baseline"] = summary["viewed"]["p50_us"] / baseline["p50_us"]
+    summary["latency_p50_baseline_spread_us"] = [min(p["p50_us"] for p in bare), max(p["p50_us"] for p in bare)]
     summary["latency_p50_ratio_viewed_vs_served"] = summary["viewed"]["p50_us"] / summary["served"]["p50_us"]
-    console.print(f"loop latency p50 with a viewer / bare graph: {summary['latency_p50_ratio_viewed_vs_baseline']:.2f}"
-                  f"; / served without viewer: {summary['latency_p50_ratio_viewed_vs_served']:.2f}")
+    summary["latency_p50_ratio_socket_vs_served"] = (summary["websocket_client"]["p50_us"]
+                                                     / summary["served"]["p50_us"])
+    console.print(f"loop latency p50 ratios: viewer / graph alone {summary['latency_p50_ratio_viewed_vs_baseline']:.2f}, "
+                  f"viewer / served {summary['latency_p50_ratio_viewed_vs_served']:.2f}, "
+                  f"WebSocket client / served {summary['latency_p50_ratio_socket_vs_served']:.2f}")
     return summary

@@ -207,6 +207,7 @@ class LiveSession:
         self._feed_stop = threading.Event()
         self._owns_bus = True
         self._listeners: list = []
+        self._generation = 0  # bumped by start/stop, so a graph that finishes starting too late is dropped
         self._reset_feed_state()
 
     # graph control ----------------------------------------------------------------------------
@@ -260,8 +261,11 @@ class LiveSession:
             self.state = "starting"
             self.error = None
             self._reset_feed_state()
+            self._generation += 1
+            generation = self._generation
         ready = threading.Event()
-        thread = threading.Thread(target=self._start_graph, args=(ready,), daemon=True, name=f"live:{self.session_id}")
+        thread = threading.Thread(target=self._start_graph, args=(ready, generation), daemon=True,
+                                  name=f"live:{self.session_id}")
         thread.start()
         if wait:
             ready.wait(timeout_s)
@@ -276,7 +280,7 @@ class LiveSession:
             params["calibration_s"] = self.calibration_s
         return spec
 
-    def _start_graph(self, ready: threading.Event) -> None:
+    def _start_graph(self, ready: threading.Event, generation: int) -> None:
         from neurolace.runtime.bus import open_bus
         from neurolace.runtime.graph import Graph, RunLog
 
@@ -287,14 +291,21 @@ class LiveSession:
             graph.start()
         except (NeurolaceError, OSError, ImportError) as exc:  # shown on the dashboard; the server keeps running
             with self._lock:
-                self.state = "failed"
-                self.error = f"{type(exc).__name__}: {exc}"
+                if generation == self._generation:
+                    self.state = "failed"
+                    self.error = f"{type(exc).__name__}: {exc}"
             ready.set()
             return
         with self._lock:
-            self._bus, self._graph, self._owns_bus = bus, graph, True
-            self.state = "calibrating" if self.calibration_s > 0 and self.decoder else "decoding"
-            self._start_feed(subscription)
+            current = generation == self._generation
+            if current:
+                self._bus, self._graph, self._owns_bus = bus, graph, True
+                self.state = "calibrating" if self.calibration_s > 0 and self.decoder else "decoding"
+                self._start_feed(subscription)
+        if not current:  # stopped or restarted while this graph was starting
+            graph.stop()
+            subscription.close()
+            bus.close()
         ready.set()
 
     def _start_feed(self, subscription) -> None:
@@ -343,6 +354,7 @@ class LiveSession:
         with self._lock:
             graph, bus, subscription, feed = self._graph, self._bus, self._subscription, self._feed_thread
             owns_bus = self._owns_bus
+            self._generation += 1
             self._graph = self._bus = self._subscription = self._feed_thread = None
             if self._block is not None:
                 self._finish_block(now_ns(), aborted=True)

@@ -79,6 +79,26 @@ class DashboardServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def login_url(self, user: str = "admin") -> str:
+        """The dashboard URL with a token in its fragment: the bootstrap token, else a fresh one for ``user``.
+
+        For a local run (``neurolace demo`` printing where to look). Browsers do
+        not send the fragment to the server, so the token stays out of request logs.
+        """
+        token = self.bootstrap_token
+        if token is None:
+            known = self.store.user(user)
+            if known is None:
+                raise NeurolaceError(f"no user {user!r} in {self.store.data_dir}; create one with "
+                                     f"'neurolace serve --create-user NAME --role researcher'")
+            token = self.store.issue_token(known)
+        return f"{self.url}/#token={token}"
+
+    def set_summary(self, summary: dict) -> None:
+        """Show a finished session's summary (``neurolace demo --json``) as BPS per block on the first session."""
+        if self.sessions:
+            next(iter(self.sessions.values())).set_summary(summary)
+
     def stop(self, *, timeout_s: float = 10.0) -> None:
         for session in self.sessions.values():
             session.stop()
@@ -169,8 +189,8 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
             raise NeurolaceError(f"the dashboard did not start on {host}:{bound_port}")
         time.sleep(0.01)
     handle = DashboardServer(host, bound_port, store, games, by_id, token, server, thread)
-    if summary is not None and by_id:
-        next(iter(by_id.values())).set_summary(summary)
+    if summary is not None:
+        handle.set_summary(summary)
     if start_sessions:
         for session in by_id.values():
             session.start()
