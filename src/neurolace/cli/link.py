@@ -8,7 +8,7 @@ __all__ = ["register"]
 
 DESCRIPTION = """\
 Bandwidth budget of a 1024-channel N1-class implant: raw samples, losslessly compressed raw
-(at a compression ratio you give, default the codec's measured 3.5376x on the public N1 clips),
+(at a compression ratio you give, default the codec's measured 3.5383x on the public N1 clips),
 spike events and binned features, each in kbit/s beside a Bluetooth LE link (LE 2M PHY, about
 1400 kbit/s of application throughput, by default). The event and feature rows rest on the
 stated assumptions (event rate, bits per event, bin width); change them with the options.
@@ -19,7 +19,7 @@ examples:
 """
 
 #: total ratio of `neurolace codec bench` (context mode) on the 496 public N1 clips, measured for docs/codec.md
-MEASURED_N1_RATIO = 3.5376
+MEASURED_N1_RATIO = 3.5383
 
 
 def register(subparsers) -> None:
