@@ -64,6 +64,8 @@ def test_wav_header_and_trailer_bytes_survive():
     header = header[:4] + struct.pack("<I", len(header) - 8 + len(plain) - 44 + 10) + header[8:]
     odd = header + plain[44:] + b"junk\x02\x00\x00\x00ab"
     assert decode_wav(encode_wav(odd)) == odd
+    three_channels = wav_bytes(np.arange(3 * 301, dtype=np.int16).reshape(301, 3) * 7 - 500, fs_hz=30000)
+    assert decode_wav(encode_wav(three_channels)) == three_channels
 
 
 @pytest.mark.parametrize(

@@ -222,11 +222,17 @@ def decode_with_context(
     history = [0] * order  # centred codes, most recent first
     out = [0] * n_samples
     top = n_codes - 1
+    models = cache.cache
+    build = cache
+    decode = decoder.decode
     try:
         for t in range(n_samples):
             prediction = mean_code + ((sum(map(mul, coefficients, history)) + half) >> shift)
             prediction = 0 if prediction < 0 else (top if prediction > top else prediction)
-            code = prediction + low + decoder.decode(cache(prediction))
+            model = models.get(prediction)
+            if model is None:
+                model = build(prediction)
+            code = prediction + low + decode(model)
             out[t] = code
             if order:
                 history.pop()
