@@ -69,6 +69,8 @@ def evaluate_codecs(
 
     codecs = default_codecs() if codecs is None else list(codecs)
     files = [Path(p).read_bytes() for p in paths]
+    if not files:
+        raise CodecError("paths must name at least one WAV file, got none")
     results = []
     with threadpool_limits(limits=1):
         for codec in codecs:
@@ -101,8 +103,6 @@ def evaluate_codecs(
                 decode_rates.append(len(data) / 1e6 / max(end - middle, 1e-9))
                 if progress is not None:
                     progress(codec.name, done + 1, len(files))
-            if not files:
-                raise CodecError("no files to evaluate")
             results.append({
                 "name": codec.name,
                 "n_files": len(files),
