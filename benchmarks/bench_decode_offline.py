@@ -6,10 +6,14 @@ Protocols (../shared/data/README.md):
   Fit on the first 70 % of bins, score R² of (vx, vy) on the last 30 %; no
   shuffling; causal features only.
 - ``dad-chewie-m1``: 71 units; fit on ``Ytr`` -> ``Xtr``, score on ``Yte`` ->
-  ``Xte``. Bins of different trials are stacked; the decoders treat each set
-  as one sequence, so for the first bins of a trial the history (lags, filter
-  state) still holds the end of the previous trial. Nothing from the test set
-  reaches the fit.
+  ``Xte``. Bins of different trials are stacked. The file does not mark the
+  trials, but every change of the target label ``Ttr``/``Tte`` falls on a
+  fixed 31-bin grid (phase 0 in the training set, 20 in the test set), so the
+  trial starts are that grid; they come from the task labels, never from the
+  kinematics. ``chewie`` passes them as ``segment_starts`` so no history
+  (lags, filter or GRU state) crosses a trial; ``chewie-stacked`` treats each
+  set as one sequence, for comparison. Nothing from the test set reaches the
+  fit.
 
 The reference is the Wiener filter with 10 bins of history (the README's
 "ridge on 10 bins of history"). The GRU's configuration is chosen among a
@@ -37,15 +41,39 @@ GRU_GRID = (
 )
 
 
-def _load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+TRIAL_BINS = 31
+
+
+def _trial_starts(targets: np.ndarray) -> np.ndarray:
+    """Trial starts of the stacked chewie bins: the 31-bin grid that every target change falls on."""
+    changes = np.flatnonzero(np.diff(targets)) + 1
+    phase = int(changes[0] % TRIAL_BINS)
+    if np.any(changes % TRIAL_BINS != phase):
+        raise SystemExit(
+            "chewie target changes are not on a 31-bin grid; the trial length assumption is wrong"
+        )
+    return np.arange(phase if phase else TRIAL_BINS, targets.size, TRIAL_BINS)
+
+
+def _load(name: str) -> tuple:
+    """Train features, train velocity, test features, test velocity, train and test segment starts."""
     if name == "stevenson2011":
         data = scipy.io.loadmat(shared_data("stevenson2011-m1-reaching", "StevensonV2.mat"))
         counts = data["spikes"].T.astype(np.float64)
         velocity = data["handVel"][:2].T
         split = int(0.7 * counts.shape[0])
-        return counts[:split], velocity[:split], counts[split:], velocity[split:]
+        return counts[:split], velocity[:split], counts[split:], velocity[split:], None, None
     data = scipy.io.loadmat(shared_data("dad-chewie-m1", "chewie_demo.mat"))
-    return data["Ytr"].astype(np.float64), data["Xtr"], data["Yte"].astype(np.float64), data["Xte"]
+    starts_train = _trial_starts(data["Ttr"].ravel()) if name == "chewie" else None
+    starts_test = _trial_starts(data["Tte"].ravel()) if name == "chewie" else None
+    return (
+        data["Ytr"].astype(np.float64),
+        data["Xtr"],
+        data["Yte"].astype(np.float64),
+        data["Xte"],
+        starts_train,
+        starts_test,
+    )
 
 
 def _decoders(quick: bool) -> list[tuple[str, object]]:
@@ -61,11 +89,11 @@ def _decoders(quick: bool) -> list[tuple[str, object]]:
     return decoders
 
 
-def _score(decoder, X_train, y_train, X_test, y_test) -> dict:
+def _score(decoder, X_train, y_train, X_test, y_test, starts_train, starts_test) -> dict:
     start = time.perf_counter()
-    decoder.fit(X_train, y_train)
+    decoder.fit(X_train, y_train, segment_starts=starts_train)
     fit_s = time.perf_counter() - start
-    decoded, report = decoder.predict_with_status(X_test)
+    decoded, report = decoder.predict_with_status(X_test, segment_starts=starts_test)
     r2 = r2_score(y_test, decoded, multioutput="raw_values")
     return {
         "r2_vx": float(r2[0]),
@@ -87,17 +115,17 @@ def run(quick: bool = False) -> dict:
 
 def _run(quick: bool) -> dict:
     results: dict = {"datasets": {}}
-    for dataset in ("stevenson2011", "chewie"):
-        X_train, y_train, X_test, y_test = _load(dataset)
+    for dataset in ("stevenson2011", "chewie", "chewie-stacked"):
+        data = _load(dataset)
         rows: dict[str, dict] = {}
         for label, decoder in _decoders(quick):
-            rows[label] = _score(decoder, X_train, y_train, X_test, y_test)
+            rows[label] = _score(decoder, *data)
         grid = GRU_GRID[:1] if quick else GRU_GRID
         candidates = []
         for config in grid:
             params = {**config, "max_epochs": 10} if quick else config
             decoder = GRUDecoder(**params)
-            scores = _score(decoder, X_train, y_train, X_test, y_test)
+            scores = _score(decoder, *data)
             scores["validation_loss"] = float(decoder.validation_loss_[decoder.best_epoch_])
             scores["epochs"] = decoder.n_epochs_
             scores["config"] = params
@@ -128,7 +156,8 @@ def _run(quick: bool) -> dict:
             "decoders": rows,
             "best": best_label,
             "unexplained_variance_removed_vs_wiener": removed,
-            "n_train_bins": int(X_train.shape[0]),
-            "n_test_bins": int(X_test.shape[0]),
+            "n_train_bins": int(data[0].shape[0]),
+            "n_test_bins": int(data[2].shape[0]),
+            "n_train_segments": 1 if data[4] is None else int(data[4].size + 1),
         }
     return results

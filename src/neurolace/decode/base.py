@@ -3,7 +3,9 @@
 :class:`BaseDecoder` holds what every continuous decoder shares so that each
 subclass only writes its maths:
 
-- ``_fit_model(X, y)`` learns the model from checked, transformed features;
+- ``_fit_model(X, y, segments)`` learns the model from checked, transformed
+  features; ``segments`` lists the ``(start, stop)`` bin ranges of independent
+  recordings (trials) stacked in ``X``, whose history must not cross;
 - ``_initial_model_state()`` returns the streaming state before the first bin;
 - ``_decode(X, state)`` decodes a block of consecutive (guarded) bins starting
   from ``state`` and returns ``(Y, new_state)``.
@@ -16,6 +18,7 @@ handles both, stepping through an array gives the same output as predicting it.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +38,7 @@ __all__ = [
     "build_guard",
     "check_bin",
     "check_features",
+    "check_segment_starts",
     "check_targets",
     "lag_stack",
 ]
@@ -176,7 +180,7 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
     """
 
     # -- fitting ---------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> BaseDecoder:
+    def fit(self, X: Any, y: Any, *, segment_starts: Any = None) -> BaseDecoder:
         """Fit the decoder.
 
         Parameters
@@ -185,6 +189,10 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
             Causal neural features, one row per bin, in time order.
         y : array-like, shape (n_bins, n_dims)
             Kinematics (e.g. velocity) of the same bins.
+        segment_starts : array-like of int, optional
+            Bins where an independent segment starts when ``X`` stacks several
+            trials; no history (lags, filter or GRU state) crosses a start. None
+            means ``X`` is one continuous recording.
 
         Returns
         -------
@@ -197,11 +205,14 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
             raise InvalidInputError(f"X must have at least 2 bins to fit a decoder, got {X.shape[0]}")
         if X.shape[1] == 0:
             raise InvalidInputError("X must have at least one feature, got 0 columns")
+        segments = check_segment_starts(segment_starts, X.shape[0])
         self.n_features_in_ = X.shape[1]
         self.n_dims_ = y.shape[1]
         self.guard_ = self._build_guard().fit(X, y)
-        cleaned, _, _ = self.guard_.screen(X, self.guard_.initial_state())
-        self._fit_model(cleaned, y)
+        cleaned = np.vstack(
+            [self.guard_.screen(X[start:stop], self.guard_.initial_state())[0] for start, stop in segments]
+        )
+        self._fit_model(cleaned, y, segments)
         self._stream = None
         return self
 
@@ -228,28 +239,38 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
         Y = self.guard_.limit(Y, report)
         return Y, report, (guard_state, model_state)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, *, segment_starts: Any = None) -> np.ndarray:
         """Decode a block of consecutive bins from a fresh state.
 
         Parameters
         ----------
         X : array-like or BinnedFeatures, shape (n_bins, n_features)
+        segment_starts : array-like of int, optional
+            Bins where an independent segment (trial) starts; decoding restarts
+            from a fresh state at each, as after :meth:`reset`.
 
         Returns
         -------
         ndarray, shape (n_bins, n_dims)
         """
-        self._check_fitted()
-        X = check_features(X, n_features=self.n_features_in_, transform=self.feature_transform)
-        Y, _, _ = self._run(X, self._initial_state())
-        return Y
+        return self.predict_with_status(X, segment_starts=segment_starts)[0]
 
-    def predict_with_status(self, X: Any) -> tuple[np.ndarray, GuardReport]:
+    def predict_with_status(self, X: Any, *, segment_starts: Any = None) -> tuple[np.ndarray, GuardReport]:
         """Like :meth:`predict`, also returning the guard's :class:`GuardReport`."""
         self._check_fitted()
         X = check_features(X, n_features=self.n_features_in_, transform=self.feature_transform)
-        Y, report, _ = self._run(X, self._initial_state())
-        return Y, report
+        segments = check_segment_starts(segment_starts, X.shape[0])
+        parts = [self._run(X[start:stop], self._initial_state()) for start, stop in segments]
+        if len(parts) == 1:
+            return parts[0][0], parts[0][1]
+        reports = [part[1] for part in parts]
+        report = GuardReport(
+            np.concatenate([r.held for r in reports]),
+            np.concatenate([r.reason for r in reports]),
+            np.concatenate([r.n_dead for r in reports]),
+            sum(r.n_clipped for r in reports),
+        )
+        return np.vstack([part[0] for part in parts]), report
 
     def step(self, x: Any) -> np.ndarray:
         """Decode one bin in real time, carrying state since the last :meth:`reset`.
@@ -291,6 +312,31 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
         state = dict(self.__dict__)
         state.pop("_stream", None)
         return state
+
+
+def check_segment_starts(segment_starts: Any, n_bins: int) -> list[tuple[int, int]]:
+    """Turn ``segment_starts`` into ``(start, stop)`` ranges covering ``0 .. n_bins``.
+
+    Parameters
+    ----------
+    segment_starts : array-like of int or None
+        Bins where an independent segment (trial) starts; 0 is implied. None = one segment.
+    n_bins : int
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    if segment_starts is None:
+        return [(0, n_bins)]
+    starts = check_array(segment_starts, "segment_starts", ndim=1, dtype="integer")
+    if starts.size and (np.any(np.diff(starts) <= 0) or starts[0] < 0 or starts[-1] >= max(n_bins, 1)):
+        raise InvalidInputError(
+            f"segment_starts must be strictly increasing bin indices in [0, {n_bins - 1}], "
+            f"got values from {starts.min()} to {starts.max()}"
+        )
+    bounds = np.unique(np.concatenate([[0], starts, [n_bins]]).astype(np.int64))
+    return [(int(start), int(stop)) for start, stop in itertools.pairwise(bounds)]
 
 
 def check_alpha(alpha: Any, name: str = "alpha") -> float | str:

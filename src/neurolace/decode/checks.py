@@ -254,6 +254,32 @@ def check_baseline_jump_holds(
     )
 
 
+def check_segments(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    if is_classifier(decoder):
+        return
+    fitted = make_fitted()
+    n_bins = X.shape[0]
+    starts = [0, n_bins // 4, n_bins // 4 + 1, (2 * n_bins) // 3]
+    whole = fitted.predict(X, segment_starts=starts)
+    pieces = np.vstack(
+        [fitted.predict(X[a:b]) for a, b in zip(starts, [*starts[1:], X.shape[0]], strict=True)]
+    )
+    assert np.array_equal(whole, pieces), (
+        "predict with segment_starts must restart from a fresh state at each"
+    )
+    one = clone(decoder).fit(X, y, segment_starts=[0]).predict(X)
+    assert np.array_equal(one, fitted.predict(X)), "segment_starts=[0] must equal one continuous recording"
+    split = clone(decoder).fit(X, y, segment_starts=[n_bins // 2])
+    assert split.predict(X).shape == (X.shape[0], y.shape[1]), "fitting on two segments must work"
+    for bad in ([5, 3], [X.shape[0]]):
+        try:
+            clone(decoder).fit(X, y, segment_starts=bad)
+        except InvalidInputError as error:
+            assert "segment_starts" in str(error), f"message {str(error)!r} must name segment_starts"
+        else:
+            raise AssertionError(f"segment_starts={bad} must raise InvalidInputError")
+
+
 #: every check, in the order :func:`check_decoder` runs them
 DECODER_CHECKS: tuple[Callable[[Any, np.ndarray, np.ndarray, Callable[[], Any]], None], ...] = (
     check_get_params_round_trip,
@@ -269,6 +295,7 @@ DECODER_CHECKS: tuple[Callable[[Any, np.ndarray, np.ndarray, Callable[[], Any]],
     check_pickle,
     check_zero_bin_holds,
     check_baseline_jump_holds,
+    check_segments,
     check_learns,
 )
 

@@ -139,7 +139,7 @@ class GRUDecoder(BaseDecoder):
         self.n_threads = n_threads
         self.guard = guard
 
-    def _fit_model(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _fit_model(self, X: np.ndarray, y: np.ndarray, segments: list[tuple[int, int]]) -> None:
         torch = _import_torch()
         hidden_size = check_int(self.hidden_size, "hidden_size", minimum=1)
         n_layers = check_int(self.n_layers, "n_layers", minimum=1)
@@ -169,13 +169,21 @@ class GRUDecoder(BaseDecoder):
         targets = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
         n_bins = X.shape[0]
         n_validation = round(fraction * n_bins)
-        n_train = n_bins - n_validation
-        if n_validation < 2 or n_train < 2:
+        split = n_bins - n_validation
+        later_starts = [start for start, _ in segments if split <= start]
+        if len(segments) > 1 and later_starts:
+            split = later_starts[0]  # validate on whole segments
+        if n_bins - split < 2 or split < 2:
             raise InvalidInputError(
                 f"X has too few bins ({n_bins}) to split off a validation_fraction of {fraction}"
             )
-        window = min(window, n_train)
+        train_ranges = [(start, min(stop, split)) for start, stop in segments if start < split]
+        validation = [(start, max(start, split), stop) for start, stop in segments if stop > split]
+        window = min(window, max(stop - start for start, stop in train_ranges))
         burn_in = min(burn_in, window - 1)
+        window_starts = np.concatenate(
+            [np.arange(start, stop - window + 1) for start, stop in train_ranges if stop - start >= window]
+        )
 
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(n_threads)
@@ -184,7 +192,8 @@ class GRUDecoder(BaseDecoder):
                 torch,
                 features,
                 targets,
-                n_train,
+                window_starts,
+                validation,
                 window,
                 burn_in,
                 seed,
@@ -205,7 +214,8 @@ class GRUDecoder(BaseDecoder):
         torch: Any,
         features: np.ndarray,
         targets: np.ndarray,
-        n_train: int,
+        window_starts: np.ndarray,
+        validation: list[tuple[int, int, int]],
         window: int,
         burn_in: int,
         seed: int,
@@ -225,16 +235,15 @@ class GRUDecoder(BaseDecoder):
                 torch, features.shape[1], targets.shape[1], hidden_size, n_layers, dropout
             )
             optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate, weight_decay=weight_decay)
-            train_x = torch.from_numpy(features[:n_train])
-            train_y = torch.from_numpy(targets[:n_train])
-            validation_x = torch.from_numpy(features[np.newaxis])
-            validation_y = torch.from_numpy(targets[n_train:])
-            n_windows = int(np.ceil(n_train / max(window - burn_in, 1)))
+            train_x = torch.from_numpy(features)
+            train_y = torch.from_numpy(targets)
+            n_validation_values = sum(stop - first for _, first, stop in validation) * targets.shape[1]
+            n_windows = int(np.ceil((window_starts.size + window - 1) / max(window - burn_in, 1)))
             offsets = torch.arange(window)
             best_loss, best_state, best_epoch, losses = np.inf, None, 0, []
             for epoch in range(max_epochs):
                 network.train()
-                starts = sampler.integers(0, n_train - window + 1, size=n_windows)
+                starts = window_starts[sampler.integers(0, window_starts.size, size=n_windows)]
                 for batch_start in range(0, n_windows, batch_size):
                     index = (
                         torch.from_numpy(starts[batch_start : batch_start + batch_size])[:, None] + offsets
@@ -247,8 +256,12 @@ class GRUDecoder(BaseDecoder):
                     optimizer.step()
                 network.eval()
                 with torch.no_grad():
-                    predicted, _ = network(validation_x)
-                    validation_loss = float(torch.mean((predicted[0, n_train:] - validation_y) ** 2))
+                    squared_error = 0.0
+                    for context, first, stop in validation:  # each from its segment's start
+                        predicted, _ = network(train_x[np.newaxis, context:stop])
+                        error = predicted[0, first - context :] - train_y[first:stop]
+                        squared_error += float(torch.sum(error**2))
+                    validation_loss = squared_error / n_validation_values
                 losses.append(validation_loss)
                 if validation_loss < best_loss:
                     best_loss, best_epoch = validation_loss, epoch

@@ -125,7 +125,7 @@ class KalmanFilter(BaseDecoder):
         self.feature_transform = feature_transform
         self.guard = guard
 
-    def _fit_model(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _fit_model(self, X: np.ndarray, y: np.ndarray, segments: list[tuple[int, int]]) -> None:
         lag = check_int(self.lag_bins, "lag_bins", minimum=0)
         shrinkage = check_nonnegative(self.q_shrinkage, "q_shrinkage")
         if shrinkage > 1:
@@ -134,10 +134,22 @@ class KalmanFilter(BaseDecoder):
         if n_bins <= lag + 1:
             raise InvalidInputError(f"X must have more than lag_bins + 1 = {lag + 1} bins, got {n_bins}")
         n_dims = y.shape[1]
-        observed, _ = _delay(X, np.tile(self.guard_.mean_, (lag, 1)))
-        observed, velocity = observed[lag:], y[lag:]
-        # kinematics: v_t = A v_{t-1} + w
-        before, after = velocity[:-1], velocity[1:]
+        # per segment: drop the first lag bins (their features are padding), pair bins within the segment
+        history = np.tile(self.guard_.mean_, (lag, 1))
+        pieces = [
+            (_delay(X[start:stop], history)[0][lag:], y[start + lag : stop])
+            for start, stop in segments
+            if stop - start > lag
+        ]
+        if sum(piece[1].shape[0] for piece in pieces) < 2:
+            raise InvalidInputError(
+                f"the segments must hold more than lag_bins = {lag} bins each, got {segments}"
+            )
+        observed = np.vstack([piece[0] for piece in pieces])
+        velocity = np.vstack([piece[1] for piece in pieces])
+        # kinematics: v_t = A v_{t-1} + w, from consecutive bins of the same segment
+        before = np.vstack([piece[1][:-1] for piece in pieces])
+        after = np.vstack([piece[1][1:] for piece in pieces])
         gram = before.T @ before + 1e-9 * max(float(np.trace(before.T @ before)), 1e-12) * np.eye(n_dims)
         A = scipy.linalg.solve(gram, before.T @ after, assume_a="pos").T
         residual = after - before @ A.T
@@ -240,8 +252,8 @@ class ReFITKalmanFilter(KalmanFilter):
         How many times :meth:`refit` has run since the last ``fit``.
     """
 
-    def fit(self, X: Any, y: Any) -> ReFITKalmanFilter:
-        super().fit(X, y)
+    def fit(self, X: Any, y: Any, *, segment_starts: Any = None) -> ReFITKalmanFilter:
+        super().fit(X, y, segment_starts=segment_starts)
         self.n_refits_ = 0
         return self
 
@@ -253,6 +265,7 @@ class ReFITKalmanFilter(KalmanFilter):
         decoded_velocity: Any,
         *,
         target_radius: float,
+        segment_starts: Any = None,
     ) -> ReFITKalmanFilter:
         """Refit on a closed-loop block using ReFIT's intention estimate.
 
@@ -266,6 +279,8 @@ class ReFITKalmanFilter(KalmanFilter):
             Velocity the decoder produced (and the participant saw) in each bin.
         target_radius : float
             Within this distance of the target the intention is zero.
+        segment_starts : array-like of int, optional
+            Bins where an independent segment (trial) starts, as in :meth:`fit`.
 
         Returns
         -------
@@ -282,6 +297,6 @@ class ReFITKalmanFilter(KalmanFilter):
                 f"cursor_position has {intention.shape[1]} dimensions, but the decoder decodes {self.n_dims_}"
             )
         n_refits = self.n_refits_
-        super().fit(features, intention)
+        super().fit(features, intention, segment_starts=segment_starts)
         self.n_refits_ = n_refits + 1
         return self

@@ -135,11 +135,11 @@ class WienerFilter(BaseDecoder):
         self.feature_transform = feature_transform
         self.guard = guard
 
-    def _fit_model(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _fit_model(self, X: np.ndarray, y: np.ndarray, segments: list[tuple[int, int]]) -> None:
         n_lags = check_int(self.n_lags, "n_lags", minimum=1)
         alpha = check_alpha(self.alpha)
         history = np.tile(self.guard_.mean_, (n_lags - 1, 1))
-        design, _ = lag_stack(X, history, n_lags)
+        design = np.vstack([lag_stack(X[start:stop], history, n_lags)[0] for start, stop in segments])
         if alpha == "auto":
             alpha = choose_ridge_alpha(design, y) if X.shape[0] >= 10 else 1.0
         coef, intercept = ridge_fit(design, y, alpha)
