@@ -21,8 +21,10 @@ __all__ = ["register", "run"]
 PROGRESS_MIN_SECONDS = 10.0
 
 DESCRIPTION = """\
-Detect spikes in a recording the way the implant does on board: causal band-pass
-(4th-order Butterworth, 300-6000 Hz), common-average reference, noise per channel as
+Detect spikes in a recording the way the implant does on board: band-pass 300-6000 Hz
+(by default linear-phase from running sums, which keeps spike shapes for a 1.69 ms delay;
+detections are reported on the file's clock; --filter butterworth for the causal IIR),
+common-average reference, noise per channel as
 median(|x|)/0.6745 over the first --noise-window-s seconds, and threshold crossings at
 --threshold times that noise with a --dead-time-ms dead time per channel.
 

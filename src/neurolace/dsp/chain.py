@@ -134,7 +134,7 @@ class SignalChain:
         ``high_hz``), which keeps spike shapes for a fixed delay of 33 samples (1.69 ms) at
         19,531 Hz and costs about as much as the IIR. ``"butterworth"``: causal IIR of order
         ``filter_order`` (:class:`~neurolace.dsp.BandpassFilter`), no added latency, but its
-        phase response shrinks narrow spike troughs (F1 at SNR >= 5 falls from 0.93 to 0.65 in
+        phase response shrinks narrow spike troughs (F1 at SNR >= 5 falls from 0.94 to 0.65 in
         ``benchmarks/bench_detection.py``). ``"fir"``: windowed-sinc FIR of ``fir_taps`` taps
         (:class:`~neurolace.dsp.LinearPhaseBandpass`), the same shape-keeping at about 5 times
         the cost and 2.56 ms of delay. With a delaying design, event sample indices are shifted
