@@ -1,0 +1,57 @@
+"""``neurolace serve`` user bootstrap: create users, print tokens, refuse bad requests."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+import pytest
+
+from neurolace.core.errors import InvalidInputError
+from neurolace.web.auth import WebStore
+
+
+def _run(argv: list[str]) -> int:
+    from neurolace.cli import serve
+
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    args = parser.parse_args(["serve", *argv])
+    return args.handler(args)
+
+
+def test_create_user_prints_one_json_object_with_a_working_token(tmp_path, capsys):
+    assert _run(["--data-dir", str(tmp_path), "--create-user", "ana", "--role", "clinician", "--json",
+                 "--token-hours", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["user"] == {"name": "ana", "role": "clinician", "participant_id": None}
+    assert printed["expires_s"] == 7200.0
+    user = WebStore(tmp_path).authenticate(printed["token"])
+    assert user.name == "ana"
+
+
+def test_participant_with_password_from_stdin_can_log_in(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long passphrase\n"))
+    assert _run(["--data-dir", str(tmp_path), "--create-user", "p01", "--role", "participant",
+                 "--participant-id", "sim-009", "--password-stdin"]) == 0
+    assert "p01 (participant) token" in capsys.readouterr().out
+    assert WebStore(tmp_path).login("p01", "a long passphrase").participant_id == "sim-009"
+
+
+def test_token_for_an_existing_user(tmp_path, capsys):
+    WebStore(tmp_path).create_user("bo", "researcher")
+    assert _run(["--data-dir", str(tmp_path), "--token-for", "bo", "--json"]) == 0
+    assert WebStore(tmp_path).authenticate(json.loads(capsys.readouterr().out)["token"]).role == "researcher"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--create-user", "ana"], "--create-user needs --role"),
+    (["--token-for", "nobody"], "--token-for: no user 'nobody'"),
+    (["--json"], "--json applies to --create-user and --token-for"),
+    (["--port", "70000"], "--port must be 0-65535, got 70000"),
+    (["--create-user", "x", "--role", "researcher", "--token-hours", "0"], "--token-hours must be > 0"),
+])
+def test_bad_requests_are_one_clear_error(tmp_path, argv, message):
+    with pytest.raises(InvalidInputError, match=message):
+        _run(["--data-dir", str(tmp_path), *argv])
