@@ -117,10 +117,14 @@ def _serve(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
 
     def ready(server) -> None:
+        # soft_wrap: a URL with a token must stay on one line to be copied
         console.print(f"[bold]neurolace dashboard[/bold] at {server.url}/  (session '{session.spec.name}', "
-                      f"data in {server.store.data_dir}); Ctrl-C stops")
+                      f"data in {server.store.data_dir}); Ctrl-C stops", soft_wrap=True)
         if server.bootstrap_token:
-            console.print(f"first run: created researcher 'admin'; open {server.url}/#token={server.bootstrap_token}")
+            console.print(f"first run: created researcher 'admin'; open {server.url}/#token={server.bootstrap_token}",
+                          soft_wrap=True, highlight=False)
+        else:
+            console.print("get a token with: neurolace serve --token-for NAME", soft_wrap=True)
 
     serve_forever(host=args.host, port=args.port, data_dir=args.data_dir, sessions=[session],
                   start_sessions=not args.no_start, summary=summary, on_ready=ready)
