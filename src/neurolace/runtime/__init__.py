@@ -10,6 +10,7 @@ from neurolace.runtime.closed_loop import (
     refit_decoder,
     run_block,
     run_calibration_session,
+    run_refit_comparison,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "refit_decoder",
     "run_block",
     "run_calibration_session",
+    "run_refit_comparison",
 ]

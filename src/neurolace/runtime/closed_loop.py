@@ -25,6 +25,7 @@ closed-loop block, then timed Webgrid blocks scored in bits per second.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,13 +48,14 @@ __all__ = [
     "refit_decoder",
     "run_block",
     "run_calibration_session",
+    "run_refit_comparison",
 ]
 
 #: Velocity decoders the session can use, by name.
 DECODERS = ("wiener", "kalman", "refit-kalman", "gru")
 
 #: Workspace widths per second per unit of decoded velocity (the participant's peak intended speed is ~1).
-DEFAULT_CURSOR_GAIN_PER_S = 0.5
+DEFAULT_CURSOR_GAIN_PER_S = 0.3
 
 
 def make_decoder(name: str) -> Any:
@@ -62,14 +64,17 @@ def make_decoder(name: str) -> Any:
     from neurolace import decode
 
     if name == "wiener":
-        return decode.WienerFilter(n_lags=5)
+        # alpha="auto" picks 1772 and 1769 on the default participant's open-loop block (seeds 0, 1);
+        # fixed here because the automatic search costs ~20 s per fit at 3 x 1024 features
+        return decode.WienerFilter(n_lags=3, alpha=1800.0)
     if name == "kalman":
         return decode.KalmanFilter()
     if name == "refit-kalman":
         return decode.ReFITKalmanFilter()
     if not hasattr(decode, "GRUDecoder"):
         raise InvalidInputError("decoder 'gru' needs neurolace.decode.GRUDecoder (install the torch extra)")
-    return decode.GRUDecoder()
+    # 30 epochs (default 80) keeps a 1024-channel fit near 20 s on one core; early stopping still applies
+    return decode.GRUDecoder(max_epochs=30)
 
 
 #: Clicks are ignored this long after a selection (one attempted click selects once).
@@ -209,6 +214,7 @@ def run_block(
     feature_fault: Callable[[int, np.ndarray], np.ndarray] | None = None,
     click_lockout_s: float = DEFAULT_CLICK_LOCKOUT_S,
     velocity_smoothing_s: float = 0.0,
+    observation: str = "autopilot",
     seed: SeedLike = None,
 ) -> BlockRecord:
     """Run one block of ``duration_s`` with the participant in the loop.
@@ -221,7 +227,7 @@ def run_block(
     duration_s : float
         Block length in seconds (rounded to whole control steps).
     decoder : fitted velocity decoder with ``step``/``reset`` and ``last_status``, optional
-        ``None`` runs the block open loop (the cursor follows the intention).
+        ``None`` runs the block open loop, as set by ``observation``.
     click_decoder : fitted click decoder with ``step``/``reset``, optional
         Required in closed loop.
     cursor_gain_per_s : float
@@ -236,6 +242,17 @@ def run_block(
         Time constant of a one-pole low-pass between decoder and cursor (the
         smoothing parameter of Willett et al. 2019, to be chosen with the
         gain); 0 passes the decoded velocity through.
+    observation : {"autopilot", "intention"}, default "autopilot"
+        Open loop only. ``"autopilot"`` is an observation block: the computer
+        moves the cursor to each target (straight, slowing near it, like the
+        participant's own policy but with no delay or noise) and selects it
+        after it has sat on the target for 0.3 s, while the participant
+        attempts to make the same movements; ``decoded_velocity`` holds the
+        computer's velocity, the label a real observation block provides, which
+        differs from the unobserved intention by the participant's delay and
+        noise (the mismatch ReFIT corrects). ``"intention"`` moves the cursor
+        exactly as intended and clicks when intended: an ideal decoder, the
+        participant model's own ceiling.
     seed : optional
         Reseeds the participant's noise for this block.
 
@@ -246,6 +263,9 @@ def run_block(
     duration_s = check_positive(duration_s, "duration_s")
     cursor_gain_per_s = check_positive(cursor_gain_per_s, "cursor_gain_per_s")
     open_loop = decoder is None
+    check_in(observation, "observation", ("autopilot", "intention"))
+    autopilot = open_loop and observation == "autopilot"
+    settle_steps = 0
     if not open_loop and click_decoder is None:
         raise InvalidInputError("click_decoder is required when a velocity decoder drives the cursor")
     loop_s = participant.control.loop_s
@@ -285,7 +305,10 @@ def run_block(
         counts[index] = bin_counts
         intended_velocity[index] = intention.velocity
         intended_click[index] = intention.click
-        if open_loop:
+        if autopilot:
+            velocity, click, settle_steps = _autopilot(cursor, target, settle_steps, participant, loop_s,
+                                                       cursor_gain_per_s)
+        elif open_loop:
             velocity = intention.velocity
             click = intention.click > 0.5
         else:
@@ -312,6 +335,28 @@ def run_block(
         name, kind or ("open-loop" if open_loop else "closed-loop"), counts, intended_velocity, intended_click,
         decoded_velocity, clicks, held, cursor_trace, target_trace, width_trace, summary,
     )
+
+
+#: The observation autopilot selects a target after the cursor has sat on its central half this long.
+AUTOPILOT_SETTLE_S = 0.3
+
+
+def _autopilot(cursor: np.ndarray, target: Any, settle_steps: int, participant: SimulatedParticipant,
+               loop_s: float, cursor_gain_per_s: float) -> tuple[np.ndarray, bool, int]:
+    """One step of the observation block's computer-driven cursor: (velocity, click, settle_steps)."""
+    control = participant.control
+    error = np.asarray(target.center_xy) - cursor
+    distance = float(np.hypot(*error))
+    velocity = np.zeros(2)
+    if distance > 1e-9:
+        speed = control.max_speed * min(1.0, distance / control.slowdown_distance)
+        velocity = speed * error / distance
+        # do not overshoot the centre within one step
+        velocity *= min(1.0, distance / max(cursor_gain_per_s * loop_s * speed, 1e-12))
+    settled = distance <= 0.25 * target.width
+    settle_steps = settle_steps + 1 if settled else 0
+    click = settle_steps * loop_s >= AUTOPILOT_SETTLE_S - 1e-9
+    return velocity, click, 0 if click else settle_steps
 
 
 def refit_decoder(decoder_name: str, decoder: Any, block: BlockRecord) -> Any:
@@ -449,7 +494,7 @@ def run_calibration_session(
     n_webgrid_blocks: int = 2,
     refit: bool = True,
     open_loop_seconds: float = 120.0,
-    closed_loop_seconds: float = 45.0,
+    closed_loop_seconds: float = 120.0,
     calibration_grid_side: int = 6,
     cursor_gain_per_s: float = DEFAULT_CURSOR_GAIN_PER_S,
     participant: SimulatedParticipant | None = None,
@@ -459,9 +504,10 @@ def run_calibration_session(
 
     Blocks, in order:
 
-    1. ``open-loop``: observation; the cursor follows the participant's
-       intention on a ``calibration_grid_side`` grid; the velocity and click
-       decoders are fitted on it.
+    1. ``open-loop``: observation; the computer moves the cursor to targets
+       on a ``calibration_grid_side`` grid while the participant attempts the
+       movements; the velocity decoder is fitted on the cursor's velocity,
+       the click decoder on the participant's attempted clicks.
     2. ``closed-loop``: the first decoder drives the cursor (same grid).
     3. ``refit`` (if ``refit``): ReFIT recalibration on block 2
        (:func:`refit_decoder`), then a closed-loop block with the new decoder.
@@ -507,50 +553,127 @@ def run_calibration_session(
     cursor_gain_per_s = check_positive(cursor_gain_per_s, "cursor_gain_per_s")
     if not isinstance(refit, (bool, np.bool_)):
         raise InvalidInputError(f"refit must be True or False, got {refit!r}")
+    results = _run_sessions(
+        variants=(bool(refit),), seed=seed, n_channels=n_channels, decoder=decoder, grid_side=grid_side,
+        webgrid_seconds=webgrid_seconds, n_webgrid_blocks=n_webgrid_blocks, open_loop_seconds=open_loop_seconds,
+        closed_loop_seconds=closed_loop_seconds, calibration_grid_side=calibration_grid_side,
+        cursor_gain_per_s=cursor_gain_per_s, participant=participant, progress=progress,
+    )
+    return results[0]
+
+
+def run_refit_comparison(**kwargs: Any) -> tuple[SessionResult, SessionResult]:
+    """The same session without and with ReFIT, sharing the calibration blocks (a paired comparison).
+
+    Takes the keyword arguments of :func:`run_calibration_session` except
+    ``refit``. Both sessions see the same open-loop and closed-loop blocks and
+    the same Webgrid target sequences; only the decoder used for Webgrid
+    differs. Returns ``(without_refit, with_refit)``.
+    """
+    if "refit" in kwargs:
+        raise InvalidInputError("run_refit_comparison runs both variants; do not pass refit")
+    checked = _check_session_arguments(**kwargs)
+    without, with_refit = _run_sessions(variants=(False, True), **checked)
+    return without, with_refit
+
+
+def _check_session_arguments(
+    *,
+    seed: int = 0,
+    n_channels: int = 1024,
+    decoder: str = "kalman",
+    grid_side: int = 30,
+    webgrid_seconds: float = 60.0,
+    n_webgrid_blocks: int = 2,
+    open_loop_seconds: float = 120.0,
+    closed_loop_seconds: float = 120.0,
+    calibration_grid_side: int = 6,
+    cursor_gain_per_s: float = DEFAULT_CURSOR_GAIN_PER_S,
+    participant: SimulatedParticipant | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    check_in(decoder, "decoder", DECODERS)
+    return {
+        "seed": check_int(seed, "seed", minimum=0),
+        "n_channels": check_int(n_channels, "n_channels", minimum=1),
+        "decoder": decoder,
+        "grid_side": check_int(grid_side, "grid_side", minimum=2),
+        "webgrid_seconds": check_positive(webgrid_seconds, "webgrid_seconds"),
+        "n_webgrid_blocks": check_int(n_webgrid_blocks, "n_webgrid_blocks", minimum=1),
+        "open_loop_seconds": check_positive(open_loop_seconds, "open_loop_seconds"),
+        "closed_loop_seconds": check_positive(closed_loop_seconds, "closed_loop_seconds"),
+        "calibration_grid_side": check_int(calibration_grid_side, "calibration_grid_side", minimum=2),
+        "cursor_gain_per_s": check_positive(cursor_gain_per_s, "cursor_gain_per_s"),
+        "participant": participant,
+        "progress": progress,
+    }
+
+
+def _run_sessions(
+    *,
+    variants: tuple[bool, ...],
+    seed: int,
+    n_channels: int,
+    decoder: str,
+    grid_side: int,
+    webgrid_seconds: float,
+    n_webgrid_blocks: int,
+    open_loop_seconds: float,
+    closed_loop_seconds: float,
+    calibration_grid_side: int,
+    cursor_gain_per_s: float,
+    participant: SimulatedParticipant | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> list[SessionResult]:
     if participant is None:
         participant = SimulatedParticipant(n_channels=n_channels, seed=seed)
     elif participant.n_channels != n_channels:
         raise InvalidInputError(
             f"participant has {participant.n_channels} channels but n_channels={n_channels}"
         )
-    task_rngs = spawn_rngs(seed + 7919, 4 + n_webgrid_blocks)
-    noise_rngs = spawn_rngs(seed + 104729, 4 + n_webgrid_blocks)
-    names = ["open-loop", "closed-loop"] + (["refit"] if refit else []) + [
-        f"webgrid-{i + 1}" for i in range(n_webgrid_blocks)]
-    result = SessionResult(decoder, n_channels, grid_side, seed, bool(refit), cursor_gain_per_s)
+    task_rngs = spawn_rngs(seed + 7919, 3)
+    noise_rngs = spawn_rngs(seed + 104729, 3)
+    webgrid_seeds = [np.random.SeedSequence([seed, 31337, number]) for number in range(n_webgrid_blocks)]
+    names = ["open-loop", "closed-loop"]
+    for refit in variants:
+        names += (["refit"] if refit else []) + [f"webgrid-{i + 1}" for i in range(n_webgrid_blocks)]
+    counter = iter(range(len(names)))
 
-    def announce(index: int) -> None:
+    def announce(name: str) -> None:
         if progress is not None:
-            progress(names[index], index, len(names))
+            progress(name, next(counter), len(names))
 
     common = {"cursor_gain_per_s": cursor_gain_per_s}
-    announce(0)
+    announce("open-loop")
     observation = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[0]),
                             duration_s=open_loop_seconds, name="open-loop", seed=noise_rngs[0], **common)
-    result.blocks.append(BlockResult.from_record(observation))
-    velocity_decoder = make_decoder(decoder).fit(observation.counts, observation.intended_velocity)
+    first_decoder = make_decoder(decoder).fit(observation.counts, observation.decoded_velocity)
     click_decoder = fit_click_decoder(observation.counts, observation.intended_click,
                                       loop_s=participant.control.loop_s)
-
-    announce(1)
+    announce("closed-loop")
     closed = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[1]),
-                       duration_s=closed_loop_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
+                       duration_s=closed_loop_seconds, decoder=first_decoder, click_decoder=click_decoder,
                        name="closed-loop", seed=noise_rngs[1], **common)
-    result.blocks.append(BlockResult.from_record(closed))
-    block_index = 2
-    if refit:
-        announce(block_index)
-        velocity_decoder = refit_decoder(decoder, velocity_decoder, closed)
-        check = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[2]),
-                          duration_s=closed_loop_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
-                          name="refit", kind="refit", seed=noise_rngs[2], **common)
-        result.blocks.append(BlockResult.from_record(check))
-        block_index += 1
-    for number in range(n_webgrid_blocks):
-        announce(block_index)
-        block = run_block(participant, WebgridTask(grid_side=grid_side, seed=task_rngs[3 + number]),
-                          duration_s=webgrid_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
-                          name=f"webgrid-{number + 1}", kind="webgrid", seed=noise_rngs[3 + number], **common)
-        result.blocks.append(BlockResult.from_record(block))
-        block_index += 1
-    return result
+    calibration_blocks = [BlockResult.from_record(observation), BlockResult.from_record(closed)]
+    results = []
+    for refit in variants:
+        result = SessionResult(decoder, n_channels, grid_side, seed, refit, cursor_gain_per_s,
+                               blocks=list(calibration_blocks))
+        velocity_decoder = first_decoder
+        if refit:
+            announce("refit")
+            velocity_decoder = refit_decoder(decoder, copy.deepcopy(first_decoder), closed)
+            check = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[2]),
+                              duration_s=closed_loop_seconds, decoder=velocity_decoder,
+                              click_decoder=click_decoder, name="refit", kind="refit", seed=noise_rngs[2],
+                              **common)
+            result.blocks.append(BlockResult.from_record(check))
+        for number in range(n_webgrid_blocks):
+            announce(f"webgrid-{number + 1}")
+            block = run_block(participant, WebgridTask(grid_side=grid_side, seed=webgrid_seeds[number]),
+                              duration_s=webgrid_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
+                              name=f"webgrid-{number + 1}", kind="webgrid",
+                              seed=np.random.SeedSequence([seed, 4099, number]), **common)
+            result.blocks.append(BlockResult.from_record(block))
+        results.append(result)
+    return results
