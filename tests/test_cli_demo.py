@@ -28,11 +28,13 @@ def test_demo_headless_json(tmp_path, capsys):
     assert contents.units.n_spikes > 0 and contents.features
 
 
-def test_demo_text_summary(tmp_path, capsys):
+def test_demo_text_summary_with_dashboard(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the dashboard keeps its users under ./out/web
     assert main(["demo", "--seconds", "3", "--chain-seconds", "1.1", "--electrodes", "16",
-                 "--out-dir", str(tmp_path), "--no-refit"]) == 0
-    out = capsys.readouterr().out
-    assert "threshold crossings" in out and "bits/s" in out and "webgrid-1" in out
+                 "--out-dir", str(tmp_path / "demo"), "--no-refit", "--port", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "threshold crossings" in captured.out and "bits/s" in captured.out and "webgrid-1" in captured.out
+    assert "dashboard: http://127.0.0.1:" in captured.err
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -41,6 +43,6 @@ def test_demo_text_summary(tmp_path, capsys):
     (["--electrodes", "20"], "electrodes"),
 ])
 def test_demo_bad_arguments(tmp_path, capsys, argv, match):
-    assert main(["demo", "--out-dir", str(tmp_path), *argv]) == 2
+    assert main(["demo", "--headless", "--out-dir", str(tmp_path), *argv]) == 2
     assert match in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

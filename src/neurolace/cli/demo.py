@@ -32,8 +32,10 @@ Run a simulated brain-computer-interface session end to end and print what it di
      first decoder, closed-loop block, ReFIT recalibration) and score --blocks timed
      Webgrid blocks of --seconds each in bits per second.
 
-The live web dashboard is not built yet, so the demo always runs headless; --headless
-is accepted so scripts written for later versions keep working.
+Unless --headless, the live dashboard starts first on http://127.0.0.1:8000 (another free
+port if that one is taken) and its login link is printed: it shows a simulated session live,
+lets you play Webgrid with the mouse, and shows this run's blocks when they finish. In an
+interactive terminal the dashboard keeps serving after the run until Ctrl-C.
 
 examples:
   neurolace demo
@@ -58,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid-side", type=int, default=30, help="Webgrid side N of the scored blocks (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole session (default 0)")
     parser.add_argument("--out-dir", default="out/demo", help="where the NWB file goes (default out/demo)")
-    parser.add_argument("--headless", action="store_true", help="no dashboard (today the demo is always headless)")
+    parser.add_argument("--headless", action="store_true", help="do not start the live web dashboard")
+    parser.add_argument("--port", type=int, default=8000, help="dashboard port on 127.0.0.1 (default 8000)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
     parser.set_defaults(handler=run)
 
@@ -124,14 +127,37 @@ def run_implant_part(args: argparse.Namespace, status) -> dict:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from neurolace.runtime.closed_loop import run_calibration_session
-
     _check_args(args)
     console = Console(stderr=True)
 
     def status(message: str) -> None:
         if not args.json:
             console.print(f"[dim]… {message}[/dim]")
+
+    dashboard = None if args.headless else _start_dashboard(args, console)
+    try:
+        return _run_session(args, status, dashboard)
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+
+
+def _start_dashboard(args: argparse.Namespace, console):
+    from neurolace.core.errors import NeurolaceError
+    from neurolace.web.server import start_in_background
+
+    try:
+        dashboard = start_in_background(host="127.0.0.1", port=args.port)
+    except NeurolaceError:
+        if args.port != 8000:
+            raise
+        dashboard = start_in_background(host="127.0.0.1", port=0)
+    console.print(f"dashboard: {dashboard.login_url()}", soft_wrap=True)
+    return dashboard
+
+
+def _run_session(args: argparse.Namespace, status, dashboard) -> int:
+    from neurolace.runtime.closed_loop import run_calibration_session
 
     implant = run_implant_part(args, status)
 
@@ -153,10 +179,22 @@ def run(args: argparse.Namespace) -> int:
     closed_loop = session.to_dict()
     summary = {**closed_loop, "implant": implant, "nwb_path": implant["nwb_path"],
                "closed_loop_elapsed_s": loop_elapsed_s}
+    if dashboard is not None:
+        dashboard.set_summary(summary)
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
         return 0
     _print_summary(summary)
+    if dashboard is not None and sys.stdin.isatty() and sys.stdout.isatty():
+        from rich.console import Console
+
+        Console(stderr=True).print(f"dashboard still serving at {dashboard.login_url()}; Ctrl-C to stop",
+                                   soft_wrap=True)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
