@@ -11,6 +11,9 @@ Every decoder is a scikit-learn estimator with a real-time ``step``::
     decoder.predict_with_status(X)           # (Y, GuardReport) with per-bin held / reason
 
 ``step`` over the rows of ``X`` after ``reset()`` equals ``predict(X)``.
+When ``X`` stacks independent trials, ``fit(X, y, segment_starts=starts)`` and
+``predict(X, segment_starts=starts)`` keep history from crossing them (in
+closed loop, call ``reset()`` at a trial start instead).
 ``X`` may also be a :class:`neurolace.core.BinnedFeatures`. Wrong input
 (NaN, wrong width, ``y`` of another length, use before ``fit``) raises
 :class:`~neurolace.core.errors.InvalidInputError` /
