@@ -98,8 +98,8 @@ ATHERIS_TARGET = textwrap.dedent(
     import sys
     import atheris
 
-    # the numba kernels of neurolace.codec.lpc cannot be instrumented (numba rejects the probes)
-    with atheris.instrument_imports(include=["neurolace.codec"], exclude=["neurolace.codec.lpc"]):
+    # the modules holding numba kernels cannot be instrumented (numba rejects the probes)
+    with atheris.instrument_imports(include=["neurolace.codec"], exclude=["neurolace.codec.lpc", "neurolace.codec.rans"]):
         from neurolace.codec import CodecError, decode_wav, encode_wav, salvage
 
     def target(data):

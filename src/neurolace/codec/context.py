@@ -33,10 +33,10 @@ from neurolace.codec.entropy import RangeDecoder, RangeEncoder, categorical, dec
 from neurolace.codec.errors import CodecError
 from neurolace.codec.histogram import ResidualModel, level_weights
 from neurolace.codec.lpc import LinearPredictor
+from neurolace.codec.rans import code_and_prediction_counts
 
 __all__ = [
-    "CodeWeights", "fit_code_weights", "context_saving_bits", "encode_with_context", "decode_with_context",
-    "MAX_CONTEXT_SYMBOLS",
+    "CodeWeights", "fit_code_weights", "decode_with_context", "model_cache", "MAX_CONTEXT_SYMBOLS",
 ]
 
 #: weight levels are eighth-octaves in [-MAX_WEIGHT_LEVEL, MAX_WEIGHT_LEVEL] (0.125x .. 8x)
@@ -92,13 +92,13 @@ class CodeWeights:
         return cls(first_code, levels)
 
 
-def fit_code_weights(codes: np.ndarray, residual: np.ndarray, model: ResidualModel, n_codes: int) -> CodeWeights:
+def fit_code_weights(codes: np.ndarray, predictions: np.ndarray, model: ResidualModel, n_codes: int) -> CodeWeights:
     """Fit ``w`` so that ``f(c - pred) w(c) / Z(pred)`` matches the observed code counts.
 
     Parameters
     ----------
-    codes, residual : ndarray of int64, shape (n_samples,)
-        Grid codes of one channel and their prediction residuals.
+    codes, predictions : ndarray of int64, shape (n_samples,)
+        Grid codes of one channel and their predicted codes.
     model : ResidualModel
         The channel's (quantised) residual histogram ``f``.
     n_codes : int
@@ -106,16 +106,16 @@ def fit_code_weights(codes: np.ndarray, residual: np.ndarray, model: ResidualMod
     """
     if codes.size == 0:
         return CodeWeights(0, np.zeros(0, dtype=np.int64))
-    first, last = int(codes.min()), int(codes.max())
-    span = last - first + 1
+    first, observed, lowest_prediction, pred_counts = code_and_prediction_counts(
+        np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(predictions, dtype=np.int64)
+    )
+    span = observed.size
     f = level_weights(model.levels).astype(np.float64)
     f /= f.sum()
-    predictions = codes - residual
-    # index of each prediction's support start within [first, last]: code = pred + low + k
-    offsets = predictions + model.low - first
-    lo_offset = int(offsets.min())
-    pred_counts = np.bincount(offsets - lo_offset).astype(np.float64)
-    observed = np.bincount(codes - first, minlength=span).astype(np.float64)
+    # support of prediction j (= lowest_prediction + j) starts at code pred + low, offset lo_offset + j from `first`
+    lo_offset = int(lowest_prediction) + model.low - int(first)
+    observed = observed.astype(np.float64)
+    pred_counts = pred_counts.astype(np.float64)
     weights = np.ones(span)
     n_symbols = f.size
     for _ in range(FIT_ITERATIONS):
@@ -129,29 +129,6 @@ def fit_code_weights(codes: np.ndarray, residual: np.ndarray, model: ResidualMod
         weights /= np.exp(np.mean(np.log(weights[observed > 0]))) if (observed > 0).any() else 1.0
     levels = np.clip(np.rint(8.0 * np.log2(np.maximum(weights, 1e-9))), -MAX_WEIGHT_LEVEL, MAX_WEIGHT_LEVEL)
     return CodeWeights(first, levels.astype(np.int64))
-
-
-def context_saving_bits(
-    codes: np.ndarray, residual: np.ndarray, model: ResidualModel, weights: CodeWeights, n_codes: int
-) -> float:
-    """Bits the context model saves on one channel (ideal code lengths), minus the cost of storing ``weights``.
-
-    Uses the same integer weights as the coder, so a positive value means the
-    context mode really pays for this channel.
-    """
-    if codes.size == 0 or weights.levels.size == 0:
-        return 0.0
-    f = level_weights(model.levels).astype(np.float64)
-    symbols = residual - model.low
-    plain_bits = -np.log2(f[symbols] / f.sum()).sum()
-    code_weights = np.concatenate([weights.integer_weights(n_codes).astype(np.float64), [0.0]])
-    predictions = codes - residual
-    distinct, index = np.unique(predictions, return_inverse=True)
-    support = distinct[:, None] + model.low + np.arange(f.size)[None, :]
-    inside = (support >= 0) & (support < n_codes)
-    normaliser = (f[None, :] * code_weights[np.where(inside, support, n_codes)]).sum(axis=1)
-    context_bits = -np.log2(f[symbols] * code_weights[codes] / normaliser[index]).sum()
-    return float(plain_bits - context_bits - 8 * len(weights.to_bytes()))
 
 
 def _embed(weights: np.ndarray, lo_offset: int, n_symbols: int, n_predictions: int) -> np.ndarray:
@@ -195,18 +172,6 @@ class _ModelCache:
             model = categorical(weights)
             self.cache[prediction] = model
         return model
-
-
-def encode_with_context(encoder, symbols: np.ndarray, predictions: np.ndarray, cache: _ModelCache) -> None:
-    """Append ``symbols`` (residual - low), each coded with the model of its predicted code."""
-    if symbols.size == 0:
-        return
-    distinct, index = np.unique(predictions, return_inverse=True)
-    table = np.empty(distinct.size, dtype=object)
-    table[:] = [cache(int(prediction)) for prediction in distinct]
-    encode = encoder.encode
-    for symbol, model in zip(symbols.tolist(), table[index].tolist()):
-        encode(symbol, model)
 
 
 def decode_with_context(

@@ -15,11 +15,13 @@ entropy coder sees.
 
 numba: the synthesis is a recursion (each prediction needs the samples just
 decoded), so it cannot be vectorised; the numba loop decodes 1e5 samples with
-32 taps in ~1 ms against ~0.2 s for the same loop in Python. The encoder uses
-the same kernel (np.convolve on int64 measured 3x slower for 32 taps). The
-autocorrelation is an exact int64 numba loop (1.1 ms for 1e5 samples and 33
-lags): 33 BLAS dot products take 0.2 ms on an idle core but measured 5-440 ms
-when OpenBLAS threads compete with other processes.
+32 taps in ~1 ms against ~0.2 s for the same loop in Python. The encoder's
+residual and autocorrelation kernels run in float64 with the loops arranged
+for SIMD (taps outermost over cache-sized tiles; lags innermost), 2-2.6x faster
+than the int64 loops, and exact because every partial sum is an integer below
+2**52 (checked; the int64 kernels take over otherwise). 33 BLAS dot products
+take 0.2 ms on an idle core but measured 5-440 ms when OpenBLAS threads compete
+with other processes, so the autocorrelation stays in numba.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ MAX_ORDER = 32
 COEFFICIENT_BITS = 14
 #: largest binary-point position of the quantised coefficients
 MAX_SHIFT = 14
+#: samples per tile of the tiled residual kernel (its accumulators stay in L1 cache)
+_TILE = 512
+#: float64 kernels are used only while every partial sum is an integer below this (so they are exact)
+_FLOAT_EXACT_BOUND = 1 << 52
 
 
 class LinearPredictor:
@@ -114,7 +120,11 @@ def fit_predictor(codes: np.ndarray, *, max_order: int = MAX_ORDER) -> LinearPre
     mean_code = int(np.rint(codes.mean()))
     max_order = int(min(max_order, max(n_samples // 8, 0)))
     centred = np.ascontiguousarray(codes, dtype=np.int64) - mean_code
-    autocorrelation = _autocorrelation_kernel(centred, max_order).astype(np.float64)
+    largest = int(np.abs(centred).max())
+    if largest * largest * n_samples < _FLOAT_EXACT_BOUND:
+        autocorrelation = _float_autocorrelation_kernel(centred.astype(np.float64), max_order)
+    else:
+        autocorrelation = _autocorrelation_kernel(centred, max_order).astype(np.float64)
     if autocorrelation[0] <= 0:
         return LinearPredictor(np.zeros(0, dtype=np.int64), 0, mean_code)
     autocorrelation[1:] *= 1.0 - 1e-9  # tiny white-noise floor keeps the recursion well conditioned
@@ -139,6 +149,31 @@ def _autocorrelation_kernel(centred, max_lag):  # pragma: no cover - numba
         value = centred[t]
         for lag in range(min(max_lag, t) + 1):
             result[lag] += value * centred[t - lag]
+    return result
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _float_autocorrelation_kernel(centred, max_lag):  # pragma: no cover - numba
+    """Same values as :func:`_autocorrelation_kernel`, in float64 with the lags innermost.
+
+    Exact, whatever order fastmath sums in, because every product and partial sum
+    is an integer below 2**52 (the caller checks ``max|x|**2 * n``). The inner loop
+    over the ``max_lag + 1`` accumulators is contiguous and vectorises: measured
+    0.40 ms per 1e5 samples and 33 lags against 1.07 ms for the integer kernel.
+    """
+    n_samples = centred.size
+    result = np.zeros(max_lag + 1, dtype=np.float64)
+    for t in range(min(max_lag, n_samples)):
+        for lag in range(t + 1):
+            result[lag] += centred[t] * centred[t - lag]
+    accumulator = np.zeros(max_lag + 1, dtype=np.float64)  # accumulator[j] holds lag max_lag - j
+    for t in range(max_lag, n_samples):
+        value = centred[t]
+        first = t - max_lag
+        for j in range(max_lag + 1):
+            accumulator[j] += value * centred[first + j]
+    for j in range(max_lag + 1):
+        result[max_lag - j] += accumulator[j]
     return result
 
 
@@ -188,6 +223,63 @@ def _synthesis_kernel(residual, coefficients, shift, mean_code, n_codes, block_l
     return codes
 
 
+@numba.njit(cache=True, nogil=True)
+def _tiled_residual_kernel(codes, coefficients, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
+    """Same output as :func:`_residual_kernel`, filter taps outermost within tiles of ``_TILE`` samples.
+
+    The tap-outer loop over a tile is a plain multiply-add over contiguous
+    memory, which LLVM vectorises; float64 keeps it exact because every partial
+    sum is an integer below 2**52 (checked by the caller). Measured on N1 clips
+    (orders 9-21): 0.6-1.2 ms per 1e5 samples against 0.65-1.35 ms for the
+    sample-outer integer loop, most gain at high orders. Returns (residual, exact);
+    when ``exact`` is False the bound does not hold and the caller must use the
+    integer kernel.
+    """
+    n_samples = codes.size
+    order = coefficients.size
+    residual = np.empty(n_samples, dtype=np.int64)
+    centred = np.empty(n_samples, dtype=np.float64)
+    largest_code = 0
+    for t in range(n_samples):
+        value = codes[t] - mean_code
+        largest_code = max(largest_code, abs(value))
+        centred[t] = value
+    largest_tap = 0
+    for k in range(order):
+        largest_tap = max(largest_tap, abs(coefficients[k]))
+    if largest_code >= 1 << 24 or largest_tap >= 1 << 24 or largest_code * largest_tap * max(order, 1) >= _FLOAT_EXACT_BOUND:
+        return residual, False
+    taps = coefficients.astype(np.float64)
+    accumulator = np.empty(_TILE, dtype=np.float64)
+    half = (1 << shift) >> 1
+    for tile in range(0, n_samples, _TILE):
+        length = min(tile + _TILE, n_samples) - tile
+        accumulator[:length] = 0.0
+        block_start = tile - tile % block_length
+        if tile + length <= block_start + block_length and tile - block_start >= order:
+            for k in range(order):  # the whole tile sees a full history within one block
+                tap = taps[k]
+                first = tile - k - 1
+                for i in range(length):
+                    accumulator[i] += tap * centred[first + i]
+        else:
+            for k in range(order):
+                tap = taps[k]
+                for i in range(length):
+                    t = tile + i
+                    if t % block_length > k:
+                        accumulator[i] += tap * centred[t - k - 1]
+        for i in range(length):
+            t = tile + i
+            prediction = mean_code + ((np.int64(accumulator[i]) + half) >> shift)
+            if prediction < 0:
+                prediction = 0
+            elif prediction > n_codes - 1:
+                prediction = n_codes - 1
+            residual[t] = codes[t] - prediction
+    return residual, True
+
+
 def prediction_residual(codes: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int) -> np.ndarray:
     """Residuals ``codes - pred`` of one channel, history reset every ``block_length`` samples.
 
@@ -204,10 +296,12 @@ def prediction_residual(codes: np.ndarray, predictor: LinearPredictor, n_codes: 
     -------
     ndarray of int64, shape (n_samples,)
     """
-    return _residual_kernel(
-        np.ascontiguousarray(codes, dtype=np.int64), predictor.coefficients, predictor.shift,
-        predictor.mean_code, int(n_codes), int(block_length),
+    arguments = (
+        np.ascontiguousarray(codes, dtype=np.int64), predictor.coefficients, predictor.shift, predictor.mean_code,
+        int(n_codes), int(block_length),
     )
+    residual, exact = _tiled_residual_kernel(*arguments)
+    return residual if exact else _residual_kernel(*arguments)
 
 
 def prediction_synthesis(residual: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int) -> np.ndarray:

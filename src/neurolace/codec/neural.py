@@ -30,12 +30,12 @@ import numpy as np
 
 from neurolace.codec.bitpack import ByteReader, encode_signed_varint, encode_varint
 from neurolace.codec.context import (
-    MAX_CONTEXT_SYMBOLS, CodeWeights, context_saving_bits, decode_with_context, encode_with_context,
-    fit_code_weights, model_cache,
+    MAX_CONTEXT_SYMBOLS, CodeWeights, decode_with_context, fit_code_weights, model_cache,
 )
 from neurolace.codec.entropy import RangeDecoder, RangeEncoder, decode_symbols
 from neurolace.codec.errors import CodecError
-from neurolace.codec.histogram import ResidualModel
+from neurolace.codec.histogram import ResidualModel, level_weights
+from neurolace.codec.rans import FrameDecoder, RowTable, base_frequencies, encode_frame, ideal_bits
 from neurolace.codec.lpc import MAX_ORDER, LinearPredictor, fit_predictor, prediction_residual, prediction_synthesis
 from neurolace.codec.table import ValueTable
 from neurolace.core.checks import check_in, check_int
@@ -58,10 +58,15 @@ FORMAT_VERSION = 1
 FRAME_SYNC = b"\xa7N"
 #: samples per channel in one independently decodable frame of a file (1.68 s at 19.5 kHz)
 DEFAULT_FRAME_SAMPLES = 32768
-#: coding modes: "context" codes each sample given its predicted code (best ratio, sequential decode);
-#: "fast" codes residuals with one histogram per channel (vectorised both ways)
+#: coding modes: "context" codes each sample given its predicted code (best ratio; numba rANS coder,
+#: :mod:`.rans`); "fast" codes residuals with one histogram per channel (constriction, vectorised)
 MODES = ("context", "fast")
-_MODE_IDS = {"fast": 0, "context": 1}
+#: mode byte of the file header. 1 is the first context mode (constriction, one call per sample): no
+#: longer written, still decoded; 2 is the context mode with the rANS coder of :mod:`.rans`.
+_MODE_IDS = {"fast": 0, "context": 2}
+_LEGACY_CONTEXT_MODE_ID = 1
+#: most probability-row entries (codes x (alphabet + 1), int32) one channel may reserve in context mode (16 MiB)
+MAX_TABLE_ENTRIES = 1 << 22
 #: refuse headers that claim more samples than this (per file, all channels), so garbage cannot exhaust memory
 MAX_TOTAL_SAMPLES = 1 << 34
 
@@ -120,8 +125,8 @@ class NeuralCodec:
         Highest linear-predictor order the encoder tries (0..64).
     mode : {"context", "fast"}
         "context" (default) adds the per-code popularity model of :mod:`.context`
-        (about 2 % smaller files, decoding sample by sample); "fast" keeps both
-        directions vectorised.
+        (about 2 % smaller files), coded by the numba rANS coder of :mod:`.rans`;
+        "fast" codes one histogram per channel with constriction's range coder.
 
     Examples
     --------
@@ -195,33 +200,60 @@ class NeuralCodec:
                 residual = prediction_residual(channel_codes, predictor, table.n_codes, self.frame_samples)
                 model = ResidualModel.fit(residual)
                 out += predictor.to_bytes() + model.to_bytes()
-                cache = None
+                symbols = model.symbols(residual)
+                predictions = row_table = None
                 if self.mode == "context":
-                    weights = _choose_code_weights(channel_codes, residual, model, table.n_codes)
+                    symbols = symbols.astype(np.int64)
+                    predictions = channel_codes - residual
+                    weights, row_table = _choose_code_weights(symbols, predictions, model, table.n_codes)
                     out += weights.to_bytes()
-                    if weights.levels.size:
-                        cache = model_cache(model, weights, table.n_codes)
-                channels.append((model.symbols(residual), channel_codes - residual, model, cache))
+                channels.append((symbols, predictions, model, row_table))
             for index, start in enumerate(range(0, n_samples, self.frame_samples)):
                 stop = start + self.frame_samples
-                encoder = RangeEncoder()
-                for symbols, predictions, model, cache in channels:
-                    if cache is None:
+                if self.mode == "context":
+                    payload = encode_frame(
+                        [(symbols[start:stop], predictions[start:stop], row_table)
+                         for symbols, predictions, _, row_table in channels]
+                    )
+                else:
+                    encoder = RangeEncoder()
+                    for symbols, _, model, _ in channels:
                         encoder.encode(symbols[start:stop], model.model())
-                    else:
-                        encode_with_context(encoder, symbols[start:stop], predictions[start:stop], cache)
-                frames.append(_frame_bytes(index, encoder.get_compressed().tobytes()))
+                    payload = encoder.get_compressed().tobytes()
+                frames.append(_frame_bytes(index, payload))
         out += struct.pack("<I", zlib.crc32(out))
         return bytes(out) + b"".join(frames)
 
 
-def _choose_code_weights(codes: np.ndarray, residual: np.ndarray, model: ResidualModel, n_codes: int) -> CodeWeights:
-    """The fitted code weights if they pay for themselves on this channel, else empty weights (no context)."""
+def _row_table(model: ResidualModel, weights: CodeWeights, n_codes: int) -> RowTable:
+    """The rANS probability rows of one channel (one plain row when ``weights`` is empty)."""
+    code_weights = weights.integer_weights(n_codes) if weights.levels.size else None
+    return RowTable(base_frequencies(level_weights(model.levels)), model.low, code_weights, n_codes)
+
+
+def _context_fits(model: ResidualModel, n_codes: int) -> bool:
+    """Whether the per-prediction rows of a channel stay within the alphabet and memory bounds."""
+    return model.n_symbols <= MAX_CONTEXT_SYMBOLS and n_codes * (model.n_symbols + 1) <= MAX_TABLE_ENTRIES
+
+
+def _choose_code_weights(
+    symbols: np.ndarray, predictions: np.ndarray, model: ResidualModel, n_codes: int
+) -> tuple[CodeWeights, RowTable]:
+    """The fitted code weights and their rows if they pay for themselves on this channel, else the plain row.
+
+    The test is exact: code length under the quantised rows (plus the bytes that
+    store the weights) against code length under the plain histogram row.
+    """
+    n_samples = symbols.size
     empty = CodeWeights(0, np.zeros(0, dtype=np.int64))
-    if model.n_symbols > MAX_CONTEXT_SYMBOLS or codes.size == 0:
-        return empty
-    weights = fit_code_weights(codes, residual, model, n_codes)
-    return weights if context_saving_bits(codes, residual, model, weights, n_codes) > 0 else empty
+    plain = _row_table(model, empty, n_codes)
+    if n_samples == 0 or not _context_fits(model, n_codes):
+        return empty, plain
+    weights = fit_code_weights(predictions + model.low + symbols, predictions, model, n_codes)
+    context = _row_table(model, weights, n_codes)
+    context_bits, plain_bits = ideal_bits(symbols, predictions, context, plain)
+    context_bits += 8 * len(weights.to_bytes())
+    return (weights, context) if context_bits < plain_bits else (empty, plain)
 
 
 def _check_samples(samples: np.ndarray) -> np.ndarray:
@@ -327,7 +359,7 @@ def _read_header(data: bytes):
     version, kind, mode_id = reader.unpack("<BBB")
     if version != FORMAT_VERSION:
         raise CodecError(f"unsupported codec format version {version}; this build reads version {FORMAT_VERSION}")
-    if mode_id not in _MODE_IDS.values():
+    if mode_id not in (*_MODE_IDS.values(), _LEGACY_CONTEXT_MODE_ID):
         raise CodecError(f"corrupt codec file header: unknown coding mode {mode_id}")
     envelope = _Envelope(kind=kind)
     if kind == _ENVELOPE_CANONICAL_WAV:
@@ -354,21 +386,26 @@ def _read_header(data: bytes):
             predictor = LinearPredictor.from_reader(reader)
             model = ResidualModel.from_reader(reader)
             cache = None
-            if mode_id == _MODE_IDS["context"]:
+            if mode_id == _LEGACY_CONTEXT_MODE_ID:
                 weights = CodeWeights.from_reader(reader)
                 if weights.levels.size:
                     if model.n_symbols > MAX_CONTEXT_SYMBOLS:
                         raise CodecError("corrupt codec file header: context model on a too-wide residual alphabet")
                     cache = model_cache(model, weights, table.n_codes)
+            elif mode_id == _MODE_IDS["context"]:
+                weights = CodeWeights.from_reader(reader)
+                if weights.levels.size and not _context_fits(model, table.n_codes):
+                    raise CodecError("corrupt codec file header: context model on a too-wide residual alphabet")
+                cache = _row_table(model, weights, table.n_codes)
             channels.append((predictor, model, cache))
     (stored_crc,) = reader.unpack("<I")
     if zlib.crc32(data[: reader.position - 4]) != stored_crc:
         raise CodecError("corrupt codec file header: checksum mismatch")
-    return reader, envelope, n_channels, n_samples, frame_samples, table, channels
+    return reader, envelope, n_channels, n_samples, frame_samples, table, channels, mode_id
 
 
 def _decode(data: bytes, *, strict: bool):
-    reader, envelope, n_channels, n_samples, frame_samples, table, channels = _read_header(data)
+    reader, envelope, n_channels, n_samples, frame_samples, table, channels, mode_id = _read_header(data)
     data = reader.data
     if not (n_samples and n_channels):
         if strict and reader.remaining:
@@ -401,14 +438,15 @@ def _decode(data: bytes, *, strict: bool):
         start = index * frame_samples
         length = min(frame_samples, n_samples - start)
         try:
-            decoder = RangeDecoder(np.frombuffer(payload[: len(payload) // 4 * 4], dtype=np.uint32))
-            for channel, (predictor, model, cache) in enumerate(channels):
-                if cache is None:
-                    residual[channel, start : start + length] = decode_symbols(decoder, model.model(), length) + model.low
-                else:
-                    context_codes[channel, start : start + length] = decode_with_context(
-                        decoder, length, predictor, cache, table.n_codes
+            if mode_id == _MODE_IDS["context"]:
+                frame_decoder = FrameDecoder(payload)
+                for channel, (predictor, _, row_table) in enumerate(channels):
+                    context_codes[channel, start : start + length] = frame_decoder.decode_channel(
+                        length, predictor, row_table
                     )
+                frame_decoder.finish()
+            else:
+                _decode_range_coded_frame(payload, channels, residual, context_codes, start, length, table.n_codes)
         except CodecError:
             if strict:
                 raise
@@ -421,8 +459,8 @@ def _decode(data: bytes, *, strict: bool):
     if strict and lost:
         raise CodecError(f"truncated codec file: frame {lost[0]} of {n_frames} is missing", frame_index=lost[0])
     samples = np.empty((n_samples, n_channels), dtype=np.int16)
-    for channel, (predictor, _, _) in enumerate(channels):
-        if channels[channel][2] is None:
+    for channel, (predictor, _, cache) in enumerate(channels):
+        if cache is None:
             codes = prediction_synthesis(residual[channel], predictor, table.n_codes, frame_samples)
         else:
             codes = context_codes[channel]
@@ -435,6 +473,23 @@ def _decode(data: bytes, *, strict: bool):
     valid = np.repeat(found, frame_samples)[:n_samples]
     samples[~valid] = 0
     return SalvageResult(samples, lost, valid, frame_samples), envelope
+
+
+def _decode_range_coded_frame(payload, channels, residual, context_codes, start, length, n_codes) -> None:
+    """One frame of the fast mode (and of the first context mode, format mode 1) from constriction's coder."""
+    decoder = RangeDecoder(np.frombuffer(payload[: len(payload) // 4 * 4], dtype=np.uint32))
+    try:
+        for channel, (predictor, model, cache) in enumerate(channels):
+            if cache is None:
+                residual[channel, start : start + length] = decode_symbols(decoder, model.model(), length) + model.low
+            else:
+                context_codes[channel, start : start + length] = decode_with_context(
+                    decoder, length, predictor, cache, n_codes
+                )
+    except CodecError:
+        raise
+    except Exception as exc:  # constriction reports invalid data with plain exceptions
+        raise CodecError(f"corrupt compressed payload: the range decoder failed ({exc})") from None
 
 
 def frame_offsets(data: bytes) -> list[int]:
