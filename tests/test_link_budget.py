@@ -40,3 +40,12 @@ def test_cli_json_and_table(capsys):
     assert "spike events" in capsys.readouterr().out
     assert main(["link", "budget", "--ratio", "-1"]) == 2
     assert "compression_ratio must be a positive" in capsys.readouterr().err
+
+
+def test_default_ratio_is_the_codecs_measured_n1_ratio(capsys):
+    from neurolace.codec.budget import MEASURED_N1_RATIO
+
+    assert main(["link", "budget", "--json"]) == 0
+    rows = {row["product"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["lossless compressed raw"]["rate_kbps"] == pytest.approx(1024 * 19531 * 16 / 1000 / MEASURED_N1_RATIO)
+    assert f"measured ratio {MEASURED_N1_RATIO:.4f}" in rows["lossless compressed raw"]["assumption"]

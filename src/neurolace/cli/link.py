@@ -8,7 +8,8 @@ __all__ = ["register"]
 
 DESCRIPTION = """\
 Bandwidth budget of a 1024-channel N1-class implant: raw samples, losslessly compressed raw
-(at a compression ratio you give, default the codec's measured 3.5383x on the public N1 clips),
+(at a compression ratio you give; by default the ratio the codec's default mode measured on the
+496 public N1 clips, neurolace.codec.budget.MEASURED_N1_RATIO, shown in the table),
 spike events and binned features, each in kbit/s beside a Bluetooth LE link (LE 2M PHY, about
 1400 kbit/s of application throughput, by default). The event and feature rows rest on the
 stated assumptions (event rate, bits per event, bin width); change them with the options.
@@ -18,15 +19,13 @@ examples:
   neurolace link budget --ratio 3.43 --link-kbps 700 --json
 """
 
-#: total ratio of `neurolace codec bench` (context mode) on the 496 public N1 clips, measured for docs/codec.md
-MEASURED_N1_RATIO = 3.5383
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("link", help="radio link tools (bandwidth budget)", description=DESCRIPTION)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     budget = actions.add_parser("budget", help="kbit/s of each data product against the link", description=DESCRIPTION)
-    budget.add_argument("--ratio", type=float, default=MEASURED_N1_RATIO, help="lossless compression ratio (int16 basis)")
+    budget.add_argument("--ratio", type=float, default=None,
+                        help="lossless compression ratio, int16 basis (default: the codec's measured N1 ratio)")
     budget.add_argument("--channels", type=int, default=1024, help="electrodes (default 1024)")
     budget.add_argument("--fs-hz", type=float, default=19531.0, help="sampling rate (default 19531)")
     budget.add_argument("--adc-bits", type=int, default=10, help="ADC resolution (default 10)")
@@ -39,10 +38,10 @@ def register(subparsers) -> None:
 
 
 def budget_command(args) -> int:
-    from neurolace.codec.budget import bandwidth_budget
+    from neurolace.codec.budget import MEASURED_N1_RATIO, bandwidth_budget
 
     rows = bandwidth_budget(
-        compression_ratio=args.ratio, n_channels=args.channels, fs_hz=args.fs_hz, adc_bits=args.adc_bits,
+        compression_ratio=MEASURED_N1_RATIO if args.ratio is None else args.ratio, n_channels=args.channels, fs_hz=args.fs_hz, adc_bits=args.adc_bits,
         event_rate_hz=args.event_rate_hz, bin_ms=args.bin_ms, link_kbps=args.link_kbps,
     )
     if args.json:

@@ -27,7 +27,14 @@ from dataclasses import dataclass
 
 from neurolace.core.checks import check_int, check_positive
 
-__all__ = ["BudgetRow", "bandwidth_budget", "BLE_1M_KBPS", "BLE_2M_KBPS"]
+__all__ = ["BudgetRow", "bandwidth_budget", "BLE_1M_KBPS", "BLE_2M_KBPS", "MEASURED_N1_RATIO"]
+
+#: lossless ratio of the codec's default mode (context, format mode 2) on the 496 public N1 clips of
+#: ``../shared/data/neuralink-compression/wav``: total WAV bytes / total compressed bytes, every file
+#: byte-exact. Measured by ``python -m benchmarks codec`` (and pinned by
+#: ``tests/test_codec.py::test_every_n1_clip_round_trips_at_the_measured_ratio``); the default
+#: ratio of ``neurolace link budget``.
+MEASURED_N1_RATIO = 3.5374
 
 #: practical application throughput of Bluetooth LE, kbit/s (see module docstring)
 BLE_1M_KBPS = 700.0

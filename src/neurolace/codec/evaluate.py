@@ -7,6 +7,9 @@ Speeds are MB/s of WAV input on one core (BLAS limited to one thread; numba
 kernels are single-threaded), reported as the total and as the median over
 files. Times are CPU seconds of this process (``time.process_time``): on a
 shared machine the wall clock also counts time spent waiting for a core.
+Each codec first encodes and decodes the first file once, untimed (numba
+loads its compiled kernels from the cache on first use, ~0.2-0.5 s once per
+process); that first round trip is reported separately as ``first_call_s``.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def evaluate_codecs(
     list of dict
         Per codec: ``name``, ``ratio``, ``input_bytes``, ``compressed_bytes``,
         ``encode_mb_s``, ``decode_mb_s`` (totals), ``encode_mb_s_median``,
-        ``decode_mb_s_median`` (over files), ``lossless`` (bool), ``n_files``.
+        ``decode_mb_s_median`` (over files), ``lossless`` (bool), ``n_files``,
+        ``first_call_s`` (CPU s of the untimed warm-up round trip of the first file).
     """
     from threadpoolctl import threadpool_limits
 
@@ -74,6 +78,12 @@ def evaluate_codecs(
     results = []
     with threadpool_limits(limits=1):
         for codec in codecs:
+            start = time.process_time()
+            if isinstance(codec, NeuralCodec):
+                codec.decode_wav(codec.encode_wav(files[0]))
+            else:
+                codec.decode(codec.encode(load_wav_samples(files[0])[0]))
+            first_call_s = time.process_time() - start
             input_bytes = compressed_bytes = 0
             encode_s, decode_s, encode_rates, decode_rates = [], [], [], []
             lossless = True
@@ -114,5 +124,6 @@ def evaluate_codecs(
                 "encode_mb_s_median": statistics.median(encode_rates),
                 "decode_mb_s_median": statistics.median(decode_rates),
                 "lossless": bool(lossless),
+                "first_call_s": first_call_s,
             })
     return results

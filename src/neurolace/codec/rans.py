@@ -172,7 +172,15 @@ def _new_row(prediction, base, low, code_weights, n_codes, slot_of, cumulative, 
 def _encode_backwards(
     state, words, n_words, symbols, predictions, context, base, low, code_weights, n_codes, slot_of, cumulative, n_rows
 ):  # pragma: no cover - numba
-    """Push ``symbols`` (last first) onto the rANS state; words are appended in reverse stream order."""
+    """Push ``symbols`` (last first) onto the rANS state; words are appended in reverse stream order.
+
+    Unsigned arithmetic: numba's int64 floor division adds Python's sign
+    corrections; uint64 division measured 0.49 ms against 0.64-0.87 ms per 1e5 symbols.
+    """
+    limit_per_frequency = np.uint64((_LOWER >> PROBABILITY_BITS) << 32)
+    word_mask = np.uint64(_WORD_MASK)
+    word_bits = np.uint64(32)
+    probability_bits = np.uint64(PROBABILITY_BITS)
     for t in range(symbols.size - 1, -1, -1):
         slot = 0
         if context:
@@ -180,16 +188,16 @@ def _encode_backwards(
             if slot < 0:
                 slot = _new_row(predictions[t], base, low, code_weights, n_codes, slot_of, cumulative, n_rows)
         symbol = symbols[t]
-        start = cumulative[slot, symbol]
-        frequency = cumulative[slot, symbol + 1] - start
-        if frequency == _TOTAL:  # a certain symbol costs nothing (and would overflow the limit below)
+        start = np.uint64(cumulative[slot, symbol])
+        frequency = np.uint64(cumulative[slot, symbol + 1]) - start
+        if frequency == np.uint64(_TOTAL):  # a certain symbol costs nothing (and would overflow the limit below)
             continue
-        limit = ((_LOWER >> PROBABILITY_BITS) << 32) * frequency
-        if state >= limit:
-            words[n_words] = state & _WORD_MASK
+        if state >= limit_per_frequency * frequency:
+            words[n_words] = state & word_mask
             n_words += 1
-            state >>= 32
-        state = ((state // frequency) << PROBABILITY_BITS) + (state % frequency) + start
+            state >>= word_bits
+        quotient = state // frequency
+        state = (quotient << probability_bits) + (state - quotient * frequency) + start
     return state, n_words
 
 
@@ -258,14 +266,15 @@ def encode_frame(segments: list[tuple[np.ndarray, np.ndarray, RowTable]]) -> byt
     bytes
     """
     capacity = 2 + sum(symbols.size for symbols, _, _ in segments)
-    words = np.empty(capacity, dtype=np.int64)
-    state, n_words = _LOWER, 0
+    words = np.empty(capacity, dtype=np.uint64)
+    state, n_words = np.uint64(_LOWER), 0
     for symbols, predictions, table in reversed(segments):
         state, n_words = _encode_backwards(
-            np.int64(state), words, np.int64(n_words), np.ascontiguousarray(symbols, dtype=np.int64),
+            state, words, np.int64(n_words), np.ascontiguousarray(symbols, dtype=np.int64),
             np.ascontiguousarray(predictions, dtype=np.int64), table.context, table.base, np.int64(table.low),
             table.code_weights, np.int64(table.n_codes), table.slot_of, table.cumulative, table.n_rows,
         )
+    state = int(state)
     words[n_words] = state & _WORD_MASK  # reversed below: the high word comes first in the stream
     words[n_words + 1] = state >> 32
     return words[: n_words + 2][::-1].astype("<u4").tobytes()
