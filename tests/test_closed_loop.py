@@ -127,3 +127,12 @@ def test_refit_comparison_shares_calibration_blocks():
     assert [b.kind for b in with_refit.blocks] == ["open-loop", "closed-loop", "refit", "webgrid"]
     with pytest.raises(InvalidInputError, match="do not pass refit"):
         run_refit_comparison(refit=True)
+
+
+def test_click_speed_limit_refuses_clicks_while_the_cursor_moves(calibrated):
+    participant, _, decoder, click = calibrated
+    kwargs = {"duration_s": 20.0, "decoder": decoder, "click_decoder": click, "seed": 5}
+    gated = run_block(participant, WebgridTask(grid_side=6, seed=4), click_speed_limit=1e-9, **kwargs)
+    assert not gated.click.any() and gated.summary.correct == gated.summary.incorrect == 0
+    free = run_block(participant, WebgridTask(grid_side=6, seed=4), click_speed_limit=None, **kwargs)
+    assert free.click.any()
