@@ -57,7 +57,9 @@ AIM_ENCODE_MB_S = 40.0
 
 def _stream_ratio(samples: np.ndarray, table: np.ndarray, frame_ms: float) -> tuple[float, float, float]:
     """(ratio against int16 + one 44-byte header per channel, encode s, decode s) of one stream."""
-    encoder = StreamEncoder(table, n_channels=samples.shape[1], fs_hz=FS_HZ, frame_ms=frame_ms, resync_ms=1000.0)
+    encoder = StreamEncoder(
+        table, n_channels=samples.shape[1], fs_hz=FS_HZ, frame_ms=frame_ms, resync_ms=1000.0
+    )
     start = time.process_time()
     frames = list(encoder.encode(samples))
     middle = time.process_time()
@@ -74,8 +76,9 @@ def run(quick: bool = False) -> dict:
     if quick:
         paths = paths[:20]
     codecs = default_codecs()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as progress:
         task = progress.add_task("codecs", total=len(paths) * len(codecs))
         offsets: dict[str, int] = {}
 
@@ -85,36 +88,68 @@ def run(quick: bool = False) -> dict:
 
         results = evaluate_codecs(paths, codecs, progress=report)
     by_name = {row["name"]: row for row in results}
-    best_baseline = max((row for row in results if not row["name"].startswith("neurolace")), key=lambda r: r["ratio"])
+    best_baseline = max(
+        (row for row in results if not row["name"].startswith("neurolace")), key=lambda r: r["ratio"]
+    )
     lossless = [r["name"] for r in results if r["lossless"]]
     table(
         f"{len(paths)} N1 clips, {results[0]['input_bytes']:,} bytes, one core; lossless on every file: "
         f"{', '.join(lossless) if len(lossless) < len(results) else 'all codecs'}",
         ["codec", "ratio", "enc MB/s", "dec MB/s", "enc median", "dec median", "first call s"],
-        [[r["name"], round(r["ratio"], 4), r["encode_mb_s"], r["decode_mb_s"], r["encode_mb_s_median"],
-          r["decode_mb_s_median"], round(r["first_call_s"], 3)] for r in sorted(results, key=lambda r: -r["ratio"])],
+        [
+            [
+                r["name"],
+                round(r["ratio"], 4),
+                r["encode_mb_s"],
+                r["decode_mb_s"],
+                r["encode_mb_s_median"],
+                r["decode_mb_s_median"],
+                round(r["first_call_s"], 3),
+            ]
+            for r in sorted(results, key=lambda r: -r["ratio"])
+        ],
     )
     ours = by_name["neurolace"]["ratio"]
     default = by_name["neurolace"]
     table(
         "aims of the codec issue, default (context) mode",
         ["aim", "target", "measured", "met"],
-        [["ratio, all files", f">= {AIM_RATIO}", round(ours, 4), "yes" if ours >= AIM_RATIO else "NO"],
-         ["encode MB/s, one core (total)", f">= {AIM_ENCODE_MB_S:g}", round(default["encode_mb_s"], 1),
-          "yes" if default["encode_mb_s"] >= AIM_ENCODE_MB_S else "NO"],
-         ["decode MB/s, one core (total)", "no aim", round(default["decode_mb_s"], 1), "-"],
-         ["stored MEASURED_N1_RATIO (link budget default)", "= measured on all 496 files", MEASURED_N1_RATIO,
-          ("yes" if round(ours, 4) == MEASURED_N1_RATIO else "STALE") if len(paths) == 496 else "n/a (subset)"]],
+        [
+            ["ratio, all files", f">= {AIM_RATIO}", round(ours, 4), "yes" if ours >= AIM_RATIO else "NO"],
+            [
+                "encode MB/s, one core (total)",
+                f">= {AIM_ENCODE_MB_S:g}",
+                round(default["encode_mb_s"], 1),
+                "yes" if default["encode_mb_s"] >= AIM_ENCODE_MB_S else "NO",
+            ],
+            ["decode MB/s, one core (total)", "no aim", round(default["decode_mb_s"], 1), "-"],
+            [
+                "stored MEASURED_N1_RATIO (link budget default)",
+                "= measured on all 496 files",
+                MEASURED_N1_RATIO,
+                ("yes" if round(ours, 4) == MEASURED_N1_RATIO else "STALE")
+                if len(paths) == 496
+                else "n/a (subset)",
+            ],
+        ],
     )
     table(
         "beside the public results (743-file set; ours on the files here)",
         ["entry", "ratio", "neurolace / entry"],
         [[name, value, round(ours / value, 4)] for name, value in PUBLIC_RESULTS]
-        + [["neurolace (context), measured here", round(ours, 4), 1.0],
-           ["neurolace (fast), measured here", round(by_name["neurolace-fast"]["ratio"], 4),
-            round(ours / by_name["neurolace-fast"]["ratio"], 4)],
-           [f"best baseline here: {best_baseline['name']}", round(best_baseline["ratio"], 4),
-            round(ours / best_baseline["ratio"], 4)]],
+        + [
+            ["neurolace (context), measured here", round(ours, 4), 1.0],
+            [
+                "neurolace (fast), measured here",
+                round(by_name["neurolace-fast"]["ratio"], 4),
+                round(ours / by_name["neurolace-fast"]["ratio"], 4),
+            ],
+            [
+                f"best baseline here: {best_baseline['name']}",
+                round(best_baseline["ratio"], 4),
+                round(ours / best_baseline["ratio"], 4),
+            ],
+        ],
     )
 
     # streaming mode: ratio vs frame size
@@ -129,19 +164,34 @@ def run(quick: bool = False) -> dict:
     for frame_ms in frame_sizes:
         single = [_stream_ratio(clip[:, None], value_table, frame_ms) for clip in clips[:n_single]]
         single_bytes = sum(clip.nbytes + 44 for clip in clips[:n_single])
-        single_ratio = single_bytes / sum((clip.nbytes + 44) / r[0] for clip, r in zip(clips[:n_single], single))
+        single_ratio = single_bytes / sum(
+            (clip.nbytes + 44) / r[0] for clip, r in zip(clips[:n_single], single)
+        )
         stacked_ratio, encode_s, decode_s = _stream_ratio(stack, value_table, frame_ms)
-        stream_rows.append({
-            "frame_ms": frame_ms, "single_channel_ratio": single_ratio, "stacked_ratio": stacked_ratio,
-            "stacked_channels": n_stack, "stacked_encode_mb_s": stack.nbytes / 1e6 / encode_s,
-            "stacked_decode_mb_s": stack.nbytes / 1e6 / decode_s,
-        })
+        stream_rows.append(
+            {
+                "frame_ms": frame_ms,
+                "single_channel_ratio": single_ratio,
+                "stacked_ratio": stacked_ratio,
+                "stacked_channels": n_stack,
+                "stacked_encode_mb_s": stack.nbytes / 1e6 / encode_s,
+                "stacked_decode_mb_s": stack.nbytes / 1e6 / decode_s,
+            }
+        )
     table(
         f"streaming mode: ratio vs frame size (resync every 1 s; {n_single} single-clip streams; "
         f"{n_stack} clips stacked as one {n_stack}-channel stream)",
         ["frame", "1-channel ratio", f"{n_stack}-channel ratio", "encode MB/s", "decode MB/s"],
-        [["whole clip" if np.isinf(r["frame_ms"]) else f"{r['frame_ms']:g} ms", round(r["single_channel_ratio"], 4),
-          round(r["stacked_ratio"], 4), r["stacked_encode_mb_s"], r["stacked_decode_mb_s"]] for r in stream_rows],
+        [
+            [
+                "whole clip" if np.isinf(r["frame_ms"]) else f"{r['frame_ms']:g} ms",
+                round(r["single_channel_ratio"], 4),
+                round(r["stacked_ratio"], 4),
+                r["stacked_encode_mb_s"],
+                r["stacked_decode_mb_s"],
+            ]
+            for r in stream_rows
+        ],
     )
 
     budget = {}
@@ -150,9 +200,23 @@ def run(quick: bool = False) -> dict:
         budget[link_name] = [row.as_dict() for row in rows]
     table(
         f"bandwidth budget, 1024 channels, at the measured ratio {ours:.4f}",
-        ["data product", "kbit/s", f"x BLE 2M ({BLE_2M_KBPS:g})", f"x BLE 1M ({BLE_1M_KBPS:g})", "assumption"],
-        [[a["product"], round(a["rate_kbps"], 1), round(a["fraction_of_link"], 3), round(b["fraction_of_link"], 3),
-          a["assumption"]] for a, b in zip(budget["BLE 2M"], budget["BLE 1M"])],
+        [
+            "data product",
+            "kbit/s",
+            f"x BLE 2M ({BLE_2M_KBPS:g})",
+            f"x BLE 1M ({BLE_1M_KBPS:g})",
+            "assumption",
+        ],
+        [
+            [
+                a["product"],
+                round(a["rate_kbps"], 1),
+                round(a["fraction_of_link"], 3),
+                round(b["fraction_of_link"], 3),
+                a["assumption"],
+            ]
+            for a, b in zip(budget["BLE 2M"], budget["BLE 1M"])
+        ],
     )
     return {
         "n_files": len(paths),

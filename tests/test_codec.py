@@ -7,16 +7,22 @@ import wave
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from neurolace.cli.main import main
 from neurolace.codec import (
-    CodecError, NeuralCodec, baseline_codecs, check_codec, decode_wav, encode_wav, salvage,
+    CodecError,
+    NeuralCodec,
+    baseline_codecs,
+    check_codec,
+    decode_wav,
+    encode_wav,
+    salvage,
 )
 from neurolace.codec.budget import MEASURED_N1_RATIO
 from neurolace.codec.histogram import ResidualModel
-from neurolace.codec.neural import frame_offsets
 from neurolace.codec.lpc import fit_predictor, prediction_residual, prediction_synthesis
+from neurolace.codec.neural import frame_offsets
 from neurolace.codec.table import ValueTable
 
 N1_FILES = (
@@ -33,8 +39,20 @@ def wav_bytes(samples: np.ndarray, fs_hz: int = 19531) -> bytes:
     samples = samples.reshape(samples.shape[0], -1)
     payload = samples.astype("<i2").tobytes()
     header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(payload), b"WAVE", b"fmt ", 16, 1, samples.shape[1], fs_hz,
-        fs_hz * 2 * samples.shape[1], 2 * samples.shape[1], 16, b"data", len(payload),
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(payload),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        samples.shape[1],
+        fs_hz,
+        fs_hz * 2 * samples.shape[1],
+        2 * samples.shape[1],
+        16,
+        b"data",
+        len(payload),
     )
     return header + payload
 
@@ -87,9 +105,16 @@ def test_wav_header_and_trailer_bytes_survive():
 
 @pytest.mark.parametrize(
     "codec",
-    [NeuralCodec(), NeuralCodec(mode="fast"), NeuralCodec(frame_samples=7), NeuralCodec(max_order=0, mode="fast"),
-     *baseline_codecs()],
-    ids=lambda codec: f"{codec.name}{'-' + str(codec.frame_samples) if isinstance(codec, NeuralCodec) else ''}",
+    [
+        NeuralCodec(),
+        NeuralCodec(mode="fast"),
+        NeuralCodec(frame_samples=7),
+        NeuralCodec(max_order=0, mode="fast"),
+        *baseline_codecs(),
+    ],
+    ids=lambda codec: (
+        f"{codec.name}{'-' + str(codec.frame_samples) if isinstance(codec, NeuralCodec) else ''}"
+    ),
 )
 def test_every_codec_passes_the_conformance_suite(codec):
     sizes = check_codec(codec)
@@ -97,7 +122,9 @@ def test_every_codec_passes_the_conformance_suite(codec):
 
 
 def test_value_table_derives_the_uneven_grid():
-    values = np.array([-32768, -32703, -32639, -32575, -32447, 0, 64], dtype=np.int16)  # gaps 65, 64, 64, 128, ...
+    values = np.array(
+        [-32768, -32703, -32639, -32575, -32447, 0, 64], dtype=np.int16
+    )  # gaps 65, 64, 64, 128, ...
     table = ValueTable(values)
     assert table.step == 64
     assert table.grid_codes[:5].tolist() == [0, 1, 2, 3, 5]  # the 128 gap spans two codes
@@ -209,4 +236,6 @@ def test_cli_bench_json_is_one_object(tmp_path, capsys):
     assert {"neurolace", "neurolace-fast", "zlib-9", "bz2-9", "lzma-9e", "zstd-19", "pcodec", "flac"} <= names
     assert all(row["lossless"] for row in report["codecs"])
     by_name = {row["name"]: row["ratio"] for row in report["codecs"]}
-    assert by_name["neurolace"] > max(ratio for name, ratio in by_name.items() if not name.startswith("neurolace"))
+    assert by_name["neurolace"] > max(
+        ratio for name, ratio in by_name.items() if not name.startswith("neurolace")
+    )

@@ -13,11 +13,22 @@ from neurolace.codec import CodecError, NeuralCodec
 from neurolace.codec.context import CodeWeights
 from neurolace.codec.histogram import ResidualModel
 from neurolace.codec.lpc import (
-    LinearPredictor, _autocorrelation_kernel, _float_autocorrelation_kernel, _residual_kernel, prediction_residual,
+    LinearPredictor,
+    _autocorrelation_kernel,
+    _float_autocorrelation_kernel,
+    _residual_kernel,
+    prediction_residual,
     prediction_synthesis,
 )
 from neurolace.codec.neural import _read_header, _row_table
-from neurolace.codec.rans import PROBABILITY_BITS, FrameDecoder, RowTable, base_frequencies, encode_frame, ideal_bits
+from neurolace.codec.rans import (
+    PROBABILITY_BITS,
+    FrameDecoder,
+    RowTable,
+    base_frequencies,
+    encode_frame,
+    ideal_bits,
+)
 
 
 def legacy_samples() -> np.ndarray:
@@ -129,12 +140,15 @@ def test_float_kernels_equal_the_integer_kernels(rng):
         n_codes = int(rng.integers(1, 1 << 17))
         codes = rng.integers(0, n_codes, n_samples).astype(np.int64)
         predictor = LinearPredictor(
-            rng.integers(-32767, 32768, int(rng.integers(0, 40))), int(rng.integers(0, 15)),
+            rng.integers(-32767, 32768, int(rng.integers(0, 40))),
+            int(rng.integers(0, 15)),
             int(rng.integers(0, n_codes)),
         )
         block = int(rng.integers(1, 700))
         residual = prediction_residual(codes, predictor, n_codes, block)
-        reference = _residual_kernel(codes, predictor.coefficients, predictor.shift, predictor.mean_code, n_codes, block)
+        reference = _residual_kernel(
+            codes, predictor.coefficients, predictor.shift, predictor.mean_code, n_codes, block
+        )
         assert np.array_equal(residual, reference)
         assert np.array_equal(prediction_synthesis(residual, predictor, n_codes, block), codes)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from neurolace.codec import CodecError
 from neurolace.codec.stream import StreamDecoder, StreamEncoder, frame_samples_for
 from neurolace.codec.table import ValueTable

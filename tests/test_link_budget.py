@@ -13,7 +13,9 @@ from neurolace.core.errors import InvalidInputError
 
 def test_n1_rates_are_the_arithmetic():
     rows = {row.product: row for row in bandwidth_budget(compression_ratio=4.0)}
-    assert rows["raw (packed ADC codes)"].rate_kbps == pytest.approx(1024 * 19531 * 10 / 1000)  # 199,997 kbit/s
+    assert rows["raw (packed ADC codes)"].rate_kbps == pytest.approx(
+        1024 * 19531 * 10 / 1000
+    )  # 199,997 kbit/s
     assert rows["raw as int16"].rate_kbps == pytest.approx(1024 * 19531 * 16 / 1000)
     assert rows["lossless compressed raw"].rate_kbps == pytest.approx(1024 * 19531 * 16 / 1000 / 4.0)
     # 20 events/s/ch, 10 bits of channel index (1024) + 9 bits of time within a 20 ms bin (391 samples)
@@ -21,7 +23,9 @@ def test_n1_rates_are_the_arithmetic():
     # 12 bits per channel per 20 ms bin
     assert rows["binned features"].rate_kbps == pytest.approx(1024 * 12 * 50 / 1000)
     assert not rows["lossless compressed raw"].fits and rows["binned features"].fits
-    assert rows["raw as int16"].fraction_of_link == pytest.approx(rows["raw as int16"].rate_kbps / BLE_2M_KBPS)
+    assert rows["raw as int16"].fraction_of_link == pytest.approx(
+        rows["raw as int16"].rate_kbps / BLE_2M_KBPS
+    )
 
 
 def test_bad_parameters_are_named():
@@ -47,5 +51,7 @@ def test_default_ratio_is_the_codecs_measured_n1_ratio(capsys):
 
     assert main(["link", "budget", "--json"]) == 0
     rows = {row["product"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
-    assert rows["lossless compressed raw"]["rate_kbps"] == pytest.approx(1024 * 19531 * 16 / 1000 / MEASURED_N1_RATIO)
+    assert rows["lossless compressed raw"]["rate_kbps"] == pytest.approx(
+        1024 * 19531 * 16 / 1000 / MEASURED_N1_RATIO
+    )
     assert f"measured ratio {MEASURED_N1_RATIO:.4f}" in rows["lossless compressed raw"]["assumption"]

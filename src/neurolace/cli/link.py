@@ -21,17 +21,29 @@ examples:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("link", help="radio link tools (bandwidth budget)", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "link", help="radio link tools (bandwidth budget)", description=DESCRIPTION
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
-    budget = actions.add_parser("budget", help="kbit/s of each data product against the link", description=DESCRIPTION)
-    budget.add_argument("--ratio", type=float, default=None,
-                        help="lossless compression ratio, int16 basis (default: the codec's measured N1 ratio)")
+    budget = actions.add_parser(
+        "budget", help="kbit/s of each data product against the link", description=DESCRIPTION
+    )
+    budget.add_argument(
+        "--ratio",
+        type=float,
+        default=None,
+        help="lossless compression ratio, int16 basis (default: the codec's measured N1 ratio)",
+    )
     budget.add_argument("--channels", type=int, default=1024, help="electrodes (default 1024)")
     budget.add_argument("--fs-hz", type=float, default=19531.0, help="sampling rate (default 19531)")
     budget.add_argument("--adc-bits", type=int, default=10, help="ADC resolution (default 10)")
-    budget.add_argument("--event-rate-hz", type=float, default=20.0, help="threshold crossings per channel per s (default 20)")
+    budget.add_argument(
+        "--event-rate-hz", type=float, default=20.0, help="threshold crossings per channel per s (default 20)"
+    )
     budget.add_argument("--bin-ms", type=float, default=20.0, help="feature bin width (default 20 ms)")
-    budget.add_argument("--link-kbps", type=float, default=1400.0, help="usable link throughput (default 1400, BLE 2M)")
+    budget.add_argument(
+        "--link-kbps", type=float, default=1400.0, help="usable link throughput (default 1400, BLE 2M)"
+    )
     budget.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     budget.set_defaults(handler=budget_command)
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
@@ -41,8 +53,13 @@ def budget_command(args) -> int:
     from neurolace.codec.budget import MEASURED_N1_RATIO, bandwidth_budget
 
     rows = bandwidth_budget(
-        compression_ratio=MEASURED_N1_RATIO if args.ratio is None else args.ratio, n_channels=args.channels, fs_hz=args.fs_hz, adc_bits=args.adc_bits,
-        event_rate_hz=args.event_rate_hz, bin_ms=args.bin_ms, link_kbps=args.link_kbps,
+        compression_ratio=MEASURED_N1_RATIO if args.ratio is None else args.ratio,
+        n_channels=args.channels,
+        fs_hz=args.fs_hz,
+        adc_bits=args.adc_bits,
+        event_rate_hz=args.event_rate_hz,
+        bin_ms=args.bin_ms,
+        link_kbps=args.link_kbps,
     )
     if args.json:
         print(json.dumps({"link_kbps": args.link_kbps, "rows": [row.as_dict() for row in rows]}))
@@ -54,7 +71,12 @@ def budget_command(args) -> int:
     for column in ("data product", "kbit/s", "x link", "fits", "assumption"):
         table.add_column(column, justify="left" if column in ("data product", "assumption") else "right")
     for row in rows:
-        table.add_row(row.product, f"{row.rate_kbps:,.1f}", f"{row.fraction_of_link:.3g}", "yes" if row.fits else "no",
-                      row.assumption)
+        table.add_row(
+            row.product,
+            f"{row.rate_kbps:,.1f}",
+            f"{row.fraction_of_link:.3g}",
+            "yes" if row.fits else "no",
+            row.assumption,
+        )
     Console().print(table)
     return 0

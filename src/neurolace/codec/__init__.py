@@ -12,16 +12,42 @@
 """
 
 from neurolace.codec.baselines import (
-    Bz2Codec, FlacCodec, LzmaCodec, PcodecCodec, ZlibCodec, ZstdCodec, baseline_codecs,
+    Bz2Codec,
+    FlacCodec,
+    LzmaCodec,
+    PcodecCodec,
+    ZlibCodec,
+    ZstdCodec,
+    baseline_codecs,
 )
 from neurolace.codec.conformance import check_codec, conformance_cases
 from neurolace.codec.errors import CodecError
 from neurolace.codec.neural import (
-    DEFAULT_FRAME_SAMPLES, MODES, NeuralCodec, SalvageResult, decode_wav, encode_wav, salvage,
+    DEFAULT_FRAME_SAMPLES,
+    MODES,
+    NeuralCodec,
+    SalvageResult,
+    decode_wav,
+    encode_wav,
+    salvage,
 )
 
 __all__ = [
-    "NeuralCodec", "encode_wav", "decode_wav", "salvage", "SalvageResult", "CodecError", "MODES",
-    "DEFAULT_FRAME_SAMPLES", "check_codec", "conformance_cases", "baseline_codecs", "ZlibCodec", "Bz2Codec",
-    "LzmaCodec", "ZstdCodec", "PcodecCodec", "FlacCodec",
+    "DEFAULT_FRAME_SAMPLES",
+    "MODES",
+    "Bz2Codec",
+    "CodecError",
+    "FlacCodec",
+    "LzmaCodec",
+    "NeuralCodec",
+    "PcodecCodec",
+    "SalvageResult",
+    "ZlibCodec",
+    "ZstdCodec",
+    "baseline_codecs",
+    "check_codec",
+    "conformance_cases",
+    "decode_wav",
+    "encode_wav",
+    "salvage",
 ]

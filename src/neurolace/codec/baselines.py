@@ -20,7 +20,7 @@ from neurolace.codec.bitpack import ByteReader, encode_varint
 from neurolace.codec.errors import CodecError
 from neurolace.codec.table import ValueTable
 
-__all__ = ["ZlibCodec", "Bz2Codec", "LzmaCodec", "ZstdCodec", "PcodecCodec", "FlacCodec", "baseline_codecs"]
+__all__ = ["Bz2Codec", "FlacCodec", "LzmaCodec", "PcodecCodec", "ZlibCodec", "ZstdCodec", "baseline_codecs"]
 
 
 def _as_samples(samples: np.ndarray) -> np.ndarray:
@@ -62,10 +62,12 @@ class _ShapedCodec:
             samples = self._decompress(data[reader.position :], n_samples, n_channels)
         except CodecError:
             raise
-        except Exception as exc:  # each library has its own exception types
+        except Exception as exc:  # noqa: BLE001 - each library has its own exception types
             raise CodecError(f"corrupt {self.name} payload: {exc}") from None
         if samples.shape != (n_samples, n_channels):
-            raise CodecError(f"corrupt {self.name} payload: decoded shape {samples.shape} != {(n_samples, n_channels)}")
+            raise CodecError(
+                f"corrupt {self.name} payload: decoded shape {samples.shape} != {(n_samples, n_channels)}"
+            )
         return samples
 
     def __repr__(self) -> str:
@@ -87,7 +89,9 @@ class _BytesCodec(_ShapedCodec):
     def _decompress(self, payload: bytes, n_samples: int, n_channels: int) -> np.ndarray:
         raw = self._unpack(payload, 2 * n_samples * n_channels)
         if len(raw) != 2 * n_samples * n_channels:
-            raise CodecError(f"corrupt {self.name} payload: {len(raw)} bytes decoded, {2 * n_samples * n_channels} expected")
+            raise CodecError(
+                f"corrupt {self.name} payload: {len(raw)} bytes decoded, {2 * n_samples * n_channels} expected"
+            )
         return np.frombuffer(raw, dtype="<i2").astype(np.int16).reshape(n_samples, n_channels)
 
 
@@ -221,5 +225,3 @@ def baseline_codecs(*, include_flac: bool = True) -> list:
             return codecs
         codecs.append(FlacCodec())
     return codecs
-
-

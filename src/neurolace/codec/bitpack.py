@@ -12,7 +12,7 @@ import struct
 
 from neurolace.codec.errors import CodecError
 
-__all__ = ["ByteReader", "encode_varint", "encode_signed_varint"]
+__all__ = ["ByteReader", "encode_signed_varint", "encode_varint"]
 
 
 def encode_varint(value: int) -> bytes:
@@ -77,7 +77,9 @@ class ByteReader:
                 break
             shift += 7
             if shift > 63:
-                raise CodecError(f"corrupt {self.what}: a varint at offset {self.position} is longer than 9 bytes")
+                raise CodecError(
+                    f"corrupt {self.what}: a varint at offset {self.position} is longer than 9 bytes"
+                )
         if value > maximum:
             raise CodecError(f"corrupt {self.what}: value {value} exceeds the limit {maximum}")
         return value

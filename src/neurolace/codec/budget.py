@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from neurolace.core.checks import check_int, check_positive
 
-__all__ = ["BudgetRow", "bandwidth_budget", "BLE_1M_KBPS", "BLE_2M_KBPS", "MEASURED_N1_RATIO"]
+__all__ = ["BLE_1M_KBPS", "BLE_2M_KBPS", "MEASURED_N1_RATIO", "BudgetRow", "bandwidth_budget"]
 
 #: lossless ratio of the codec's default mode (context, format mode 2) on the 496 public N1 clips of
 #: ``../shared/data/neuralink-compression/wav``: total WAV bytes / total compressed bytes, every file
@@ -53,14 +53,24 @@ class BudgetRow:
 
     def as_dict(self) -> dict:
         return {
-            "product": self.product, "rate_kbps": self.rate_kbps, "fraction_of_link": self.fraction_of_link,
-            "fits": self.fits, "assumption": self.assumption,
+            "product": self.product,
+            "rate_kbps": self.rate_kbps,
+            "fraction_of_link": self.fraction_of_link,
+            "fits": self.fits,
+            "assumption": self.assumption,
         }
 
 
 def bandwidth_budget(
-    *, compression_ratio: float, n_channels: int = 1024, fs_hz: float = 19531.0, adc_bits: int = 10,
-    event_rate_hz: float = 20.0, bin_ms: float = 20.0, count_bits: int = 4, power_bits: int = 8,
+    *,
+    compression_ratio: float,
+    n_channels: int = 1024,
+    fs_hz: float = 19531.0,
+    adc_bits: int = 10,
+    event_rate_hz: float = 20.0,
+    bin_ms: float = 20.0,
+    count_bits: int = 4,
+    power_bits: int = 8,
     link_kbps: float = BLE_2M_KBPS,
 ) -> list[BudgetRow]:
     """Rate of each data product against a link of ``link_kbps``.
@@ -105,9 +115,18 @@ def bandwidth_budget(
         ("raw (packed ADC codes)", raw_kbps, f"{n_channels} ch x {fs_hz:g} Hz x {adc_bits} bit"),
         ("raw as int16", int16_kbps, f"{n_channels} ch x {fs_hz:g} Hz x 16 bit"),
         ("lossless compressed raw", int16_kbps / ratio, f"int16 rate / measured ratio {ratio:.4f}"),
-        ("spike events", events_kbps, f"{event_rate_hz:g} events/s/ch x {event_bits} bit (channel + time in {bin_ms:g} ms bin)"),
-        ("binned features", features_kbps, f"{count_bits}-bit count + {power_bits}-bit power per ch per {bin_ms:g} ms"),
+        (
+            "spike events",
+            events_kbps,
+            f"{event_rate_hz:g} events/s/ch x {event_bits} bit (channel + time in {bin_ms:g} ms bin)",
+        ),
+        (
+            "binned features",
+            features_kbps,
+            f"{count_bits}-bit count + {power_bits}-bit power per ch per {bin_ms:g} ms",
+        ),
     ]
     return [
-        BudgetRow(name, rate, rate / link_kbps, rate <= link_kbps, assumption) for name, rate, assumption in products
+        BudgetRow(name, rate, rate / link_kbps, rate <= link_kbps, assumption)
+        for name, rate, assumption in products
     ]

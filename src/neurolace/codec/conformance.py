@@ -41,12 +41,14 @@ def conformance_cases(rng: np.random.Generator, *, max_channels: int = 8) -> dic
         "all 65536 values, ramp": every_value.astype(np.int16)[:, None],
         "alternating extremes": np.tile(np.array([-32768, 32767], dtype=np.int16), 501)[:, None],
         "odd length 10-bit grid": (64 * rng.integers(-512, 512, size=(1023, 1))).astype(np.int16),
-        "sine plus noise": np.rint(
-            3000 * np.sin(np.arange(7777) / 37.0) + rng.normal(0, 40, 7777)
-        ).astype(np.int16)[:, None],
+        "sine plus noise": np.rint(3000 * np.sin(np.arange(7777) / 37.0) + rng.normal(0, 40, 7777)).astype(
+            np.int16
+        )[:, None],
         "multichannel, odd sizes": np.rint(
             np.cumsum(rng.normal(0, 30, size=(3001, min(5, max_channels))), axis=0)
-        ).clip(-32768, 32767).astype(np.int16),
+        )
+        .clip(-32768, 32767)
+        .astype(np.int16),
         "multichannel, one constant channel": np.column_stack(
             [np.zeros(999, dtype=np.int16), rng.integers(-100, 100, 999).astype(np.int16)]
         ),
@@ -75,17 +77,25 @@ def check_codec(codec, *, rng: np.random.Generator | int | None = 0, max_channel
     sizes = {}
     for case, samples in conformance_cases(generator, max_channels=max_channels).items():
         data = codec.encode(samples)
-        assert isinstance(data, bytes), f"{codec.name}: encode({case!r}) returned {type(data).__name__}, not bytes"
+        assert isinstance(data, bytes), (
+            f"{codec.name}: encode({case!r}) returned {type(data).__name__}, not bytes"
+        )
         decoded = codec.decode(data)
         assert isinstance(decoded, np.ndarray) and decoded.dtype == np.int16, (
             f"{codec.name}: decode({case!r}) returned {getattr(decoded, 'dtype', type(decoded))}, not int16"
         )
-        assert decoded.shape == samples.shape, f"{codec.name}: {case!r} decoded to shape {decoded.shape}, not {samples.shape}"
+        assert decoded.shape == samples.shape, (
+            f"{codec.name}: {case!r} decoded to shape {decoded.shape}, not {samples.shape}"
+        )
         mismatches = np.flatnonzero((decoded != samples).any(axis=1)) if samples.size else []
-        assert len(mismatches) == 0, f"{codec.name}: {case!r} is not lossless (first wrong sample {mismatches[0]})"
+        assert len(mismatches) == 0, (
+            f"{codec.name}: {case!r} is not lossless (first wrong sample {mismatches[0]})"
+        )
         sizes[case] = len(data)
     one_channel = codec.decode(codec.encode(np.arange(10, dtype=np.int16)))
-    assert one_channel.shape == (10, 1), f"{codec.name}: a 1-D input must decode as one channel, got {one_channel.shape}"
+    assert one_channel.shape == (10, 1), (
+        f"{codec.name}: a 1-D input must decode as one channel, got {one_channel.shape}"
+    )
     reference = codec.encode(conformance_cases(check_rng(1))["sine plus noise"])
     for label, bad in {
         "empty bytes": b"",
@@ -97,8 +107,10 @@ def check_codec(codec, *, rng: np.random.Generator | int | None = 0, max_channel
             codec.decode(bad)
         except CodecError:
             continue
-        except Exception as exc:  # noqa: BLE001 - the point is to report any other type
-            raise AssertionError(f"{codec.name}: decode({label}) raised {type(exc).__name__}, not CodecError: {exc}") from exc
+        except Exception as exc:
+            raise AssertionError(
+                f"{codec.name}: decode({label}) raised {type(exc).__name__}, not CodecError: {exc}"
+            ) from exc
         raise AssertionError(f"{codec.name}: decode({label}) returned data instead of raising CodecError")
     try:
         codec.encode(np.zeros(4, dtype=np.float32))

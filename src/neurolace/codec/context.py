@@ -17,8 +17,10 @@ quantised, regularised and net of the ~100 bytes per clip that store it, the
 saving is 0.086 bits/sample (every 12th clip). ``w`` is stored as ``round(8 log2 w)``.
 
 The model depends on the prediction, which the decoder knows only after the
-previous sample, so decoding is a sequential loop (one constriction call per
-sample); the fast mode of :mod:`.neural` skips this model and stays vectorised.
+previous sample. The current context mode (format mode 2) therefore codes with
+the numba rANS coder of :mod:`.rans`, one integer row per predicted code. The
+per-sample constriction loop here (:func:`decode_with_context`) only decodes
+files of the first context mode (format mode 1).
 """
 
 from __future__ import annotations
@@ -29,21 +31,33 @@ from operator import mul
 import numpy as np
 
 from neurolace.codec.bitpack import ByteReader, encode_varint
-from neurolace.codec.entropy import RangeDecoder, RangeEncoder, categorical, decode_symbols, fixed_geometric_model
+from neurolace.codec.entropy import (
+    RangeDecoder,
+    RangeEncoder,
+    categorical,
+    decode_symbols,
+    fixed_geometric_model,
+)
 from neurolace.codec.errors import CodecError
 from neurolace.codec.histogram import ResidualModel, level_weights
 from neurolace.codec.lpc import LinearPredictor
 from neurolace.codec.rans import code_and_prediction_counts
 
 __all__ = [
-    "CodeWeights", "fit_code_weights", "decode_with_context", "model_cache", "MAX_CONTEXT_SYMBOLS",
+    "MAX_CONTEXT_SYMBOLS",
+    "CodeWeights",
+    "decode_with_context",
+    "fit_code_weights",
+    "model_cache",
 ]
 
 #: weight levels are eighth-octaves in [-MAX_WEIGHT_LEVEL, MAX_WEIGHT_LEVEL] (0.125x .. 8x)
 MAX_WEIGHT_LEVEL = 24
 #: integer weight of level 0; level l weighs round(WEIGHT_ONE * 2**(l/8))
 WEIGHT_ONE = 256
-_WEIGHTS = np.rint(WEIGHT_ONE * 2.0 ** (np.arange(-MAX_WEIGHT_LEVEL, MAX_WEIGHT_LEVEL + 1) / 8.0)).astype(np.int64)
+_WEIGHTS = np.rint(WEIGHT_ONE * 2.0 ** (np.arange(-MAX_WEIGHT_LEVEL, MAX_WEIGHT_LEVEL + 1) / 8.0)).astype(
+    np.int64
+)
 #: residual alphabets wider than this are coded without the context (one model per prediction would be too slow)
 MAX_CONTEXT_SYMBOLS = 2048
 #: iterations of proportional fitting and the pseudo-count that shrinks rarely seen codes towards
@@ -73,14 +87,21 @@ class CodeWeights:
         weights = np.full(n_codes, WEIGHT_ONE, dtype=np.int64)
         stop = min(self.first_code + self.levels.size, n_codes)
         if stop > self.first_code:
-            weights[self.first_code : stop] = _WEIGHTS[self.levels[: stop - self.first_code] + MAX_WEIGHT_LEVEL]
+            weights[self.first_code : stop] = _WEIGHTS[
+                self.levels[: stop - self.first_code] + MAX_WEIGHT_LEVEL
+            ]
         return weights
 
     def to_bytes(self) -> bytes:
         encoder = RangeEncoder()
         encoder.encode((self.levels + MAX_WEIGHT_LEVEL).astype(np.int32), _level_model())
         words = encoder.get_compressed()
-        return encode_varint(self.first_code) + encode_varint(self.levels.size) + encode_varint(words.size) + words.tobytes()
+        return (
+            encode_varint(self.first_code)
+            + encode_varint(self.levels.size)
+            + encode_varint(words.size)
+            + words.tobytes()
+        )
 
     @classmethod
     def from_reader(cls, reader: ByteReader) -> CodeWeights:
@@ -92,7 +113,9 @@ class CodeWeights:
         return cls(first_code, levels)
 
 
-def fit_code_weights(codes: np.ndarray, predictions: np.ndarray, model: ResidualModel, n_codes: int) -> CodeWeights:
+def fit_code_weights(
+    codes: np.ndarray, predictions: np.ndarray, model: ResidualModel, n_codes: int
+) -> CodeWeights:
     """Fit ``w`` so that ``f(c - pred) w(c) / Z(pred)`` matches the observed code counts.
 
     Parameters
@@ -193,7 +216,7 @@ def decode_with_context(
     try:
         for t in range(n_samples):
             prediction = mean_code + ((sum(map(mul, coefficients, history)) + half) >> shift)
-            prediction = 0 if prediction < 0 else (top if prediction > top else prediction)
+            prediction = 0 if prediction < 0 else (min(prediction, top))
             model = models.get(prediction)
             if model is None:
                 model = build(prediction)
@@ -204,7 +227,7 @@ def decode_with_context(
                 history.insert(0, code - mean_code)
     except CodecError:
         raise
-    except Exception as exc:  # constriction reports exhausted or invalid data with plain exceptions
+    except Exception as exc:  # noqa: BLE001 - constriction reports exhausted or invalid data with plain exceptions
         raise CodecError(f"corrupt compressed payload: the range decoder failed ({exc})") from None
     return np.asarray(out, dtype=np.int64)
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from neurolace.codec.errors import CodecError
 
-__all__ = ["categorical", "RangeEncoder", "RangeDecoder", "fixed_geometric_model", "decode_symbols"]
+__all__ = ["RangeDecoder", "RangeEncoder", "categorical", "decode_symbols", "fixed_geometric_model"]
 
-import constriction  # noqa: E402  (kept below __all__ so the module docstring reads first)
+import constriction
 
 RangeEncoder = constriction.stream.queue.RangeEncoder
 RangeDecoder = constriction.stream.queue.RangeDecoder
@@ -57,5 +57,5 @@ def decode_symbols(decoder, model, n_symbols: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int32)
     try:
         return np.asarray(decoder.decode(model, n_symbols), dtype=np.int64)
-    except Exception as exc:  # constriction raises plain exceptions on exhausted/invalid data
+    except Exception as exc:  # noqa: BLE001 - constriction raises plain exceptions on exhausted/invalid data
         raise CodecError(f"corrupt compressed payload: the range decoder failed ({exc})") from None

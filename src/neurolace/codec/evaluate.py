@@ -25,7 +25,7 @@ import numpy as np
 from neurolace.codec.errors import CodecError
 from neurolace.codec.neural import NeuralCodec
 
-__all__ = ["evaluate_codecs", "load_wav_samples", "default_codecs"]
+__all__ = ["default_codecs", "evaluate_codecs", "load_wav_samples"]
 
 
 def load_wav_samples(data: bytes) -> tuple[np.ndarray, int]:
@@ -45,7 +45,9 @@ def default_codecs() -> list:
 
 
 def evaluate_codecs(
-    paths: Sequence[str | os.PathLike], codecs: Sequence | None = None, *,
+    paths: Sequence[str | os.PathLike],
+    codecs: Sequence | None = None,
+    *,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> list[dict]:
     """Compress and decompress every file with every codec; check losslessness.
@@ -113,17 +115,19 @@ def evaluate_codecs(
                 decode_rates.append(len(data) / 1e6 / max(end - middle, 1e-9))
                 if progress is not None:
                     progress(codec.name, done + 1, len(files))
-            results.append({
-                "name": codec.name,
-                "n_files": len(files),
-                "input_bytes": input_bytes,
-                "compressed_bytes": compressed_bytes,
-                "ratio": input_bytes / compressed_bytes,
-                "encode_mb_s": input_bytes / 1e6 / sum(encode_s),
-                "decode_mb_s": input_bytes / 1e6 / sum(decode_s),
-                "encode_mb_s_median": statistics.median(encode_rates),
-                "decode_mb_s_median": statistics.median(decode_rates),
-                "lossless": bool(lossless),
-                "first_call_s": first_call_s,
-            })
+            results.append(
+                {
+                    "name": codec.name,
+                    "n_files": len(files),
+                    "input_bytes": input_bytes,
+                    "compressed_bytes": compressed_bytes,
+                    "ratio": input_bytes / compressed_bytes,
+                    "encode_mb_s": input_bytes / 1e6 / sum(encode_s),
+                    "decode_mb_s": input_bytes / 1e6 / sum(decode_s),
+                    "encode_mb_s_median": statistics.median(encode_rates),
+                    "decode_mb_s_median": statistics.median(decode_rates),
+                    "lossless": bool(lossless),
+                    "first_call_s": first_call_s,
+                }
+            )
     return results

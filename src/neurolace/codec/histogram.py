@@ -22,7 +22,13 @@ import functools
 import numpy as np
 
 from neurolace.codec.bitpack import ByteReader, encode_signed_varint, encode_varint
-from neurolace.codec.entropy import RangeDecoder, RangeEncoder, categorical, decode_symbols, fixed_geometric_model
+from neurolace.codec.entropy import (
+    RangeDecoder,
+    RangeEncoder,
+    categorical,
+    decode_symbols,
+    fixed_geometric_model,
+)
 from neurolace.codec.errors import CodecError
 
 __all__ = ["ResidualModel", "level_weights"]
@@ -95,8 +101,10 @@ class ResidualModel:
         encoder.encode((differences + MAX_LEVEL).astype(np.int32), _difference_model())
         words = encoder.get_compressed()
         return (
-            encode_signed_varint(self.low) + encode_varint(self.n_symbols)
-            + encode_varint(words.size) + words.tobytes()
+            encode_signed_varint(self.low)
+            + encode_varint(self.n_symbols)
+            + encode_varint(words.size)
+            + words.tobytes()
         )
 
     @classmethod

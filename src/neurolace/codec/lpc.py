@@ -32,8 +32,13 @@ import numpy as np
 from neurolace.codec.bitpack import ByteReader, encode_signed_varint, encode_varint
 
 __all__ = [
-    "LinearPredictor", "fit_predictor", "MAX_ORDER", "prediction_residual", "prediction_synthesis",
-    "residual_after", "synthesis_after",
+    "MAX_ORDER",
+    "LinearPredictor",
+    "fit_predictor",
+    "prediction_residual",
+    "prediction_synthesis",
+    "residual_after",
+    "synthesis_after",
 ]
 
 #: highest predictor order the encoder considers (measured: order 32 gains ~0.1 % over 16 on N1 clips)
@@ -98,7 +103,9 @@ def _levinson(autocorrelation: np.ndarray, max_order: int) -> tuple[list[np.ndar
             errors[order:] = errors[order - 1]
             solutions.extend([coefficients] * (max_order + 1 - order))
             break
-        reflection = (autocorrelation[order] - coefficients @ autocorrelation[order - 1 : 0 : -1]) / errors[order - 1]
+        reflection = (autocorrelation[order] - coefficients @ autocorrelation[order - 1 : 0 : -1]) / errors[
+            order - 1
+        ]
         coefficients = np.concatenate([coefficients - reflection * coefficients[::-1], [reflection]])
         errors[order] = errors[order - 1] * (1.0 - reflection * reflection)
         solutions.append(coefficients)
@@ -130,7 +137,9 @@ def fit_predictor(codes: np.ndarray, *, max_order: int = MAX_ORDER) -> LinearPre
     autocorrelation[1:] *= 1.0 - 1e-9  # tiny white-noise floor keeps the recursion well conditioned
     solutions, errors = _levinson(autocorrelation, max_order)
     floor = autocorrelation[0] * 1e-6 / n_samples + 1.0 / 12
-    cost = 0.5 * n_samples * np.log2(np.maximum(errors / n_samples, floor)) + COEFFICIENT_BITS * np.arange(max_order + 1)
+    cost = 0.5 * n_samples * np.log2(np.maximum(errors / n_samples, floor)) + COEFFICIENT_BITS * np.arange(
+        max_order + 1
+    )
     order = int(np.argmin(cost))
     real = solutions[order]
     largest = float(np.abs(real).max()) if order else 0.0
@@ -178,7 +187,9 @@ def _float_autocorrelation_kernel(centred, max_lag):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _residual_kernel(codes, coefficients, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
+def _residual_kernel(
+    codes, coefficients, shift, mean_code, n_codes, block_length
+):  # pragma: no cover - numba
     n_samples = codes.size
     order = coefficients.size
     residual = np.empty(n_samples, dtype=np.int64)
@@ -201,7 +212,9 @@ def _residual_kernel(codes, coefficients, shift, mean_code, n_codes, block_lengt
 
 
 @numba.njit(cache=True, nogil=True)
-def _synthesis_kernel(residual, coefficients, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
+def _synthesis_kernel(
+    residual, coefficients, shift, mean_code, n_codes, block_length
+):  # pragma: no cover - numba
     n_samples = residual.size
     order = coefficients.size
     codes = np.empty(n_samples, dtype=np.int64)
@@ -224,7 +237,9 @@ def _synthesis_kernel(residual, coefficients, shift, mean_code, n_codes, block_l
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _tiled_residual_kernel(codes, coefficients, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
+def _tiled_residual_kernel(
+    codes, coefficients, shift, mean_code, n_codes, block_length
+):  # pragma: no cover - numba
     """Same output as :func:`_residual_kernel`, filter taps outermost within tiles of ``_TILE`` samples.
 
     The tap-outer loop over a tile is a plain multiply-add over contiguous
@@ -247,7 +262,11 @@ def _tiled_residual_kernel(codes, coefficients, shift, mean_code, n_codes, block
     largest_tap = 0
     for k in range(order):
         largest_tap = max(largest_tap, abs(coefficients[k]))
-    if largest_code >= 1 << 24 or largest_tap >= 1 << 24 or largest_code * largest_tap * max(order, 1) >= _FLOAT_EXACT_BOUND:
+    if (
+        largest_code >= 1 << 24
+        or largest_tap >= 1 << 24
+        or largest_code * largest_tap * max(order, 1) >= _FLOAT_EXACT_BOUND
+    ):
         return residual, False
     taps = coefficients.astype(np.float64)
     accumulator = np.empty(_TILE, dtype=np.float64)
@@ -280,7 +299,9 @@ def _tiled_residual_kernel(codes, coefficients, shift, mean_code, n_codes, block
     return residual, True
 
 
-def prediction_residual(codes: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int) -> np.ndarray:
+def prediction_residual(
+    codes: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int
+) -> np.ndarray:
     """Residuals ``codes - pred`` of one channel, history reset every ``block_length`` samples.
 
     Parameters
@@ -297,18 +318,28 @@ def prediction_residual(codes: np.ndarray, predictor: LinearPredictor, n_codes: 
     ndarray of int64, shape (n_samples,)
     """
     arguments = (
-        np.ascontiguousarray(codes, dtype=np.int64), predictor.coefficients, predictor.shift, predictor.mean_code,
-        int(n_codes), int(block_length),
+        np.ascontiguousarray(codes, dtype=np.int64),
+        predictor.coefficients,
+        predictor.shift,
+        predictor.mean_code,
+        int(n_codes),
+        int(block_length),
     )
     residual, exact = _tiled_residual_kernel(*arguments)
     return residual if exact else _residual_kernel(*arguments)
 
 
-def prediction_synthesis(residual: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int) -> np.ndarray:
+def prediction_synthesis(
+    residual: np.ndarray, predictor: LinearPredictor, n_codes: int, block_length: int
+) -> np.ndarray:
     """Inverse of :func:`prediction_residual` (codes from residuals), shape (n_samples,)."""
     return _synthesis_kernel(
-        np.ascontiguousarray(residual, dtype=np.int64), predictor.coefficients, predictor.shift,
-        predictor.mean_code, int(n_codes), int(block_length),
+        np.ascontiguousarray(residual, dtype=np.int64),
+        predictor.coefficients,
+        predictor.shift,
+        predictor.mean_code,
+        int(n_codes),
+        int(block_length),
     )
 
 
@@ -344,17 +375,31 @@ def _stream_kernel(history, values, coefficients, shift, mean_code, n_codes, syn
     return out
 
 
-def residual_after(history: np.ndarray, codes: np.ndarray, predictor: LinearPredictor, n_codes: int) -> np.ndarray:
+def residual_after(
+    history: np.ndarray, codes: np.ndarray, predictor: LinearPredictor, n_codes: int
+) -> np.ndarray:
     """Residuals of ``codes`` (shape (n,)) given the ``history`` codes that precede them (shape (m,), m >= 0)."""
     return _stream_kernel(
-        np.ascontiguousarray(history, dtype=np.int64), np.ascontiguousarray(codes, dtype=np.int64),
-        predictor.coefficients, predictor.shift, predictor.mean_code, int(n_codes), False,
+        np.ascontiguousarray(history, dtype=np.int64),
+        np.ascontiguousarray(codes, dtype=np.int64),
+        predictor.coefficients,
+        predictor.shift,
+        predictor.mean_code,
+        int(n_codes),
+        False,
     )
 
 
-def synthesis_after(history: np.ndarray, residual: np.ndarray, predictor: LinearPredictor, n_codes: int) -> np.ndarray:
+def synthesis_after(
+    history: np.ndarray, residual: np.ndarray, predictor: LinearPredictor, n_codes: int
+) -> np.ndarray:
     """Inverse of :func:`residual_after`: codes, shape (n,)."""
     return _stream_kernel(
-        np.ascontiguousarray(history, dtype=np.int64), np.ascontiguousarray(residual, dtype=np.int64),
-        predictor.coefficients, predictor.shift, predictor.mean_code, int(n_codes), True,
+        np.ascontiguousarray(history, dtype=np.int64),
+        np.ascontiguousarray(residual, dtype=np.int64),
+        predictor.coefficients,
+        predictor.shift,
+        predictor.mean_code,
+        int(n_codes),
+        True,
     )

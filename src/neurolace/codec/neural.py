@@ -5,15 +5,19 @@ Pipeline per channel (see docs/codec.md for the measurements behind each step):
 1. value table: the recording's distinct values -> grid codes (:mod:`.table`);
 2. linear prediction with a per-channel, order-selected, quantised predictor
    (:mod:`.lpc`), history reset at each frame so frames decode independently;
-3. residuals range coded (constriction) with the channel's own quantised
-   histogram (:mod:`.histogram`), in "context" mode multiplied by per-code
-   popularity weights given the predicted code (:mod:`.context`).
+3. residuals entropy coded with the channel's own quantised histogram
+   (:mod:`.histogram`): in "context" mode (default) multiplied by per-code
+   popularity weights given the predicted code (:mod:`.context`) and coded by
+   the numba rANS coder of :mod:`.rans`; in "fast" mode by constriction's range coder.
 
 File layout (all integers little-endian or LEB128 varints)::
 
-    b"NLXC" | version u8 | envelope u8 | mode u8 | envelope fields | n_channels | n_samples |
+    b"NLXC" | version u8 (1) | envelope u8 | mode u8 | envelope fields | n_channels | n_samples |
     frame_samples | value table | per channel: predictor, residual model[, code weights] | header CRC32 u32
     then per frame: sync b"\\xa7N" | frame index u32 | payload length | CRC32 u32 | payload
+
+Mode 0 is fast (constriction payload), 2 context (rANS payload, :mod:`.rans`); mode 1, the first
+context mode (constriction, one call per sample), is no longer written but still decoded.
 
 The CRC32 of a frame covers its index, length and payload; every frame is a
 resynchronisation point (it needs only the file header), so a lost or corrupt
@@ -28,29 +32,39 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neurolace.codec.bitpack import ByteReader, encode_signed_varint, encode_varint
+from neurolace.codec.bitpack import ByteReader, encode_varint
 from neurolace.codec.context import (
-    MAX_CONTEXT_SYMBOLS, CodeWeights, decode_with_context, fit_code_weights, model_cache,
+    MAX_CONTEXT_SYMBOLS,
+    CodeWeights,
+    decode_with_context,
+    fit_code_weights,
+    model_cache,
 )
 from neurolace.codec.entropy import RangeDecoder, RangeEncoder, decode_symbols
 from neurolace.codec.errors import CodecError
 from neurolace.codec.histogram import ResidualModel, level_weights
+from neurolace.codec.lpc import (
+    MAX_ORDER,
+    LinearPredictor,
+    fit_predictor,
+    prediction_residual,
+    prediction_synthesis,
+)
 from neurolace.codec.rans import FrameDecoder, RowTable, base_frequencies, encode_frame, ideal_bits
-from neurolace.codec.lpc import MAX_ORDER, LinearPredictor, fit_predictor, prediction_residual, prediction_synthesis
 from neurolace.codec.table import ValueTable
 from neurolace.core.checks import check_in, check_int
 from neurolace.core.errors import FormatError
 
 __all__ = [
+    "DEFAULT_FRAME_SAMPLES",
+    "FORMAT_VERSION",
+    "MAGIC",
     "NeuralCodec",
     "SalvageResult",
-    "encode_wav",
     "decode_wav",
-    "salvage",
+    "encode_wav",
     "frame_offsets",
-    "MAGIC",
-    "FORMAT_VERSION",
-    "DEFAULT_FRAME_SAMPLES",
+    "salvage",
 ]
 
 MAGIC = b"NLXC"
@@ -109,8 +123,20 @@ def canonical_wav_header(n_channels: int, fs_hz: int, data_size_bytes: int) -> b
     """The plain 44-byte RIFF/WAVE header of 16-bit PCM (fmt chunk of 16 bytes, then data)."""
     block_align = 2 * n_channels
     return struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_size_bytes, b"WAVE", b"fmt ", 16, 1, n_channels,
-        fs_hz, fs_hz * block_align, block_align, 16, b"data", data_size_bytes,
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_size_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        n_channels,
+        fs_hz,
+        fs_hz * block_align,
+        block_align,
+        16,
+        b"data",
+        data_size_bytes,
     )
 
 
@@ -148,7 +174,9 @@ class NeuralCodec:
         self.name = "neurolace" if mode == "context" else "neurolace-fast"
 
     def __repr__(self) -> str:
-        return f"NeuralCodec(frame_samples={self.frame_samples}, max_order={self.max_order}, mode={self.mode!r})"
+        return (
+            f"NeuralCodec(frame_samples={self.frame_samples}, max_order={self.max_order}, mode={self.mode!r})"
+        )
 
     def encode(self, samples: np.ndarray) -> bytes:
         """Compress int16 samples.
@@ -166,12 +194,13 @@ class NeuralCodec:
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress :meth:`encode` output to int16, shape (n_samples, n_channels)."""
-        samples, envelope = _decode(data, strict=True)
-        return samples
+        return _decode(data, strict=True)[0]
 
     def encode_wav(self, wav_bytes: bytes) -> bytes:
         """Compress a whole 16-bit PCM WAV file, header and trailing chunks included."""
-        return encode_wav(wav_bytes, frame_samples=self.frame_samples, max_order=self.max_order, mode=self.mode)
+        return encode_wav(
+            wav_bytes, frame_samples=self.frame_samples, max_order=self.max_order, mode=self.mode
+        )
 
     def decode_wav(self, data: bytes) -> bytes:
         """Rebuild the exact WAV file given to :meth:`encode_wav`."""
@@ -212,8 +241,10 @@ class NeuralCodec:
                 stop = start + self.frame_samples
                 if self.mode == "context":
                     payload = encode_frame(
-                        [(symbols[start:stop], predictions[start:stop], row_table)
-                         for symbols, predictions, _, row_table in channels]
+                        [
+                            (symbols[start:stop], predictions[start:stop], row_table)
+                            for symbols, predictions, _, row_table in channels
+                        ]
                     )
                 else:
                     encoder = RangeEncoder()
@@ -276,7 +307,11 @@ def _frame_bytes(index: int, payload: bytes) -> bytes:
 
 
 def encode_wav(
-    wav_bytes: bytes, *, frame_samples: int = DEFAULT_FRAME_SAMPLES, max_order: int = MAX_ORDER, mode: str = "context"
+    wav_bytes: bytes,
+    *,
+    frame_samples: int = DEFAULT_FRAME_SAMPLES,
+    max_order: int = MAX_ORDER,
+    mode: str = "context",
 ) -> bytes:
     """Compress a whole 16-bit PCM WAV file, keeping every byte around the samples.
 
@@ -358,7 +393,9 @@ def _read_header(data: bytes):
     reader.take(4)
     version, kind, mode_id = reader.unpack("<BBB")
     if version != FORMAT_VERSION:
-        raise CodecError(f"unsupported codec format version {version}; this build reads version {FORMAT_VERSION}")
+        raise CodecError(
+            f"unsupported codec format version {version}; this build reads version {FORMAT_VERSION}"
+        )
     if mode_id not in (*_MODE_IDS.values(), _LEGACY_CONTEXT_MODE_ID):
         raise CodecError(f"corrupt codec file header: unknown coding mode {mode_id}")
     envelope = _Envelope(kind=kind)
@@ -374,13 +411,17 @@ def _read_header(data: bytes):
     n_samples = reader.varint(maximum=MAX_TOTAL_SAMPLES)
     frame_samples = reader.varint(maximum=1 << 30)
     if n_channels * n_samples > MAX_TOTAL_SAMPLES or frame_samples < 1:
-        raise CodecError(f"corrupt codec file header: {n_channels} channels x {n_samples} samples is implausible")
+        raise CodecError(
+            f"corrupt codec file header: {n_channels} channels x {n_samples} samples is implausible"
+        )
     table = None
     channels = []
     if n_samples and n_channels:
         n_frames = -(-n_samples // frame_samples)
         if n_frames * 11 > len(data):
-            raise CodecError(f"truncated codec file: the header announces {n_frames} frames but the file has {len(data)} bytes")
+            raise CodecError(
+                f"truncated codec file: the header announces {n_frames} frames but the file has {len(data)} bytes"
+            )
         table = ValueTable.from_reader(reader)
         for _ in range(n_channels):
             predictor = LinearPredictor.from_reader(reader)
@@ -390,12 +431,16 @@ def _read_header(data: bytes):
                 weights = CodeWeights.from_reader(reader)
                 if weights.levels.size:
                     if model.n_symbols > MAX_CONTEXT_SYMBOLS:
-                        raise CodecError("corrupt codec file header: context model on a too-wide residual alphabet")
+                        raise CodecError(
+                            "corrupt codec file header: context model on a too-wide residual alphabet"
+                        )
                     cache = model_cache(model, weights, table.n_codes)
             elif mode_id == _MODE_IDS["context"]:
                 weights = CodeWeights.from_reader(reader)
                 if weights.levels.size and not _context_fits(model, table.n_codes):
-                    raise CodecError("corrupt codec file header: context model on a too-wide residual alphabet")
+                    raise CodecError(
+                        "corrupt codec file header: context model on a too-wide residual alphabet"
+                    )
                 cache = _row_table(model, weights, table.n_codes)
             channels.append((predictor, model, cache))
     (stored_crc,) = reader.unpack("<I")
@@ -411,7 +456,11 @@ def _decode(data: bytes, *, strict: bool):
         if strict and reader.remaining:
             raise CodecError(f"corrupt codec file: {reader.remaining} unexpected bytes after the header")
         samples = np.zeros((n_samples, n_channels), dtype=np.int16)
-        return (samples, envelope) if strict else (SalvageResult(samples, [], np.ones(n_samples, bool), frame_samples), envelope)
+        return (
+            (samples, envelope)
+            if strict
+            else (SalvageResult(samples, [], np.ones(n_samples, bool), frame_samples), envelope)
+        )
     n_frames = -(-n_samples // frame_samples)
     residual = np.zeros((n_channels, n_samples), dtype=np.int64)
     context_codes = np.zeros((n_channels, n_samples), dtype=np.int64)
@@ -432,7 +481,10 @@ def _decode(data: bytes, *, strict: bool):
         index, payload, end = frame
         if index >= n_frames or found[index] or (strict and index != frame_index_expected):
             if strict:
-                raise CodecError(f"corrupt codec file: frame {index} where frame {frame_index_expected} was expected", frame_index=index)
+                raise CodecError(
+                    f"corrupt codec file: frame {index} where frame {frame_index_expected} was expected",
+                    frame_index=index,
+                )
             position = end
             continue
         start = index * frame_samples
@@ -446,7 +498,9 @@ def _decode(data: bytes, *, strict: bool):
                     )
                 frame_decoder.finish()
             else:
-                _decode_range_coded_frame(payload, channels, residual, context_codes, start, length, table.n_codes)
+                _decode_range_coded_frame(
+                    payload, channels, residual, context_codes, start, length, table.n_codes
+                )
         except CodecError:
             if strict:
                 raise
@@ -457,7 +511,9 @@ def _decode(data: bytes, *, strict: bool):
         position = end
     lost = np.flatnonzero(~found).tolist()
     if strict and lost:
-        raise CodecError(f"truncated codec file: frame {lost[0]} of {n_frames} is missing", frame_index=lost[0])
+        raise CodecError(
+            f"truncated codec file: frame {lost[0]} of {n_frames} is missing", frame_index=lost[0]
+        )
     samples = np.empty((n_samples, n_channels), dtype=np.int16)
     for channel, (predictor, _, cache) in enumerate(channels):
         if cache is None:
@@ -481,14 +537,16 @@ def _decode_range_coded_frame(payload, channels, residual, context_codes, start,
     try:
         for channel, (predictor, model, cache) in enumerate(channels):
             if cache is None:
-                residual[channel, start : start + length] = decode_symbols(decoder, model.model(), length) + model.low
+                residual[channel, start : start + length] = (
+                    decode_symbols(decoder, model.model(), length) + model.low
+                )
             else:
                 context_codes[channel, start : start + length] = decode_with_context(
                     decoder, length, predictor, cache, n_codes
                 )
     except CodecError:
         raise
-    except Exception as exc:  # constriction reports invalid data with plain exceptions
+    except Exception as exc:  # noqa: BLE001 - constriction reports invalid data with plain exceptions
         raise CodecError(f"corrupt compressed payload: the range decoder failed ({exc})") from None
 
 

@@ -40,8 +40,14 @@ import numpy as np
 from neurolace.codec.errors import CodecError
 
 __all__ = [
-    "PROBABILITY_BITS", "RowTable", "base_frequencies", "encode_frame", "decode_channel", "FrameDecoder",
-    "ideal_bits", "code_and_prediction_counts",
+    "PROBABILITY_BITS",
+    "FrameDecoder",
+    "RowTable",
+    "base_frequencies",
+    "code_and_prediction_counts",
+    "decode_channel",
+    "encode_frame",
+    "ideal_bits",
 ]
 
 #: every probability row sums to 2**PROBABILITY_BITS
@@ -170,7 +176,19 @@ def _new_row(prediction, base, low, code_weights, n_codes, slot_of, cumulative, 
 
 @numba.njit(cache=True, nogil=True)
 def _encode_backwards(
-    state, words, n_words, symbols, predictions, context, base, low, code_weights, n_codes, slot_of, cumulative, n_rows
+    state,
+    words,
+    n_words,
+    symbols,
+    predictions,
+    context,
+    base,
+    low,
+    code_weights,
+    n_codes,
+    slot_of,
+    cumulative,
+    n_rows,
 ):  # pragma: no cover - numba
     """Push ``symbols`` (last first) onto the rANS state; words are appended in reverse stream order.
 
@@ -190,7 +208,9 @@ def _encode_backwards(
         symbol = symbols[t]
         start = np.uint64(cumulative[slot, symbol])
         frequency = np.uint64(cumulative[slot, symbol + 1]) - start
-        if frequency == np.uint64(_TOTAL):  # a certain symbol costs nothing (and would overflow the limit below)
+        if frequency == np.uint64(
+            _TOTAL
+        ):  # a certain symbol costs nothing (and would overflow the limit below)
             continue
         if state >= limit_per_frequency * frequency:
             words[n_words] = state & word_mask
@@ -203,8 +223,21 @@ def _encode_backwards(
 
 @numba.njit(cache=True, nogil=True)
 def _decode_codes(
-    words, position, state, out, coefficients, shift, mean_code, context, base, low, code_weights, n_codes,
-    slot_of, cumulative, n_rows,
+    words,
+    position,
+    state,
+    out,
+    coefficients,
+    shift,
+    mean_code,
+    context,
+    base,
+    low,
+    code_weights,
+    n_codes,
+    slot_of,
+    cumulative,
+    n_rows,
 ):  # pragma: no cover - numba
     """Decode grid codes into ``out`` (history starting empty), running the predictor inline."""
     order = coefficients.size
@@ -270,9 +303,19 @@ def encode_frame(segments: list[tuple[np.ndarray, np.ndarray, RowTable]]) -> byt
     state, n_words = np.uint64(_LOWER), 0
     for symbols, predictions, table in reversed(segments):
         state, n_words = _encode_backwards(
-            state, words, np.int64(n_words), np.ascontiguousarray(symbols, dtype=np.int64),
-            np.ascontiguousarray(predictions, dtype=np.int64), table.context, table.base, np.int64(table.low),
-            table.code_weights, np.int64(table.n_codes), table.slot_of, table.cumulative, table.n_rows,
+            state,
+            words,
+            np.int64(n_words),
+            np.ascontiguousarray(symbols, dtype=np.int64),
+            np.ascontiguousarray(predictions, dtype=np.int64),
+            table.context,
+            table.base,
+            np.int64(table.low),
+            table.code_weights,
+            np.int64(table.n_codes),
+            table.slot_of,
+            table.cumulative,
+            table.n_rows,
         )
     state = int(state)
     words[n_words] = state & _WORD_MASK  # reversed below: the high word comes first in the stream
@@ -296,9 +339,20 @@ class FrameDecoder:
         """Grid codes of the next channel, shape (n_samples,), history starting empty."""
         out = np.zeros(n_samples, dtype=np.int64)
         state, position, status = _decode_codes(
-            self.words, np.int64(self.position), np.int64(self.state), out, predictor.coefficients,
-            np.int64(predictor.shift), np.int64(predictor.mean_code), table.context, table.base,
-            np.int64(table.low), table.code_weights, np.int64(table.n_codes), table.slot_of, table.cumulative,
+            self.words,
+            np.int64(self.position),
+            np.int64(self.state),
+            out,
+            predictor.coefficients,
+            np.int64(predictor.shift),
+            np.int64(predictor.mean_code),
+            table.context,
+            table.base,
+            np.int64(table.low),
+            table.code_weights,
+            np.int64(table.n_codes),
+            table.slot_of,
+            table.cumulative,
             table.n_rows,
         )
         if status == _STATUS_EXHAUSTED:
@@ -323,7 +377,9 @@ def decode_channel(payload: bytes, n_samples: int, predictor, table: RowTable) -
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_symbol_counts(symbols, predictions, context, base, low, code_weights, n_codes, slot_of, cumulative, n_rows):  # pragma: no cover
+def _row_symbol_counts(
+    symbols, predictions, context, base, low, code_weights, n_codes, slot_of, cumulative, n_rows
+):  # pragma: no cover
     """Counts of (row, symbol) pairs, shape (rows used, n_symbols), building the rows on the way.
 
     Two passes (slots, then counts) so the count matrix has only the rows used:
@@ -351,9 +407,16 @@ def ideal_bits(symbols: np.ndarray, predictions: np.ndarray, table: RowTable, pl
     same counts: ``(bits, plain_bits)``.
     """
     counts = _row_symbol_counts(
-        np.ascontiguousarray(symbols, dtype=np.int64), np.ascontiguousarray(predictions, dtype=np.int64),
-        table.context, table.base, np.int64(table.low), table.code_weights, np.int64(table.n_codes), table.slot_of,
-        table.cumulative, table.n_rows,
+        np.ascontiguousarray(symbols, dtype=np.int64),
+        np.ascontiguousarray(predictions, dtype=np.int64),
+        table.context,
+        table.base,
+        np.int64(table.low),
+        table.code_weights,
+        np.int64(table.n_codes),
+        table.slot_of,
+        table.cumulative,
+        table.n_rows,
     )
     n_rows = counts.shape[0]
     frequencies = np.diff(table.cumulative[:n_rows], axis=1)

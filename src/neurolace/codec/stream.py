@@ -39,7 +39,7 @@ from neurolace.codec.lpc import LinearPredictor, fit_predictor, residual_after, 
 from neurolace.codec.table import ValueTable
 from neurolace.core.checks import check_int, check_positive
 
-__all__ = ["StreamEncoder", "StreamDecoder", "STREAM_MAGIC", "frame_samples_for"]
+__all__ = ["STREAM_MAGIC", "StreamDecoder", "StreamEncoder", "frame_samples_for"]
 
 STREAM_MAGIC = b"NLXS"
 STREAM_VERSION = 1
@@ -98,11 +98,22 @@ class StreamEncoder:
     """
 
     def __init__(
-        self, value_table: np.ndarray, *, n_channels: int, fs_hz: float, frame_ms: float = 1.0,
-        resync_ms: float = 1000.0, history_samples: int = 16384,
+        self,
+        value_table: np.ndarray,
+        *,
+        n_channels: int,
+        fs_hz: float,
+        frame_ms: float = 1.0,
+        resync_ms: float = 1000.0,
+        history_samples: int = 16384,
     ) -> None:
         values = np.asarray(value_table)
-        if values.dtype != np.int16 or values.ndim != 1 or values.size == 0 or np.any(np.diff(values.astype(np.int64)) <= 0):
+        if (
+            values.dtype != np.int16
+            or values.ndim != 1
+            or values.size == 0
+            or np.any(np.diff(values.astype(np.int64)) <= 0)
+        ):
             raise CodecError("value_table must be a non-empty, strictly increasing 1-D int16 array")
         self.table = ValueTable(values)
         self.n_channels = check_int(n_channels, "n_channels", minimum=1, maximum=1 << 16)
@@ -130,8 +141,14 @@ class StreamEncoder:
             1 <= n_samples <= ``frame_samples``.
         """
         if not isinstance(samples, np.ndarray) or samples.dtype != np.int16:
-            raise CodecError(f"samples must be an int16 numpy array, got {getattr(samples, 'dtype', type(samples).__name__)}")
-        if samples.ndim != 2 or samples.shape[1] != self.n_channels or not 1 <= samples.shape[0] <= self.frame_samples:
+            raise CodecError(
+                f"samples must be an int16 numpy array, got {getattr(samples, 'dtype', type(samples).__name__)}"
+            )
+        if (
+            samples.ndim != 2
+            or samples.shape[1] != self.n_channels
+            or not 1 <= samples.shape[0] <= self.frame_samples
+        ):
             raise CodecError(
                 f"samples must have shape (1..{self.frame_samples}, {self.n_channels}), got {samples.shape}"
             )
@@ -152,7 +169,9 @@ class StreamEncoder:
                 state.history = np.zeros(0, dtype=np.int64)
             if refit:
                 state.predictor = fit_predictor(state.window, max_order=STREAM_MAX_ORDER)
-                window_residual = residual_after(np.zeros(0, dtype=np.int64), state.window, state.predictor, n_codes)
+                window_residual = residual_after(
+                    np.zeros(0, dtype=np.int64), state.window, state.predictor, n_codes
+                )
                 state.model = ResidualModel.fit(window_residual)
                 state.coder_model = _coder_model(state.model, n_codes)
                 payload += state.predictor.to_bytes() + state.model.to_bytes()
@@ -163,7 +182,12 @@ class StreamEncoder:
         body = bytes([flags]) + struct.pack("<I", self._frame_index) + encode_varint(samples.shape[0])
         body += encode_varint(len(payload))
         self._frame_index += 1
-        return STREAM_SYNC + body + struct.pack("<I", zlib.crc32(bytes(payload), zlib.crc32(body))) + bytes(payload)
+        return (
+            STREAM_SYNC
+            + body
+            + struct.pack("<I", zlib.crc32(bytes(payload), zlib.crc32(body)))
+            + bytes(payload)
+        )
 
     def encode(self, samples: np.ndarray) -> Iterator[bytes]:
         """Split ``samples`` (shape (n_samples, n_channels)) into frames and encode each."""
@@ -182,12 +206,16 @@ class StreamDecoder:
 
     def __init__(self, header: bytes) -> None:
         if not isinstance(header, (bytes, bytearray)) or bytes(header[:4]) != STREAM_MAGIC:
-            raise CodecError(f"not a neurolace stream header: it starts with {bytes(header[:4])!r}, expected {STREAM_MAGIC!r}")
+            raise CodecError(
+                f"not a neurolace stream header: it starts with {bytes(header[:4])!r}, expected {STREAM_MAGIC!r}"
+            )
         reader = ByteReader(bytes(header), "stream header")
         reader.take(4)
         (version,) = reader.unpack("<B")
         if version != STREAM_VERSION:
-            raise CodecError(f"unsupported stream version {version}; this build reads version {STREAM_VERSION}")
+            raise CodecError(
+                f"unsupported stream version {version}; this build reads version {STREAM_VERSION}"
+            )
         self.n_channels = reader.varint(maximum=1 << 16)
         self.frame_samples = reader.varint(maximum=1 << 30)
         if self.n_channels < 1 or self.frame_samples < 1:
@@ -217,7 +245,9 @@ class StreamDecoder:
                 frame_index=index,
             )
         if n_samples > self.frame_samples:
-            raise CodecError(f"corrupt frame {index}: {n_samples} samples exceed the frame size {self.frame_samples}")
+            raise CodecError(
+                f"corrupt frame {index}: {n_samples} samples exceed the frame size {self.frame_samples}"
+            )
         reader = ByteReader(payload, f"frame {index}")
         n_codes = self.table.n_codes
         codes = np.empty((n_samples, self.n_channels), dtype=np.int64)
@@ -272,7 +302,9 @@ def _parse_frame(frame: bytes) -> tuple[int, int, int, bytes]:
         raise CodecError(f"frame must be bytes, got {type(frame).__name__}")
     frame = bytes(frame)
     if frame[:2] != STREAM_SYNC:
-        raise CodecError(f"not a neurolace stream frame: it starts with {frame[:2]!r}, expected {STREAM_SYNC!r}")
+        raise CodecError(
+            f"not a neurolace stream frame: it starts with {frame[:2]!r}, expected {STREAM_SYNC!r}"
+        )
     reader = ByteReader(frame, "stream frame")
     reader.take(2)
     (flags,) = reader.unpack("<B")
@@ -283,7 +315,9 @@ def _parse_frame(frame: bytes) -> tuple[int, int, int, bytes]:
     (crc,) = reader.unpack("<I")
     payload = reader.take(length)
     if reader.remaining:
-        raise CodecError(f"corrupt frame {index}: {reader.remaining} bytes after its payload", frame_index=index)
+        raise CodecError(
+            f"corrupt frame {index}: {reader.remaining} bytes after its payload", frame_index=index
+        )
     if zlib.crc32(payload, zlib.crc32(body)) != crc:
         raise CodecError(f"corrupt frame {index}: checksum mismatch", frame_index=index)
     if flags & ~(_FLAG_RESYNC | _FLAG_MODEL) or n_samples < 1:
