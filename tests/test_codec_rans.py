@@ -205,3 +205,37 @@ def test_payload_errors_are_named():
         FrameDecoder(b"\x00" * 7)
     with pytest.raises(CodecError, match="rANS state is out of range"):
         FrameDecoder(b"\x00" * 8)
+
+
+def test_context_and_plain_channels_share_a_frame(rng):
+    # channel 0 has code popularity (the weights pay); channel 1 is uniform noise on the same grid, where
+    # weights would only cost bytes (plain row)
+    popular = legacy_samples()
+    codes = popular.astype(np.int64) // 64
+    noise = (rng.integers(codes.min(), codes.max() + 1, popular.size) * 64).astype(np.int16)
+    samples = np.column_stack([popular, noise])
+    codec = NeuralCodec(frame_samples=999)
+    packed = codec.encode(samples)
+    channels = _read_header(packed)[6]
+    assert [row_table.context for _, _, row_table in channels] == [True, False]
+    assert np.array_equal(codec.decode(packed), samples)
+
+
+def test_salvage_of_a_context_mode_file_keeps_every_other_frame():
+    from conftest import shared_data
+
+    from neurolace.codec import decode_wav, encode_wav, salvage
+    from neurolace.codec.neural import frame_offsets
+
+    original = shared_data(
+        "neuralink-compression", "wav", "0ab237b7-fb12-4687-afed-8d1e2070d621.wav"
+    ).read_bytes()
+    packed = bytearray(encode_wav(original, frame_samples=16384))
+    offsets = frame_offsets(bytes(packed))
+    packed[offsets[2] + 30] ^= 0x01
+    with pytest.raises(CodecError, match="corrupt frame 2"):
+        decode_wav(bytes(packed))
+    result = salvage(bytes(packed))
+    truth = np.frombuffer(original[44:], dtype="<i2")
+    assert result.lost_frames == [2]
+    assert np.array_equal(result.samples[result.valid, 0], truth[result.valid])
