@@ -1,5 +1,13 @@
-"""Orchestration: the closed-loop session that wires participant, decoder and task together."""
+"""Orchestration: the real-time node graph, its buses and recorder, and the closed-loop calibration session.
 
+- ``Graph`` / ``run_session`` run a session file (TOML) of supervised nodes over a bus
+  (``InProcessBus`` by default, Redis Streams through ``open_bus("redis://...")``);
+- ``RecordWriter`` / ``recover_record`` / ``record_to_nwb`` keep every stream crash-safe;
+- ``run_calibration_session`` runs the automated observation, closed-loop, ReFIT and Webgrid blocks
+  on the simulated participant, as fast as the CPU allows.
+"""
+
+from neurolace.runtime.bus import InProcessBus, open_bus
 from neurolace.runtime.closed_loop import (
     DECODERS,
     BlockRecord,
@@ -12,16 +20,43 @@ from neurolace.runtime.closed_loop import (
     run_calibration_session,
     run_refit_comparison,
 )
+from neurolace.runtime.conformance import check_node
+from neurolace.runtime.graph import Graph, RunLog, run_session
+from neurolace.runtime.messages import Message, now_ns
+from neurolace.runtime.node import Node, NodeState, Parameter, Port
+from neurolace.runtime.presets import preset_session
+from neurolace.runtime.recorder import RecordWriter, read_record, record_to_nwb, recover_record
+from neurolace.runtime.session_file import SessionError, load_session, parse_session
 
 __all__ = [
     "DECODERS",
     "BlockRecord",
     "BlockResult",
+    "Graph",
+    "InProcessBus",
+    "Message",
+    "Node",
+    "NodeState",
+    "Parameter",
+    "Port",
+    "RecordWriter",
+    "RunLog",
+    "SessionError",
     "SessionResult",
+    "check_node",
     "fit_click_decoder",
+    "load_session",
     "make_decoder",
+    "now_ns",
+    "open_bus",
+    "parse_session",
+    "preset_session",
+    "read_record",
+    "record_to_nwb",
+    "recover_record",
     "refit_decoder",
     "run_block",
     "run_calibration_session",
     "run_refit_comparison",
+    "run_session",
 ]
