@@ -81,7 +81,9 @@ def test_dashboard_loads_and_the_cursor_moves_during_a_simulated_session(server,
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{server.url}/#token={server.bootstrap_token}")
-    assert page.locator("#app").is_visible()
+    # the page verifies the token with the server before it shows the app: wait for that
+    page.locator("#app").wait_for(state="visible", timeout=15000)
+    assert not page.locator("#login").is_visible()
     assert "#token" not in page.url  # the token is taken out of the address bar
     _wait_for(page, "window.neurolace.stats.framesDrawn > 60")
     stats = page.evaluate("() => ({moves: neurolace.stats.cursorMoves, header: neurolace.stats.lastHeader})")
