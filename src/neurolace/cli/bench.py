@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from neurolace.cli.output import stdout_console
+
 __all__ = ["bench_command", "register"]
 
 DESCRIPTION = """\
@@ -62,7 +64,7 @@ def bench_command(args) -> int:
         return 0
     from rich.table import Table
 
-    out = Console()
+    out = stdout_console()
     table = Table(
         title=f"latency on {result['bus']}: {channels} ch, {result['duration_s']:g} s, "
         f"{result['bins']} bins, {result['dropped']} dropped"

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from neurolace.cli.output import stdout_console
+
 __all__ = ["register"]
 
 DESCRIPTION = """\
@@ -142,5 +144,5 @@ def bench_command(args) -> int:
             f"{row['decode_mb_s']:.1f}",
             "yes" if row["lossless"] else "NO",
         )
-    Console().print(table)
+    stdout_console().print(table)
     return 0 if all(r["lossless"] for r in results) else 1

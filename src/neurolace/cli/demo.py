@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolace.cli.output import stdout_console
 from neurolace.core.errors import InvalidInputError
 
 DESCRIPTION = """\
@@ -199,10 +200,9 @@ def _run_session(args: argparse.Namespace, status, dashboard) -> int:
 
 
 def _print_summary(summary: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 100))
+    console = stdout_console()
     implant = summary["implant"]
     console.print(
         f"[bold]implant[/bold]  {implant['channels']} channels at {implant['fs_hz']:.2f} Hz, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from neurolace.cli.output import stdout_console
+
 __all__ = ["register"]
 
 DESCRIPTION = """\
@@ -64,7 +66,6 @@ def budget_command(args) -> int:
     if args.json:
         print(json.dumps({"link_kbps": args.link_kbps, "rows": [row.as_dict() for row in rows]}))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"bandwidth budget, {args.channels} channels, link {args.link_kbps:g} kbit/s")
@@ -78,5 +79,5 @@ def budget_command(args) -> int:
             "yes" if row.fits else "no",
             row.assumption,
         )
-    Console().print(table)
+    stdout_console().print(table)
     return 0

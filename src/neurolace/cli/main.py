@@ -16,7 +16,7 @@ import sys
 from neurolace import __version__
 from neurolace.core.errors import NeurolaceError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES = (

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from neurolace.cli.output import stdout_console
 from neurolace.core.errors import NeurolaceError
 
 __all__ = ["register", "run_command"]
@@ -106,10 +107,9 @@ def _list_types(as_json: bool) -> int:
 
 
 def _print_report(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     table = Table(title=f"session {report['session']} on {report['bus']} ({report['wall_s']:.1f} s)")
     for column in (
         "node",
