@@ -136,3 +136,42 @@ def test_click_speed_limit_refuses_clicks_while_the_cursor_moves(calibrated):
     assert not gated.click.any() and gated.summary.correct == gated.summary.incorrect == 0
     free = run_block(participant, WebgridTask(grid_side=6, seed=4), click_speed_limit=None, **kwargs)
     assert free.click.any()
+
+
+def test_estimate_label_lag_recovers_a_known_lag():
+    from neurolace.runtime.closed_loop import estimate_label_lag
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((3000, 2))
+    for index in range(1, labels.shape[0]):
+        labels[index] = 0.9 * labels[index - 1] + rng.normal(0, 0.3, 2)
+    weights = rng.normal(0, 1, (2, 40))
+    lag = 7  # the neurons follow the labels 7 bins late, like a participant following an autopilot
+    drive = np.vstack([np.zeros((lag, 2)), labels[:-lag]])
+    counts = rng.poisson(np.exp(0.5 + 0.5 * drive @ weights)).astype(np.float64)
+    assert estimate_label_lag(counts, labels) == lag
+    assert estimate_label_lag(counts[lag:], labels[:-lag]) == 0
+    with pytest.raises(InvalidInputError, match=r"labels must have shape \(3000, n_dims\) to match counts"):
+        estimate_label_lag(counts, labels[:-1])
+
+
+class _AlwaysClicking:
+    """A click decoder certain of an attempted click that never reports one (only its probability acts)."""
+
+    click_probability = 1.0
+    last_status = None
+
+    def reset(self):
+        return self
+
+    def step(self, counts):
+        return 0
+
+
+def test_click_brake_stops_the_cursor_while_a_click_is_certain(calibrated):
+    participant, _, decoder, _ = calibrated
+    kwargs = {"duration_s": 4.0, "decoder": decoder, "click_decoder": _AlwaysClicking(), "seed": 5}
+    braked = run_block(participant, WebgridTask(grid_side=6, seed=4), click_brake=True, **kwargs)
+    np.testing.assert_array_equal(braked.cursor_xy, np.full_like(braked.cursor_xy, 0.5))
+    free = run_block(participant, WebgridTask(grid_side=6, seed=4), click_brake=False, **kwargs)
+    assert np.abs(np.diff(free.cursor_xy, axis=0)).sum() > 0.01

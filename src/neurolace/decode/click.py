@@ -1,4 +1,4 @@
-"""The click (discrete state) decoder: LDA probabilities plus a dwell/hysteresis rule.
+"""The click (discrete state) decoder: LDA evidence, optional HMM integration, a dwell/hysteresis rule.
 
 Point-and-click BCIs decode a discrete state (click / no click, or one of a
 few commands) beside the velocity. Linear discriminant analysis on binned
@@ -11,11 +11,29 @@ probability, at least ``on_probability``, for ``dwell_bins`` consecutive
 bins, and a non-rest output returns to the rest class as soon as its own
 probability falls below ``off_probability``.
 
-``predict_proba`` gives the per-bin probabilities (no memory);
-``predict`` and ``step`` apply the hysteresis, so stepping through an array
-gives ``predict`` of that array. With ``on_probability=0``,
-``off_probability=0`` and ``dwell_bins=1`` the output is the plain LDA
-``argmax``.
+Evidence integration (``integration="hmm"``): one bin of an attempted click
+is weak evidence, so, as in the HMM click decoder of Jarosiewicz et al. 2015,
+the per-bin evidence is accumulated by the forward filter of a hidden Markov
+model whose states are the classes::
+
+    prior_t = posterior_{t-1} @ A
+    posterior_t ∝ prior_t * exp(s * loglik_t)
+
+``A`` is estimated from the training label sequence (transition counts plus
+one, row-normalised), ``loglik_t[c] = decision_c(x_t) - log(pi_c)`` is the
+LDA class log-likelihood up to a constant (the decision function without its
+class prior), and ``s`` (``evidence_scale_``) is a temperature chosen by
+3-fold contiguous cross-validation of the per-bin held-out log-loss, because
+an LDA with many features is overconfident on its own training bins. The
+filtered posterior is what the hysteresis thresholds. The filter starts (and
+restarts on a held bin) certain of the rest class.
+
+``predict_proba`` gives the probabilities the hysteresis sees: per bin (no
+memory) without integration, the filtered posterior from a fresh state with
+``integration="hmm"``. ``predict`` and ``step`` apply the hysteresis, so
+stepping through an array gives ``predict`` of that array. With
+``on_probability=0``, ``off_probability=0``, ``dwell_bins=1`` and no
+integration the output is the plain LDA ``argmax``.
 """
 
 from __future__ import annotations
@@ -33,6 +51,15 @@ from neurolace.decode.base import FEATURE_TRANSFORMS, StepStatus, build_guard, c
 from neurolace.decode.guard import HOLD_REASONS
 
 __all__ = ["ClickDecoder"]
+
+#: Ways of combining the evidence of successive bins.
+INTEGRATIONS = ("none", "hmm")
+
+#: Temperatures tried for the per-bin log-likelihoods (``evidence_scale_``).
+_EVIDENCE_SCALES = np.geomspace(0.01, 2.0, 48)
+
+#: The HMM posterior never gets closer to certainty than this (keeps it able to switch).
+_POSTERIOR_FLOOR = 1e-9
 
 
 class ClickDecoder(ClassifierMixin, BaseEstimator):
@@ -52,6 +79,9 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         Output before any switch and while the guard holds; None = the most frequent training class.
     feature_transform : {"none", "sqrt"}, default "none"
     guard : "auto", None or SignalGuard, default "auto"
+    integration : {"none", "hmm"}, default "none"
+        ``"hmm"`` accumulates the evidence of successive bins with an HMM
+        forward filter (module docstring); ``"none"`` uses each bin alone.
 
     Attributes
     ----------
@@ -59,6 +89,10 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
     rest_class_ : label
     lda_ : LinearDiscriminantAnalysis
     n_features_in_ : int
+    transition_ : ndarray, shape (n_classes, n_classes)
+        HMM transition matrix (rows: from, columns: to); ``integration="hmm"`` only.
+    evidence_scale_ : float
+        Cross-validated temperature of the per-bin log-likelihoods; ``integration="hmm"`` only.
     """
 
     def __init__(
@@ -71,6 +105,7 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         rest_class: Any = None,
         feature_transform: str = "none",
         guard: Any = "auto",
+        integration: str = "none",
     ) -> None:
         self.shrinkage = shrinkage
         self.on_probability = on_probability
@@ -79,6 +114,7 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         self.rest_class = rest_class
         self.feature_transform = feature_transform
         self.guard = guard
+        self.integration = integration
 
     def fit(self, X: Any, y: Any) -> ClickDecoder:
         """Fit the LDA.
@@ -94,6 +130,7 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         self
         """
         check_in(self.feature_transform, "feature_transform", FEATURE_TRANSFORMS)
+        check_in(self.integration, "integration", INTEGRATIONS)
         for name in ("on_probability", "off_probability"):
             value = check_nonnegative(getattr(self, name), name)
             if value > 1:
@@ -124,6 +161,11 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         self.classes_ = self.lda_.classes_
         self.rest_class_ = rest
         self._rest_index = int(np.flatnonzero(self.classes_ == rest)[0])
+        if self.integration == "hmm":
+            index = np.searchsorted(self.classes_, labels)
+            self.transition_ = _transition_matrix(index, self.classes_.size)
+            self.evidence_scale_ = _cross_validated_scale(cleaned, index, solver, self.shrinkage,
+                                                          np.log(counts / counts.sum()))
         self._stream = None
         return self
 
@@ -135,14 +177,43 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
             raise NotFittedError("This ClickDecoder is not fitted yet; call fit(X, y) before predict or step")
 
     # -- decoding ----------------------------------------------------------------
-    def _probabilities(self, X: np.ndarray, guard_state: Any) -> tuple[np.ndarray, Any, Any]:
+    def _probabilities(self, X: np.ndarray, guard_state: Any, posterior: np.ndarray) -> tuple:
+        """Probabilities the hysteresis sees: (probability, guard report, guard state, HMM posterior)."""
         cleaned, report, guard_state = self.guard_.screen(X, guard_state)
         if X.shape[0] == 0:
-            return np.zeros((0, self.classes_.size)), report, guard_state
+            return np.zeros((0, self.classes_.size)), report, guard_state, posterior
+        if self.integration == "hmm":
+            probability, posterior = self._filter(self._class_scores(cleaned), report.held, posterior)
+            return probability, report, guard_state, posterior
         probability = self._lda_probability(cleaned)
         probability[report.held] = 0.0
         probability[report.held, self._rest_index] = 1.0
-        return probability, report, guard_state
+        return probability, report, guard_state, posterior
+
+    def _class_scores(self, X: np.ndarray) -> np.ndarray:
+        """LDA class log-likelihoods up to a per-bin constant, shape (n_bins, n_classes)."""
+        decision = X @ self.lda_.coef_.T + self.lda_.intercept_
+        if self.classes_.size == 2:
+            decision = np.column_stack([np.zeros(X.shape[0]), decision[:, 0]])
+        return decision - np.log(self.lda_.priors_)
+
+    def _filter(self, scores: np.ndarray, held: np.ndarray, posterior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """HMM forward filter over the bins; returns (posteriors, last posterior)."""
+        out = np.empty_like(scores)
+        loglik = self.evidence_scale_ * scores
+        loglik -= loglik.max(axis=1, keepdims=True)
+        likelihood = np.exp(loglik)
+        start = np.zeros(self.classes_.size)
+        start[self._rest_index] = 1.0
+        for index in range(scores.shape[0]):
+            if held[index]:
+                posterior = start.copy()
+            else:
+                posterior = (posterior @ self.transition_) * likelihood[index]
+                posterior = np.maximum(posterior / posterior.sum(), _POSTERIOR_FLOOR)
+                posterior /= posterior.sum()
+            out[index] = posterior
+        return out, posterior
 
     def _lda_probability(self, X: np.ndarray) -> np.ndarray:
         """LDA class probabilities from its linear decision function.
@@ -180,10 +251,15 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         return decisions, (output, candidate, count)
 
     def _initial_state(self) -> tuple:
-        return self.guard_.initial_state(), (self._rest_index, -1, 0)
+        posterior = np.zeros(self.classes_.size)
+        posterior[self._rest_index] = 1.0
+        return self.guard_.initial_state(), (self._rest_index, -1, 0), posterior
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Per-bin class probabilities (held bins are certain of the rest class).
+        """Class probabilities the hysteresis thresholds, from a fresh state.
+
+        Per bin without integration; the HMM's filtered posterior with
+        ``integration="hmm"``. Held bins are certain of the rest class.
 
         Parameters
         ----------
@@ -195,7 +271,8 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         X = check_features(X, n_features=self.n_features_in_, transform=self.feature_transform)
-        probability, _, _ = self._probabilities(X, self.guard_.initial_state())
+        guard_state, _, posterior = self._initial_state()
+        probability, _, _, _ = self._probabilities(X, guard_state, posterior)
         return probability
 
     def predict(self, X: Any) -> np.ndarray:
@@ -211,8 +288,8 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         X = check_features(X, n_features=self.n_features_in_, transform=self.feature_transform)
-        guard_state, decision_state = self._initial_state()
-        probability, report, _ = self._probabilities(X, guard_state)
+        guard_state, decision_state, posterior = self._initial_state()
+        probability, report, _, _ = self._probabilities(X, guard_state, posterior)
         decisions, _ = self._decide(probability, report.held, decision_state)
         return self.classes_[decisions]
 
@@ -222,10 +299,11 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         X = check_bin(x, n_features=self.n_features_in_, transform=self.feature_transform)
         if getattr(self, "_stream", None) is None:
             self._stream = self._initial_state()
-        guard_state, decision_state = self._stream
-        probability, report, guard_state = self._probabilities(X, guard_state)
+        guard_state, decision_state, posterior = self._stream
+        probability, report, guard_state, posterior = self._probabilities(X, guard_state, posterior)
         decisions, decision_state = self._decide(probability, report.held, decision_state)
-        self._stream = (guard_state, decision_state)
+        self._stream = (guard_state, decision_state, posterior)
+        self._last_probability = probability[0]
         self._last_status = StepStatus(
             held=bool(report.held[0]),
             reason=HOLD_REASONS[int(report.reason[0])],
@@ -238,7 +316,13 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         """Forget the streaming state (guard runs and the dwell counter)."""
         self._stream = None
         self._last_status = None
+        self._last_probability = None
         return self
+
+    @property
+    def last_probability(self) -> np.ndarray | None:
+        """Class probabilities of the last :meth:`step`, shape (n_classes,) (None before the first)."""
+        return getattr(self, "_last_probability", None)
 
     @property
     def last_status(self) -> StepStatus | None:
@@ -249,3 +333,45 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         state = dict(self.__dict__)
         state.pop("_stream", None)
         return state
+
+
+def _transition_matrix(index: np.ndarray, n_classes: int) -> np.ndarray:
+    """Row-normalised transition counts of a label sequence, plus one per cell (Laplace)."""
+    counts = np.ones((n_classes, n_classes))
+    np.add.at(counts, (index[:-1], index[1:]), 1.0)
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def _cross_validated_scale(X: np.ndarray, index: np.ndarray, solver: str, shrinkage: Any,
+                           log_prior: np.ndarray, n_folds: int = 3) -> float:
+    """Temperature of the LDA log-likelihoods with the best held-out per-bin log-loss.
+
+    The bins are cut into ``n_folds`` contiguous folds (never shuffled: bins
+    next to each other are alike); each fold is scored by an LDA fitted on the
+    others with the training priors. A fold whose training part lacks a class
+    is skipped; with no usable fold the scale is 1.
+    """
+    n_classes = log_prior.size
+    held_out_scores, held_out_index = [], []
+    for fold in np.array_split(np.arange(X.shape[0]), n_folds):
+        train = np.ones(X.shape[0], dtype=bool)
+        train[fold] = False
+        if fold.size == 0 or np.unique(index[train]).size < n_classes:
+            continue
+        lda = LinearDiscriminantAnalysis(solver=solver, shrinkage=shrinkage).fit(X[train], index[train])
+        decision = X[fold] @ lda.coef_.T + lda.intercept_
+        if n_classes == 2:
+            decision = np.column_stack([np.zeros(fold.size), decision[:, 0]])
+        held_out_scores.append(decision - np.log(lda.priors_))
+        held_out_index.append(index[fold])
+    if not held_out_scores:
+        return 1.0
+    scores = np.concatenate(held_out_scores)
+    truth = np.concatenate(held_out_index)
+    losses = []
+    for scale in _EVIDENCE_SCALES:
+        logits = scale * scores + log_prior
+        logits -= logits.max(axis=1, keepdims=True)
+        log_probability = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        losses.append(-np.mean(log_probability[np.arange(truth.size), truth]))
+    return float(_EVIDENCE_SCALES[int(np.argmin(losses))])
