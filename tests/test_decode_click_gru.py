@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.io
@@ -188,7 +190,7 @@ def test_click_hmm_is_the_forward_filter_of_its_transition_matrix(rng):
     decoder = ClickDecoder(integration="hmm", rest_class=0).fit(X, labels)
     # transitions: counts of label changes plus one per cell, row-normalised
     counts = np.ones((2, 2))
-    for before, after in zip(labels[:-1], labels[1:]):
+    for before, after in itertools.pairwise(labels):
         counts[before, after] += 1
     np.testing.assert_allclose(decoder.transition_, counts / counts.sum(axis=1, keepdims=True))
     sequence = np.array([[20.0], [26.0], [24.0], [30.0], [20.0]])
