@@ -10,8 +10,10 @@ One control step (``loop_s``, 20 ms by default) of :func:`run_block`:
    the click decoder into a click; if the decoder's signal guard holds the bin
    (a zero bin, a baseline jump, dead channels), the velocity is zero and no
    click is allowed, so the cursor stays put;
-4. the cursor moves by ``cursor_gain_per_s * velocity * loop_s`` and is kept
-   in the unit square; the task registers a selection on a click's rising edge.
+4. the cursor moves by ``cursor_gain_per_s * (1 - P(click)) * velocity * loop_s``
+   (the click brake: it slows as the click decoder's evidence of an attempted
+   click builds up) and is kept in the unit square; the task registers a
+   selection on a click's rising edge.
 
 In an open-loop (observation) block there is no decoder: the cursor moves
 exactly as intended and clicks happen when intended, and the block records
@@ -252,7 +254,8 @@ class SmoothedClickDecoder:
         probability = self.decoder.last_probability
         if probability is None:
             return 0.0
-        return float(1.0 - probability[self.decoder._rest_index])
+        rest = np.flatnonzero(self.decoder.classes_ == self.decoder.rest_class_)[0]
+        return float(1.0 - probability[rest])
 
 
 @dataclass
