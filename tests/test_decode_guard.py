@@ -169,3 +169,18 @@ def test_a_dead_tuned_channel_does_not_make_the_cursor_drift(rng):
     drift_guarded = np.linalg.norm((guarded - reference).sum(axis=0))
     drift_unguarded = np.linalg.norm((unguarded - reference).sum(axis=0))
     assert drift_guarded < 0.5 * drift_unguarded, (drift_guarded, drift_unguarded)
+
+
+def test_pass_through_guard_passes_a_zero_bin_in_real_time_too():
+    import numpy as np
+
+    from neurolace.decode import KalmanFilter
+
+    rng = np.random.default_rng(0)
+    X = rng.poisson(3.0, size=(400, 8)).astype(float)
+    y = rng.normal(size=(400, 2))
+    decoder = KalmanFilter(guard=None).fit(X, y)
+    decoder.reset()
+    decoder.step(X[0])
+    decoder.step(np.zeros(8))
+    assert not decoder.last_status.held  # without a guard nothing is held, in step as in predict

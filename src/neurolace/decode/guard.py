@@ -284,29 +284,7 @@ class PassThroughGuard(SignalGuard):
         return X, report, state
 
     def _screen_one(self, X: np.ndarray, state: GuardState) -> tuple[np.ndarray, GuardReport, GuardState]:
-        """:meth:`screen` for one bin, with 1-D operations only (the real-time path; 3x faster)."""
-        x = X[0]
-        run_bins = np.where(x != state.last_value, 1, state.run_bins + 1)
-        dead = (run_bins > self.dead_after_bins_) & self.live_
-        n_dead = int(np.count_nonzero(dead))
-        n_live = max(int(np.count_nonzero(self.live_)), 1)
-        far = np.abs(x - self.center_) > self.z_threshold * self.scale_
-        reason = 0
-        if not self.zero_bin_seen_ and not x.any():
-            reason = 1
-        elif np.count_nonzero(far & self.live_ & ~dead) > self.jump_fraction * n_live:
-            reason = 2
-        elif n_dead > self.max_dead_fraction * n_live:
-            reason = 3
-        if reason:
-            cleaned = self.mean_[np.newaxis].copy()
-        else:
-            replace = dead | self.constant_
-            cleaned = np.where(replace, self.mean_, x)[np.newaxis] if replace.any() else X
-        report = GuardReport(
-            np.array([reason > 0]), np.array([reason], dtype=np.int8), np.array([n_dead], dtype=np.int64)
-        )
-        return cleaned, report, GuardState(x.astype(np.float64, copy=True), run_bins.astype(np.int64))
+        return self.screen(X, state)
 
     def limit(self, Y: np.ndarray, report: GuardReport) -> np.ndarray:
         return Y
