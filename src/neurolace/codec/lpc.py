@@ -186,28 +186,36 @@ def _float_autocorrelation_kernel(centred, max_lag):  # pragma: no cover - numba
     return result
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _predict_at(codes, t, coefficients, half, shift, mean_code, n_codes, block_length):  # pragma: no cover - numba
+    """Integer prediction of ``codes[t]`` from the samples before it in its block.
+
+    The encoder (:func:`_residual_kernel`) and the decoder (:func:`_synthesis_kernel`)
+    both call this one function, so their predictions cannot drift apart.
+    """
+    start = t - (t % block_length)
+    accumulator = 0
+    for k in range(coefficients.size):
+        index = t - k - 1
+        if index < start:
+            break
+        accumulator += coefficients[k] * (codes[index] - mean_code)
+    prediction = mean_code + ((accumulator + half) >> shift)
+    if prediction < 0:
+        prediction = 0
+    elif prediction > n_codes - 1:
+        prediction = n_codes - 1
+    return prediction
+
+
 @numba.njit(cache=True, nogil=True)
 def _residual_kernel(
     codes, coefficients, shift, mean_code, n_codes, block_length
 ):  # pragma: no cover - numba
-    n_samples = codes.size
-    order = coefficients.size
-    residual = np.empty(n_samples, dtype=np.int64)
+    residual = np.empty(codes.size, dtype=np.int64)
     half = (1 << shift) >> 1
-    for t in range(n_samples):
-        start = t - (t % block_length)
-        accumulator = 0
-        for k in range(order):
-            index = t - k - 1
-            if index < start:
-                break
-            accumulator += coefficients[k] * (codes[index] - mean_code)
-        prediction = mean_code + ((accumulator + half) >> shift)
-        if prediction < 0:
-            prediction = 0
-        elif prediction > n_codes - 1:
-            prediction = n_codes - 1
-        residual[t] = codes[t] - prediction
+    for t in range(codes.size):
+        residual[t] = codes[t] - _predict_at(codes, t, coefficients, half, shift, mean_code, n_codes, block_length)
     return residual
 
 
@@ -215,24 +223,10 @@ def _residual_kernel(
 def _synthesis_kernel(
     residual, coefficients, shift, mean_code, n_codes, block_length
 ):  # pragma: no cover - numba
-    n_samples = residual.size
-    order = coefficients.size
-    codes = np.empty(n_samples, dtype=np.int64)
+    codes = np.empty(residual.size, dtype=np.int64)
     half = (1 << shift) >> 1
-    for t in range(n_samples):
-        start = t - (t % block_length)
-        accumulator = 0
-        for k in range(order):
-            index = t - k - 1
-            if index < start:
-                break
-            accumulator += coefficients[k] * (codes[index] - mean_code)
-        prediction = mean_code + ((accumulator + half) >> shift)
-        if prediction < 0:
-            prediction = 0
-        elif prediction > n_codes - 1:
-            prediction = n_codes - 1
-        codes[t] = residual[t] + prediction
+    for t in range(residual.size):
+        codes[t] = residual[t] + _predict_at(codes, t, coefficients, half, shift, mean_code, n_codes, block_length)
     return codes
 
 
