@@ -221,3 +221,32 @@ def test_a_restarted_source_goes_on_where_it_stopped(tmp_path):
         np.concatenate([b.payload for b in blocks]), samples
     )  # nothing lost or repeated
     assert [b.sample_index for b in blocks] == list(range(0, 503, 20))
+
+
+def test_decoder_node_brakes_the_cursor_while_a_click_is_attempted():
+    import numpy as np
+
+    from neurolace.runtime.nodes.processing import _VelocityAndClick
+
+    class Velocity:
+        last_status = None
+
+        def reset(self):
+            return self
+
+        def step(self, x):
+            return np.array([1.0, -2.0])
+
+    class Click:
+        def __init__(self, probability):
+            self.click_probability = probability
+
+        def reset(self):
+            return self
+
+        def step(self, x):
+            return np.array([self.click_probability > 0.5])
+
+    out = _VelocityAndClick(Velocity(), Click(0.75)).step(np.zeros(3))
+    np.testing.assert_allclose(out, [0.25, -0.5, 1.0])
+    np.testing.assert_allclose(_VelocityAndClick(Velocity(), None).step(np.zeros(3)), [1.0, -2.0, 0.0])

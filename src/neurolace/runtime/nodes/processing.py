@@ -35,8 +35,10 @@ def _build_decoder(name: str):
 class _VelocityAndClick:
     """A fitted velocity decoder and click decoder stepped together: (vx, vy, click) per bin.
 
-    The click decoder (LDA on smoothed counts, from the closed-loop session)
-    may only click while the velocity decoder's signal guard is not holding.
+    The click decoder (from the closed-loop session's ``fit_click_decoder``)
+    may only click while the velocity decoder's signal guard is not holding, and
+    it brakes the cursor as the offline session does: the decoded velocity is
+    scaled by ``1 - P(click)`` so the cursor slows while a click is attempted.
     """
 
     def __init__(self, velocity_decoder, click_decoder) -> None:
@@ -54,6 +56,7 @@ class _VelocityAndClick:
         click = 0.0
         if self.click_decoder is not None:
             click = float(np.asarray(self.click_decoder.step(x), dtype=np.float64).ravel()[0] > 0.5)
+            velocity = velocity * (1.0 - getattr(self.click_decoder, "click_probability", 0.0))
         status = self.last_status
         if status is not None and status.held:
             click = 0.0
