@@ -158,6 +158,20 @@ class RowTable:
             self.slot_of[0] = 0
             self.n_rows[0] = 1
 
+    @property
+    def kernel_arguments(self) -> tuple:
+        """The table as the numba kernels take it, in their parameter order (one place to keep it)."""
+        return (
+            self.context,
+            self.base,
+            np.int64(self.low),
+            self.code_weights,
+            np.int64(self.n_codes),
+            self.slot_of,
+            self.cumulative,
+            self.n_rows,
+        )
+
 
 @numba.njit(cache=True, nogil=True)
 def _new_row(prediction, base, low, code_weights, n_codes, slot_of, cumulative, n_rows):  # pragma: no cover
@@ -308,14 +322,7 @@ def encode_frame(segments: list[tuple[np.ndarray, np.ndarray, RowTable]]) -> byt
             np.int64(n_words),
             np.ascontiguousarray(symbols, dtype=np.int64),
             np.ascontiguousarray(predictions, dtype=np.int64),
-            table.context,
-            table.base,
-            np.int64(table.low),
-            table.code_weights,
-            np.int64(table.n_codes),
-            table.slot_of,
-            table.cumulative,
-            table.n_rows,
+            *table.kernel_arguments,
         )
     state = int(state)
     words[n_words] = state & _WORD_MASK  # reversed below: the high word comes first in the stream
@@ -346,14 +353,7 @@ class FrameDecoder:
             predictor.coefficients,
             np.int64(predictor.shift),
             np.int64(predictor.mean_code),
-            table.context,
-            table.base,
-            np.int64(table.low),
-            table.code_weights,
-            np.int64(table.n_codes),
-            table.slot_of,
-            table.cumulative,
-            table.n_rows,
+            *table.kernel_arguments,
         )
         if status == _STATUS_EXHAUSTED:
             raise CodecError("corrupt compressed payload: the rANS stream ended early")
@@ -409,14 +409,7 @@ def ideal_bits(symbols: np.ndarray, predictions: np.ndarray, table: RowTable, pl
     counts = _row_symbol_counts(
         np.ascontiguousarray(symbols, dtype=np.int64),
         np.ascontiguousarray(predictions, dtype=np.int64),
-        table.context,
-        table.base,
-        np.int64(table.low),
-        table.code_weights,
-        np.int64(table.n_codes),
-        table.slot_of,
-        table.cumulative,
-        table.n_rows,
+        *table.kernel_arguments,
     )
     n_rows = counts.shape[0]
     frequencies = np.diff(table.cumulative[:n_rows], axis=1)
