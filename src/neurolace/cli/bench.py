@@ -71,38 +71,19 @@ def bench_command(args) -> int:
     )
     for column in ("path", "n", "p50 µs", "p99 µs", "max µs"):
         table.add_column(column, justify="left" if column == "path" else "right")
+
+    def add_row(name: str, n: int, p50_us: float, p99_us: float, max_us: float) -> None:
+        table.add_row(name, str(n), f"{p50_us:.1f}", f"{p99_us:.1f}", f"{max_us:.1f}")
+
+    def add_summary(name: str, summary: dict) -> None:
+        add_row(name, summary["n"], summary["p50_us"], summary["p99_us"], summary["max_us"])
+
     for hop, summary in result["hops"].items():
-        table.add_row(
-            hop,
-            str(summary["n"]),
-            f"{summary['p50_us']:.1f}",
-            f"{summary['p99_us']:.1f}",
-            f"{summary['max_us']:.1f}",
-        )
-    baseline = result["queue_baseline_us"]
-    table.add_row(
-        "queue.Queue baseline (raw block)",
-        str(baseline["n"]),
-        f"{baseline['p50_us']:.1f}",
-        f"{baseline['p99_us']:.1f}",
-        f"{baseline['max_us']:.1f}",
-    )
+        add_summary(hop, summary)
+    add_summary("queue.Queue baseline (raw block)", result["queue_baseline_us"])
     e2e = result["end_to_end_p50_ms"], result["end_to_end_p99_ms"], result["end_to_end_max_ms"]
-    table.add_row(
-        "end to end (bin's last sample -> cursor)",
-        str(result["bins"]),
-        f"{1e3 * e2e[0]:.1f}",
-        f"{1e3 * e2e[1]:.1f}",
-        f"{1e3 * e2e[2]:.1f}",
-    )
-    jitter = result["loop_jitter_us"]
-    table.add_row(
-        "20 ms loop jitter |interval - 20 ms|",
-        str(jitter["n"]),
-        f"{jitter['p50_us']:.1f}",
-        f"{jitter['p99_us']:.1f}",
-        f"{jitter['max_us']:.1f}",
-    )
+    add_row("end to end (bin's last sample -> cursor)", result["bins"], *(1e3 * value for value in e2e))
+    add_summary("20 ms loop jitter |interval - 20 ms|", result["loop_jitter_us"])
     out.print(table)
     out.print(
         "CPU share per node: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in result["cpu_share"].items())
