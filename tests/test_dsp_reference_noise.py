@@ -130,3 +130,13 @@ def test_noise_errors():
         mad_noise(np.zeros((0, 2)))
     with pytest.raises(InvalidInputError, match="window_s must be a positive finite number"):
         NoiseEstimator(1000.0, 1, window_s=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (513, 65), (1024, 130), (1537, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_mad_noise_equals_the_exact_median_across_tile_and_channel_block_edges(shape, dtype):
+    # the tiled transpose (512 samples x 64 channels) must select exactly the median of |x|
+    rng = np.random.default_rng(7)
+    samples = (rng.standard_normal(shape) * 20).astype(dtype)
+    expected = np.median(np.abs(samples).astype(np.float64), axis=0) / 0.6745
+    np.testing.assert_array_equal(mad_noise(samples), expected)

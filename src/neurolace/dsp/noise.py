@@ -56,19 +56,28 @@ def mad_noise(samples: Any) -> np.ndarray:
 
 # Profile on 1024 channels x 19,531 samples (1 s), one core: np.median(np.abs(x.T), axis=-1) took
 # 0.33 s; np.partition on the two middle ranks, 64 channels at a time (so the transposed block stays
-# in cache), takes 0.055 s. np.median spends the difference on NaN checks and a full-size copy.
+# in cache), 0.38 s on numpy 2.4 (CPU time, the same with AVX-512 off): np.abs of the transposed
+# view keeps its strided layout, so the partition ran over strided rows, and a plain transposing
+# copy of a 64-column slice costs 0.19 s. Transposing 512-sample tiles into a contiguous
+# (64, n_samples) block first takes 0.078 s in all. Same values as before (an exact selection).
 _MEDIAN_CHANNEL_BLOCK = 64
+_MEDIAN_TRANSPOSE_TILE = 512
 
 
 def _median_magnitude(samples: np.ndarray) -> np.ndarray:
     """Median of |x| along axis 0 of a 2-D array, float64, shape (n_channels,)."""
     n_samples, n_channels = samples.shape
     middle = [n_samples // 2] if n_samples % 2 else [n_samples // 2 - 1, n_samples // 2]
+    magnitude_dtype = np.abs(samples[:1]).dtype
     out = np.empty(n_channels, dtype=np.float64)
     for start in range(0, n_channels, _MEDIAN_CHANNEL_BLOCK):
-        block = np.abs(samples[:, start : start + _MEDIAN_CHANNEL_BLOCK].T)
-        ranked = np.partition(block, middle, axis=-1)
-        out[start : start + _MEDIAN_CHANNEL_BLOCK] = ranked[:, middle].astype(np.float64).mean(axis=1)
+        stop = min(n_channels, start + _MEDIAN_CHANNEL_BLOCK)
+        block = np.empty((stop - start, n_samples), dtype=magnitude_dtype)
+        for row in range(0, n_samples, _MEDIAN_TRANSPOSE_TILE):
+            tile = samples[row : row + _MEDIAN_TRANSPOSE_TILE, start:stop]
+            block[:, row : row + _MEDIAN_TRANSPOSE_TILE] = np.abs(tile).T
+        block.partition(middle, axis=-1)
+        out[start:stop] = block[:, middle].astype(np.float64).mean(axis=1)
     return out
 
 
