@@ -47,7 +47,7 @@ import numpy as np
 import scipy.signal
 from threadpoolctl import threadpool_limits
 
-from benchmarks._common import console, table
+from benchmarks._common import console, machine_info, table
 from neurolace.core import Recording
 from neurolace.dsp import (
     BandpassFilter,
@@ -153,6 +153,27 @@ def _time_whole_block_sosfilt(recording: Recording, sos: np.ndarray, repeats: in
     return cpu_timing(lambda: scipy.signal.sosfilt(sos32, whole_block, axis=0), repeats=repeats)
 
 
+def _one_ms_block_cpu_us(recording: Recording, *, repeats: int) -> float:
+    """Median CPU µs of one ``SignalChain.process`` call on a 1 ms block (20 samples), as the live runtime feeds it.
+
+    Timed after the first noise window, so it is the steady per-block cost (call overhead included).
+    """
+    block_samples = round(FS_HZ / 1000)
+    chain = SignalChain.for_recording(recording)
+    window = int(FS_HZ)
+    chain.process(recording.samples[:window])
+    per_block = []
+    stop = recording.n_samples - block_samples
+    for _ in range(repeats):
+        cpu_start = time.process_time()
+        n_blocks = 0
+        for start in range(window, stop, block_samples):
+            chain.process(recording.samples[start : start + block_samples])
+            n_blocks += 1
+        per_block.append((time.process_time() - cpu_start) / max(1, n_blocks) * 1e6)
+    return statistics.median(per_block)
+
+
 def _peak_memory_mb(duration_s: float, chunk_samples: int) -> float:
     recording = synthetic_recording(duration_s, seed=1)
     chain = SignalChain.for_recording(recording)
@@ -209,6 +230,7 @@ def run(quick: bool = False) -> dict:
         sosfilt_factor = duration_s / sosfilt_timing["median_cpu_s"]
 
         stage_seconds = _stage_times(recording, chunk_samples)
+        one_ms_block_us = _one_ms_block_cpu_us(recording, repeats=repeats)
         memory_lengths_s = (2.0, 4.0) if quick else (3.0, 9.0)
         peak_mb = {f"{length:g} s": _peak_memory_mb(length, chunk_samples) for length in memory_lengths_s}
 
@@ -252,6 +274,11 @@ def run(quick: bool = False) -> dict:
         f"wall clock of the chain: median {chain_timing['median_wall_s']:.3g} s ({chain_wall_factor:.3g}x real time); "
         "CPU time is quoted above because the machine is shared and wall time includes waiting for a core"
     )
+    console.print(
+        f"one 1 ms block (20 samples x {N_CHANNELS} ch) through SignalChain.process: median "
+        f"{one_ms_block_us:.0f} CPU µs (1000 µs of data; {1000 / one_ms_block_us:.3g}x real time)"
+    )
+    console.print(f"machine: {machine_info()}")
     table(
         "where the time goes (CPU seconds per stage, 20 ms blocks)",
         ["stage", "CPU seconds", "x real time"],
@@ -284,6 +311,7 @@ def run(quick: bool = False) -> dict:
         "sosfilt_axis0_realtime_factor": sosfilt_factor,
         "chain_speedup_vs_sosfiltfilt": chain_factor / filtfilt_factor,
         "stage_seconds": stage_seconds,
+        "one_ms_block_cpu_us": one_ms_block_us,
         "peak_memory_mb": peak_mb,
         "aim_realtime_factor": 10.0,
     }
