@@ -300,6 +300,7 @@ class SignalChain:
         self._thresholds: np.ndarray | None = None
         self._thresholds_for: np.ndarray | None = None
         self._last_codes: np.ndarray | None = None
+        self._no_bins: BinnedFeatures | None = None
 
     def process(self, chunk: Any) -> ChainOutput:
         """Run the next block of ADC codes through the chain.
@@ -396,6 +397,10 @@ class SignalChain:
             amplitude_uv=events.amplitude_uv[keep],
         )
 
+    def _start_sample(self) -> int:
+        """Sample where the next feature bin to be returned starts."""
+        return self._bins_emitted * self.sbp.bin_samples
+
     def _output(self, events: SpikeEvents, sbp_rows: np.ndarray, *, final: bool = False) -> ChainOutput:
         through = (
             self._samples_seen if final else max(0, self.detector.finalized_through - self.delay_samples)
@@ -409,14 +414,20 @@ class SignalChain:
         )
         self._sbp_waiting = self._sbp_waiting[n_ready:]
         self._counts_waiting = self._counts_waiting[n_ready:]
+        if n_ready == 0 and self._no_bins is not None and self._no_bins.start_sample == self._start_sample():
+            # most 1 ms blocks finish no bin; building BinnedFeatures checks its 2 x n_channels names,
+            # which cost about a quarter of such a block, so the empty result is reused until a bin ends
+            return ChainOutput(events=events, features=self._no_bins)
         features = BinnedFeatures(
             data,
             bin_width_s=self.bin_width_s,
             feature_names=self.feature_names,
-            start_sample=self._bins_emitted * self.sbp.bin_samples,
+            start_sample=self._start_sample(),
             fs_hz=self.fs_hz,
             kind="threshold_crossings+spike_band_power",
         )
+        if n_ready == 0:
+            self._no_bins = features
         self._bins_emitted += n_ready
         return ChainOutput(events=events, features=features)
 
