@@ -131,6 +131,38 @@ def _kernel_timings(n_channels: int, repeats: int) -> dict:
     return results
 
 
+def _streaming_and_floor(n_channels: int, repeats: int) -> dict[str, float]:
+    """CPU seconds per simulated second: the Gaussian-draw floor, and the 1 ms-block stream.
+
+    The background draws two standard normals (thermal noise and the hash's input) per sample and
+    channel with numpy's Generator; that cost alone bounds the simulator from below.
+    """
+    from neurolace.sim.implant import ImplantStream
+
+    block = np.empty((4096, n_channels), np.float32)
+    rng = np.random.default_rng(0)
+    floor = []
+    for _ in range(repeats):
+        started = time.process_time()
+        for _ in range(5):
+            rng.standard_normal(block.shape, dtype=np.float32, out=block)
+            rng.standard_normal(block.shape, dtype=np.float32, out=block)
+        floor.append((time.process_time() - started) / (5 * 4096 / FS_HZ))
+    streaming = []
+    for repeat in range(repeats):
+        stream = ImplantStream(n_electrodes=n_channels, seed=repeat)
+        step = np.zeros((1, 2))
+        started = time.process_time()
+        for _ in range(500):  # 0.5 s in 1 ms pushes and reads, as a live source would run it
+            stream.push_intention(step)
+            stream.read()
+        streaming.append((time.process_time() - started) / 0.5)
+    return {
+        "numpy standard_normal float32, 2 draws per sample (floor)": statistics.median(floor),
+        "ImplantStream, 1 ms push + read": statistics.median(streaming),
+    }
+
+
 def run(quick: bool) -> dict:
     seconds, n_channels, repeats = (2.0, 256, 3) if quick else (10.0, 1024, 3)
     simulate_implant(duration_s=0.01, n_electrodes=16, seed=0)  # load/compile the numba kernels
@@ -166,6 +198,12 @@ def run(quick: bool) -> dict:
             ],
             ["median unit SNR", float(np.median(truth.snr))],
         ],
+    )
+
+    table(
+        f"baselines and streaming, {n_channels} channels (CPU s per simulated s, median of repeats)",
+        ["measure", "CPU s per s", "real time factor"],
+        [[name, value, 1.0 / value] for name, value in _streaming_and_floor(n_channels, repeats).items()],
     )
 
     kernels = _kernel_timings(256 if quick else 1024, repeats=3 if quick else 5)
