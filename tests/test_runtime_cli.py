@@ -83,3 +83,49 @@ def test_bench_latency_json_has_the_promised_keys(capsys):
         "decoder.velocity -> cursor",
     }
     assert isinstance(result["queue_baseline_us"]["n"], int)
+
+
+def _report_with(webgrid: dict, events: list[dict]) -> dict:
+    node = {
+        "type": "webgrid",
+        "state": "stopped",
+        "messages_in": 0,
+        "messages_out": 0,
+        "dropped": 0,
+        "restarts": 0,
+        "cpu_share": 0.0,
+        "hop_latency_us": {},
+        **webgrid,
+    }
+    return {"session": "s", "bus": "inprocess://", "wall_s": 1.0, "nodes": {"task": node}, "events": events}
+
+
+def test_summary_says_why_nothing_was_scored_instead_of_zero_bps(capsys):
+    from neurolace.cli import run as run_cli
+
+    run_cli._print_report(_report_with({"correct": 0, "incorrect": 0, "bps": 0.0}, []))
+    out = capsys.readouterr().out
+    assert "0.00 bits/s" not in out
+    assert "no Webgrid target scored" in out and "before the decoder finished calibrating" in out
+
+    fitted = [{"event": "decoder_fitted", "node": "decoder", "bins": 1000}]
+    run_cli._print_report(_report_with({"correct": 0, "incorrect": 0, "bps": 0.0}, fitted))
+    assert "fitted but no target was selected" in capsys.readouterr().out
+
+    run_cli._print_report(_report_with({"correct": 5, "incorrect": 1, "bps": 1.234}, fitted))
+    assert "5 correct, 1 incorrect, 1.23 bits/s" in capsys.readouterr().out
+
+
+def test_run_log_events_print_as_sentences(capsys):
+    from neurolace.cli import run as run_cli
+
+    events = [
+        {"event": "cursor_holding", "node": "cursor", "position": [0.5, 0.25]},
+        {"event": "node_failed", "node": "decoder", "error": "ValueError: bad bin"},
+        {"event": "session_started", "node": "graph"},
+    ]
+    run_cli._print_report(_report_with({"correct": 1, "incorrect": 0, "bps": 0.5}, events))
+    out = capsys.readouterr().out
+    assert "cursor: cursor held still at [0.5, 0.25]" in out and "stale_ms" in out
+    assert "node decoder failed: ValueError: bad bin" in out
+    assert "session_started" not in out

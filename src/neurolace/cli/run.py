@@ -27,7 +27,7 @@ what was expected. SESSION may also name a preset (e.g. 'demo').
 
 examples:
   neurolace run demo
-  neurolace run sessions/closed_loop_sim.toml --duration-s 10
+  neurolace run sessions/closed_loop_sim.toml --duration-s 30
   neurolace run sessions/closed_loop_sim.toml --check
   neurolace run sessions/closed_loop_sim.toml --bus redis://127.0.0.1:6379 --nodes participant
   neurolace run --list-types
@@ -140,17 +140,47 @@ def _print_report(report: dict) -> None:
             f"{end_to_end:.0f}" if end_to_end is not None and not math.isnan(end_to_end) else "-",
         )
     console.print(table)
+    fitted = any(event["event"] == "decoder_fitted" for event in report["events"])
     for name, node in report["nodes"].items():
-        if "bps" in node:
+        if "bps" not in node:
+            continue
+        if node["correct"] + node["incorrect"] == 0:
+            # A bare 0.00 bits/s reads as a broken decoder; usually the run ended
+            # before (or soon after) the decoder's calibration block.
+            reason = (
+                "the decoder was fitted but no target was selected before the run ended"
+                if fitted
+                else "the run ended before the decoder finished calibrating; run longer (--duration-s)"
+            )
+            console.print(f"{name}: no Webgrid target scored ({reason})")
+        else:
             console.print(
                 f"{name}: {node['correct']} correct, {node['incorrect']} incorrect, {node['bps']:.2f} bits/s"
             )
     for event in report["events"]:
-        if event["event"] in ("node_failed", "node_gave_up", "node_resumed", "cursor_holding"):
-            console.print(
-                f"[yellow]{event['event']}[/yellow] {event.get('node', '')} "
-                f"{event.get('error', event.get('gap_s', ''))}"
-            )
+        sentence = _event_sentence(event)
+        if sentence:
+            console.print(sentence)
+
+
+def _event_sentence(event: dict) -> str | None:
+    """One readable line for the run-log events a person should see, else None."""
+    node = event.get("node", "?")
+    kind = event["event"]
+    if kind == "node_failed":
+        return f"[yellow]node {node} failed:[/yellow] {event.get('error', 'unknown error')}"
+    if kind == "node_gave_up":
+        return f"[red]node {node} gave up after {event.get('restarts', '?')} restarts[/red]"
+    if kind == "node_resumed":
+        return f"[yellow]node {node} resumed after a {event.get('gap_s', '?')} s gap[/yellow]"
+    if kind == "cursor_holding":
+        return (
+            f"[yellow]{node}: cursor held still at {event.get('position', '?')}[/yellow] "
+            "(no velocity arrived for longer than the node's stale_ms)"
+        )
+    if kind == "decoder_fit_failed":
+        return f"[red]{node}: decoder could not be fitted:[/red] {event.get('error', 'unknown error')}"
+    return None
 
 
 def run_command(args) -> int:
