@@ -46,14 +46,68 @@ def table(title: str, columns: list[str], rows: list[list[object]]) -> None:
     for row in rows:
         output.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
     console.print(output)
+    console.print(f"machine: {machine_line()}")
+
+
+# The SIMD extensions that decide how fast numpy and numba kernels run here; the
+# aims are judged on a 2-core AVX2 machine without AVX-512, so a figure measured
+# with AVX-512 must say so.
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+
+# Environment that makes this process behave like the AVX2-only machine kind:
+# numba compiles for Haswell and numpy's dispatcher leaves out its AVX-512 group.
+AVX2_EMULATION_ENV = {"NUMBA_CPU_NAME": "haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4"}
+
+
+def _cpu_model_and_flags() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+            model = value.strip()
+        elif key.strip() == "flags":
+            present = set(value.split())
+            flags = [flag for flag in SIMD_FLAGS if flag in present]
+            break
+    return model, flags
 
 
 def machine_info() -> dict:
-    return {
+    """The machine a figure was measured on: CPU model, cores, SIMD in hardware and in use."""
+    model, flags = _cpu_model_and_flags()
+    info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "cpu_simd": flags,
+        "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"),
+        "numpy_disabled_cpu_features": os.environ.get("NPY_DISABLE_CPU_FEATURES", ""),
     }
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__  # numpy >= 2
+
+        info["numpy_simd_in_use"] = sorted(name for name, on in __cpu_features__.items() if on)
+    except ImportError:  # older numpy keeps it elsewhere; the hardware flags above still say enough
+        pass
+    return info
+
+
+def machine_line() -> str:
+    """One line for beside a table: model, cores, SIMD, and whether AVX2 emulation is on."""
+    info = machine_info()
+    avx512_in_use = "avx512f" in info["cpu_simd"] and info["numba_cpu_name"] == "host" and (
+        "X86_V4" not in info["numpy_disabled_cpu_features"]
+    )
+    emulation = "AVX-512 in use" if avx512_in_use else "AVX2 code paths (AVX-512 off or absent)"
+    return (
+        f"{info['cpu_model']}, {info['cpu_count']} cores, SIMD {' '.join(info['cpu_simd']) or 'unknown'}; "
+        f"numba target {info['numba_cpu_name']}; {emulation}"
+    )
 
 
 def write_result(name: str, result: dict) -> Path:
