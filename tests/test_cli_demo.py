@@ -46,3 +46,15 @@ def test_demo_bad_arguments(tmp_path, capsys, argv, match):
     assert main(["demo", "--headless", "--out-dir", str(tmp_path), *argv]) == 2
     assert match in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_still_serving_line_leaves_the_login_link_alone_between_spaces():
+    from urllib.parse import urlsplit
+
+    from neurolace.cli.demo import still_serving_message
+
+    url = "http://127.0.0.1:8000/#token=abc.DEF-123_x"
+    words = still_serving_message(url).split()
+    links = [word for word in words if word.startswith("http")]
+    assert links == [url]
+    assert urlsplit(links[0]).fragment == "token=abc.DEF-123_x"

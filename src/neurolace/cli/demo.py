@@ -147,6 +147,15 @@ def run(args: argparse.Namespace) -> int:
             dashboard.stop()
 
 
+def still_serving_message(login_url: str) -> str:
+    """The line printed while the dashboard keeps serving after the run.
+
+    The URL stands alone between spaces: terminals take trailing punctuation such
+    as ``;`` into a clicked link, and the token's signature then fails to verify.
+    """
+    return f"dashboard still serving at  {login_url}  (Ctrl-C stops it)"
+
+
 def _start_dashboard(args: argparse.Namespace, console):
     from neurolace.core.errors import NeurolaceError
     from neurolace.web.server import start_in_background
@@ -193,8 +202,7 @@ def _run_session(args: argparse.Namespace, status, dashboard) -> int:
     if dashboard is not None and sys.stdin.isatty() and sys.stdout.isatty():
         from rich.console import Console
 
-        Console(stderr=True).print(f"dashboard still serving at {dashboard.login_url()}; Ctrl-C to stop",
-                                   soft_wrap=True)
+        Console(stderr=True).print(still_serving_message(dashboard.login_url()), soft_wrap=True, highlight=False)
         try:
             while True:
                 time.sleep(1.0)
