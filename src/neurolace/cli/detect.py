@@ -11,9 +11,14 @@ import time
 import numpy as np
 
 from neurolace.core.errors import InvalidInputError
-from neurolace.dsp.chain import DEFAULT_CHUNK_MS, run_signal_chain
-from neurolace.dsp.detection import DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
 from neurolace.io import atomic_output, read_recording
+
+# The chain's defaults, restated so that ``neurolace --help`` need not import
+# neurolace.dsp (scipy and numba, about 2 s); tests/test_cli_import.py pins them
+# to neurolace.dsp.chain.DEFAULT_CHUNK_MS and neurolace.dsp.detection's.
+DEFAULT_CHUNK_MS = 20.0
+DEFAULT_DEAD_TIME_MS = 1.0
+DEFAULT_THRESHOLD = -4.5
 
 __all__ = ["register", "run"]
 
@@ -130,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         ("--chunk-ms", args.chunk_ms),
     ):
         _check_finite(value, option)
+    from neurolace.dsp.chain import run_signal_chain  # scipy and numba: only when detecting
+
     recording = read_recording(
         args.input, fs_hz=args.fs_hz, n_channels=args.channels, dtype=args.dtype, gain_uv=args.gain_uv
     )
