@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -60,22 +61,20 @@ AVX2_EMULATION_ENV = {"NUMBA_CPU_NAME": "haswell", "NPY_DISABLE_CPU_FEATURES": "
 
 
 def _cpu_model_and_flags() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+    """CPU model name and the SIMD_FLAGS it has, from /proc/cpuinfo (Linux; elsewhere, what platform says)."""
+    fields: dict[str, str] = {}
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first core speaks for all
     except OSError:
-        return model, flags
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-            model = value.strip()
-        elif key.strip() == "flags":
-            present = set(value.split())
-            flags = [flag for flag in SIMD_FLAGS if flag in present]
-            break
-    return model, flags
+        pass
+    present = set(fields.get("flags", "").split())
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    return model, [flag for flag in SIMD_FLAGS if flag in present]
 
 
+@functools.cache  # the environment it reads is fixed for the life of the process
 def machine_info() -> dict:
     """The machine a figure was measured on: CPU model, cores, SIMD in hardware and in use."""
     model, flags = _cpu_model_and_flags()

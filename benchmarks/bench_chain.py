@@ -47,7 +47,7 @@ import numpy as np
 import scipy.signal
 from threadpoolctl import threadpool_limits
 
-from benchmarks._common import console, machine_info, table
+from benchmarks._common import console, table
 from neurolace.core import Recording
 from neurolace.dsp import (
     BandpassFilter,
@@ -278,7 +278,6 @@ def run(quick: bool = False) -> dict:
         f"one 1 ms block (20 samples x {N_CHANNELS} ch) through SignalChain.process: median "
         f"{one_ms_block_us:.0f} CPU µs (1000 µs of data; {1000 / one_ms_block_us:.3g}x real time)"
     )
-    console.print(f"machine: {machine_info()}")
     table(
         "where the time goes (CPU seconds per stage, 20 ms blocks)",
         ["stage", "CPU seconds", "x real time"],

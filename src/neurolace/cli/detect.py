@@ -11,14 +11,8 @@ import time
 import numpy as np
 
 from neurolace.core.errors import InvalidInputError
+from neurolace.dsp.defaults import DEFAULT_CHUNK_MS, DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
 from neurolace.io import atomic_output, read_recording
-
-# The chain's defaults, restated so that ``neurolace --help`` need not import
-# neurolace.dsp (scipy and numba, about 2 s); tests/test_cli_import.py pins them
-# to neurolace.dsp.chain.DEFAULT_CHUNK_MS and neurolace.dsp.detection's.
-DEFAULT_CHUNK_MS = 20.0
-DEFAULT_DEAD_TIME_MS = 1.0
-DEFAULT_THRESHOLD = -4.5
 
 __all__ = ["register", "run"]
 

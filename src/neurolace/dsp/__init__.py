@@ -18,27 +18,39 @@ the whole chain             :class:`SignalChain`             :func:`run_signal_c
 ==========================  ===============================  ==============================
 """
 
-from neurolace.dsp.chain import ChainOutput, ChainResult, SignalChain, detect_spikes, run_signal_chain
-from neurolace.dsp.detection import ThresholdDetector
-from neurolace.dsp.features import (
-    CrossingCounter,
-    SpikeBandPower,
-    bin_crossings,
-    bin_samples_for,
-    spike_band_power,
-)
-from neurolace.dsp.filters import (
-    BandpassFilter,
-    LinearPhaseBandpass,
-    MovingAverageBandpass,
-    bandpass_filter,
-    design_bandpass,
-    design_fir_bandpass,
-    design_moving_average_highpass,
-    moving_average_highpass_gain,
-)
-from neurolace.dsp.noise import NoiseEstimator, estimate_noise, mad_noise
-from neurolace.dsp.reference import CommonAverageReference, common_average_reference
+from __future__ import annotations
+
+import importlib
+
+# Each public name and the module that defines it. The modules import scipy and
+# numba, so they load on first use (PEP 562 module __getattr__): importing
+# neurolace.dsp.defaults, as the CLI does for its --help, stays light.
+_HOMES = {
+    "ChainOutput": "chain",
+    "ChainResult": "chain",
+    "SignalChain": "chain",
+    "detect_spikes": "chain",
+    "run_signal_chain": "chain",
+    "ThresholdDetector": "detection",
+    "CrossingCounter": "features",
+    "SpikeBandPower": "features",
+    "bin_crossings": "features",
+    "bin_samples_for": "features",
+    "spike_band_power": "features",
+    "BandpassFilter": "filters",
+    "LinearPhaseBandpass": "filters",
+    "MovingAverageBandpass": "filters",
+    "bandpass_filter": "filters",
+    "design_bandpass": "filters",
+    "design_fir_bandpass": "filters",
+    "design_moving_average_highpass": "filters",
+    "moving_average_highpass_gain": "filters",
+    "NoiseEstimator": "noise",
+    "estimate_noise": "noise",
+    "mad_noise": "noise",
+    "CommonAverageReference": "reference",
+    "common_average_reference": "reference",
+}
 
 __all__ = [
     "BandpassFilter",
@@ -66,3 +78,16 @@ __all__ = [
     "run_signal_chain",
     "spike_band_power",
 ]
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'neurolace.dsp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"neurolace.dsp.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -38,7 +38,8 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
 from neurolace.core.features import BinnedFeatures
 from neurolace.core.recording import Recording
-from neurolace.dsp.detection import DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD, ThresholdDetector
+from neurolace.dsp.defaults import DEFAULT_CHUNK_MS, DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
+from neurolace.dsp.detection import ThresholdDetector
 from neurolace.dsp.features import DEFAULT_BIN_MS, SBP_BAND_HZ, CrossingCounter, SpikeBandPower
 from neurolace.dsp.filters import (
     DEFAULT_LOWPASS_TAPS,
@@ -58,10 +59,6 @@ __all__ = [
     "detect_spikes",
     "run_signal_chain",
 ]
-
-#: Block length the verbs and the CLI feed the chain with (one 20 ms feature bin).
-DEFAULT_CHUNK_MS = 20.0
-
 
 @dataclass(frozen=True)
 class ChainOutput:

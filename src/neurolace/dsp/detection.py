@@ -28,12 +28,11 @@ import numpy as np
 from neurolace.core.checks import check_array, check_int, check_nonnegative, check_positive
 from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
+from neurolace.dsp.defaults import DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
 from neurolace.dsp.filters import check_chunk
 
 __all__ = ["DEFAULT_DEAD_TIME_MS", "DEFAULT_THRESHOLD", "ThresholdDetector"]
 
-DEFAULT_THRESHOLD = -4.5
-DEFAULT_DEAD_TIME_MS = 1.0
 _NEVER = -(2**62)
 
 
