@@ -121,6 +121,7 @@ def _print_report(report: dict) -> None:
         "restarts",
         "cpu %",
         "hop p99 µs",
+        "backlog",
         "end-to-end p99 µs",
     ):
         table.add_column(column, justify="left" if column in ("node", "type", "state") else "right")
@@ -137,6 +138,7 @@ def _print_report(report: dict) -> None:
             str(node["restarts"]),
             f"{100 * node['cpu_share']:.1f}",
             f"{max(hops):.0f}" if hops else "-",
+            _backlog_cell(node.get("backlog", {})),
             f"{end_to_end:.0f}" if end_to_end is not None and not math.isnan(end_to_end) else "-",
         )
     console.print(table)
@@ -161,6 +163,17 @@ def _print_report(report: dict) -> None:
         sentence = _event_sentence(event)
         if sentence:
             console.print(sentence)
+
+
+def _backlog_cell(backlog: dict) -> str:
+    """The worst input queue of a node: verdict, depth p99 and slope, e.g. 'steady 0 (+0.0/s)'."""
+    if not backlog:
+        return "-"
+    order = {"steady": 0, "growing": 1, "overflowing": 2}
+    summary = max(backlog.values(), key=lambda b: (order[b["verdict"]], b["slope_per_s"]))
+    depth = summary["depth_p99"]
+    depth_text = "-" if math.isnan(depth) else f"{depth:.0f}"
+    return f"{summary['verdict']} {depth_text} ({summary['slope_per_s']:+.1f}/s)"
 
 
 def _event_sentence(event: dict) -> str | None:
@@ -243,6 +256,7 @@ def run_command(args) -> int:
 
 def _run_processes(args, session, only, duration_s: float) -> dict:
     """One child ``neurolace run --nodes NAME`` per node on a Redis bus, released together by a barrier."""
+    from neurolace.runtime.graph import backlogged_hops, hop_backlog
     from neurolace.runtime.presets import PRESETS, preset_text
 
     url = args.bus if args.bus is not None else session.bus
@@ -308,6 +322,8 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
         report["failed_nodes"] += part["failed_nodes"]
         report["events"] += part["events"]
         report["bus_stats"][name] = part["bus_stats"]
+    report["backlog"] = hop_backlog(report["nodes"])
+    report["backlogged_hops"] = backlogged_hops(report["backlog"])
     return report
 
 

@@ -9,8 +9,13 @@ and reports, from the monotonic-ns stamps every message carries:
 
 - per hop (``receive - publish``): p50, p99, max of each of the three hops;
 - end to end (cursor apply time - time the bin's last raw sample was published),
-  which excludes the bin width by construction;
+  which excludes the bin width by construction, and apart from it the spike
+  filter's fixed delay it includes (``filter_delay_ms``; a bin can close only
+  once the filter has seen that far past its end);
 - jitter of the 20 ms loop: how far each interval between cursor moves is from 20 ms;
+- the backlog of each hop: depth of the reader's queue over time, its fitted
+  slope (messages/s; near 0 when the reader keeps up), drops, and a verdict
+  (``steady``, ``growing``, ``overflowing``);
 - dropped messages and CPU share of each node's thread;
 - a baseline measured in the same run: the same 1 ms raw blocks handed from one
   thread to another through a plain :class:`queue.Queue`.
@@ -33,7 +38,7 @@ import numpy as np
 
 from neurolace.core.errors import InvalidInputError, NeurolaceError
 from neurolace.runtime.bus import open_bus, wait_until_ns
-from neurolace.runtime.graph import Graph, RunLog
+from neurolace.runtime.graph import Graph, RunLog, backlogged_hops, hop_backlog
 from neurolace.runtime.latency import LatencyLog, summarise_ns
 from neurolace.runtime.messages import now_ns
 from neurolace.runtime.session_file import parse_session
@@ -224,7 +229,9 @@ def measure_latency(
     -------
     dict
         ``bus``, ``hop_p50_us`` and ``hop_p99_us`` (the worst hop), ``end_to_end_p99_ms``,
-        ``dropped``, per-hop detail, ``end_to_end_us``, ``loop_jitter_us``, ``cpu_share``,
+        ``dropped``, per-hop detail, ``backlog`` per hop (see
+        :meth:`~neurolace.runtime.bus.Subscription.backlog`) and ``backlogged_hops``
+        (those not steady), ``dsp_batches``, ``end_to_end_us``, ``loop_jitter_us``, ``cpu_share``,
         ``queue_baseline_us`` and the aims. Measurements start after ``warmup_s`` (the dsp
         chain holds detection for its first noise window, then catches up). With
         ``processes`` (Redis only) every node runs in its own process, as BRAND runs its
@@ -259,6 +266,7 @@ def measure_latency(
     for node in ("dsp", "decoder", "cursor"):
         for stream, summary in nodes[node]["hop_latency_us"].items():
             hops[f"{stream} -> {node}"] = summary
+    backlog = {hop: summary for hop, summary in hop_backlog(nodes).items() if hop in hops}
     intervals = np.diff(np.asarray(move_ns, dtype=np.int64))
     jitter = (
         summarise_ns(np.abs(intervals - int(bin_ms * 1e6))) if intervals.size else summarise_ns(np.zeros(0))
@@ -277,10 +285,16 @@ def measure_latency(
         "end_to_end_p50_ms": end_to_end["p50_us"] / 1e3,
         "end_to_end_p99_ms": end_to_end["p99_us"] / 1e3,
         "end_to_end_max_ms": end_to_end["max_us"] / 1e3,
+        # part of every end-to-end figure: the spike filter's fixed delay (0 for a causal design)
+        "filter_delay_ms": nodes["dsp"].get("filter_delay_us", 0.0) / 1e3,
+        "end_to_end_p99_beyond_filter_ms": (end_to_end["p99_us"] - nodes["dsp"].get("filter_delay_us", 0.0)) / 1e3,
         "dropped": int(report["dropped"]),
         "bins": int(nodes["cursor"]["moves"]),
         "raw_blocks": int(nodes["implant"]["blocks"]),
         "hops": hops,
+        "backlog": backlog,
+        "backlogged_hops": backlogged_hops(backlog),
+        "dsp_batches": {key: int(nodes["dsp"].get(key, 0)) for key in ("batches", "batched_blocks")},
         "loop_jitter_us": jitter,
         "source_pacing_us": nodes["implant"]["pacing_jitter_us"],
         "cpu_share": {name: node["cpu_share"] for name, node in nodes.items()},

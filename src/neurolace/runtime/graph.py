@@ -4,7 +4,9 @@
 every node (all subscribe first, then all set up, then all start together so no
 early message is lost), run for the session's duration or until every source is
 exhausted, stop sources first and let queues drain, then stop the rest and
-report per-node counters, latencies and CPU shares.
+report per-node counters, latencies, CPU shares and the backlog of every hop
+(``report["backlog"]``, keyed ``"stream -> node"``: queue depth, its slope in
+messages per second, drops; ``report["backlogged_hops"]`` lists those not steady).
 
 ``only`` runs a subset of the nodes in this process; with a Redis bus the
 others run in other processes or on other machines from the same session file
@@ -27,7 +29,7 @@ from neurolace.runtime.node import NodeState
 from neurolace.runtime.session_file import SessionSpec, load_session, parse_session
 from neurolace.runtime.supervisor import NodeRunner
 
-__all__ = ["GIL_SWITCH_INTERVAL_S", "Graph", "RunLog", "run_session"]
+__all__ = ["GIL_SWITCH_INTERVAL_S", "Graph", "RunLog", "backlogged_hops", "hop_backlog", "run_session"]
 
 #: How often CPython lets another thread take the GIL while a graph runs (default 5 ms).
 #: Nodes are threads, so with the default a busy node (the dsp chain) can keep a ready
@@ -204,6 +206,7 @@ class Graph:
     def report(self) -> dict:
         wall_s = (self.stopped_ns - self.started_ns) / 1e9 if self.stopped_ns else 0.0
         nodes = {name: runner.summary() for name, runner in self.runners.items()}
+        backlog = hop_backlog(nodes)
         return {
             "session": self.session.name,
             "bus": self.bus.url,
@@ -212,11 +215,27 @@ class Graph:
             "dropped": int(sum(n["dropped"] for n in nodes.values())),
             "restarts": int(sum(n["restarts"] for n in nodes.values())),
             "failed_nodes": [name for name, n in nodes.items() if n["state"] == NodeState.FAILED.value],
+            "backlog": backlog,
+            "backlogged_hops": backlogged_hops(backlog),
             "bus_stats": self.bus.stats(),
             "events": [
                 e for e in self.log.events if e["event"] not in ("session_started", "session_stopped")
             ][-50:],
         }
+
+
+def hop_backlog(nodes: dict) -> dict[str, dict]:
+    """The backlog of every hop, keyed ``"stream -> node"``, from the per-node summaries of a report."""
+    return {
+        f"{stream} -> {name}": summary
+        for name, node in nodes.items()
+        for stream, summary in node.get("backlog", {}).items()
+    }
+
+
+def backlogged_hops(backlog: dict[str, dict]) -> list[str]:
+    """The hops of :func:`hop_backlog` whose queue is not steady (growing or overflowing)."""
+    return [hop for hop, summary in backlog.items() if summary["verdict"] != "steady"]
 
 
 def run_session(

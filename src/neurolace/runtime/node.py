@@ -11,7 +11,9 @@ Life cycle (explicit states, as in BRAND's node supervisor)::
         \\________________________\\________________________--> failed
 
 A node only computes: :meth:`Node.on_message` receives a message on an input
-port and calls :meth:`Node.emit` for each output. Source nodes (no inputs)
+port and calls :meth:`Node.emit` for each output; a node whose work per call
+outweighs its work per sample sets ``max_batch`` and implements
+:meth:`Node.on_batch` to take a backlog in one call. Source nodes (no inputs)
 implement :meth:`Node.produce`, called in a loop, which paces itself on the
 monotonic clock. Threads, buses and restarts belong to the graph runner.
 """
@@ -182,6 +184,8 @@ class Node:
     inputs: ClassVar[dict[str, Port]] = {}
     outputs: ClassVar[dict[str, Port]] = {}
     parameters: ClassVar[dict[str, Parameter]] = {}
+    #: most messages of one port the runner may hand to :meth:`on_batch` at once (1: one at a time)
+    max_batch: int = 1
 
     def __init__(self, params: dict, context: NodeContext) -> None:
         self.params = dict(params)
@@ -196,6 +200,15 @@ class Node:
     def on_message(self, port: str, message: Message) -> None:
         """Handle one message on input ``port`` (nodes with inputs)."""
         raise NotImplementedError(f"{type(self).__name__} has inputs but no on_message")
+
+    def on_batch(self, port: str, messages: list[Message]) -> None:
+        """Handle several messages of ``port`` that were waiting together, oldest first.
+
+        Called only when ``max_batch > 1`` and a backlog formed; the default
+        hands them to :meth:`on_message` one by one.
+        """
+        for message in messages:
+            self.on_message(port, message)
 
     def produce(self) -> bool:
         """Source nodes: emit the next block(s), pacing on the clock; return False when exhausted."""

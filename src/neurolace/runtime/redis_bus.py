@@ -87,7 +87,9 @@ class _RedisSubscription(Subscription):
                 data = fields.get(_FIELD)
                 if data is None:
                     continue
-                self._buffer.append(decode(data))
+                message = decode(data)
+                self._buffer.append(message)
+                self._newest_sequence[message.stream] = message.sequence
                 if len(self._buffer) > self.maxlen:
                     self._buffer.popleft()  # counted from the sequence gap
         return bool(reply)

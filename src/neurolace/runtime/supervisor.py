@@ -10,7 +10,15 @@ stale data, and effectors hold still on silence (see
 :class:`~neurolace.runtime.nodes.effectors.CursorNode`).
 
 Each runner also measures what crossed it: the hop latency of every input
-message (receive time minus publish time) and the CPU time of its thread.
+message (receive time minus publish time), the backlog of its input queue
+(depth over time and its slope, see :meth:`Subscription.backlog
+<neurolace.runtime.bus.Subscription.backlog>`) and the CPU time of its thread.
+
+A node that sets ``max_batch`` above 1 (the dsp node) is handed, when several
+messages of one input port are already waiting, up to that many at once
+through :meth:`Node.on_batch <neurolace.runtime.node.Node.on_batch>`, so it can
+catch up in one call instead of one call per message; a message that is alone
+in the queue is handed over at once, so batching adds no waiting.
 """
 
 from __future__ import annotations
@@ -233,20 +241,43 @@ class NodeRunner:
                 node.on_idle()
             return
         port_of_stream = self._port_of_stream
-        hop_latency = self.hop_latency
+        carried: Message | None = None  # taken while batching, but for another port
         while not stop.is_set():
-            message = subscription.get(timeout_s=_IDLE_TIMEOUT_S)
-            if message is None:
-                node.on_idle()
+            if carried is not None:
+                message, carried = carried, None
+            else:
+                message = subscription.get(timeout_s=_IDLE_TIMEOUT_S)
+                if message is None:
+                    node.on_idle()
+                    continue
+                self._count_in(message)
+            port = port_of_stream[message.stream]
+            limit = node.max_batch
+            if limit <= 1 or not subscription.pending():
+                node.on_message(port, message)
                 continue
-            hop_latency[message.stream].add(message.received_ns - message.timestamp_ns)
-            self.messages_in += 1
-            node.on_message(port_of_stream[message.stream], message)
+            batch = [message]
+            while len(batch) < limit:
+                waiting = subscription.get(timeout_s=0)
+                if waiting is None:
+                    break
+                self._count_in(waiting)
+                if port_of_stream[waiting.stream] != port:
+                    carried = waiting
+                    break
+                batch.append(waiting)
+            node.on_batch(port, batch)
+
+    def _count_in(self, message: Message) -> None:
+        self.hop_latency[message.stream].add(message.received_ns - message.timestamp_ns)
+        self.messages_in += 1
 
     def reset_measurements(self) -> None:
         """Forget latencies measured so far (call after a warm-up); counters of messages are kept."""
         for log in self.hop_latency.values():
             log.clear()
+        if self.subscription is not None:
+            self.subscription.reset_backlog()
         node = self.node
         if node is not None and hasattr(node, "end_to_end"):
             node.end_to_end.clear()
@@ -276,6 +307,7 @@ class NodeRunner:
             "cpu_s": round(self.cpu_s, 4),
             "cpu_share": round(self.cpu_s / self.wall_s, 4) if self.wall_s > 0 else 0.0,
             "hop_latency_us": {stream: log.summary_us() for stream, log in self.hop_latency.items()},
+            "backlog": self.subscription.backlog() if self.subscription is not None else {},
         }
         result.update(self._node_summary)
         return result

