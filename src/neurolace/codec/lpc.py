@@ -38,6 +38,7 @@ __all__ = [
     "prediction_residual",
     "prediction_synthesis",
     "residual_after",
+    "reversed_float_taps",
     "synthesis_after",
 ]
 
@@ -291,6 +292,30 @@ def _tiled_residual_kernel(
                 prediction = n_codes - 1
             residual[t] = codes[t] - prediction
     return residual, True
+
+
+def reversed_float_taps(predictor: LinearPredictor, n_codes: int) -> np.ndarray:
+    """Taps ``a_p ... a_1`` as float64 when a float dot product over codes in ``[0, n_codes)`` is exact.
+
+    Decoders that run the predictor inline take these to sum the taps as one
+    contiguous, vectorisable float64 dot product over the centred history
+    (oldest first). It is exact, in any summation order, when every product and
+    partial sum is an integer below 2**52: ``order * max|a| * max|c - mean| < 2**52``.
+    Otherwise (only in hand-made or corrupt files) the result is empty and the
+    caller keeps the int64 loop.
+
+    Returns
+    -------
+    ndarray of float64, shape (order,) or (0,)
+    """
+    order = predictor.order
+    if order == 0:
+        return np.zeros(0, dtype=np.float64)
+    largest_tap = int(np.abs(predictor.coefficients).max())
+    largest_code = max(abs(predictor.mean_code), abs(int(n_codes) - 1 - predictor.mean_code))
+    if order * largest_tap * largest_code >= _FLOAT_EXACT_BOUND:
+        return np.zeros(0, dtype=np.float64)
+    return np.ascontiguousarray(predictor.coefficients[::-1], dtype=np.float64)
 
 
 def prediction_residual(

@@ -38,6 +38,7 @@ import numba
 import numpy as np
 
 from neurolace.codec.errors import CodecError
+from neurolace.codec.lpc import reversed_float_taps
 
 __all__ = [
     "PROBABILITY_BITS",
@@ -56,6 +57,10 @@ _TOTAL = 1 << PROBABILITY_BITS
 #: lower bound of the rANS state; the state lives in [_LOWER, 2**63)
 _LOWER = 1 << 31
 _WORD_MASK = (1 << 32) - 1
+#: the decoder's slot -> symbol lookup has 2**LOOKUP_BITS buckets per row (fewer for huge code alphabets)
+LOOKUP_BITS = 8
+#: most lookup entries one channel may reserve (uint16, 8 MiB), touched only for the rows in use
+MAX_LOOKUP_ENTRIES = 1 << 22
 
 # decoder status codes (0 = ok)
 _STATUS_OK = 0
@@ -152,11 +157,30 @@ class RowTable:
             rows = 1
         self.cumulative = np.zeros((rows, self.base.size + 1), dtype=np.int32)  # entries <= 2**20
         self.n_rows = np.zeros(1, dtype=np.int64)
+        self._lookup = None
         if not self.context:
             self.cumulative[0, :-1] = np.concatenate([[0], np.cumsum(_normalise(self.base, _TOTAL))[:-1]])
             self.cumulative[0, -1] = _TOTAL
             self.slot_of[0] = 0
             self.n_rows[0] = 1
+
+    def decoder_lookup(self) -> tuple:
+        """(lookup, lookup_shift, n_lookup_rows) of the decoder, allocated on first use.
+
+        ``lookup[slot, b]`` is the symbol of row ``slot`` at probability ``b << lookup_shift``;
+        rows are filled as they are built. Zero pages until used, like ``cumulative``.
+        """
+        if self._lookup is None:
+            rows = self.cumulative.shape[0]
+            bits = LOOKUP_BITS
+            while bits > 6 and rows << bits > MAX_LOOKUP_ENTRIES:
+                bits -= 1
+            self._lookup = (
+                np.zeros((rows, 1 << bits), dtype=np.uint16 if self.base.size <= 1 << 16 else np.int32),
+                np.int64(PROBABILITY_BITS - bits),
+                np.zeros(1, dtype=np.int64),
+            )
+        return self._lookup
 
     @property
     def kernel_arguments(self) -> tuple:
@@ -236,14 +260,29 @@ def _encode_backwards(
 
 
 @numba.njit(cache=True, nogil=True)
+def _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_shift):  # pragma: no cover - numba
+    """Bucket ``b`` of row ``slot``: the symbol whose interval holds ``b << lookup_shift``."""
+    width = 1 << lookup_shift
+    for k in range(n_symbols):
+        first = (cumulative[slot, k] + width - 1) >> lookup_shift  # first bucket starting in [cum[k], cum[k+1])
+        stop = (cumulative[slot, k + 1] + width - 1) >> lookup_shift
+        for bucket in range(first, stop):
+            lookup[slot, bucket] = k
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _decode_codes(
     words,
     position,
     state,
     out,
     coefficients,
+    reversed_taps,
     shift,
     mean_code,
+    lookup,
+    lookup_shift,
+    n_lookup_rows,
     context,
     base,
     low,
@@ -253,18 +292,36 @@ def _decode_codes(
     cumulative,
     n_rows,
 ):  # pragma: no cover - numba
-    """Decode grid codes into ``out`` (history starting empty), running the predictor inline."""
+    """Decode grid codes into ``out`` (history starting empty), running the predictor inline.
+
+    The symbol of a state is found from ``lookup``, the symbol at the start of
+    each ``2**lookup_shift``-wide bucket of the row, and then stepping up while the
+    next symbol starts at or below the target (almost never more than once: a
+    bucket straddles a boundary only for rare symbols). Same symbol as a binary
+    search over the row, for every state, so it reads every stream the same way.
+    Measured on 30 N1 clips (AVX2): see docs/codec.md "Speed"; the binary search
+    took ~9 steps of unpredictable branches per sample.
+    """
     order = coefficients.size
     half = (1 << shift) >> 1
     n_symbols = base.size
     mask = _TOTAL - 1
+    for slot in range(n_lookup_rows[0], n_rows[0]):  # rows built before this call (plain row, earlier frames)
+        _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_shift)
+    n_lookup_rows[0] = n_rows[0]
+    float_taps = reversed_taps.size == order
+    # centred history, zero before the frame (c = mean); centred[order + t] = out[t] - mean_code
+    centred = np.zeros(order + out.size, dtype=np.float64)
     for t in range(out.size):
         accumulator = 0
-        for k in range(order):
-            index = t - k - 1
-            if index < 0:
-                break
-            accumulator += coefficients[k] * (out[index] - mean_code)
+        if float_taps:  # contiguous float64 dot product: vectorised, exact (see lpc.reversed_float_taps)
+            total = 0.0
+            for j in range(order):
+                total += reversed_taps[j] * centred[t + j]
+            accumulator = np.int64(total)
+        else:
+            for k in range(min(order, t)):
+                accumulator += coefficients[k] * (out[t - k - 1] - mean_code)
         prediction = mean_code + ((accumulator + half) >> shift)
         if prediction < 0:
             prediction = 0
@@ -275,27 +332,25 @@ def _decode_codes(
             slot = slot_of[prediction]
             if slot < 0:
                 slot = _new_row(prediction, base, low, code_weights, n_codes, slot_of, cumulative, n_rows)
+                _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_shift)
+                n_lookup_rows[0] = n_rows[0]
         target = state & mask
-        lo = 0
-        hi = n_symbols
-        while hi - lo > 1:  # largest symbol with cumulative <= target
-            middle = (lo + hi) >> 1
-            if cumulative[slot, middle] <= target:
-                lo = middle
-            else:
-                hi = middle
-        start = cumulative[slot, lo]
-        frequency = cumulative[slot, lo + 1] - start
+        symbol = np.int64(lookup[slot, target >> lookup_shift])
+        while cumulative[slot, symbol + 1] <= target:
+            symbol += 1
+        start = cumulative[slot, symbol]
+        frequency = cumulative[slot, symbol + 1] - start
         state = frequency * (state >> PROBABILITY_BITS) + target - start
         if state < _LOWER:
             if position >= words.size:
                 return state, position, _STATUS_EXHAUSTED
             state = (state << 32) | words[position]
             position += 1
-        code = prediction + low + lo
+        code = prediction + low + symbol
         if code < 0 or code >= n_codes:
             return state, position, _STATUS_OUT_OF_TABLE
         out[t] = code
+        centred[order + t] = code - mean_code
     return state, position, _STATUS_OK
 
 
@@ -351,8 +406,10 @@ class FrameDecoder:
             np.int64(self.state),
             out,
             predictor.coefficients,
+            reversed_float_taps(predictor, table.n_codes),
             np.int64(predictor.shift),
             np.int64(predictor.mean_code),
+            *table.decoder_lookup(),
             *table.kernel_arguments,
         )
         if status == _STATUS_EXHAUSTED:
