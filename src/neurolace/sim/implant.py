@@ -594,19 +594,18 @@ class ImplantStream:
                 f"only {self.samples_available} samples are final; push more intention before reading {n_samples}"
             )
         buffer = np.empty((min(chunk_samples, n_samples), self.n_channels), dtype=np.float32)
-        inverse_gain = np.float32(1.0 / self.parameters.gain_uv)
-        mid, top = np.float32(self.parameters.adc_mid_code), np.float32(self.parameters.adc_max_code)
+        gain, mid, top = self.parameters.gain_uv, self.parameters.adc_mid_code, self.parameters.adc_max_code
         n_phases = self._waveforms.shape[1]
         pending = SpikeTrains.concatenate(self._pending, fs_hz=self.fs_hz, n_units=self.n_units)
         for offset in range(0, n_samples, chunk_samples):
             stop_offset = min(offset + chunk_samples, n_samples)
             start, stop = self.samples_read + offset, self.samples_read + stop_offset
-            chunk = buffer[: stop_offset - offset]
-            self._background.fill(chunk)
+            spikes_uv = buffer[: stop_offset - offset]
+            spikes_uv.fill(0.0)
             first = np.searchsorted(pending.sample_index, start - self._n_after + 1, side="left")
             last = np.searchsorted(pending.sample_index, stop + self._n_before, side="left")
             add_spikes(
-                chunk,
+                spikes_uv,
                 start,
                 pending.sample_index[first:last],
                 pending.unit_index[first:last].astype(np.int64),
@@ -617,11 +616,7 @@ class ImplantStream:
                 self._waveforms,
                 self._n_before,
             )
-            chunk *= inverse_gain
-            chunk += mid
-            np.rint(chunk, out=chunk)
-            np.clip(chunk, 0, top, out=chunk)
-            out[offset:stop_offset] = chunk
+            self._background.render_codes(out[offset:stop_offset], spikes_uv, gain, mid, top)
             if progress is not None:
                 progress(stop_offset, n_samples)
         self.samples_read += n_samples
