@@ -1,4 +1,4 @@
-"""The session report: detection rates on known answers, what each input adds, bad input, the CLI."""
+"""The session report: detection rates on known answers, what each input adds, the run check, bad input, the CLI."""
 
 from __future__ import annotations
 
@@ -12,22 +12,51 @@ import pytest
 from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
 from neurolace.runtime.closed_loop import BlockResult, SessionResult
-from neurolace.web.report import NOT_RECORDED, build_report, detection_rates, load_session_summary
+from neurolace.web.report import (
+    NEEDS_SESSION_RUN,
+    NOT_RECORDED,
+    RunCheckWarning,
+    RunMismatchError,
+    build_report,
+    detection_rates,
+    load_session_summary,
+)
+
+RUN_ID = "neurolace-demo-test-run"
+SIGNAL_SECTIONS = ["Raw traces", "Spike raster", "Crossing rate per channel", "Noise per channel", "Detection rates",
+                   "Spike-band power", "Tuning curves"]
+SESSION_SECTIONS = ["BPS per block", "Time to target", "Loop latency"]
 
 
 @pytest.fixture(scope="module")
-def small_nwb(tmp_path_factory):
+def simulated():
+    from neurolace.sim.implant import simulate_implant
+
+    return simulate_implant(duration_s=1.0, n_electrodes=16, seed=4)
+
+
+@pytest.fixture(scope="module")
+def small_nwb(tmp_path_factory, simulated):
     """A 16-electrode, 1 s simulated session through the chain, written like neurolace demo writes it."""
     from neurolace.dsp.chain import run_signal_chain
     from neurolace.io.nwb import write_nwb
-    from neurolace.sim.implant import simulate_implant
 
-    simulated = simulate_implant(duration_s=1.0, n_electrodes=16, seed=4)
     chain = run_signal_chain(simulated.recording)
     path = tmp_path_factory.mktemp("report") / "small.nwb"
     write_nwb(path, simulated.recording, events=chain.events, features=[chain.features],
               units=simulated.ground_truth.units, unit_table=simulated.ground_truth.unit_table(),
-              session_description="report test", subject_id="sim")
+              session_description="report test", subject_id="sim", identifier=RUN_ID)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bare_nwb(tmp_path_factory, simulated):
+    """The same session written like neurolace simulate writes it: raw samples and ground truth only."""
+    from neurolace.io.nwb import write_nwb
+
+    path = tmp_path_factory.mktemp("report") / "bare.nwb"
+    write_nwb(path, simulated.recording, units=simulated.ground_truth.units,
+              unit_table=simulated.ground_truth.unit_table(), session_description="bare", subject_id="sim")
     return path
 
 
@@ -39,7 +68,7 @@ def _summary() -> dict:
                                           incorrect, 0.9, time_s, 0.3, 0.8, 1.0, 0.0))
     session.blocks[1].ntpm = 36.0
     session.blocks[1].bps = 36.0 / 60.0 * math.log2(899)
-    return session.to_dict()
+    return {**session.to_dict(), "run_id": RUN_ID}
 
 
 def test_detection_rate_counts_crossings_near_each_ground_truth_spike():
@@ -65,14 +94,35 @@ def test_report_of_a_file_alone_names_what_is_missing(small_nwb, tmp_path):
     out = tmp_path / "report.html"
     sections = build_report(small_nwb, out)
     by_title = {s.title: s for s in sections}
-    assert [s.title for s in sections if not s.recorded] == ["BPS per block", "Time to target", "Loop latency"]
-    assert by_title["Tuning curves"].png.startswith(b"\x89PNG")
-    assert by_title["Spike-band power"].png.startswith(b"\x89PNG")
+    assert [s.title for s in sections] == SIGNAL_SECTIONS + SESSION_SECTIONS
+    assert [s.title for s in sections if not s.recorded] == SESSION_SECTIONS
+    assert all(by_title[title].needs == NEEDS_SESSION_RUN for title in SESSION_SECTIONS)
+    assert all(by_title[title].png.startswith(b"\x89PNG") for title in SIGNAL_SECTIONS)
+    # the file stores crossings and features; only the noise estimate is computed from the raw samples
+    assert [s.title for s in sections if s.computed] == ["Noise per channel"]
     rows = dict(map(tuple, by_title["Detection rates"].rows))
     assert rows["channels"] == "16"
     text = out.read_text()
-    assert text.count(NOT_RECORDED) == 3 and text.count("data:image/png;base64,") == 3
+    assert text.count(NOT_RECORDED) == 3 and text.count("data:image/png;base64,") == len(SIGNAL_SECTIONS)
+    assert "needs a session run" in text
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_bare_recording_gets_every_signal_section_from_the_chain(small_nwb, bare_nwb, simulated, tmp_path):
+    from neurolace.dsp.chain import run_signal_chain
+
+    sections = build_report(bare_nwb, tmp_path / "bare.html")
+    by_title = {s.title: s for s in sections}
+    assert [s.title for s in sections if s.recorded] == SIGNAL_SECTIONS
+    assert {s.title for s in sections if s.computed} == set(SIGNAL_SECTIONS) - {"Tuning curves"}
+    assert "the file stores no threshold crossings" in by_title["Spike raster"].note
+    # the crossings computed from the raw samples are the chain's, as stored by the full file
+    expected = run_signal_chain(simulated.recording).events
+    rows = dict(map(tuple, by_title["Detection rates"].rows))
+    assert rows["crossings"] == str(expected.n_spikes) and expected.n_spikes > 0
+    stored = {s.title: s for s in build_report(small_nwb, tmp_path / "full.html")}
+    assert by_title["Detection rates"].rows == stored["Detection rates"].rows
+    assert by_title["Noise per channel"].rows == stored["Noise per channel"].rows
 
 
 def test_report_with_a_demo_summary_shows_blocks_and_latency(small_nwb, tmp_path):
@@ -83,7 +133,35 @@ def test_report_with_a_demo_summary_shows_blocks_and_latency(small_nwb, tmp_path
     assert [row[0] for row in bps.rows] == ["open-loop", "webgrid-1"]
     assert bps.rows[1][-1] == f"{36.0 / 60.0 * math.log2(899):.2f}" == "5.89"
     assert next(s for s in sections if s.title == "Loop latency").png.startswith(b"\x89PNG")
-    assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 6
+    text = (tmp_path / "r.html").read_text()
+    assert text.count("data:image/png;base64,") == len(SIGNAL_SECTIONS) + 3
+    assert "same run" in text and "class='warning'" not in text
+
+
+def test_summary_of_another_run_is_refused_naming_both_files(small_nwb, tmp_path):
+    summary = {**_summary(), "run_id": "neurolace-demo-another-run"}
+    out = tmp_path / "r.html"
+    with pytest.raises(RunMismatchError, match=(r"other\.json \(run neurolace-demo-another-run\) and "
+                                                r".*small\.nwb \(run neurolace-demo-test-run\) come from "
+                                                "different runs")):
+        build_report(small_nwb, out, session_summary=summary, session_name="other.json")
+    assert not out.exists()
+
+
+def test_summary_of_another_run_is_drawn_with_a_loud_warning_when_allowed(small_nwb, tmp_path):
+    summary = {**_summary(), "run_id": "neurolace-demo-another-run"}
+    with pytest.warns(RunCheckWarning, match="come from different runs"):
+        build_report(small_nwb, tmp_path / "r.html", session_summary=summary, session_name="other.json",
+                     allow_other_run=True)
+    text = (tmp_path / "r.html").read_text()
+    assert "class='warning'" in text and "different runs" in text
+
+
+def test_summary_without_a_run_id_warns_that_it_cannot_be_checked(small_nwb, tmp_path):
+    summary = {key: value for key, value in _summary().items() if key != "run_id"}
+    with pytest.warns(RunCheckWarning, match="carries no 'run_id'"):
+        sections = build_report(small_nwb, tmp_path / "r.html", session_summary=summary)
+    assert next(s for s in sections if s.title == "BPS per block").recorded
 
 
 def test_session_json_is_checked(tmp_path):
@@ -96,6 +174,9 @@ def test_session_json_is_checked(tmp_path):
         load_session_summary(bad)
     bad.write_text(json.dumps({"blocks": 3}))
     with pytest.raises(InvalidInputError, match="'blocks' must be a list"):
+        load_session_summary(bad)
+    bad.write_text(json.dumps({"blocks": [], "run_id": 7}))
+    with pytest.raises(InvalidInputError, match="'run_id' must be a string, got int"):
         load_session_summary(bad)
 
 
@@ -117,3 +198,29 @@ def test_cli_writes_the_report_and_one_json_object(small_nwb, tmp_path, capsys):
     assert args.handler(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["not_recorded"] == ["Loop latency"] and (tmp_path / "r.html").exists()
+    assert printed["needs"] == {"Loop latency": NEEDS_SESSION_RUN} and printed["warnings"] == []
+
+
+def test_cli_refuses_a_summary_of_another_run_with_exit_status_2(small_nwb, tmp_path, capsys):
+    from neurolace.cli.main import main
+
+    summary_path = tmp_path / "other.json"
+    summary_path.write_text(json.dumps({**_summary(), "run_id": "neurolace-demo-another-run"}))
+    argv = ["report", str(small_nwb), "--out", str(tmp_path / "r.html"), "--session-json", str(summary_path)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "neurolace report: error:" in error and str(summary_path) in error and str(small_nwb) in error
+    assert not (tmp_path / "r.html").exists()
+    assert main([*argv, "--allow-other-run"]) == 0
+    captured = capsys.readouterr()
+    assert "WARNING" in captured.err and "different runs" in captured.err
+    assert (tmp_path / "r.html").exists()
+
+
+def test_cli_says_which_sections_need_a_session_run(bare_nwb, tmp_path, capsys):
+    from neurolace.cli.main import main
+
+    assert main(["report", str(bare_nwb), "--out", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    assert "7 of 10 sections drawn" in out
+    assert "needs a session run: BPS per block, Time to target, Loop latency" in out

@@ -8,6 +8,12 @@ Two parts, both simulated and seeded:
 2. the closed loop: the automated calibration session (observation block,
    first decoder, closed-loop block, ReFIT, timed Webgrid blocks) on the
    simulated participant, scored in bits per second.
+
+A rich progress bar on stderr steps through both parts (simulate, chain,
+write, then each closed-loop block) in an interactive terminal; elsewhere
+each step is one status line. Each run draws a run id, written as the NWB
+file's ``identifier`` and as ``run_id`` in the summary, so ``neurolace
+report`` can tell that a summary and a recording belong together.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +87,12 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InvalidInputError(f"--grid-side must be >= 2, got {args.grid_side}")
 
 
-def run_implant_part(args: argparse.Namespace, status) -> dict:
-    """Simulate, run the chain, write the NWB file; return the summary."""
+#: steps of the implant part, in order (the progress bar counts them before the closed-loop blocks)
+IMPLANT_STEPS = 3
+
+
+def run_implant_part(args: argparse.Namespace, status, run_id: str) -> dict:
+    """Simulate, run the chain, write the NWB file (NWB ``identifier`` = ``run_id``); return the summary."""
     from neurolace.dsp.chain import run_signal_chain
     from neurolace.io.nwb import write_nwb
     from neurolace.sim.implant import simulate_implant
@@ -103,6 +114,7 @@ def run_implant_part(args: argparse.Namespace, status) -> dict:
     write_nwb(
         path,
         recording,
+        identifier=run_id,
         events=chain.events,
         features=[chain.features],
         units=truth.units,
@@ -129,19 +141,56 @@ def run_implant_part(args: argparse.Namespace, status) -> dict:
     }
 
 
+def n_closed_loop_blocks(args: argparse.Namespace) -> int:
+    """Blocks of the calibration session: open loop, closed loop, ReFIT (unless --no-refit), the Webgrid blocks."""
+    return 2 + (0 if args.no_refit else 1) + args.blocks
+
+
+class _Steps:
+    """The demo's steps: one rich progress bar in a terminal, one status line per step elsewhere.
+
+    Calling the object with a message starts the next step; ``total`` corrects
+    the number of steps when the session reports its own block count.
+    """
+
+    def __init__(self, console, *, n_steps: int, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.quiet = quiet
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True,
+                                 disable=quiet or not console.is_terminal)
+        self.task = self.progress.add_task("starting", total=n_steps)
+        self.started = 0
+
+    def __call__(self, message: str, *, total: int | None = None) -> None:
+        if self.progress.disable:
+            if not self.quiet:
+                self.console.print(f"[dim]… {message}[/dim]")
+            return
+        self.progress.update(self.task, description=message, completed=self.started,
+                             **({} if total is None else {"total": total}))
+        self.started += 1
+
+    def __enter__(self) -> "_Steps":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.progress.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     _check_args(args)
     console = Console(stderr=True)
-
-    def status(message: str) -> None:
-        if not args.json:
-            console.print(f"[dim]… {message}[/dim]")
-
     dashboard = None if args.headless else _start_dashboard(args, console)
     try:
-        return _run_session(args, status, dashboard)
+        with _Steps(console, n_steps=IMPLANT_STEPS + n_closed_loop_blocks(args), quiet=args.json) as status:
+            summary = _run_session(args, status)
+        return _report(args, summary, dashboard)
     finally:
         if dashboard is not None:
             dashboard.stop()
@@ -170,13 +219,15 @@ def _start_dashboard(args: argparse.Namespace, console):
     return dashboard
 
 
-def _run_session(args: argparse.Namespace, status, dashboard) -> int:
+def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
+    """Both parts of the demo; return the summary (``neurolace demo --json``)."""
     from neurolace.runtime.closed_loop import run_calibration_session
 
-    implant = run_implant_part(args, status)
+    run_id = f"neurolace-demo-{uuid.uuid4()}"
+    implant = run_implant_part(args, status, run_id)
 
     def progress(block_name: str, index: int, n_blocks: int) -> None:
-        status(f"closed loop: block {index + 1}/{n_blocks} ({block_name})")
+        status(f"closed loop: block {index + 1}/{n_blocks} ({block_name})", total=IMPLANT_STEPS + n_blocks)
 
     started = time.perf_counter()
     session = run_calibration_session(
@@ -191,8 +242,12 @@ def _run_session(args: argparse.Namespace, status, dashboard) -> int:
     )
     loop_elapsed_s = time.perf_counter() - started
     closed_loop = session.to_dict()
-    summary = {**closed_loop, "implant": implant, "nwb_path": implant["nwb_path"],
-               "closed_loop_elapsed_s": loop_elapsed_s}
+    return {**closed_loop, "run_id": run_id, "implant": implant, "nwb_path": implant["nwb_path"],
+            "closed_loop_elapsed_s": loop_elapsed_s}
+
+
+def _report(args: argparse.Namespace, summary: dict, dashboard) -> int:
+    """Print the summary (text or one JSON object); keep an interactive dashboard serving until Ctrl-C."""
     if dashboard is not None:
         dashboard.set_summary(summary)
     if args.json:
