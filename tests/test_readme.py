@@ -1,17 +1,42 @@
-"""The README's Python examples run as written and its commands exist."""
+"""The README's examples run as written: its Python blocks, its commands, and its shell examples.
+
+The shell block under "A few runs, as written" runs line by line in bash from a temporary
+directory laid out like a checkout: ``sessions/`` is the repository's, and ``../shared/data``
+resolves to the public recordings beside the repository, so every path in it is used exactly as
+the README spells it. ``neurolace`` is the one installed beside this interpreter (``.venv/bin``).
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, SHARED_DATA, shared_data
 
 from neurolace.cli.main import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO_ROOT / "README.md"
+SHELL_HEADING = "A few runs, as written"
+SIGNAL_SECTIONS = ("Raw traces", "Spike raster", "Crossing rate per channel", "Noise per channel",
+                   "Detection rates", "Spike-band power", "Tuning curves")
 
 
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def shell_examples() -> list[str]:
+    """The lines of the first ```sh block after the "A few runs, as written" sentence."""
+    text = README.read_text()
+    assert SHELL_HEADING in text, f"README should keep its {SHELL_HEADING!r} examples"
+    block = re.search(r"```sh\n(.*?)```", text[text.index(SHELL_HEADING):], flags=re.S)
+    assert block, f"README: no ```sh block after {SHELL_HEADING!r}"
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
 
 
 def test_readme_has_python_examples():
@@ -31,3 +56,49 @@ def test_readme_commands_exist():
     named = set(re.findall(r"`neurolace ([a-z]+)", README.read_text()))
     assert named, "README should name its commands"
     assert named <= set(choices), f"README names commands that do not exist: {sorted(named - set(choices))}"
+
+
+@pytest.fixture
+def checkout_like(tmp_path) -> Path:
+    """A working directory whose ``sessions/`` and ``../shared/data`` are the real ones."""
+    for line in shell_examples():
+        for relative in re.findall(r"\.\./shared/data/(\S+)", line):
+            shared_data(*relative.split("/"))  # fails, naming the path, when the data is missing
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(SHARED_DATA, target_is_directory=True)
+    work = tmp_path / "neurolace"
+    work.mkdir()
+    (work / "sessions").symlink_to(REPO_ROOT / "sessions", target_is_directory=True)
+    return work
+
+
+def test_readme_shell_examples_run_as_written_and_show_what_it_says(checkout_like):
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                   "COLUMNS": "160"}
+    outputs = {}
+    for line in shell_examples():
+        done = subprocess.run(["bash", "-c", line], cwd=checkout_like, env=environment, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"README example failed ({done.returncode}): {line}\n{done.stderr[-2000:]}"
+        outputs[line.split()[1]] = done.stdout  # keyed by subcommand (decode keeps the cmp line)
+
+    assert (checkout_like / "small.nwb").is_file()
+    detected = json.loads(outputs["detect"])  # --json: exactly one object
+    assert detected["n_channels"] == 64 and detected["n_spikes"] > 0
+
+    # the decode line ends in cmp, which printed nothing and exited 0: byte-exact round trip
+    source = next(re.finditer(r"\.\./shared/data/\S+\.wav", " ".join(shell_examples()))).group(0)
+    assert (checkout_like / "clip.wav").read_bytes() == (checkout_like / source).read_bytes()
+    assert (checkout_like / "clip.nlx").stat().st_size < (checkout_like / "clip.wav").stat().st_size / 3
+
+    # 30 s runs past the 20 s calibration: a score, or the reason none was scored
+    assert re.search(r"task: (\d+ correct, \d+ incorrect, \d+\.\d\d bits/s|no Webgrid target scored \(.+\))",
+                     outputs["run"]), outputs["run"][-2000:]
+
+    report = (checkout_like / "report.html").read_text()
+    assert "7 of 10 sections drawn" in outputs["report"]
+    assert "needs a session run: BPS per block, Time to target, Loop latency" in outputs["report"]
+    assert all(f"<h2>{title}</h2>" in report for title in SIGNAL_SECTIONS)
+    assert report.count("data:image/png;base64,") == len(SIGNAL_SECTIONS)
+    # the report's crossings are the ones detect found in the same file
+    assert f"<td>crossings</td><td>{detected['n_spikes']}</td>" in report
