@@ -54,6 +54,21 @@ def test_run_json_reports_every_node(tmp_path, capsys):
     assert report["nodes"]["p"]["bins"] == 20 and report["nodes"]["d"]["messages_in"] == 40
 
 
+def test_run_clock_stepped_ends_on_the_source_clock_and_shows_the_backlog(tmp_path, capsys):
+    session = tmp_path / "s.toml"
+    session.write_text(
+        '[session]\nduration_s = 0.5\n[nodes.p]\ntype = "sim_participant"\nn_channels = 8\n'
+        '[nodes.d]\ntype = "decoder"\ncalibration_s = 0.2\n'
+        'inputs = { features = "p.features", intention = "p.intention" }\n'
+    )
+    assert cli_main.main(["run", str(session), "--json", "--clock", "stepped"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clock"] == "stepped" and report["nodes"]["p"]["bins"] == 25  # 0.5 s of 20 ms bins
+    assert report["backlog"]["p.features -> d"]["verdict"] == "steady" and report["backlogged_hops"] == []
+    assert cli_main.main(["run", str(session), "--clock", "stepped"]) == 0
+    assert "steady" in capsys.readouterr().out  # the table's backlog column
+
+
 def test_list_types_and_missing_session(capsys):
     assert cli_main.main(["run", "--list-types", "--json"]) == 0
     catalogue = json.loads(capsys.readouterr().out)
@@ -83,6 +98,16 @@ def test_bench_latency_json_has_the_promised_keys(capsys):
         "decoder.velocity -> cursor",
     }
     assert isinstance(result["queue_baseline_us"]["n"], int)
+    assert set(result["backlog"]) == set(result["hops"])
+    for summary in result["backlog"].values():
+        assert summary["verdict"] in ("steady", "growing", "overflowing")
+        assert isinstance(summary["slope_per_s"], float) and isinstance(summary["depth_max"], int)
+    assert set(result["backlogged_hops"]) <= set(result["hops"])
+    assert result["filter_delay_ms"] > 0  # the default spike filter is linear-phase: a fixed delay
+    assert result["end_to_end_p99_beyond_filter_ms"] < result["end_to_end_p99_ms"]
+    assert cli_main.main(["bench", "latency", "--duration-s", "0.5", "--channels", "16", "--warmup-s", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "backlog per hop" in out and "spike filter's fixed delay of" in out
 
 
 def _report_with(webgrid: dict, events: list[dict]) -> dict:

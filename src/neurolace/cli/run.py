@@ -25,10 +25,17 @@ same file can also run split across processes or machines (--nodes picks the one
 The file is checked before anything starts; a mistake is reported with the file, the line and
 what was expected. SESSION may also name a preset (e.g. 'demo').
 
+On the wall clock (the default) a closed loop with a simulated participant does not repeat
+exactly, even with a fixed seed: what the participant sees of the cursor depends on how the
+threads were scheduled. --clock stepped (or clock = "stepped" in [session]) advances the
+session one source step at a time, each step seeing the feedback of the one before, and ends
+after duration_s on the source's own clock, so the same seed gives the same run.
+
 examples:
   neurolace run demo
   neurolace run sessions/closed_loop_sim.toml --duration-s 30
   neurolace run sessions/closed_loop_sim.toml --check
+  neurolace run sessions/closed_loop_sim.toml --clock stepped   # the same score on every run
   neurolace run sessions/closed_loop_sim.toml --bus redis://127.0.0.1:6379 --nodes participant
   neurolace run --list-types
 """
@@ -48,6 +55,12 @@ def register(subparsers) -> None:
         "--processes",
         action="store_true",
         help="run every node in its own process (needs a redis:// bus); they start together",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["realtime", "stepped"],
+        help="realtime: paced on the wall clock (default: the session's clock); stepped: one source step "
+        "at a time, as fast as the graph settles, so a seeded run gives the same result every time",
     )
     parser.add_argument("--barrier", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -237,7 +250,15 @@ def run_command(args) -> int:
     bus = open_bus(args.bus if args.bus is not None else session.bus)
     log = RunLog(args.log)
     try:
-        graph = Graph(session, bus, only=only, log=log, session_directory=directory)
+        graph = Graph(
+            session,
+            bus,
+            only=only,
+            log=log,
+            session_directory=directory,
+            clock=args.clock,
+            duration_s=duration_s,
+        )
         graph.start(barrier=barrier)
         try:
             _wait_with_progress(graph, duration_s, measure_after_s=args.measure_after_s)
@@ -264,6 +285,8 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
         raise NeurolaceError("--processes needs a shared bus: give --bus redis://HOST:PORT")
     if not duration_s:
         raise NeurolaceError("--processes needs a duration: give --duration-s or set duration_s in [session]")
+    if (args.clock or session.clock) == "stepped":
+        raise NeurolaceError("--processes runs on the wall clock; the stepped clock needs one process")
     names = only or [spec.name for spec in session.nodes]
     with tempfile.TemporaryDirectory(prefix="neurolace-run-") as directory:
         path = session.path
@@ -331,7 +354,7 @@ def _wait_with_progress(graph, duration_s: float, *, measure_after_s: float = 0.
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if not duration_s:
+    if not duration_s or graph.stepped:  # a stepped run ends on the source's own clock
         graph.wait(None)
         return
     console = Console(file=sys.stderr)

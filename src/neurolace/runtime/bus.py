@@ -71,6 +71,8 @@ class Subscription:
         self.dropped = 0
         self.received = 0
         self.superseded = 0
+        #: messages put in this queue (counted by the in-process bus, which the stepped clock needs)
+        self.delivered = 0
         self._next_sequence: dict[str, int] = {}
         #: newest sequence number seen per stream (set as messages enter the queue)
         self._newest_sequence: dict[str, int] = {}
@@ -198,6 +200,7 @@ class _InProcessSubscription(Subscription):
                 else:
                     self.superseded += 1
             self._queue.append(message)
+            self.delivered += 1
             self._newest_sequence[message.stream] = message.sequence
             self._condition.notify()
 

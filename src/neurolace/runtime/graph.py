@@ -8,6 +8,16 @@ report per-node counters, latencies, CPU shares and the backlog of every hop
 (``report["backlog"]``, keyed ``"stream -> node"``: queue depth, its slope in
 messages per second, drops; ``report["backlogged_hops"]`` lists those not steady).
 
+Two clocks (``[session] clock``). ``"realtime"``: sources pace themselves on
+the wall clock and every node reacts as soon as it gets the interpreter, so a
+closed loop's feedback (the cursor the simulated participant sees) depends on
+thread scheduling and a seeded run does not repeat exactly. ``"stepped"``: the
+one source runs as fast as the graph settles -- after each ``produce`` it waits
+until every node has handled every message that step caused, so each step sees
+the feedback of the one before -- the decoder fits synchronously, and the
+source ends after ``duration_s`` on its own sample clock; the same seed then
+gives the same run, message for message (in-process bus, one source).
+
 ``only`` runs a subset of the nodes in this process; with a Redis bus the
 others run in other processes or on other machines from the same session file
 (``neurolace run SESSION.toml --bus redis://host:6379 --nodes decoder,cursor``).
@@ -22,11 +32,12 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from neurolace.core.checks import check_in
 from neurolace.core.errors import InvalidInputError, NeurolaceError
-from neurolace.runtime.bus import Bus, open_bus
+from neurolace.runtime.bus import Bus, InProcessBus, open_bus
 from neurolace.runtime.messages import now_ns
 from neurolace.runtime.node import NodeState
-from neurolace.runtime.session_file import SessionSpec, load_session, parse_session
+from neurolace.runtime.session_file import CLOCKS, SessionSpec, load_session, parse_session
 from neurolace.runtime.supervisor import NodeRunner
 
 __all__ = ["GIL_SWITCH_INTERVAL_S", "Graph", "RunLog", "backlogged_hops", "hop_backlog", "run_session"]
@@ -38,6 +49,9 @@ __all__ = ["GIL_SWITCH_INTERVAL_S", "Graph", "RunLog", "backlogged_hops", "hop_b
 #: 136 µs at 0.5 ms, 81 µs at 0.1 ms, with the median within noise. 0.2 ms keeps most of
 #: the gain without switching needlessly often.
 GIL_SWITCH_INTERVAL_S = 0.0002
+
+#: how often the stepped clock looks whether the graph has settled after a source step
+_SETTLE_POLL_S = 0.0001
 
 
 class RunLog:
@@ -91,15 +105,21 @@ class Graph:
         log: RunLog | None = None,
         session_directory: str | Path | None = None,
         restart_backoff_s: float = 0.05,
+        clock: str | None = None,
+        duration_s: float | None = None,
     ) -> None:
         self.session = session
         self.bus = bus
         self.log = log if log is not None else RunLog()
+        self.clock = check_in(session.clock if clock is None else clock, "clock", CLOCKS)
+        self.duration_s = float(session.duration_s if duration_s is None else duration_s)
         names = [spec.name for spec in session.nodes]
         selected = list(names) if only is None else list(only)
         unknown = [name for name in selected if name not in names]
         if unknown:
             raise InvalidInputError(f"nodes {unknown} are not in session {session.name!r}; nodes: {names}")
+        if self.stepped:
+            _check_steppable(session, bus, selected)
         self.start_event = threading.Event()
         self.stop_event = threading.Event()
         self.sources_stop_event = threading.Event()
@@ -117,6 +137,8 @@ class Graph:
                 stop_event=self.sources_stop_event if is_source else self.stop_event,
                 session_directory=session_directory,
                 restart_backoff_s=restart_backoff_s,
+                clock=self.clock,
+                settle=self.settle if is_source and self.stepped else None,
             )
         self.started_ns = 0
         self.stopped_ns = 0
@@ -130,6 +152,7 @@ class Graph:
         self._previous_switch_interval_s = sys.getswitchinterval()
         sys.setswitchinterval(min(GIL_SWITCH_INTERVAL_S, self._previous_switch_interval_s))
         for runner in self.runners.values():
+            runner.duration_s = self.duration_s
             runner.subscribe()
         for runner in self.runners.values():
             runner.start()
@@ -161,9 +184,25 @@ class Graph:
         sources = [r for r in self.runners.values() if r.spec.node_class.is_source_type()]
         return bool(sources) and all(r.finished_event.is_set() for r in sources)
 
+    @property
+    def stepped(self) -> bool:
+        return self.clock == "stepped"
+
+    def settle(self) -> None:
+        """Stepped clock: return once every node has handled every message delivered to it (or stop)."""
+        readers = [r for r in self.runners.values() if not r.spec.node_class.is_source_type()]
+        while not self.stop_event.is_set() and not self.sources_stop_event.is_set():
+            if all(runner.idle() for runner in readers):
+                return
+            time.sleep(_SETTLE_POLL_S)
+
     def wait(self, duration_s: float | None) -> None:
-        """Block until ``duration_s`` passed (0/None: until the sources end) or every node finished."""
-        deadline = None if not duration_s else time.monotonic() + duration_s
+        """Block until ``duration_s`` passed (0/None: until the sources end) or every node finished.
+
+        On the stepped clock the sources end by themselves after the session's
+        duration on their own clock, so wall time does not bound the wait.
+        """
+        deadline = None if not duration_s or self.stepped else time.monotonic() + duration_s
         has_sources = any(r.spec.node_class.is_source_type() for r in self.runners.values())
         while True:
             if all(r.finished_event.is_set() for r in self.runners.values()):
@@ -196,9 +235,11 @@ class Graph:
 
     def run(self, duration_s: float | None = None) -> dict:
         """Start, wait, stop; return the report (see :meth:`report`)."""
+        if duration_s is not None:
+            self.duration_s = float(duration_s)
         self.start()
         try:
-            self.wait(self.session.duration_s if duration_s is None else duration_s)
+            self.wait(self.duration_s)
         finally:
             self.stop()
         return self.report()
@@ -210,6 +251,7 @@ class Graph:
         return {
             "session": self.session.name,
             "bus": self.bus.url,
+            "clock": self.clock,
             "wall_s": round(wall_s, 4),
             "nodes": nodes,
             "dropped": int(sum(n["dropped"] for n in nodes.values())),
@@ -222,6 +264,22 @@ class Graph:
                 e for e in self.log.events if e["event"] not in ("session_started", "session_stopped")
             ][-50:],
         }
+
+
+def _check_steppable(session: SessionSpec, bus: Bus, selected: list[str]) -> None:
+    """Refuse a stepped run whose result could still depend on scheduling, saying why."""
+    if not isinstance(bus, InProcessBus):
+        raise InvalidInputError(
+            f"the stepped clock needs the in-process bus (it counts every delivery), not {bus.url}"
+        )
+    if len(selected) != len(session.nodes):
+        raise InvalidInputError("the stepped clock runs the whole session in one process; drop --nodes")
+    sources = [spec.name for spec in session.nodes if spec.node_class.is_source_type()]
+    if len(sources) != 1:
+        raise InvalidInputError(
+            f"the stepped clock needs exactly one source node (the order of two would depend on "
+            f"scheduling), got {sources or 'none'}"
+        )
 
 
 def hop_backlog(nodes: dict) -> dict[str, dict]:
@@ -245,6 +303,7 @@ def run_session(
     only: Iterable[str] | None = None,
     duration_s: float | None = None,
     log_path: str | Path | None = None,
+    clock: str | None = None,
 ) -> dict:
     """Validate (if given a path) and run a session; return the report dict.
 
@@ -259,6 +318,8 @@ def run_session(
         Overrides the session's ``duration_s``.
     log_path : path, optional
         Also write the run's events as JSON lines.
+    clock : {"realtime", "stepped"}, optional
+        Overrides the session's ``clock`` (see the module docstring).
     """
     directory = None
     if isinstance(session, SessionSpec):
@@ -273,7 +334,7 @@ def run_session(
     active_bus = bus if isinstance(bus, Bus) else open_bus(bus if bus is not None else spec.bus)
     log = RunLog(log_path)
     try:
-        graph = Graph(spec, active_bus, only=only, log=log, session_directory=directory)
+        graph = Graph(spec, active_bus, only=only, log=log, session_directory=directory, clock=clock)
         return graph.run(duration_s)
     finally:
         log.close()

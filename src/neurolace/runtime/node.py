@@ -163,6 +163,11 @@ class NodeContext:
     ``emit_function(stream, message)`` publishes; ``log(event, **fields)``
     records a structured event (restart, gap, dropped data) in the run log.
     ``feedback(port)`` returns the newest message on a feedback input or None.
+    ``clock`` is the session's clock: ``"realtime"``, or ``"stepped"``, where a
+    source runs as fast as the graph settles (the runner waits after each
+    ``produce`` until every message it caused was handled) and ends by itself
+    after ``duration_s`` on its own sample clock (0: when exhausted); other
+    nodes do synchronously what they would otherwise do in the background.
     """
 
     name: str
@@ -174,6 +179,12 @@ class NodeContext:
     stop_requested: Callable[[], bool] = lambda: False
     session_directory: Any = None
     extra: dict = field(default_factory=dict)
+    clock: str = "realtime"
+    duration_s: float = 0.0
+
+    @property
+    def stepped(self) -> bool:
+        return self.clock == "stepped"
 
 
 class Node:

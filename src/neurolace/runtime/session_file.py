@@ -6,6 +6,7 @@ A session declares nodes and wires outputs to inputs::
     name = "closed-loop"
     duration_s = 30.0
     seed = 7
+    clock = "realtime"   # or "stepped": one source step at a time, the same result on every run
 
     [nodes.participant]
     type = "sim_participant"
@@ -35,7 +36,7 @@ from typing import Any
 from neurolace.core.errors import InvalidInputError
 from neurolace.runtime.node import REQUIRED, get_node_type, node_types
 
-__all__ = ["NodeSpec", "SessionError", "SessionSpec", "load_session", "parse_session"]
+__all__ = ["CLOCKS", "NodeSpec", "SessionError", "SessionSpec", "load_session", "parse_session"]
 
 #: keys of a node table that are not parameters of the node type
 _NODE_KEYS = {"type", "inputs", "feedback", "restart", "max_restarts", "queue_length"}
@@ -45,7 +46,10 @@ _SESSION_KEYS = {
     "seed": (int, "an integer >= 0"),
     "bus": (str, "a bus URL such as 'inprocess://' or 'redis://127.0.0.1:6379'"),
     "description": (str, "a string"),
+    "clock": (str, "'realtime' (paced on the wall clock) or 'stepped' (one source step at a time)"),
 }
+#: how a session's time advances: on the wall clock, or one source step at a time (reproducible)
+CLOCKS = ("realtime", "stepped")
 
 
 class SessionError(InvalidInputError):
@@ -85,6 +89,7 @@ class SessionSpec:
     seed: int = 0
     bus: str | None = None
     description: str = ""
+    clock: str = "realtime"
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:
@@ -170,6 +175,7 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
             isinstance(value, bool)
             or not isinstance(value, expected_type)
             or (key in ("duration_s", "seed") and value < 0)
+            or (key == "clock" and value not in CLOCKS)
         ):
             raise fail(f"[session] {key} must be {description}, got {value!r}", "session", key)
     nodes_table = document.get("nodes")
@@ -354,6 +360,7 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         seed=int(settings.get("seed", 0)),
         bus=settings.get("bus"),
         description=settings.get("description", ""),
+        clock=settings.get("clock", "realtime"),
     )
 
 

@@ -67,8 +67,17 @@ class NodeRunner:
         stop_event: threading.Event,
         session_directory=None,
         restart_backoff_s: float = 0.05,
+        clock: str = "realtime",
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.clock = clock
+        #: stepped clock, sources only: called after each produce, returns once the graph is idle
+        self.settle = settle
+        #: seconds the session runs (the stepped clock's sources end by themselves after it)
+        self.duration_s = 0.0
+        #: input messages taken and finished with (handled, failed on, or discarded as stale)
+        self.handled = 0
         self.bus = bus
         self.seed = seed
         self._log = log
@@ -139,6 +148,8 @@ class NodeRunner:
             stop_requested=self.stop_event.is_set,
             session_directory=self.session_directory,
             extra=self.store,
+            clock=self.clock,
+            duration_s=self.duration_s,
         )
         return self.spec.node_class(self.spec.params, context)
 
@@ -222,17 +233,21 @@ class NodeRunner:
             if message is None:
                 break
             self.stale_discarded += 1
+            self.handled += 1
         if self.stale_discarded:
             self.log("stale_discarded", messages=self.stale_discarded)
 
     def _loop(self, node) -> None:
         stop = self.stop_event
         if node.is_source:
+            settle = self.settle
             while not stop.is_set():
                 if not node.produce():
                     self.exhausted = True
                     self.log("source_exhausted")
                     break
+                if settle is not None:
+                    settle()
             return
         subscription = self.subscription
         if subscription is None:  # only feedback inputs: tick on idle
@@ -254,7 +269,10 @@ class NodeRunner:
             port = port_of_stream[message.stream]
             limit = node.max_batch
             if limit <= 1 or not subscription.pending():
-                node.on_message(port, message)
+                try:
+                    node.on_message(port, message)
+                finally:
+                    self.handled += 1
                 continue
             batch = [message]
             while len(batch) < limit:
@@ -266,7 +284,17 @@ class NodeRunner:
                     carried = waiting
                     break
                 batch.append(waiting)
-            node.on_batch(port, batch)
+            try:
+                node.on_batch(port, batch)
+            finally:
+                self.handled += len(batch)
+
+    def idle(self) -> bool:
+        """True when every message delivered to this node's queue was handled (or the node has ended)."""
+        subscription = self.subscription
+        if subscription is None or self.finished_event.is_set():
+            return True
+        return subscription.delivered <= self.handled + subscription.dropped
 
     def _count_in(self, message: Message) -> None:
         self.hop_latency[message.stream].add(message.received_ns - message.timestamp_ns)

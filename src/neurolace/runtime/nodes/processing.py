@@ -144,7 +144,8 @@ class DecoderNode(Node):
     The fitted decoder survives a restart of the node (it is kept in the
     supervisor's per-node store), as a real system would reload it from disk.
     ``fail_after_bins`` makes the first instance raise after that many bins, to
-    exercise the supervisor (fault injection; 0 = never).
+    exercise the supervisor (fault injection; 0 = never). On the stepped clock
+    the node waits for the fit, so decoding starts at the same bin on every run.
     """
 
     type_name = "decoder"
@@ -245,6 +246,8 @@ class DecoderNode(Node):
                     target=self._fit, args=(X, y), daemon=True, name=f"fit:{self.name}"
                 )
                 self.fit_thread.start()
+                if self.context.stepped:  # the bin that decoding starts at must not depend on the fit's speed
+                    self.fit_thread.join()
 
     def teardown(self) -> None:
         if self.fit_thread is not None:

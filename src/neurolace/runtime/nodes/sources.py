@@ -74,13 +74,19 @@ class SimParticipantNode(Node):
         rng = _node_seed(self.context.seed, self.name)
         self.participant = SimulatedParticipant(n_channels=params["n_channels"], seed=rng, control=control)
         self.participant.start((0.5, 0.5), cursor_gain_per_s=params["cursor_gain_per_s"])
-        self.pacer = Pacer(round(loop_s * 1e9), realtime=params["realtime"])
+        self.pacer = Pacer(round(loop_s * 1e9), realtime=params["realtime"] and not self.context.stepped)
         self.samples_per_bin = loop_s * IMPLANT_FS_HZ
+        # the stepped clock ends the session on the participant's own clock
+        duration_s = self.context.duration_s if self.context.stepped else 0.0
+        self.last_bin = round(duration_s / loop_s) if duration_s else 0
         # after a restart the sample clock goes on where the failed instance stopped
         self.first_bin = self.context.extra.get("next_bin", 0)
 
     def produce(self) -> bool:
-        if self.params["max_bins"] and self.first_bin + self.pacer.tick >= self.params["max_bins"]:
+        bins = self.first_bin + self.pacer.tick
+        if (self.params["max_bins"] and bins >= self.params["max_bins"]) or (
+            self.last_bin and bins >= self.last_bin
+        ):
             return False
         bin_index = self.first_bin + self.pacer.wait()
         cursor_message = self.context.feedback("cursor")
@@ -145,13 +151,19 @@ class _RecordingSource(Node):
         self.recording = self._load()
         self.block_samples = max(1, round(self.params["block_ms"] / 1e3 * self.recording.fs_hz))
         period_ns = round(self.block_samples / self.recording.fs_hz * 1e9)
-        self.pacer = Pacer(period_ns, realtime=self.params["speed"] == "realtime")
+        realtime = self.params["speed"] == "realtime" and not self.context.stepped
+        self.pacer = Pacer(period_ns, realtime=realtime)
         # after a restart, go on from where the failed instance stopped
         self.position, self.offset = self.context.extra.get("position", (0, 0))
         self.blocks = 0
+        # the stepped clock ends the session on the recording's own clock
+        duration_s = self.context.duration_s if self.context.stepped else 0.0
+        self.last_sample = round(duration_s * self.recording.fs_hz)
 
     def produce(self) -> bool:
         samples = self.recording.samples
+        if self.last_sample and self.offset + self.position >= self.last_sample:
+            return False
         if self.position >= samples.shape[0]:
             if not self.params["loop"] or samples.shape[0] == 0:
                 return False
