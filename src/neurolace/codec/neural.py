@@ -462,7 +462,8 @@ def _decode(data: bytes, *, strict: bool):
             else (SalvageResult(samples, [], np.ones(n_samples, bool), frame_samples), envelope)
         )
     n_frames = -(-n_samples // frame_samples)
-    residual = np.zeros((n_channels, n_samples), dtype=np.int64)
+    # rANS frames decode straight into their codes; range-coded ones need residuals first
+    residual = np.zeros((n_channels, n_samples) if mode_id != _MODE_IDS["context"] else (0, 0), dtype=np.int64)
     context_codes = np.zeros((n_channels, n_samples), dtype=np.int64)
     found = np.zeros(n_frames, dtype=bool)
     position = reader.position
@@ -493,8 +494,8 @@ def _decode(data: bytes, *, strict: bool):
             if mode_id == _MODE_IDS["context"]:
                 frame_decoder = FrameDecoder(payload)
                 for channel, (predictor, _, row_table) in enumerate(channels):
-                    context_codes[channel, start : start + length] = frame_decoder.decode_channel(
-                        length, predictor, row_table
+                    frame_decoder.decode_channel(
+                        length, predictor, row_table, out=context_codes[channel, start : start + length]
                     )
                 frame_decoder.finish()
             else:

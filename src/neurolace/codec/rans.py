@@ -306,6 +306,7 @@ def _decode_codes(
     half = (1 << shift) >> 1
     n_symbols = base.size
     mask = _TOTAL - 1
+    n_words = words.size - 1
     for slot in range(n_lookup_rows[0], n_rows[0]):  # rows built before this call (plain row, earlier frames)
         _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_shift)
     n_lookup_rows[0] = n_rows[0]
@@ -341,11 +342,13 @@ def _decode_codes(
         start = cumulative[slot, symbol]
         frequency = cumulative[slot, symbol + 1] - start
         state = frequency * (state >> PROBABILITY_BITS) + target - start
-        if state < _LOWER:
-            if position >= words.size:
-                return state, position, _STATUS_EXHAUSTED
-            state = (state << 32) | words[position]
-            position += 1
+        renormalise = state < _LOWER
+        if renormalise & (position >= n_words):
+            return state, position, _STATUS_EXHAUSTED
+        # branch-free: a renormalisation comes at random (~1 sample in 7), so a branch would mispredict
+        word = words[position]  # words ends with one padding word, so position == n_words reads harmlessly
+        state = ((state << 32) | word) if renormalise else state
+        position += renormalise
         code = prediction + low + symbol
         if code < 0 or code >= n_codes:
             return state, position, _STATUS_OUT_OF_TABLE
@@ -391,15 +394,23 @@ class FrameDecoder:
     def __init__(self, payload: bytes) -> None:
         if len(payload) % 4 or len(payload) < 8:
             raise CodecError(f"corrupt compressed payload: {len(payload)} bytes is not a whole rANS stream")
-        self.words = np.frombuffer(payload, dtype="<u4").astype(np.int64)
+        self.words = np.zeros(len(payload) // 4 + 1, dtype=np.int64)  # one padding word, see _decode_codes
+        self.words[:-1] = np.frombuffer(payload, dtype="<u4")
         self.state = int(self.words[0]) << 32 | int(self.words[1])
         self.position = 2
         if not _LOWER <= self.state < 1 << 63:
             raise CodecError("corrupt compressed payload: the rANS state is out of range")
 
-    def decode_channel(self, n_samples: int, predictor, table: RowTable) -> np.ndarray:
-        """Grid codes of the next channel, shape (n_samples,), history starting empty."""
-        out = np.zeros(n_samples, dtype=np.int64)
+    def decode_channel(
+        self, n_samples: int, predictor, table: RowTable, *, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Grid codes of the next channel, shape (n_samples,), history starting empty.
+
+        ``out``: optional contiguous int64 array of shape (n_samples,) to decode into (returned).
+        """
+        if out is None:
+            out = np.zeros(n_samples, dtype=np.int64)
+        assert out.shape == (n_samples,) and out.dtype == np.int64 and out.flags.c_contiguous
         state, position, status = _decode_codes(
             self.words,
             np.int64(self.position),
@@ -421,7 +432,7 @@ class FrameDecoder:
 
     def finish(self) -> None:
         """Check that the stream ended exactly where the encoder started it."""
-        if self.state != _LOWER or self.position != self.words.size:
+        if self.state != _LOWER or self.position != self.words.size - 1:
             raise CodecError("corrupt compressed payload: the rANS stream does not end in its initial state")
 
 
