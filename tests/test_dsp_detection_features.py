@@ -99,6 +99,38 @@ def test_finalized_through_lags_only_while_an_amplitude_window_is_open():
     assert detector.finalized_through == 120
 
 
+def _definition(samples, thresholds, dead_samples):
+    """The detector's definition, one channel and one sample at a time (slow, obviously right)."""
+    found = []
+    negative = thresholds[0] < 0
+    for channel in range(samples.shape[1]):
+        x = samples[:, channel]
+        beyond = x < thresholds[channel] if negative else x > thresholds[channel]
+        last = None
+        for index in range(x.size):
+            crossing = beyond[index] and (index == 0 or not beyond[index - 1])
+            if crossing and (last is None or index - last >= dead_samples):
+                window = x[index : index + dead_samples]
+                found.append((index, channel, window.min() if negative else window.max()))
+                last = index
+    found.sort()
+    return found
+
+
+@pytest.mark.parametrize("dead_time_ms", [0.0, 0.35, 1.0, 2.5])
+@pytest.mark.parametrize("threshold", [-1.5, 2.0])
+def test_detector_equals_its_definition_on_noise_for_any_chunking(rng, dead_time_ms, threshold):
+    samples = rng.standard_normal((1500, 13)).astype(np.float32)
+    noise = np.full(13, 1.0)
+    sizes = list(rng.integers(1, 97, size=60))
+    events = _detect(samples, noise, sizes, threshold=threshold, dead_time_ms=dead_time_ms)
+    dead_samples = ThresholdDetector(FS_HZ, 13, dead_time_ms=dead_time_ms).dead_samples
+    expected = _definition(samples, np.full(13, np.float32(threshold)), dead_samples)
+    assert len(expected) > 100
+    got = list(zip(events.sample_index.tolist(), events.channel_index.tolist(), events.amplitude_uv.tolist()))
+    assert got == [(i, c, float(a)) for i, c, a in expected]
+
+
 def test_detector_errors():
     with pytest.raises(InvalidInputError, match="threshold must be a finite non-zero multiple"):
         ThresholdDetector(FS_HZ, 1, threshold=0)

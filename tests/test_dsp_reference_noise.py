@@ -140,3 +140,25 @@ def test_mad_noise_equals_the_exact_median_across_tile_and_channel_block_edges(s
     samples = (rng.standard_normal(shape) * 20).astype(dtype)
     expected = np.median(np.abs(samples).astype(np.float64), axis=0) / 0.6745
     np.testing.assert_array_equal(mad_noise(samples), expected)
+
+
+@pytest.mark.parametrize("n_channels", [2, 7, 8, 13, 128, 129, 300, 1024])
+def test_mean_reference_is_bit_identical_to_numpy_mean_in_float32(rng, n_channels):
+    samples = (rng.standard_normal((50, n_channels)) * 40 + 3).astype(np.float32)
+    expected = samples - samples.mean(axis=1, keepdims=True).astype(np.float32)
+    np.testing.assert_array_equal(CommonAverageReference(n_channels).process(samples), expected)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_mean_reference_per_group_is_bit_identical_to_numpy(rng, interleaved):
+    # runs of 16 channels (a thread each) take the kernel; interleaved groups keep numpy's own mean
+    labels = np.arange(320) % 20 if interleaved else np.arange(320) // 16
+    samples = (rng.standard_normal((40, 320)) * 25).astype(np.float32)
+    expected = samples.copy()
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if not interleaved:
+            members = slice(members[0], members[-1] + 1)
+        block = samples[:, members]
+        expected[:, members] = block - block.mean(axis=1, keepdims=True).astype(np.float32)
+    np.testing.assert_array_equal(CommonAverageReference(320, groups=labels).process(samples), expected)

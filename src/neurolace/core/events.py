@@ -80,6 +80,32 @@ class SpikeEvents:
         self.amplitude_uv = None if amplitudes is None else amplitudes[order]
 
     @classmethod
+    def _from_sorted(
+        cls,
+        sample_index: np.ndarray,
+        channel_index: np.ndarray,
+        *,
+        fs_hz: float,
+        n_channels: int,
+        amplitude_uv: np.ndarray | None = None,
+    ) -> "SpikeEvents":
+        """Wrap columns a producer in this package already built and ordered, without re-checking them.
+
+        For the signal chain's hot path (a 1 ms block returns its events a thousand times a
+        second; the checks and the sort of ``__init__`` cost about 0.1 ms a call). The caller
+        guarantees int64 ``sample_index`` and int32 ``channel_index`` in (sample, channel) order,
+        channels in range, float32 ``amplitude_uv`` of the same length, a positive ``fs_hz``.
+        """
+        events = cls.__new__(cls)
+        events.sample_index = sample_index
+        events.channel_index = channel_index
+        events.fs_hz = fs_hz
+        events.n_channels = n_channels
+        events.unit_id = np.full(sample_index.shape, NO_UNIT, dtype=np.int32)
+        events.amplitude_uv = amplitude_uv
+        return events
+
+    @classmethod
     def empty(cls, *, fs_hz: float, n_channels: int) -> "SpikeEvents":
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int32), fs_hz=fs_hz, n_channels=n_channels)
 

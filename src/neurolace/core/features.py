@@ -60,6 +60,32 @@ class BinnedFeatures:
         self.feature_names = names
         self.kind = str(kind)
 
+    @classmethod
+    def _from_checked(
+        cls,
+        data: np.ndarray,
+        *,
+        bin_width_s: float,
+        feature_names: list[str],
+        start_sample: int,
+        fs_hz: float | None,
+        kind: str,
+    ) -> "BinnedFeatures":
+        """Wrap rows a producer in this package built, with names it checked once, without re-checking.
+
+        For the signal chain's hot path: converting and checking 2 x 1024 names on every
+        call cost about a quarter of a 1 ms block. ``feature_names`` is shared, not copied, so
+        the caller must not change it afterwards.
+        """
+        features = cls.__new__(cls)
+        features.data = data
+        features.bin_width_s = bin_width_s
+        features.start_sample = start_sample
+        features.fs_hz = fs_hz
+        features.feature_names = feature_names
+        features.kind = kind
+        return features
+
     @property
     def n_bins(self) -> int:
         return int(self.data.shape[0])

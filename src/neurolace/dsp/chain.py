@@ -297,7 +297,6 @@ class SignalChain:
         self._thresholds: np.ndarray | None = None
         self._thresholds_for: np.ndarray | None = None
         self._last_codes: np.ndarray | None = None
-        self._no_bins: BinnedFeatures | None = None
 
     def process(self, chunk: Any) -> ChainOutput:
         """Run the next block of ADC codes through the chain.
@@ -361,7 +360,7 @@ class SignalChain:
         return self._thresholds
 
     def _detect(self, filtered: np.ndarray) -> SpikeEvents:
-        parts = [self.detector._events(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))]
+        parts = []
         position = 0
         n_samples = filtered.shape[0]
         while position < n_samples:
@@ -378,7 +377,11 @@ class SignalChain:
             parts.append(self.detector._process(piece, self._current_thresholds()))
             if self.noise.buffering:
                 self.noise._process(piece)
-        return self._on_recording_clock(SpikeEvents.concatenate(parts) if len(parts) > 1 else parts[0])
+        if not parts:
+            events = self.detector._events(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
+        else:
+            events = parts[0] if len(parts) == 1 else SpikeEvents.concatenate(parts)
+        return self._on_recording_clock(events)
 
     def _on_recording_clock(self, events: SpikeEvents) -> SpikeEvents:
         """Undo the filter's delay; drop events that would fall before sample 0 or after the end."""
@@ -386,7 +389,12 @@ class SignalChain:
             return events
         shifted = events.sample_index - self.delay_samples
         keep = (shifted >= 0) & (shifted < self._samples_seen)
-        return SpikeEvents(
+        if keep.all():
+            return SpikeEvents._from_sorted(
+                shifted, events.channel_index, fs_hz=self.fs_hz, n_channels=self.n_channels,
+                amplitude_uv=events.amplitude_uv,
+            )
+        return SpikeEvents._from_sorted(  # a constant shift and a mask keep the (sample, channel) order
             shifted[keep],
             events.channel_index[keep],
             fs_hz=self.fs_hz,
@@ -411,11 +419,7 @@ class SignalChain:
         )
         self._sbp_waiting = self._sbp_waiting[n_ready:]
         self._counts_waiting = self._counts_waiting[n_ready:]
-        if n_ready == 0 and self._no_bins is not None and self._no_bins.start_sample == self._start_sample():
-            # most 1 ms blocks finish no bin; building BinnedFeatures checks its 2 x n_channels names,
-            # which cost about a quarter of such a block, so the empty result is reused until a bin ends
-            return ChainOutput(events=events, features=self._no_bins)
-        features = BinnedFeatures(
+        features = BinnedFeatures._from_checked(
             data,
             bin_width_s=self.bin_width_s,
             feature_names=self.feature_names,
@@ -423,8 +427,6 @@ class SignalChain:
             fs_hz=self.fs_hz,
             kind="threshold_crossings+spike_band_power",
         )
-        if n_ready == 0:
-            self._no_bins = features
         self._bins_emitted += n_ready
         return ChainOutput(events=events, features=features)
 
