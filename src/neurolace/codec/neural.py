@@ -229,13 +229,15 @@ class NeuralCodec:
                 residual = prediction_residual(channel_codes, predictor, table.n_codes, self.frame_samples)
                 model = ResidualModel.fit(residual)
                 out += predictor.to_bytes() + model.to_bytes()
-                symbols = model.symbols(residual)
-                predictions = row_table = None
                 if self.mode == "context":
-                    symbols = symbols.astype(np.int64)
+                    symbols = residual - model.low  # in [0, n_symbols): the model was fitted on this residual
                     predictions = channel_codes - residual
-                    weights, row_table = _choose_code_weights(symbols, predictions, model, table.n_codes)
+                    weights, row_table = _choose_code_weights(
+                        channel_codes, symbols, predictions, model, table.n_codes
+                    )
                     out += weights.to_bytes()
+                else:
+                    symbols, predictions, row_table = model.symbols(residual), None, None
                 channels.append((symbols, predictions, model, row_table))
             for index, start in enumerate(range(0, n_samples, self.frame_samples)):
                 stop = start + self.frame_samples
@@ -268,7 +270,7 @@ def _context_fits(model: ResidualModel, n_codes: int) -> bool:
 
 
 def _choose_code_weights(
-    symbols: np.ndarray, predictions: np.ndarray, model: ResidualModel, n_codes: int
+    codes: np.ndarray, symbols: np.ndarray, predictions: np.ndarray, model: ResidualModel, n_codes: int
 ) -> tuple[CodeWeights, RowTable]:
     """The fitted code weights and their rows if they pay for themselves on this channel, else the plain row.
 
@@ -280,7 +282,7 @@ def _choose_code_weights(
     plain = _row_table(model, empty, n_codes)
     if n_samples == 0 or not _context_fits(model, n_codes):
         return empty, plain
-    weights = fit_code_weights(predictions + model.low + symbols, predictions, model, n_codes)
+    weights = fit_code_weights(codes, predictions, model, n_codes)
     context = _row_table(model, weights, n_codes)
     context_bits, plain_bits = ideal_bits(symbols, predictions, context, plain)
     context_bits += 8 * len(weights.to_bytes())
