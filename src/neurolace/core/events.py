@@ -19,6 +19,9 @@ __all__ = ["SpikeEvents", "NO_UNIT"]
 NO_UNIT = -1
 """``unit_id`` value of an event that is not assigned to a unit."""
 
+_NO_UNITS = np.zeros(0, dtype=np.int32)
+_NO_UNITS.flags.writeable = False  # shared by every empty table _from_sorted builds
+
 
 class SpikeEvents:
     """A sorted table of spike events.
@@ -101,7 +104,7 @@ class SpikeEvents:
         events.channel_index = channel_index
         events.fs_hz = fs_hz
         events.n_channels = n_channels
-        events.unit_id = np.full(sample_index.shape, NO_UNIT, dtype=np.int32)
+        events.unit_id = _NO_UNITS if sample_index.size == 0 else np.full(sample_index.shape, NO_UNIT, dtype=np.int32)
         events.amplitude_uv = amplitude_uv
         return events
 

@@ -293,6 +293,8 @@ class SignalChain:
         self._samples_seen = 0
         self._sbp_waiting = np.zeros((0, self.n_channels), dtype=np.float64)
         self._counts_waiting = np.zeros((0, self.n_channels), dtype=np.int64)
+        self._no_data = np.zeros((0, 2 * self.n_channels), dtype=np.float64)
+        self._no_data.flags.writeable = False
         self._bins_emitted = 0
         self._thresholds: np.ndarray | None = None
         self._thresholds_for: np.ndarray | None = None
@@ -410,15 +412,20 @@ class SignalChain:
         through = (
             self._samples_seen if final else max(0, self.detector.finalized_through - self.delay_samples)
         )
-        count_rows = self.counter.process(events, through)
-        self._sbp_waiting = np.concatenate([self._sbp_waiting, sbp_rows])
-        self._counts_waiting = np.concatenate([self._counts_waiting, count_rows])
+        count_rows = self.counter._process(events, through)
+        if sbp_rows.shape[0]:
+            self._sbp_waiting = np.concatenate([self._sbp_waiting, sbp_rows])
+        if count_rows.shape[0]:
+            self._counts_waiting = np.concatenate([self._counts_waiting, count_rows])
         n_ready = min(self._sbp_waiting.shape[0], self._counts_waiting.shape[0])
-        data = np.concatenate(
-            [self._counts_waiting[:n_ready].astype(np.float64), self._sbp_waiting[:n_ready]], axis=1
-        )
-        self._sbp_waiting = self._sbp_waiting[n_ready:]
-        self._counts_waiting = self._counts_waiting[n_ready:]
+        if n_ready == 0:
+            data = self._no_data  # most 1 ms blocks end no bin
+        else:
+            data = np.concatenate(
+                [self._counts_waiting[:n_ready].astype(np.float64), self._sbp_waiting[:n_ready]], axis=1
+            )
+            self._sbp_waiting = self._sbp_waiting[n_ready:]
+            self._counts_waiting = self._counts_waiting[n_ready:]
         features = BinnedFeatures._from_checked(
             data,
             bin_width_s=self.bin_width_s,

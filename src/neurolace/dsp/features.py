@@ -178,6 +178,8 @@ class CrossingCounter:
         """Drop the open bins and restart the clock."""
         self._bins_done = 0
         self._open_counts = np.zeros((0, self.n_channels), dtype=np.int64)
+        self._no_rows = np.zeros((0, self.n_channels), dtype=np.int64)
+        self._no_rows.flags.writeable = False
 
     @property
     def bins_done(self) -> int:
@@ -202,12 +204,16 @@ class CrossingCounter:
         if events.n_channels != self.n_channels:
             raise InvalidInputError(f"events must have n_channels={self.n_channels}, got {events.n_channels}")
         through_sample = check_int(through_sample, "through_sample", minimum=0)
-        bins = events.sample_index // self.bin_samples - self._bins_done
-        if bins.size and bins.min() < 0:
+        if events.n_spikes and int(events.sample_index.min()) < self._bins_done * self.bin_samples:
             raise InvalidInputError(
                 f"events must arrive in time order: got an event at sample {int(events.sample_index.min())}, "
                 f"in a bin already returned (bins before sample {self._bins_done * self.bin_samples})"
             )
+        return self._process(events, through_sample)
+
+    def _process(self, events: SpikeEvents, through_sample: int) -> np.ndarray:
+        """``process`` without the checks (the chain's events are in time order by construction)."""
+        bins = events.sample_index // self.bin_samples - self._bins_done
         n_closing = max(0, through_sample // self.bin_samples - self._bins_done)
         n_open = max(self._open_counts.shape[0], n_closing, int(bins.max()) + 1 if bins.size else 0)
         if n_open > self._open_counts.shape[0]:
@@ -219,6 +225,8 @@ class CrossingCounter:
             self._open_counts += np.bincount(flat, minlength=n_open * self.n_channels).reshape(
                 n_open, self.n_channels
             )
+        if n_closing == 0:
+            return self._no_rows
         closed = self._open_counts[:n_closing]
         self._open_counts = self._open_counts[n_closing:]
         self._bins_done += n_closing
