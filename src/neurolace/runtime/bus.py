@@ -310,17 +310,18 @@ def open_bus(url: str | None = None, **options) -> Bus:
     raise InvalidInputError(f"bus must be 'inprocess://' or a redis:// URL, got {url!r}")
 
 
-def wait_until_ns(deadline_ns: int) -> None:
+def wait_until_ns(deadline_ns: int, *, spin_ns: int = 100_000) -> None:
     """Sleep until the monotonic clock reaches ``deadline_ns``: coarse sleep, then a short spin.
 
     ``time.sleep`` overshoots by 50-100 µs on a loaded Linux box, so we sleep
-    to 100 µs before the deadline and yield-spin the rest.
+    to ``spin_ns`` before the deadline and yield-spin the rest (``spin_ns = 0``:
+    sleep only, and accept the overshoot).
     """
     while True:
         remaining_ns = deadline_ns - now_ns()
         if remaining_ns <= 0:
             return
-        if remaining_ns > 100_000:
-            time.sleep((remaining_ns - 100_000) / 1e9)
+        if remaining_ns > spin_ns:
+            time.sleep((remaining_ns - spin_ns) / 1e9)
         else:
             time.sleep(0)
