@@ -7,8 +7,10 @@ Data: every WAV in ../shared/data/neuralink-compression/wav (496 of the challeng
   MB/s of WAV input on one core (totals and medians over files) for neurolace in context mode
   (best ratio) and fast mode, and for zlib-9, bz2-9, lzma-9e, zstd-19, pcodec on the value-table
   codes and FLAC (libFLAC via soundfile), every file checked lossless (neurolace: byte for byte);
-- the issue's aims for the default mode (ratio >= 3.50, encode >= 40 MB/s) against the measurement,
-  and whether the ratio stored for the link budget (``MEASURED_N1_RATIO``) is still what it measures;
+- the issue's aims for the default mode (ratio >= 3.50, encode >= 40 MB/s, encode and decode at
+  least as fast as pcodec in the same run, by total and by median over files) against the
+  measurement, and whether the ratio stored for the link budget (``MEASURED_N1_RATIO``) is still
+  what it measures;
 - the same ratio beside the public numbers quoted in the data's PROVENANCE.md (those are on the
   full 743-file set, so they are a reference, not a same-data comparison; the baselines measured
   here are the same-data comparison);
@@ -70,6 +72,25 @@ def _stream_ratio(samples: np.ndarray, table: np.ndarray, frame_ms: float) -> tu
     return (samples.nbytes + 44 * samples.shape[1]) / compressed, middle - start, end - middle
 
 
+def _against_pcodec(ours: dict, pcodec: dict | None) -> list[list]:
+    """Aim rows "at least as fast as pcodec in this run", encode and decode, totals and medians over files."""
+    rows = []
+    for direction in ("encode", "decode"):
+        for statistic, key in (("total", f"{direction}_mb_s"), ("median over files", f"{direction}_mb_s_median")):
+            if pcodec is None:
+                rows.append([f"{direction} MB/s >= pcodec ({statistic})", "pcodec not installed", "-", "n/a"])
+                continue
+            rows.append(
+                [
+                    f"{direction} MB/s >= pcodec ({statistic})",
+                    f">= {pcodec[key]:.1f}",
+                    round(ours[key], 1),
+                    "yes" if ours[key] >= pcodec[key] else "NO",
+                ]
+            )
+    return rows
+
+
 def run(quick: bool = False) -> dict:
     folder = shared_data("neuralink-compression", "wav")
     paths = sorted(folder.glob("*.wav"))
@@ -122,7 +143,13 @@ def run(quick: bool = False) -> dict:
                 round(default["encode_mb_s"], 1),
                 "yes" if default["encode_mb_s"] >= AIM_ENCODE_MB_S else "NO",
             ],
-            ["decode MB/s, one core (total)", "no aim", round(default["decode_mb_s"], 1), "-"],
+            [
+                "encode MB/s, one core (median over files)",
+                f">= {AIM_ENCODE_MB_S:g}",
+                round(default["encode_mb_s_median"], 1),
+                "yes" if default["encode_mb_s_median"] >= AIM_ENCODE_MB_S else "NO",
+            ],
+            *_against_pcodec(default, by_name.get("pcodec")),
             [
                 "stored MEASURED_N1_RATIO (link budget default)",
                 "= measured on all 496 files",
@@ -224,6 +251,7 @@ def run(quick: bool = False) -> dict:
         "public_results": [{"entry": name, "ratio": value} for name, value in PUBLIC_RESULTS],
         "aim_ratio": AIM_RATIO,
         "aim_encode_mb_s": AIM_ENCODE_MB_S,
+        "against_pcodec": _against_pcodec(default, by_name.get("pcodec")),
         "stored_ratio": MEASURED_N1_RATIO,
         "stream": stream_rows,
         "budget": budget,
