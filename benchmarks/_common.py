@@ -55,9 +55,17 @@ def table(title: str, columns: list[str], rows: list[list[object]]) -> None:
 # with AVX-512 must say so.
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
 
-# Environment that makes this process behave like the AVX2-only machine kind:
-# numba compiles for Haswell and numpy's dispatcher leaves out its AVX-512 group.
-AVX2_EMULATION_ENV = {"NUMBA_CPU_NAME": "haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4"}
+# Environment that makes this process behave like the AVX2-only machine kind: numba
+# compiles for Haswell with Haswell's own features (NUMBA_CPU_NAME alone keeps the host's
+# feature list, AVX-512 included: kernels built so still used zmm registers, which an
+# earlier version of this setting missed), and numpy's dispatcher leaves out every AVX-512
+# target it has (X86_V4 alone left AVX512_ICL kernels in use on numpy 2.4; names a numpy
+# build lacks only draw a warning).
+AVX2_EMULATION_ENV = {
+    "NUMBA_CPU_NAME": "haswell",
+    "NUMBA_CPU_FEATURES": "",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+}
 
 
 def _cpu_model_and_flags() -> tuple[str, list[str]]:
@@ -85,6 +93,7 @@ def machine_info() -> dict:
         "cpu_model": model,
         "cpu_simd": flags,
         "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"),
+        "numba_cpu_features": os.environ.get("NUMBA_CPU_FEATURES", "host"),
         "numpy_disabled_cpu_features": os.environ.get("NPY_DISABLE_CPU_FEATURES", ""),
     }
     try:
@@ -99,9 +108,10 @@ def machine_info() -> dict:
 def machine_line() -> str:
     """One line for beside a table: model, cores, SIMD, and whether AVX2 emulation is on."""
     info = machine_info()
-    avx512_in_use = "avx512f" in info["cpu_simd"] and info["numba_cpu_name"] == "host" and (
-        "X86_V4" not in info["numpy_disabled_cpu_features"]
-    )
+    numba_avx512 = info["numba_cpu_name"] == "host" or info["numba_cpu_features"] == "host"
+    disabled = info["numpy_disabled_cpu_features"].split()
+    numpy_avx512 = not {"X86_V4", "AVX512_ICL"} <= set(disabled)
+    avx512_in_use = "avx512f" in info["cpu_simd"] and (numba_avx512 or numpy_avx512)
     emulation = "AVX-512 in use" if avx512_in_use else "AVX2 code paths (AVX-512 off or absent)"
     return (
         f"{info['cpu_model']}, {info['cpu_count']} cores, SIMD {' '.join(info['cpu_simd']) or 'unknown'}; "
