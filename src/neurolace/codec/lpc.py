@@ -18,7 +18,7 @@ decoded), so it cannot be vectorised; the numba loop decodes 1e5 samples with
 32 taps in ~1 ms against ~0.2 s for the same loop in Python. The encoder's
 residual and autocorrelation kernels, and the rANS decoder's inline predictor
 (:func:`reversed_float_taps`), run in float64 with the loops arranged for SIMD
-(a contiguous dot product of the reversed taps per sample; lags innermost),
+(contiguous dot products: of the reversed taps per sample, of each lag per tile),
 2-7x faster than the int64 loops, and exact because every partial sum is an
 integer below 2**52 (checked; the int64 kernels take over otherwise). 33 BLAS dot products
 take 0.2 ms on an idle core but measured 5-440 ms when OpenBLAS threads compete
@@ -49,6 +49,8 @@ MAX_ORDER = 32
 COEFFICIENT_BITS = 14
 #: largest binary-point position of the quantised coefficients
 MAX_SHIFT = 14
+#: samples per tile of the autocorrelation kernel (a tile and its lagged copy fit in L1 cache)
+_AUTOCORRELATION_TILE = 2048
 #: float64 kernels are used only while every partial sum is an integer below this (so they are exact)
 _FLOAT_EXACT_BOUND = 1 << 52
 
@@ -178,28 +180,35 @@ def _autocorrelation_kernel(centred, max_lag):  # pragma: no cover - numba
     return result
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _float_dot(first, second, length):  # pragma: no cover - numba
+    total = 0.0
+    for i in range(length):
+        total += first[i] * second[i]
+    return total
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _float_autocorrelation_kernel(centred, max_lag):  # pragma: no cover - numba
-    """Same values as :func:`_autocorrelation_kernel`, in float64 with the lags innermost.
+    """Same values as :func:`_autocorrelation_kernel`, in float64 as dot products over cache-sized tiles.
 
     Exact, whatever order fastmath sums in, because every product and partial sum
-    is an integer below 2**52 (the caller checks ``max|x|**2 * n``). The inner loop
-    over the ``max_lag + 1`` accumulators is contiguous and vectorises: measured
-    0.40 ms per 1e5 samples and 33 lags against 1.07 ms for the integer kernel.
+    is an integer below 2**52 (the caller checks ``max|x|**2 * n``). For each tile
+    of ``_AUTOCORRELATION_TILE`` samples (it and its lagged copy stay in L1 cache),
+    one vectorised dot product per lag. Measured on 30 N1 clips (AVX2, 33 lags):
+    0.21-0.24 ms per clip against 0.41 ms for the previous lags-innermost
+    accumulator loop and ~1.1 ms for the integer kernel.
     """
     n_samples = centred.size
     result = np.zeros(max_lag + 1, dtype=np.float64)
     for t in range(min(max_lag, n_samples)):
         for lag in range(t + 1):
             result[lag] += centred[t] * centred[t - lag]
-    accumulator = np.zeros(max_lag + 1, dtype=np.float64)  # accumulator[j] holds lag max_lag - j
-    for t in range(max_lag, n_samples):
-        value = centred[t]
-        first = t - max_lag
-        for j in range(max_lag + 1):
-            accumulator[j] += value * centred[first + j]
-    for j in range(max_lag + 1):
-        result[max_lag - j] += accumulator[j]
+    for tile in range(max_lag, n_samples, _AUTOCORRELATION_TILE):
+        length = min(_AUTOCORRELATION_TILE, n_samples - tile)
+        current = centred[tile : tile + length]
+        for lag in range(max_lag + 1):
+            result[lag] += _float_dot(current, centred[tile - lag : tile - lag + length], length)
     return result
 
 
