@@ -70,8 +70,10 @@ def _detect_kernel(
         sample_index = first_index + index
         n_flagged = 0
         for channel in range(n_channels):
-            beyond = sign * row[channel] > flipped_thresholds[channel]
-            crossing = beyond and not beyond_before[channel]
+            # 0/1 bytes, not bools: numba's bool logic here compiled to scalar code for AVX2
+            # (230 µs per 391 x 1024 block), byte arithmetic vectorises (97 µs)
+            beyond = np.uint8(sign * row[channel] > flipped_thresholds[channel])
+            crossing = beyond & (np.uint8(1) - beyond_before[channel])
             flags[channel] = crossing
             n_flagged += crossing
             beyond_before[channel] = beyond
@@ -152,10 +154,10 @@ class ThresholdDetector:
     def reset(self) -> None:
         """Forget the carried state, pending events and the sample clock."""
         n = self.n_channels
-        self._beyond_before = np.zeros(n, dtype=np.bool_)
+        self._beyond_before = np.zeros(n, dtype=np.uint8)
         self._window_open = np.zeros(n, dtype=np.bool_)
         padded = -(-n // 8) * 8
-        self._flags = np.zeros(padded, dtype=np.bool_)
+        self._flags = np.zeros(padded, dtype=np.uint8)
         self._flag_words = self._flags.view(np.uint64)
         self._queue_channel = np.zeros(n, dtype=np.int32)
         self._queue_start = np.zeros(n, dtype=np.int64)
