@@ -24,6 +24,7 @@ from neurolace.codec.neural import _read_header, _row_table
 from neurolace.codec.rans import (
     PROBABILITY_BITS,
     FrameDecoder,
+    PairCounts,
     RowTable,
     base_frequencies,
     encode_frame,
@@ -114,6 +115,20 @@ def test_rows_sum_to_two_to_the_twenty_and_exclude_impossible_codes():
     expected /= expected.sum()
     level_rounding = 2 ** (0.5 / 4) * 2 ** (0.5 / 8)  # quarter-octave counts, eighth-octave weights
     assert np.all(row / expected < level_rounding**2) and np.all(expected / row < level_rounding**2)
+
+
+def test_pair_counts_give_the_code_and_prediction_histograms():
+    symbols = np.array([2, 2, 0, 1, 2], dtype=np.int64)
+    predictions = np.array([5, 3, 5, 7, 3], dtype=np.int64)
+    pairs = PairCounts(symbols, predictions, n_symbols=3)
+    assert pairs.lowest == 3 and pairs.order.tolist() == [5, 3, 7]  # first appearance
+    assert pairs.prediction_histogram().tolist() == [2, 0, 2, 0, 1]
+    first, observed = pairs.code_histogram(low=-1)  # codes = prediction - 1 + symbol: 6, 4, 4, 7, 4
+    assert first == 4 and observed.tolist() == [3, 0, 1, 1]
+    with pytest.raises(CodecError, match=r"symbol 3 at sample 1 is outside \[0, 3\)"):
+        PairCounts(np.array([0, 3]), np.array([1, 1]), n_symbols=3)
+    with pytest.raises(CodecError, match="non-empty and of one shape"):
+        PairCounts(np.zeros(0), np.zeros(0), n_symbols=3)
 
 
 def test_a_certain_symbol_costs_nothing():

@@ -41,7 +41,7 @@ from neurolace.codec.entropy import (
 from neurolace.codec.errors import CodecError
 from neurolace.codec.histogram import ResidualModel, level_weights
 from neurolace.codec.lpc import LinearPredictor
-from neurolace.codec.rans import code_and_prediction_counts
+from neurolace.codec.rans import PairCounts
 
 __all__ = [
     "MAX_CONTEXT_SYMBOLS",
@@ -114,7 +114,12 @@ class CodeWeights:
 
 
 def fit_code_weights(
-    codes: np.ndarray, predictions: np.ndarray, model: ResidualModel, n_codes: int
+    codes: np.ndarray,
+    predictions: np.ndarray,
+    model: ResidualModel,
+    n_codes: int,
+    *,
+    pairs: PairCounts | None = None,
 ) -> CodeWeights:
     """Fit ``w`` so that ``f(c - pred) w(c) / Z(pred)`` matches the observed code counts.
 
@@ -123,15 +128,20 @@ def fit_code_weights(
     codes, predictions : ndarray of int64, shape (n_samples,)
         Grid codes of one channel and their predicted codes.
     model : ResidualModel
-        The channel's (quantised) residual histogram ``f``.
+        The channel's (quantised) residual histogram ``f``; every ``codes - predictions``
+        must lie in its alphabet.
     n_codes : int
         Size of the grid-code alphabet.
+    pairs : PairCounts, optional
+        The (prediction, symbol) counts of these samples, if already counted.
     """
     if codes.size == 0:
         return CodeWeights(0, np.zeros(0, dtype=np.int64))
-    first, observed, lowest_prediction, pred_counts = code_and_prediction_counts(
-        np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(predictions, dtype=np.int64)
-    )
+    if pairs is None:
+        predictions = np.ascontiguousarray(predictions, dtype=np.int64)
+        pairs = PairCounts(np.asarray(codes, dtype=np.int64) - predictions - model.low, predictions, model.n_symbols)
+    first, observed = pairs.code_histogram(model.low)
+    lowest_prediction, pred_counts = pairs.lowest, pairs.prediction_histogram()
     span = observed.size
     f = level_weights(model.levels).astype(np.float64)
     f /= f.sum()

@@ -50,7 +50,14 @@ from neurolace.codec.lpc import (
     prediction_residual,
     prediction_synthesis,
 )
-from neurolace.codec.rans import FrameDecoder, RowTable, base_frequencies, encode_frame, ideal_bits
+from neurolace.codec.rans import (
+    FrameDecoder,
+    PairCounts,
+    RowTable,
+    base_frequencies,
+    encode_frame,
+    ideal_bits,
+)
 from neurolace.codec.table import ValueTable
 from neurolace.core.checks import check_in, check_int
 from neurolace.core.errors import FormatError
@@ -282,9 +289,10 @@ def _choose_code_weights(
     plain = _row_table(model, empty, n_codes)
     if n_samples == 0 or not _context_fits(model, n_codes):
         return empty, plain
-    weights = fit_code_weights(codes, predictions, model, n_codes)
+    pairs = PairCounts(symbols, predictions, model.n_symbols)
+    weights = fit_code_weights(codes, predictions, model, n_codes, pairs=pairs)
     context = _row_table(model, weights, n_codes)
-    context_bits, plain_bits = ideal_bits(symbols, predictions, context, plain)
+    context_bits, plain_bits = ideal_bits(symbols, predictions, context, plain, pairs=pairs)
     context_bits += 8 * len(weights.to_bytes())
     return (weights, context) if context_bits < plain_bits else (empty, plain)
 
