@@ -313,13 +313,17 @@ def _decode_codes(
     float_taps = reversed_taps.size == order
     # centred history, zero before the frame (c = mean); centred[order + t] = out[t] - mean_code
     centred = np.zeros(order + out.size, dtype=np.float64)
+    newest = 0.0  # centred[order + t - 1], kept in a register
+    newest_tap = reversed_taps[order - 1] if float_taps and order > 0 else 0.0
     for t in range(out.size):
         accumulator = 0
         if float_taps:  # contiguous float64 dot product: vectorised, exact (see lpc.reversed_float_taps)
+            # The sample just decoded enters from a register, not through the vector loads: a
+            # wide load of a value still in the store buffer stalls, on the chain every sample waits on.
             total = 0.0
-            for j in range(order):
+            for j in range(order - 1):
                 total += reversed_taps[j] * centred[t + j]
-            accumulator = np.int64(total)
+            accumulator = np.int64(total + newest_tap * newest)
         else:
             for k in range(min(order, t)):
                 accumulator += coefficients[k] * (out[t - k - 1] - mean_code)
@@ -353,7 +357,8 @@ def _decode_codes(
         if code < 0 or code >= n_codes:
             return state, position, _STATUS_OUT_OF_TABLE
         out[t] = code
-        centred[order + t] = code - mean_code
+        newest = code - mean_code
+        centred[order + t] = newest
     return state, position, _STATUS_OK
 
 
