@@ -167,8 +167,9 @@ class RowTable:
     def decoder_lookup(self) -> tuple:
         """(lookup, lookup_shift, n_lookup_rows) of the decoder, allocated on first use.
 
-        ``lookup[slot, b]`` is the symbol of row ``slot`` at probability ``b << lookup_shift``;
-        rows are filled as they are built. Zero pages until used, like ``cumulative``.
+        ``lookup[p, b]`` is the symbol at probability ``b << lookup_shift`` in the row of
+        predicted code ``p`` (row 0: the plain row); rows are filled as they are built.
+        Zero pages until used, like ``cumulative``.
         """
         if self._lookup is None:
             rows = self.cumulative.shape[0]
@@ -260,14 +261,14 @@ def _encode_backwards(
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_shift):  # pragma: no cover - numba
-    """Bucket ``b`` of row ``slot``: the symbol whose interval holds ``b << lookup_shift``."""
+def _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_row, lookup_shift):  # pragma: no cover - numba
+    """Bucket ``b`` of ``lookup[lookup_row]``: the symbol of row ``slot`` whose interval holds ``b << lookup_shift``."""
     width = 1 << lookup_shift
     for k in range(n_symbols):
         first = (cumulative[slot, k] + width - 1) >> lookup_shift  # first bucket starting in [cum[k], cum[k+1])
         stop = (cumulative[slot, k + 1] + width - 1) >> lookup_shift
         for bucket in range(first, stop):
-            lookup[slot, bucket] = k
+            lookup[lookup_row, bucket] = k
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -307,8 +308,10 @@ def _decode_codes(
     n_symbols = base.size
     mask = _TOTAL - 1
     n_words = words.size - 1
-    for slot in range(n_lookup_rows[0], n_rows[0]):  # rows built before this call (plain row, earlier frames)
-        _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_shift)
+    if n_lookup_rows[0] < n_rows[0]:  # rows built outside the decoder (the plain row, an encoder's rows)
+        for prediction in range(slot_of.size):
+            if slot_of[prediction] >= n_lookup_rows[0]:
+                _fill_lookup(cumulative, n_symbols, slot_of[prediction], lookup, prediction, lookup_shift)
     n_lookup_rows[0] = n_rows[0]
     float_taps = reversed_taps.size == order
     # centred history, zero before the frame (c = mean); centred[order + t] = out[t] - mean_code
@@ -333,14 +336,17 @@ def _decode_codes(
         elif prediction > n_codes - 1:
             prediction = n_codes - 1
         slot = 0
+        lookup_row = 0
         if context:
+            # the lookup is indexed by the prediction itself, so its load need not wait for slot_of's
+            lookup_row = prediction
             slot = slot_of[prediction]
             if slot < 0:
                 slot = _new_row(prediction, base, low, code_weights, n_codes, slot_of, cumulative, n_rows)
-                _fill_lookup(cumulative, n_symbols, slot, lookup, lookup_shift)
+                _fill_lookup(cumulative, n_symbols, slot, lookup, prediction, lookup_shift)
                 n_lookup_rows[0] = n_rows[0]
         target = state & mask
-        symbol = np.int64(lookup[slot, target >> lookup_shift])
+        symbol = np.int64(lookup[lookup_row, target >> lookup_shift])
         while cumulative[slot, symbol + 1] <= target:
             symbol += 1
         start = cumulative[slot, symbol]
