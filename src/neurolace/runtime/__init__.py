@@ -1,7 +1,8 @@
 """Orchestration: the real-time node graph, its buses and recorder, and the closed-loop calibration session.
 
 - ``Graph`` / ``run_session`` run a session file (TOML) of supervised nodes over a bus
-  (``InProcessBus`` by default, Redis Streams through ``open_bus("redis://...")``);
+  (``InProcessBus`` by default, Redis Streams through ``open_bus("redis://...")``), reporting
+  each hop's latency and backlog; ``clock = "stepped"`` makes a seeded session repeat exactly;
 - ``RecordWriter`` / ``recover_record`` / ``record_to_nwb`` keep every stream crash-safe;
 - ``run_calibration_session`` runs the automated observation, closed-loop, ReFIT and Webgrid blocks
   on the simulated participant, as fast as the CPU allows.

@@ -366,7 +366,10 @@ class DspNode(Node):
         ),
         "sbp_filter": Parameter(bool, False, "separate 300-1000 Hz filter for SBP (else the spike band)"),
         "max_batch_ms": Parameter(
-            float, 10.0, "most waiting raw signal taken into one chain call (bounds a catch-up)", minimum=0.0
+            float,
+            10.0,
+            "most waiting raw signal taken into one chain call (0: one block a call)",
+            minimum=0.0,
         ),
     }
 
