@@ -48,6 +48,8 @@ def test_a_seeded_stepped_closed_loop_gives_the_same_run_every_time():
     # the session ends on the participant's own clock: 3 s of 20 ms bins, every one through the loop
     assert first["nodes"]["participant"]["bins"] == 150 == first["nodes"]["cursor"]["moves"]
     assert first["nodes"]["decoder"]["decoding"]  # the fit happened inside the run, at a fixed bin
+    # a synchronous fit is not the decoder falling silent: the cursor does not report holding
+    assert not [e for e in first["events"] if e["event"] == "cursor_holding"]
     assert first_clock == second_clock
     np.testing.assert_array_equal(first_cursor, second_cursor)
     assert first_cursor[:, 3].min() == 0.0 < first_cursor[:, 3].max()  # assisted, then decoded moves

@@ -80,6 +80,8 @@ class CursorNode(_Effector):
         self.last_move_ns = now_ns()
 
     def on_idle(self) -> None:
+        if self.context.stepped:  # silence on the wall clock means nothing when the session steps
+            return
         if self.last_move_ns is None:
             self.last_move_ns = now_ns()
         elif not self.holding and now_ns() - self.last_move_ns > self.params["stale_ms"] * 1e6:
