@@ -375,6 +375,7 @@ class DspNode(Node):
 
     def setup(self) -> None:
         from neurolace.dsp.chain import SignalChain
+        from neurolace.dsp.features import SBP_BAND_HZ
 
         params = self.params
         self.chain = SignalChain(
@@ -383,7 +384,7 @@ class DspNode(Node):
             gain_uv=params["gain_uv"],
             bin_ms=params["bin_ms"],
             noise_window_s=params["noise_window_s"],
-            sbp_band_hz=(300.0, 1000.0) if params["sbp_filter"] else None,
+            sbp_band_hz=SBP_BAND_HZ if params["sbp_filter"] else None,
         )
         self.bin_samples = self.chain.sbp.bin_samples
         n = params["n_channels"]
