@@ -168,12 +168,13 @@ def test_float_kernels_equal_the_integer_kernels(rng):
         assert np.array_equal(prediction_synthesis(residual, predictor, n_codes, block), codes)
 
 
-def test_residual_falls_back_to_integers_beyond_float_precision():
+def test_residual_and_synthesis_fall_back_to_integers_beyond_float_precision():
     # taps near 2**40 times codes near 2**17 overflow float64's exact integers; the int64 kernel answers
     predictor = LinearPredictor(np.array([1 << 40, -(1 << 39)]), 30, 0)
     codes = np.array([100_000, 90_000, 120_000, 5, 131_000], dtype=np.int64)
     expected = _residual_kernel(codes, predictor.coefficients, 30, 0, 131_072, 1000)
     assert np.array_equal(prediction_residual(codes, predictor, 131_072, 1000), expected)
+    assert np.array_equal(prediction_synthesis(expected, predictor, 131_072, 1000), codes)
 
 
 def test_files_of_the_first_context_mode_still_decode():
