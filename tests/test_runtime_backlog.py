@@ -123,31 +123,36 @@ def test_the_graph_report_names_the_hop_whose_reader_falls_behind(tmp_path, slow
 
 
 class _Collect:
+    """Emitted messages, each with how many raw blocks had been fed when it came out."""
+
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.fed_when_emitted: list[int] = []
+        self.fed = 0
 
     def __call__(self, message: Message) -> Message:
         self.messages.append(message)
+        self.fed_when_emitted.append(self.fed)
         return message
 
 
-def _dsp_node(collect: _Collect):
+def _dsp_node(collect: _Collect, **options):
     from neurolace.runtime.nodes.processing import DspNode
 
     params = {name: parameter.default for name, parameter in DspNode.parameters.items()}
-    params.update(n_channels=8, noise_window_s=0.05)
-    context = NodeContext(name="dsp", outputs={"features": "dsp.features"}, seed=0, emit_function=collect, log=print)
+    params.update(n_channels=8, noise_window_s=0.05, **options)
+    outputs = {"features": "dsp.features"}
+    context = NodeContext(name="dsp", outputs=outputs, seed=0, emit_function=collect, log=print)
     node = DspNode(params, context)
     node.setup()
     return node
 
 
-def test_dsp_node_publishes_the_same_bins_whether_blocks_come_one_by_one_or_in_batches():
+def _raw_blocks(block: int = 20) -> list[Message]:
     from neurolace.sim.implant import simulate_implant
 
     samples = simulate_implant(duration_s=0.3, n_electrodes=8, seed=4).recording.samples
-    block = 20
-    blocks = [
+    return [
         Message(
             stream="implant.raw",
             payload=samples[start : start + block],
@@ -156,10 +161,28 @@ def test_dsp_node_publishes_the_same_bins_whether_blocks_come_one_by_one_or_in_b
         )
         for start in range(0, samples.shape[0] - block + 1, block)
     ]
-    one_by_one, batched = _Collect(), _Collect()
-    node = _dsp_node(one_by_one)
-    for message in blocks:
-        node.on_message("raw", message)
+
+
+def _assert_same_bins(expected: _Collect, got: _Collect) -> None:
+    assert len(got.messages) == len(expected.messages) > 5
+    for want, have in zip(expected.messages, got.messages, strict=True):
+        assert have.sample_index == want.sample_index
+        assert have.origin_ns == want.origin_ns  # the raw block that held the bin's last sample
+        np.testing.assert_array_equal(have.payload, want.payload)
+
+
+def test_dsp_node_publishes_the_same_bins_whether_blocks_come_one_by_one_or_in_batches():
+    blocks = _raw_blocks()
+    eager, deferred, batched = _Collect(), _Collect(), _Collect()
+    for collect, options in ((eager, {"defer": False}), (deferred, {})):
+        node = _dsp_node(collect, **options)
+        for message in blocks:
+            collect.fed += 1
+            node.on_message("raw", message)
+    # holding blocks that cannot close a bin delays no bin: each comes out on the same block
+    _assert_same_bins(eager, deferred)
+    assert deferred.fed_when_emitted == eager.fed_when_emitted
+    assert node.chain_calls < len(blocks) / 2
     node = _dsp_node(batched)
     position, sizes = 0, [1, 7, 3, 9, 2, 9, 5]
     while position < len(blocks):
@@ -167,8 +190,4 @@ def test_dsp_node_publishes_the_same_bins_whether_blocks_come_one_by_one_or_in_b
         node.on_batch("raw", blocks[position : position + size])
         position += size
     assert node.batches > 0 and node.max_batch == 9  # 10 ms of signal in 20-sample blocks
-    assert len(batched.messages) == len(one_by_one.messages) > 5
-    for expected, got in zip(one_by_one.messages, batched.messages, strict=True):
-        assert got.sample_index == expected.sample_index
-        assert got.origin_ns == expected.origin_ns  # the raw block that held the bin's last sample
-        np.testing.assert_array_equal(got.payload, expected.payload)
+    _assert_same_bins(eager, batched)
