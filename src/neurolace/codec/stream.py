@@ -152,7 +152,7 @@ class StreamEncoder:
             raise CodecError(
                 f"samples must have shape (1..{self.frame_samples}, {self.n_channels}), got {samples.shape}"
             )
-        codes = self.table.to_codes(np.ascontiguousarray(samples)).astype(np.int64)
+        codes = self.table.to_codes(samples)
         n_codes = self.table.n_codes
         resync = self._frame_index % self.resync_frames == 0
         for channel, state in enumerate(self._channels):

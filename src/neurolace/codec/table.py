@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+import numba
 import numpy as np
 
 from neurolace.codec.bitpack import ByteReader, encode_signed_varint, encode_varint
@@ -57,22 +58,22 @@ class ValueTable:
     @classmethod
     def from_samples(cls, samples: np.ndarray) -> ValueTable:
         """Table of the distinct values in ``samples`` (any shape, int16); at least one sample."""
-        # a boolean scatter over the 65,536 values (0.14 ms per 1e5 samples; bincount 0.24 ms)
-        seen = np.zeros(65536, dtype=bool)
-        seen[np.ascontiguousarray(samples, dtype=np.int16).reshape(-1).view(np.uint16)] = True
+        # a boolean scatter over the 65,536 values, in numba: numpy's fancy assignment first widens
+        # the indices to intp (0.14 ms per N1 clip against 0.03 ms; bincount 0.24 ms)
+        seen = _seen_kernel(np.ascontiguousarray(samples, dtype=np.int16).reshape(-1).view(np.uint16))
         return cls(np.flatnonzero(np.concatenate([seen[32768:], seen[:32768]])) - 32768)
 
     def to_codes(self, samples: np.ndarray) -> np.ndarray:
-        """Grid codes of int16 samples (same shape); every sample must be in the table."""
+        """Grid codes of int16 samples (int64, same shape); every sample must be in the table."""
         if self._code_of_value is None:
-            lookup = np.full(65536, -1, dtype=np.int32)
-            lookup[self.values.astype(np.int64) + 32768] = self.grid_codes
+            lookup = np.full(65536, -1, dtype=np.int32)  # indexed by the sample's bits as uint16
+            lookup[self.values.view(np.uint16)] = self.grid_codes
             self._code_of_value = lookup
-        codes = self._code_of_value[samples.view(np.uint16) ^ 0x8000]
-        if codes.size and codes.min() < 0:
-            bad = samples.reshape(-1)[np.flatnonzero(codes.reshape(-1) < 0)[0]]
-            raise CodecError(f"sample value {int(bad)} is not in the codec's value table")
-        return codes
+        samples = np.ascontiguousarray(samples, dtype=np.int16)
+        codes, bad = _codes_kernel(samples.reshape(-1).view(np.uint16), self._code_of_value)
+        if bad >= 0:
+            raise CodecError(f"sample value {int(samples.reshape(-1)[bad])} is not in the codec's value table")
+        return codes.reshape(samples.shape)
 
     def to_samples(self, codes: np.ndarray) -> np.ndarray:
         """int16 samples of grid codes; codes that name no value raise :class:`CodecError`."""
@@ -140,6 +141,32 @@ class ValueTable:
 def _escape_model():
     """Uniform model of an escaped gap, 1..65535 (built once: 65,535 weights cost ~0.1 ms per table)."""
     return categorical(np.ones(65535, dtype=np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _seen_kernel(bits):  # pragma: no cover - numba
+    """Which of the 65,536 uint16 bit patterns occur in ``bits``."""
+    seen = np.zeros(65536, dtype=np.bool_)
+    for t in range(bits.size):
+        seen[bits[t]] = True
+    return seen
+
+
+@numba.njit(cache=True, nogil=True)
+def _codes_kernel(bits, lookup):  # pragma: no cover - numba
+    """(int64 codes of the samples' uint16 bit patterns, position of the first sample not in the table or -1).
+
+    One pass instead of numpy's XOR temporary, gather and min check, and the codes
+    come out as int64, which the predictor kernels take without another copy:
+    measured 0.07 ms against 0.13 ms per N1 clip with that copy.
+    """
+    codes = np.empty(bits.size, dtype=np.int64)
+    for t in range(bits.size):
+        code = lookup[bits[t]]
+        if code < 0:
+            return codes, t
+        codes[t] = code
+    return codes, -1
 
 
 def _gap_model(symbols: np.ndarray):
