@@ -13,7 +13,8 @@ Huffman coding with compression rate of arithmetic coding", arXiv:1311.2540,
 with integer probability rows built lazily, once per distinct predicted code,
 by exact integer arithmetic shared by encoder and decoder. The decoder runs
 the linear predictor inline, so decoding is one numba loop per channel and
-frame.
+frame, and finds each symbol through a 256-bucket lookup per row (the symbol
+at each bucket's start) instead of a binary search over the row.
 
 Row of predicted code ``p`` over residual symbols ``k`` (code ``p + low + k``)::
 
