@@ -132,6 +132,10 @@ def test_value_table_derives_the_uneven_grid():
     assert np.array_equal(table.to_samples(table.to_codes(samples)), samples)
     with pytest.raises(CodecError, match="sample value 1 is not in the codec's value table"):
         table.to_codes(np.array([1], dtype=np.int16))
+    with pytest.raises(CodecError, match="falls in a gap of the value table"):
+        table.to_samples(np.array([0, 4, 5]))  # code 4 sits inside the 128 gap: it names no value
+    with pytest.raises(CodecError, match="lies outside the value table"):
+        table.to_samples(np.array([4, table.n_codes]))  # outside is reported before a gap
 
 
 def test_predictor_recovers_an_ar1_process(rng):

