@@ -18,10 +18,13 @@ __all__ = ["PACER_SPIN_NS", "Pacer"]
 #: How long before a tick a source stops sleeping and spins (``time.sleep(0)``) for a precise
 #: wake-up. Spinning every 1 ms block re-requests the interpreter lock about ten times a
 #: block, taking it from the dsp and decoder threads. Measured on the 1024-channel latency
-#: benchmark (20 s runs, AVX2, the 2-core machine loaded 2-3): the implant's thread took
-#: 0.09-0.12 of a core spinning 100 µs, 0.06-0.07 sleeping only, while the wake-up lateness
-#: p99 (0.7-6 ms) was set by the machine's load either way. A source's block is stamped when
-#: it is published, so a later wake-up shifts no measured latency; hence no spin.
+#: benchmark (20 s runs alternating spin / sleep, the 2-core machine loaded 2-3): the implant's
+#: thread took 0.09-0.12 of a core spinning 100 µs, 0.06-0.07 sleeping only, while the wake-up
+#: lateness p99 (0.7-6 ms) was set by the machine's load either way. (A later paired run of
+#: the whole runtime before and after this release, under the corrected AVX2 emulation, put
+#: the implant at 0.10-0.11 of a core either way, so the saving is not always there.) A
+#: source's block is stamped when it is published, so a later wake-up shifts no measured
+#: latency; hence no spin.
 PACER_SPIN_NS = 0
 
 

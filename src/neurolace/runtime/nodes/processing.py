@@ -338,8 +338,9 @@ class DspNode(Node):
     for events at the bin's edge to be final included).
 
     The chain's output does not depend on the chunking, and one call on 10
-    blocks costs far less than ten calls on one (measured at 1024 channels,
-    AVX2: 0.18 CPU s per s of signal in 1 ms calls, 0.07 in 10 ms calls), so
+    blocks costs less than ten calls on one (measured at 1024 channels under
+    AVX2 emulation: 0.12 CPU s per s of signal in 1 ms calls, 0.06 in 10 ms
+    calls), so
     the node runs it on several blocks at once where that delays no bin:
 
     - when raw blocks queue up (the node fell behind), the runner hands over
