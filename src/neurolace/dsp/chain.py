@@ -38,9 +38,15 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
 from neurolace.core.features import BinnedFeatures
 from neurolace.core.recording import Recording
-from neurolace.dsp.defaults import DEFAULT_CHUNK_MS, DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
+from neurolace.dsp.defaults import (
+    DEFAULT_BIN_MS,
+    DEFAULT_CHUNK_MS,
+    DEFAULT_DEAD_TIME_MS,
+    DEFAULT_NOISE_WINDOW_S,
+    DEFAULT_THRESHOLD,
+)
 from neurolace.dsp.detection import ThresholdDetector
-from neurolace.dsp.features import DEFAULT_BIN_MS, SBP_BAND_HZ, CrossingCounter, SpikeBandPower
+from neurolace.dsp.features import SBP_BAND_HZ, CrossingCounter, SpikeBandPower
 from neurolace.dsp.filters import (
     DEFAULT_LOWPASS_TAPS,
     BandpassFilter,
@@ -178,7 +184,7 @@ class SignalChain:
         lowpass_taps: int = DEFAULT_LOWPASS_TAPS,
         reference: str | None = "mean",
         reference_groups: Any = None,
-        noise_window_s: float = 1.0,
+        noise_window_s: float = DEFAULT_NOISE_WINDOW_S,
         noise_update_weight: float = 0.0,
         threshold: float = DEFAULT_THRESHOLD,
         dead_time_ms: float = DEFAULT_DEAD_TIME_MS,

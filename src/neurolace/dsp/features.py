@@ -26,6 +26,7 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
 from neurolace.core.features import BinnedFeatures
 from neurolace.core.recording import Recording
+from neurolace.dsp.defaults import DEFAULT_BIN_MS
 from neurolace.dsp.filters import DEFAULT_CHUNK_SAMPLES, BandpassFilter, check_chunk
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "spike_band_power",
 ]
 
-DEFAULT_BIN_MS = 20.0
 #: Band of Nason et al. (2020).
 SBP_BAND_HZ = (300.0, 1000.0)
 

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from neurolace.core.errors import InvalidInputError
+from neurolace.dsp.defaults import DEFAULT_BIN_MS, DEFAULT_NOISE_WINDOW_S
 from neurolace.runtime.messages import Message
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 from neurolace.runtime.nodes.sources import IMPLANT_FS_HZ
@@ -158,7 +159,7 @@ class DecoderNode(Node):
     parameters: ClassVar[dict[str, Parameter]] = {
         "decoder": Parameter(str, "kalman", "decoder", choices=DECODERS),
         "calibration_s": Parameter(float, 20.0, "length of the calibration block", minimum=0.0),
-        "bin_ms": Parameter(float, 20.0, "bin width of the features", minimum=0.1),
+        "bin_ms": Parameter(float, DEFAULT_BIN_MS, "bin width of the features", minimum=0.1),
         "model_path": Parameter(str, "", "pickled fitted decoder to load (skips calibration)"),
         "assist": Parameter(bool, True, "during calibration, move the cursor with the intention"),
         "fail_after_bins": Parameter(
@@ -360,7 +361,7 @@ class DspNode(Node):
         "fs_hz": Parameter(float, IMPLANT_FS_HZ, "sampling rate of the raw stream", minimum=1.0),
         "n_channels": Parameter(int, 1024, "channels of the raw stream", minimum=1),
         "gain_uv": Parameter(float, 0.195, "µV per ADC code", minimum=1e-9),
-        "bin_ms": Parameter(float, 20.0, "feature bin width", minimum=0.1),
+        "bin_ms": Parameter(float, DEFAULT_BIN_MS, "feature bin width", minimum=0.1),
         "feature": Parameter(
             str,
             "threshold_crossings",
@@ -368,7 +369,7 @@ class DspNode(Node):
             choices=("threshold_crossings", "spike_band_power", "both"),
         ),
         "noise_window_s": Parameter(
-            float, 1.0, "first noise window (detection starts after it)", minimum=0.001
+            float, DEFAULT_NOISE_WINDOW_S, "first noise window (detection starts after it)", minimum=0.001
         ),
         "sbp_filter": Parameter(bool, False, "separate 300-1000 Hz filter for SBP (else the spike band)"),
         "max_batch_ms": Parameter(
