@@ -397,11 +397,6 @@ class SignalChain:
             return events
         shifted = events.sample_index - self.delay_samples
         keep = (shifted >= 0) & (shifted < self._samples_seen)
-        if keep.all():
-            return SpikeEvents._from_sorted(
-                shifted, events.channel_index, fs_hz=self.fs_hz, n_channels=self.n_channels,
-                amplitude_uv=events.amplitude_uv,
-            )
         return SpikeEvents._from_sorted(  # a constant shift and a mask keep the (sample, channel) order
             shifted[keep],
             events.channel_index[keep],

@@ -34,9 +34,10 @@ from neurolace.dsp.filters import check_chunk
 __all__ = ["DEFAULT_DEAD_TIME_MS", "DEFAULT_THRESHOLD", "ThresholdDetector"]
 
 # Profile on 1024 channels x 10 s of synthetic codes (20 events per channel per second) in 20 ms
-# blocks, CPU time on one core, AVX2 code paths. The first design -- a branch-free flag pass, a
-# scan for crossings outside the dead time, numpy gathers for each event's amplitude window and
-# concatenations to carry the unfinished ones -- spent 0.155 s (0.085 s in its kernels, the rest
+# blocks, CPU time on one core (under the benchmarks' first AVX2 emulation, which still let numba
+# use AVX-512; with strict AVX2 this kernel took 0.185 s before its flag pass moved to bytes).
+# The first design -- a branch-free flag pass, a scan for crossings outside the dead time, numpy
+# gathers for each event's amplitude window and concatenations to carry the unfinished ones -- spent 0.155 s (0.085 s in its kernels, the rest
 # in numpy and Python per block). Tracking every channel's window with selects in the flag pass
 # spent 0.19 s: windows are open about 2 % of the time, so most of that work is wasted. This
 # kernel keeps the flag pass branch-free and vectorised across channels and follows only the open

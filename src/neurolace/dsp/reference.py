@@ -29,36 +29,17 @@ from neurolace.dsp.filters import check_chunk
 __all__ = ["CommonAverageReference", "common_average_reference"]
 
 
-# Profile on 1024 channels x 10 s in 20 ms blocks, CPU time on one core, AVX2 code paths, both
-# references of the chain (spike band and SBP band): numpy's mean over axis 1 and a broadcast
-# subtraction spent about 0.15 s; numpy's row sums (the very sums np.mean takes) then a numba
-# pass that divides and subtracts spend 0.09 s (0.046 s each in the bench_chain stage table).
-# Per-thread groups of 16 channels are summed in the kernel, in numpy's own pairwise order (eight
-# running sums over blocks of up to 128 values, halves rounded down to a multiple of 8 above
-# that: :func:`_pairwise_plan`): 0.39 ms a 20 ms block against numpy's 1.0-2.1 ms. Division is in
-# float64 as ``np.mean`` does for float32, so every result is bit-identical to ``np.mean``, which
-# the tests check. Indexing a view from 0, not ``row[start + i]``, is what lets numba vectorise
-# these loops (5x here): with a signed offset it keeps a negative-index check on every access.
+# Profile on 1024 channels x 10 s in 20 ms blocks, CPU time on one core (measured under the
+# benchmarks' first AVX2 emulation, which still let numba use AVX-512), both references of the
+# chain (spike band and SBP band): numpy's mean over axis 1 and a broadcast subtraction spent
+# about 0.15 s; numpy's row sums (the very sums np.mean takes) then a numba pass that divides and
+# subtracts spend 0.09 s. Per-thread groups of 16 channels are summed in the kernel in numpy's own
+# order for a block of at most 128 values (eight running sums): 0.39 ms a 20 ms block against
+# numpy's 1.0-2.1 ms. Division is in float64 as ``np.mean`` does for float32, so every result is
+# bit-identical to ``np.mean``, which the tests check. Indexing a view from 0, not
+# ``row[start + i]``, is what lets numba vectorise these loops (5x here): with a signed offset it
+# keeps a negative-index check on every access.
 _PAIRWISE_BLOCK = 128
-_COMBINE = -1
-
-
-def _pairwise_plan(n: int) -> list[tuple[int, int]]:
-    """numpy's pairwise-sum tree over ``n`` values in postfix order.
-
-    Each entry is ``(start, length)`` of a leaf block of at most 128 values, or
-    ``(_COMBINE, 0)``: add the two sums on top of the stack. (The kernel runs this plan with a
-    small stack; a recursive numba function would be simpler but numba's cache cannot reload
-    recursive functions reliably.)
-    """
-    def build(start: int, length: int) -> list[tuple[int, int]]:
-        if length <= _PAIRWISE_BLOCK:
-            return [(start, length)]
-        half = length // 2
-        half -= half % 8
-        return build(start, half) + build(start + half, length - half) + [(_COMBINE, 0)]
-
-    return build(0, n)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -95,21 +76,6 @@ def _leaf_sum(values, start, n):
 
 
 @numba.njit(nogil=True, cache=True)
-def _planned_sum(values, base, plan, first, last, stack):
-    """Run the postfix plan ``plan[first:last]`` over ``values[base:]``."""
-    top = 0
-    for step in range(first, last):
-        start = plan[step, 0]
-        if start == _COMBINE:
-            top -= 1
-            stack[top - 1] = stack[top - 1] + stack[top]
-        else:
-            stack[top] = _leaf_sum(values, base + start, plan[step, 1])
-            top += 1
-    return stack[0]
-
-
-@numba.njit(nogil=True, cache=True)
 def _subtract_group_means(out, starts, sizes, totals):
     """Subtract ``totals[:, g] / sizes[g]`` (float64 division, as ``np.mean``) from group ``g``'s run."""
     for index in range(out.shape[0]):
@@ -123,16 +89,12 @@ def _subtract_group_means(out, starts, sizes, totals):
 
 
 @numba.njit(nogil=True, cache=True)
-def _group_sums(out, starts, sizes, plan, plan_offsets, stack, totals):
-    """Sum of each group's run per sample into ``totals`` (n_samples x n_groups), with its pairwise plan."""
+def _group_sums(out, starts, sizes, totals):
+    """Sum of each group's run (at most 128 channels) per sample into ``totals`` (n_samples x n_groups)."""
     for index in range(out.shape[0]):
         row = out[index]
         for group in range(starts.shape[0]):
-            first = plan_offsets[group]
-            if plan_offsets[group + 1] == first + 1:  # one leaf: a group of at most 128 channels
-                totals[index, group] = _leaf_sum(row, starts[group], sizes[group])
-            else:
-                totals[index, group] = _planned_sum(row, starts[group], plan, first, plan_offsets[group + 1], stack)
+            totals[index, group] = _leaf_sum(row, starts[group], sizes[group])
 
 
 class CommonAverageReference:
@@ -185,10 +147,6 @@ class CommonAverageReference:
         runs = [g for g in self._groups if isinstance(g, slice)] if self._kernel_groups else []
         self._starts = np.array([g.start for g in runs], dtype=np.int64)
         self._sizes = np.array([g.stop - g.start for g in runs], dtype=np.int64)
-        plans = [_pairwise_plan(g.stop - g.start) for g in runs]
-        self._plan = np.array([step for plan in plans for step in plan] or np.zeros((0, 2)), dtype=np.int64)
-        self._plan_offsets = np.cumsum([0] + [len(plan) for plan in plans]).astype(np.int64)
-        self._stack = np.empty(64, dtype=np.float32)
 
     def reset(self) -> None:
         """No state is kept between chunks; present for the stage interface."""
@@ -223,14 +181,17 @@ class CommonAverageReference:
         if out.shape[0] == 0 or not self._groups:
             return out
         if self.operator == "mean" and self._kernel_groups:
-            if self._starts.size == 1:
-                # one group (the default): numpy's own vectorised pairwise sum, twice as fast as
-                # the planned one, and the very sum np.mean takes
-                run = slice(self._starts[0], self._starts[0] + self._sizes[0])
-                totals = np.add.reduce(out[:, run], axis=1)[:, np.newaxis]
-            else:
+            if self._starts.size > 1 and self._sizes.max() <= _PAIRWISE_BLOCK:
+                # many narrow groups (per thread): one kernel pass, numpy's order for such a block
                 totals = np.empty((out.shape[0], self._starts.size), dtype=np.float32)
-                _group_sums(out, self._starts, self._sizes, self._plan, self._plan_offsets, self._stack, totals)
+                _group_sums(out, self._starts, self._sizes, totals)
+            else:
+                # one group (the default) or wide ones: numpy's own vectorised pairwise sum, twice
+                # as fast as a numba one, and the very sum np.mean takes
+                totals = np.stack(
+                    [np.add.reduce(out[:, start : start + size], axis=1) for start, size in zip(self._starts, self._sizes)],
+                    axis=1,
+                )
             _subtract_group_means(out, self._starts, self._sizes, totals)
             return out
         reduce = np.mean if self.operator == "mean" else np.median
