@@ -30,7 +30,9 @@ import scipy.io
 from benchmarks._common import console, shared_data, table
 from neurolace.runtime import run_block, run_refit_comparison
 from neurolace.runtime.closed_loop import DEFAULT_CURSOR_GAIN_PER_S
-from neurolace.sim.participant import SimulatedParticipant, offline_decodability, ridge_decodability
+from neurolace.decode.ridge import ridge_decodability
+from neurolace.runtime.reaching import offline_decodability
+from neurolace.sim.participant import SimulatedParticipant
 from neurolace.tasks import WebgridTask
 
 GRID_SIDE = 30

@@ -20,7 +20,8 @@ from neurolace.decode import (
     steady_state_gain,
 )
 from neurolace.decode.checks import DECODER_CHECKS
-from neurolace.decode.wiener import choose_ridge_alpha, ridge_fit
+from neurolace.decode.ridge import ridge_fit
+from neurolace.decode.wiener import choose_ridge_alpha
 
 LINEAR_DECODERS = [
     WienerFilter(),

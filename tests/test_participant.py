@@ -10,14 +10,9 @@ import scipy.io
 from conftest import shared_data
 
 from neurolace.core.errors import InvalidInputError
-from neurolace.sim.participant import (
-    ControlParameters,
-    NeuralParameters,
-    SimulatedParticipant,
-    offline_decodability,
-    ridge_decodability,
-    simulate_reaching,
-)
+from neurolace.decode.ridge import ridge_decodability
+from neurolace.runtime.reaching import offline_decodability, simulate_reaching
+from neurolace.sim.participant import ControlParameters, NeuralParameters, SimulatedParticipant
 from neurolace.sim.tuning import TuningModel
 from neurolace.tasks import Target
 

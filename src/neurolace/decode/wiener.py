@@ -16,47 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from neurolace.core.checks import check_int
 from neurolace.decode.base import BaseDecoder, check_alpha, lag_stack
+from neurolace.decode.ridge import ridge_fit
 
-__all__ = ["WienerFilter", "choose_ridge_alpha", "ridge_fit"]
+__all__ = ["WienerFilter", "choose_ridge_alpha"]
 
 #: candidate penalties of ``alpha="auto"``, relative to the mean squared column norm of the design
 RELATIVE_ALPHAS = np.logspace(-4, 1, 11)
-
-
-def ridge_fit(design: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression with an unpenalised intercept.
-
-    Parameters
-    ----------
-    design : ndarray, shape (n_samples, n_columns)
-    y : ndarray, shape (n_samples, n_dims)
-    alpha : float
-        L2 penalty (>= 0).
-
-    Returns
-    -------
-    coef : ndarray, shape (n_columns, n_dims)
-    intercept : ndarray, shape (n_dims,)
-    """
-    design_mean = design.mean(axis=0)
-    y_mean = y.mean(axis=0)
-    centered = design - design_mean
-    yc = y - y_mean
-    n_samples, n_columns = centered.shape
-    ridge = max(alpha, 1e-10 * max(float(np.einsum("ij,ij->", centered, centered)), 1.0))
-    if n_columns <= n_samples:
-        gram = centered.T @ centered
-        gram[np.diag_indices_from(gram)] += ridge
-        coef = scipy.linalg.solve(gram, centered.T @ yc, assume_a="pos")
-    else:
-        gram = centered @ centered.T
-        gram[np.diag_indices_from(gram)] += ridge
-        coef = centered.T @ scipy.linalg.solve(gram, yc, assume_a="pos")
-    return coef, y_mean - design_mean @ coef
 
 
 def choose_ridge_alpha(design: np.ndarray, y: np.ndarray, *, validation_fraction: float = 0.2) -> float:
