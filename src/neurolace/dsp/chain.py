@@ -161,7 +161,11 @@ class SignalChain:
     dead_time_ms : float, default 1.0
         Per-channel dead time after a detection.
     bin_ms : float, default 20.0
-        Feature bin width (rounded to whole samples).
+        Feature bin width (rounded to whole samples unless ``fractional_bins``).
+    fractional_bins : bool, default False
+        Keep the exact bin width and carry its fraction of a sample from bin to bin, so the
+        bins stay locked to a ``bin_ms`` control clock (at 19,531.25 Hz a 20 ms bin is 390.625
+        samples: 391 and 390 alternate, 5 and 3 in every 8 bins; :mod:`neurolace.dsp.features`).
     sbp_band_hz : (float, float) or None, default (300, 1000)
         Band of the spike-band power (Nason et al. 2020), filtered with its own Butterworth of
         order ``sbp_order`` and referenced like the spike band; None computes SBP on the
@@ -192,6 +196,7 @@ class SignalChain:
         sbp_band_hz: tuple[float, float] | None = SBP_BAND_HZ,
         sbp_order: int = 2,
         sbp_statistic: str = "mean_abs",
+        fractional_bins: bool = False,
     ) -> None:
         self.fs_hz = check_positive(fs_hz, "fs_hz")
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
@@ -252,8 +257,10 @@ class SignalChain:
         self.detector = ThresholdDetector(
             self.fs_hz, self.n_channels, threshold=threshold, dead_time_ms=dead_time_ms
         )
-        self.sbp = SpikeBandPower(self.fs_hz, self.n_channels, bin_ms=bin_ms, statistic=sbp_statistic)
-        self.counter = CrossingCounter(self.fs_hz, self.n_channels, bin_ms=bin_ms)
+        self.sbp = SpikeBandPower(
+            self.fs_hz, self.n_channels, bin_ms=bin_ms, statistic=sbp_statistic, fractional_bins=fractional_bins
+        )
+        self.counter = CrossingCounter(self.fs_hz, self.n_channels, bin_ms=bin_ms, fractional_bins=fractional_bins)
         self.feature_names = [f"count/ch{index:04d}" for index in range(self.n_channels)] + [
             f"sbp/ch{index:04d}" for index in range(self.n_channels)
         ]
@@ -407,7 +414,7 @@ class SignalChain:
 
     def _start_sample(self) -> int:
         """Sample where the next feature bin to be returned starts."""
-        return self._bins_emitted * self.sbp.bin_samples
+        return self.sbp.clock.bin_start(self._bins_emitted)
 
     def _output(self, events: SpikeEvents, sbp_rows: np.ndarray, *, final: bool = False) -> ChainOutput:
         through = (

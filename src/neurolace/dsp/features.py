@@ -7,6 +7,14 @@ covers samples ``[k * bin_samples, (k + 1) * bin_samples)``. A partial bin is
 carried to the next chunk and completed there; a partial bin at the end of a
 recording is dropped, so every row describes the same duration.
 
+With ``fractional_bins=True`` the width is kept exact instead, as the fraction
+``w = bin_ms * fs_hz / 1000 = p / q`` samples, and the fraction is carried from
+bin to bin: bin ``k`` covers ``[floor(k p / q), floor((k + 1) p / q))``. At the
+N1's 19,531.25 Hz a 20 ms bin is 390.625 = 3125 / 8 samples: every 8 bins hold
+five of 391 samples and three of 390, 160 ms exactly, so the bins stay locked to
+a 20 ms control clock however long the session runs. Sample ``s`` falls in bin
+``((s + 1) q - 1) // p``; with ``q = 1`` every formula is the whole-sample one.
+
 Spike-band power (SBP) follows Nason et al., "A low-power band of neuronal
 spiking activity dominated by local single units improves the performance of
 brain-machine interfaces", Nat Biomed Eng 4:973-983 (2020): the magnitude of
@@ -17,6 +25,8 @@ the 300-1,000 Hz band averaged over each bin (``statistic="mean_abs"``, in µV).
 from __future__ import annotations
 
 from typing import Any
+
+from fractions import Fraction
 
 import numba
 import numpy as np
@@ -35,6 +45,7 @@ __all__ = [
     "CrossingCounter",
     "SpikeBandPower",
     "bin_crossings",
+    "bin_ratio_for",
     "bin_samples_for",
     "spike_band_power",
 ]
@@ -50,6 +61,61 @@ def bin_samples_for(fs_hz: float, bin_ms: float) -> int:
     return max(1, round(bin_ms * fs_hz / 1000.0))
 
 
+#: Largest denominator of a fractional bin width (a float ``bin_ms`` such as 16.7 is rounded to it).
+MAX_BIN_DENOMINATOR = 1_000_000
+
+
+def bin_ratio_for(fs_hz: float, bin_ms: float, *, fractional: bool) -> tuple[int, int]:
+    """Bin width as integers ``(p, q)``: ``p / q`` samples per bin.
+
+    ``fractional=False``: ``(bin_samples_for(fs_hz, bin_ms), 1)``. ``fractional=True``: the exact
+    ``bin_ms * fs_hz / 1000`` as a fraction in lowest terms (denominator at most
+    :data:`MAX_BIN_DENOMINATOR`), e.g. ``(3125, 8)`` for 20 ms at 19,531.25 Hz.
+    """
+    whole = bin_samples_for(fs_hz, bin_ms)
+    if not fractional:
+        return whole, 1
+    width = (Fraction(float(bin_ms)) * Fraction(float(fs_hz)) / 1000).limit_denominator(MAX_BIN_DENOMINATOR)
+    if width < 1:
+        raise InvalidInputError(
+            f"bin_ms={bin_ms:g} is shorter than one sample at fs_hz={fs_hz:g}; fractional bins need >= 1 sample"
+        )
+    return width.numerator, width.denominator
+
+
+class _BinClock:
+    """Where bins of ``p / q`` samples start and end on the global sample clock (see module docstring)."""
+
+    def __init__(self, fs_hz: float, bin_ms: float, fractional: bool) -> None:
+        self.fs_hz = check_positive(fs_hz, "fs_hz")
+        self.fractional = bool(fractional)
+        self._p, self._q = bin_ratio_for(self.fs_hz, bin_ms, fractional=self.fractional)
+        #: whole samples per bin; for fractional bins the mean width rounded (use :meth:`bin_start`)
+        self.bin_samples = round(self._p / self._q)
+        self.bin_width_s = self._p / self._q / self.fs_hz
+
+    def bin_start(self, index: int) -> int:
+        """First sample of bin ``index``."""
+        return index * self._p // self._q
+
+    def bins_ending_by(self, sample: int) -> int:
+        """Number of bins that end at or before ``sample`` (all their samples are below it)."""
+        return ((sample + 1) * self._q + self._p - 1) // self._p - 1
+
+    def bin_of(self, sample_index: np.ndarray) -> np.ndarray:
+        """Bin of each sample index."""
+        if self._q == 1:
+            return sample_index // self._p
+        return ((sample_index + 1) * self._q - 1) // self._p
+
+    def widths(self, first: int, n_bins: int) -> np.ndarray:
+        """Widths in samples of bins ``first .. first + n_bins - 1``, int64."""
+        if self._q == 1:
+            return np.full(n_bins, self._p, dtype=np.int64)
+        edges = (np.arange(first, first + n_bins + 1, dtype=np.int64) * self._p) // self._q
+        return np.diff(edges)
+
+
 # Profile on 1024 channels x 10 s in 20 ms blocks, CPU time on one core (first AVX2 emulation): numpy's
 # |x| into a temporary, then a reshape-and-sum per block, spent 0.079 s; this single pass that
 # adds each sample's magnitude to the open bin's float64 sums spends 0.016 s. The sums are taken
@@ -57,8 +123,11 @@ def bin_samples_for(fs_hz: float, bin_ms: float) -> int:
 
 
 @numba.njit(nogil=True, cache=True)
-def _bin_magnitude_kernel(samples, square, bin_samples, partial_sum, partial_count, out):
-    """Add ``|x|`` (or ``x**2`` in the input's precision) of each sample to the open bin; write completed bins to ``out``."""
+def _bin_magnitude_kernel(samples, square, widths, partial_sum, partial_count, out):
+    """Add ``|x|`` (or ``x**2`` in the input's precision) of each sample to the open bin; write completed bins to ``out``.
+
+    ``widths[row]`` is the width in samples of the ``row``-th bin closed or left open by this block.
+    """
     n_samples, n_channels = samples.shape
     count = partial_count[0]
     row = 0
@@ -72,10 +141,11 @@ def _bin_magnitude_kernel(samples, square, bin_samples, partial_sum, partial_cou
             for channel in range(n_channels):
                 partial_sum[channel] += np.float64(abs(source[channel]))
         count += 1
-        if count == bin_samples:
+        if count == widths[row]:
+            width = widths[row]
             target = out[row]
             for channel in range(n_channels):
-                target[channel] = partial_sum[channel] / bin_samples
+                target[channel] = partial_sum[channel] / width
                 partial_sum[channel] = 0.0
             row += 1
             count = 0
@@ -92,18 +162,28 @@ class SpikeBandPower:
     n_channels : int
         Number of channels.
     bin_ms : float, default 20.0
-        Bin width in ms (rounded to whole samples).
+        Bin width in ms (rounded to whole samples unless ``fractional_bins``).
     statistic : {"mean_abs", "mean_square"}, default "mean_abs"
         ``"mean_abs"`` as Nason et al. (2020), in the input's unit; ``"mean_square"`` in its square.
+    fractional_bins : bool, default False
+        Keep the exact width ``bin_ms * fs_hz / 1000`` and carry its fraction from bin to bin
+        (module docstring); each row is the mean over its own 390 or 391 samples.
     """
 
     def __init__(
-        self, fs_hz: float, n_channels: int, *, bin_ms: float = DEFAULT_BIN_MS, statistic: str = "mean_abs"
+        self,
+        fs_hz: float,
+        n_channels: int,
+        *,
+        bin_ms: float = DEFAULT_BIN_MS,
+        statistic: str = "mean_abs",
+        fractional_bins: bool = False,
     ) -> None:
         self.fs_hz = check_positive(fs_hz, "fs_hz")
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
-        self.bin_samples = bin_samples_for(self.fs_hz, bin_ms)
-        self.bin_width_s = self.bin_samples / self.fs_hz
+        self.clock = _BinClock(self.fs_hz, bin_ms, fractional_bins)
+        self.bin_samples = self.clock.bin_samples
+        self.bin_width_s = self.clock.bin_width_s
         self.statistic = check_in(statistic, "statistic", ("mean_abs", "mean_square"))
         self.reset()
 
@@ -112,6 +192,7 @@ class SpikeBandPower:
         self._partial_sum = np.zeros(self.n_channels, dtype=np.float64)
         self._partial_count = np.zeros(1, dtype=np.int64)
         self._bins_done = 0
+        self._samples_seen = 0
 
     @property
     def bins_done(self) -> int:
@@ -136,13 +217,14 @@ class SpikeBandPower:
 
     def _process(self, samples: np.ndarray) -> np.ndarray:
         """``process`` on a checked float32 or float64 block."""
-        n_rows = (int(self._partial_count[0]) + samples.shape[0]) // self.bin_samples
+        self._samples_seen += samples.shape[0]
+        n_rows = self.clock.bins_ending_by(self._samples_seen) - self._bins_done
         out = np.empty((n_rows, self.n_channels), dtype=np.float64)
         if samples.shape[0]:
             _bin_magnitude_kernel(
                 samples,
                 self.statistic == "mean_square",
-                self.bin_samples,
+                self.clock.widths(self._bins_done, n_rows + 1),
                 self._partial_sum,
                 self._partial_count,
                 out,
@@ -164,14 +246,19 @@ class CrossingCounter:
     n_channels : int
         Number of channels.
     bin_ms : float, default 20.0
-        Bin width in ms (rounded to whole samples, as :class:`SpikeBandPower`).
+        Bin width in ms (rounded to whole samples unless ``fractional_bins``, as :class:`SpikeBandPower`).
+    fractional_bins : bool, default False
+        Exact bin width with the fraction carried (module docstring).
     """
 
-    def __init__(self, fs_hz: float, n_channels: int, *, bin_ms: float = DEFAULT_BIN_MS) -> None:
+    def __init__(
+        self, fs_hz: float, n_channels: int, *, bin_ms: float = DEFAULT_BIN_MS, fractional_bins: bool = False
+    ) -> None:
         self.fs_hz = check_positive(fs_hz, "fs_hz")
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
-        self.bin_samples = bin_samples_for(self.fs_hz, bin_ms)
-        self.bin_width_s = self.bin_samples / self.fs_hz
+        self.clock = _BinClock(self.fs_hz, bin_ms, fractional_bins)
+        self.bin_samples = self.clock.bin_samples
+        self.bin_width_s = self.clock.bin_width_s
         self.reset()
 
     def reset(self) -> None:
@@ -204,17 +291,18 @@ class CrossingCounter:
         if events.n_channels != self.n_channels:
             raise InvalidInputError(f"events must have n_channels={self.n_channels}, got {events.n_channels}")
         through_sample = check_int(through_sample, "through_sample", minimum=0)
-        if events.n_spikes and int(events.sample_index.min()) < self._bins_done * self.bin_samples:
+        done_through = self.clock.bin_start(self._bins_done)
+        if events.n_spikes and int(events.sample_index.min()) < done_through:
             raise InvalidInputError(
                 f"events must arrive in time order: got an event at sample {int(events.sample_index.min())}, "
-                f"in a bin already returned (bins before sample {self._bins_done * self.bin_samples})"
+                f"in a bin already returned (bins before sample {done_through})"
             )
         return self._process(events, through_sample)
 
     def _process(self, events: SpikeEvents, through_sample: int) -> np.ndarray:
         """``process`` without the checks (the chain's events are in time order by construction)."""
-        bins = events.sample_index // self.bin_samples - self._bins_done
-        n_closing = max(0, through_sample // self.bin_samples - self._bins_done)
+        bins = self.clock.bin_of(events.sample_index) - self._bins_done
+        n_closing = max(0, self.clock.bins_ending_by(through_sample) - self._bins_done)
         n_open = max(self._open_counts.shape[0], n_closing, int(bins.max()) + 1 if bins.size else 0)
         if n_open > self._open_counts.shape[0]:
             grown = np.zeros((n_open, self.n_channels), dtype=np.int64)

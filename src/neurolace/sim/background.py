@@ -186,6 +186,10 @@ class BackgroundGenerator:
         Noise, LFP and drift levels.
     seed : int, Generator or SeedSequence
         Seed of every random stream here.
+    noise_seed : int, Generator or SeedSequence, optional
+        When given, the noise streams (thermal noise and hash, LFP, drift) come from it and
+        only the per-channel levels and offsets from ``seed``: the same electrodes with a new
+        noise realisation (one block after another of the same implant).
 
     Attributes
     ----------
@@ -196,12 +200,16 @@ class BackgroundGenerator:
     dc_offset_uv : ndarray, shape (n_channels,)
     """
 
-    def __init__(self, thread_id: np.ndarray, depth_um: np.ndarray, fs_hz: float, parameters, seed) -> None:
+    def __init__(
+        self, thread_id: np.ndarray, depth_um: np.ndarray, fs_hz: float, parameters, seed, noise_seed=None
+    ) -> None:
         self.fs_hz = float(fs_hz)
         self.parameters = parameters
         n_channels = int(thread_id.shape[0])
         self.n_channels = n_channels
         setup_rng, self._word_rng, self._slow_rng, self._low_rng = spawn_rngs(seed, 4)
+        if noise_seed is not None:
+            self._word_rng, self._slow_rng, self._low_rng = spawn_rngs(noise_seed, 3)
 
         self.hash_uv_rms = parameters.hash_noise_uv_rms * np.exp(
             parameters.hash_spread * setup_rng.standard_normal(n_channels)

@@ -441,6 +441,15 @@ class ImplantStream:
     ----------
     n_electrodes, seed, fs_hz, tuning, parameters
         As for :func:`simulate_implant`.
+    unit_positions_um : ndarray, shape (n_units, 3), optional
+        Soma positions (x, y, z = -depth) in the frame of ``geometry.positions_um``, one per
+        unit of ``tuning`` (required with it); default: placed at random around the threads.
+        Lets a caller put a given population where it wants, e.g. one unit-mix per electrode
+        (:class:`neurolace.sim.neural_source.ImplantFeatureSource`).
+    noise_seed : int, Generator or None, optional
+        When given, the spikes and the background noise are drawn from it, and ``seed`` keeps
+        only the implant itself (placement, amplitudes, waveforms, tuning, noise levels): the
+        same implant in a new block. Default: everything from ``seed``.
 
     Examples
     --------
@@ -457,6 +466,8 @@ class ImplantStream:
         fs_hz: float = N1_FS_HZ,
         tuning: TuningModel | None = None,
         parameters: ImplantParameters | None = None,
+        unit_positions_um: np.ndarray | None = None,
+        noise_seed: SeedLike = None,
     ) -> None:
         self.fs_hz = check_positive(fs_hz, "fs_hz")
         self.geometry = implant_geometry(n_electrodes)
@@ -479,10 +490,21 @@ class ImplantStream:
             spike_rng,
             background_seed,
         ) = spawn_rngs(seed, 7)
+        background_noise_seed = None
+        if noise_seed is not None:
+            _check_seed(noise_seed)
+            spike_rng, background_noise_seed = spawn_rngs(noise_seed, 2)
         geometry = self.geometry
-        self.unit_positions_um = _place_units(
-            geometry, parameters, None if tuning is None else tuning.n_units, placement_rng
-        )
+        if unit_positions_um is None:
+            self.unit_positions_um = _place_units(
+                geometry, parameters, None if tuning is None else tuning.n_units, placement_rng
+            )
+        else:
+            if tuning is None:
+                raise InvalidInputError("unit_positions_um needs the tuning of those units (tuning=...)")
+            self.unit_positions_um = check_array(
+                unit_positions_um, "unit_positions_um", ndim=2, dtype=np.float64, shape=(tuning.n_units, 3)
+            )
         n_units = self.unit_positions_um.shape[0]
         if tuning is None:
             tuning = TuningModel.random(n_units, seed=tuning_rng) if n_units else _empty_tuning()
@@ -499,7 +521,7 @@ class ImplantStream:
             tuning, fs_hz=self.fs_hz, refractory_ms=parameters.refractory_ms, seed=spike_rng
         )
         self._background = BackgroundGenerator(
-            geometry.thread_id, geometry.depth_um, self.fs_hz, parameters, background_seed
+            geometry.thread_id, geometry.depth_um, self.fs_hz, parameters, background_seed, background_noise_seed
         )
         self._indptr = self.amplitude_uv.indptr.astype(np.int64)
         self._indices = self.amplitude_uv.indices.astype(np.int64)
@@ -539,7 +561,7 @@ class ImplantStream:
         return max(known - self._n_before - 1 - self.samples_read, 0)
 
     # -- streaming -------------------------------------------------------------------------------
-    def push_intention(self, velocity, click=None) -> None:
+    def push_intention(self, velocity, click=None, *, rate_gain=None) -> None:
         """Add the intended velocity and click of the next ``n_steps`` milliseconds.
 
         Parameters
@@ -548,6 +570,9 @@ class ImplantStream:
             Intended (vx, vy) during each millisecond, normalised units.
         click : array-like, shape (n_steps,), optional
             Click intention in [0, 1]; zeros by default.
+        rate_gain : array-like, shape (n_units,), optional
+            Factor on every unit's tuned rate during these milliseconds (>= 0; default 1), for
+            task-unrelated gain fluctuations (see :meth:`SpikeGenerator.advance`).
         """
         velocity = check_array(velocity, "velocity", ndim=2, dtype=np.float64)
         if velocity.shape[1] != 2:
@@ -562,7 +587,7 @@ class ImplantStream:
             )
         for offset in range(0, n_steps, BLOCK_STEPS):
             stop = min(offset + BLOCK_STEPS, n_steps)
-            fired = self._spikes.advance(velocity[offset:stop], click[offset:stop])
+            fired = self._spikes.advance(velocity[offset:stop], click[offset:stop], rate_gain=rate_gain)
             self._fired.append(fired)
             self._pending.append(fired)
         self._velocity.append(velocity)

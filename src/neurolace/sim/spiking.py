@@ -297,12 +297,19 @@ class SpikeGenerator:
         samples_per_step = self.fs_hz / RATE_FS_HZ
         self._max_per_step = int(np.ceil(samples_per_step) + 1) // self.dead_samples + 1
 
-    def hazard_hz(self, velocity: np.ndarray, click: np.ndarray) -> np.ndarray:
-        """Hazard outside the dead time for the tuned rates, shape (n_steps, n_units)."""
-        rates = np.minimum(self.tuning.rates_hz(velocity, click), self.max_rate_hz)
+    def hazard_hz(
+        self, velocity: np.ndarray, click: np.ndarray, rate_gain: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Hazard outside the dead time for the tuned rates (times ``rate_gain``), shape (n_steps, n_units)."""
+        rates = self.tuning.rates_hz(velocity, click)
+        if rate_gain is not None:
+            rates = rates * rate_gain
+        rates = np.minimum(rates, self.max_rate_hz)
         return rates / (1.0 - rates * self.dead_time_s)
 
-    def advance(self, velocity: np.ndarray, click: np.ndarray) -> SpikeTrains:
+    def advance(
+        self, velocity: np.ndarray, click: np.ndarray, *, rate_gain: np.ndarray | None = None
+    ) -> SpikeTrains:
         """Spikes of the next ``n_steps`` milliseconds.
 
         Parameters
@@ -310,6 +317,9 @@ class SpikeGenerator:
         velocity : ndarray, shape (n_steps, 2)
             Intended velocity during each of the next milliseconds.
         click : ndarray, shape (n_steps,)
+        rate_gain : ndarray, shape (n_units,) or (n_steps, n_units), optional
+            Non-negative factor on each unit's tuned rate (e.g. a shared gain fluctuation that
+            is not part of the tuning); default 1.
 
         Returns
         -------
@@ -319,12 +329,20 @@ class SpikeGenerator:
         velocity = check_array(velocity, "velocity", ndim=2, dtype=np.float64)
         n_steps = velocity.shape[0]
         n_units = self.tuning.n_units
+        if rate_gain is not None:
+            rate_gain = check_array(rate_gain, "rate_gain", dtype=np.float64)
+            if rate_gain.shape not in ((n_units,), (n_steps, n_units)) or np.any(rate_gain < 0):
+                raise InvalidInputError(
+                    f"rate_gain must be >= 0 with shape ({n_units},) or ({n_steps}, {n_units}), "
+                    f"got shape {rate_gain.shape}"
+                )
         block = max(1, BLOCK_STEPS // self._max_per_step)
         parts = []
         for offset in range(0, n_steps, block):
             stop = min(offset + block, n_steps)
+            gain = rate_gain if rate_gain is None or rate_gain.ndim == 1 else rate_gain[offset:stop]
             hazard_per_ms = np.ascontiguousarray(
-                self.hazard_hz(velocity[offset:stop], click[offset:stop]) / 1e3
+                self.hazard_hz(velocity[offset:stop], click[offset:stop], gain) / 1e3
             )
             capacity = n_units * (stop - offset) * self._max_per_step
             samples = np.empty(capacity, np.int64)
