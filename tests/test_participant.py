@@ -16,7 +16,7 @@ from neurolace.sim.participant import ControlParameters, NeuralParameters, Simul
 from neurolace.sim.tuning import TuningModel
 from neurolace.tasks import Target
 
-QUIET = ControlParameters(motor_noise_sd=0.0)
+QUIET = ControlParameters(motor_noise_cv=0.0)
 
 
 def test_participant_is_reproducible_from_seed():

@@ -108,12 +108,14 @@ def test_center_out_straight_reaches_have_efficiency_one_and_known_throughput():
     assert block.success_rate == 1.0 and block.n_trials == 32
     assert block.mean_path_efficiency == pytest.approx(1.0)
     assert block.mean_time_to_target_s == pytest.approx(1.1)
-    outer = [c for c in block.throughput.conditions if c.distance == pytest.approx(0.35)]
-    assert len(outer) == 1 and outer[0].n_trials == 16 and outer[0].width == 0.1
-    spread = math.sqrt(16 * 0.02**2 / 15)
-    assert outer[0].throughput_bps == pytest.approx(math.log2(0.35 / (4.133 * spread) + 1) / 1.1)
-    # returns end exactly on the centre: zero spread, so those conditions have no effective width
-    assert block.throughput.throughput_bps == pytest.approx(outer[0].throughput_bps)
+    # out and back share one ISO condition (nominal distance = radius); the returns start at the
+    # over- / undershoot (0.37 or 0.33 from the centre) and end on it (no deviation), so De is 0.35
+    (condition,) = block.throughput.conditions
+    assert condition.distance == pytest.approx(0.35) and condition.n_trials == 32 and condition.width == 0.1
+    assert condition.effective_distance == pytest.approx(0.35)
+    spread = math.sqrt(16 * 0.02**2 / 31)
+    assert condition.throughput_bps == pytest.approx(math.log2(0.35 / (4.133 * spread) + 1) / 1.1)
+    assert block.throughput.throughput_bps == pytest.approx(condition.throughput_bps)
 
 
 def test_center_out_timeout_fails_trial_and_alternates_with_center():

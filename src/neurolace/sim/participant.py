@@ -9,18 +9,32 @@ offline decoding accuracy does (Cunningham et al. 2011, J Neurophysiol
 J Neurophysiol 109:1078). This module implements one such user model and
 drives simulated motor-cortex channels with it.
 
-Control model (one step every ``loop_s``), parameters in :class:`ControlParameters`:
+Control model (one step every ``loop_s``), parameters in :class:`ControlParameters`,
+each default from human data (docs/participant.md lists the sources and ranges):
 
-1. The participant sees the cursor ``visual_delay_s`` late and the target
-   ``reaction_time_s`` late (the target switch needs to be seen and acted on).
-2. An internal forward model (a Smith predictor) adds the cursor motion its
-   own recent intentions should have produced during the visual delay:
-   ``estimate = seen + sum(gain * intention * loop_s over the delay)``.
-3. The intended velocity points at the target from the estimate, its speed a
+1. The participant sees the cursor ``visual_delay_s`` late (the latency of
+   visually driven corrections, ~100-160 ms) and a new target
+   ``reaction_time_s`` late (a simple visual reaction time).
+2. An internal forward model (a Smith predictor; Miall et al. 1993, J Mot
+   Behav 25:203) adds the motion its *planned* commands should have produced
+   during the visual delay: ``estimate = seen + sum(gain * planned * loop_s)``.
+   The efference copy carries the plan, not the motor noise that corrupted
+   it, so noise shows up only when the cursor is seen (Wolpert et al. 1995,
+   Science 269:1880).
+3. The planned velocity points at the target from the estimate, its speed a
    piecewise-linear function of distance that saturates at ``max_speed``
-   (the "f_targ" of Willett et al. 2019), plus Gaussian motor noise, low-pass
-   filtered with ``smoothing_s`` (neural commands are smooth).
-4. When the estimate has stayed inside the central part of the target for
+   (the "f_targ" of Willett et al. 2019, Sci Rep 9:8881); below
+   ``slowdown_distance`` it is proportional to the remaining distance, a
+   stopping term that brings the cursor to rest on the target.
+4. Motor noise is signal dependent (Harris & Wolpert 1998, Nature 394:780):
+   each component of the executed command gets Gaussian noise with SD
+   ``motor_noise_cv * |planned| + motor_noise_floor_sd``, so there is no noise
+   at rest and the most while moving fast, which is what makes fast movements
+   inaccurate (Fitts' law). Plan and noise are low-pass filtered with
+   ``smoothing_s``; the noise is scaled so its SD *after* the filter is the
+   one above, whatever ``loop_s``. The decoding noise of a BCI is not added
+   here: the Poisson channels produce it.
+5. When the estimate has stayed inside the central part of the target for
    ``dwell_s`` and the cursor it sees is on the target too, the participant
    attempts a click (still steering at the centre) (a grasp;
    Bacher et al. 2015) until it sees the click take effect (the target
@@ -59,7 +73,7 @@ electrode above 5x noise, docs/simulator.md); the default participant has
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -70,6 +84,7 @@ from neurolace.core.random import SeedLike, check_rng, spawn_rngs
 from neurolace.sim.tuning import TuningModel
 
 __all__ = [
+    "CONTROL_PARAMETER_RANGES",
     "ControlParameters",
     "Intention",
     "NeuralParameters",
@@ -77,9 +92,20 @@ __all__ = [
 ]
 
 
+#: Published human range of each control parameter that has one: ``name -> (low, high)``, in the
+#: parameter's units. :meth:`ControlParameters.sample` draws from these; the defaults lie inside them.
+#: Sources are in the :class:`ControlParameters` docstring (and docs/participant.md).
+CONTROL_PARAMETER_RANGES: dict[str, tuple[float, float]] = {
+    "visual_delay_s": (0.10, 0.16),
+    "reaction_time_s": (0.20, 0.30),
+    "dwell_s": (0.07, 0.13),
+    "motor_noise_cv": (0.05, 0.20),
+}
+
+
 @dataclass(frozen=True)
 class ControlParameters:
-    """The participant's feedback-control model; every default has its source.
+    """The participant's feedback-control model; every default has its source or says it has none.
 
     Attributes
     ----------
@@ -87,57 +113,83 @@ class ControlParameters:
         Control and binning period (20 ms bins are the norm of intracortical
         cursor BCIs: Gilja et al. 2012, Nat Neurosci 15:1752; Pandarinath et
         al. 2017, eLife 6:e18554).
-    visual_delay_s : float, default 0.2
-        Delay before a cursor position is seen and used. Visuomotor feedback
-        delays of 100-200 ms (Cunningham et al. 2011 used ~100-150 ms; Willett
-        et al. 2019 fitted ~200 ms for BCI users including the decoder's bin).
-    reaction_time_s : float, default 0.25
-        From a target lighting up to the intention changing; visual reaction
-        times of 200-300 ms (Willett et al. 2019; Lagang & Srinivasan 2013).
+    visual_delay_s : float, default 0.12
+        Delay before a cursor position is seen and used: the latency of
+        visually driven corrections of an ongoing reach when the seen hand or
+        target jumps, about 100-160 ms (Day & Lyon 2000, Exp Brain Res
+        130:159, ~125 ms; Saunders & Knill 2003, Exp Brain Res 152:341,
+        corrections to a displaced virtual fingertip within ~150 ms). Range
+        used for sampling: 0.10-0.16 s. (The previous default, 0.2 s, was
+        Willett et al. 2019's fit for BCI users, which includes the decoder's
+        own lag; here the decoder's lag is simulated by the decoder.)
+    reaction_time_s : float, default 0.24
+        From a target lighting up to the intention changing: a simple visual
+        reaction time, 240 ms (range 105-470 ms) in the Model Human Processor
+        (perceptual + cognitive + motor cycles, 100 + 70 + 70 ms; Card, Moran &
+        Newell 1983, The Psychology of Human-Computer Interaction, Erlbaum).
+        Range used for sampling: 0.20-0.30 s, the central part of it.
     max_speed : float, default 1.0
         Saturating intended speed in normalised units (1.0 = the typical peak
-        speed the tuning model is scaled to).
+        speed the tuning model is scaled to); the cursor gain turns it into
+        workspace units per second. Not a human parameter: a unit.
     slowdown_distance : float, default 0.15
         Distance (workspace units, the workspace is the unit square) below
-        which intended speed falls linearly to 0; the piecewise-linear f_targ
+        which intended speed falls linearly to 0: the piecewise-linear f_targ
         of Willett et al. 2019 (their fit saturates at about a third of the
-        target distance).
-    motor_noise_sd : float, default 0.1
-        Standard deviation of Gaussian noise added to each intended velocity
-        component (normalised units); the control-noise term of Willett et al. 2019.
+        target distance), and the stopping term of the controller.
+    motor_noise_cv : float, default 0.1
+        Signal-dependent motor noise: SD of each executed velocity component
+        as a fraction of the planned speed (Harris & Wolpert 1998, Nature
+        394:780: SD proportional to the command). No published value for a
+        cursor-velocity command was found; isometric force and torque in
+        the arm vary with a coefficient of variation of a few per cent
+        (Hamilton, Jones & Wolpert 2004, Exp Brain Res 157:417), a lower bound
+        for a whole moving limb. 0.1 is a chosen value inside the sampling
+        range 0.05-0.20, not a fitted one; benchmarks/bench_participant.py
+        reports how the results move across that range.
+    motor_noise_floor_sd : float, default 0.0
+        Constant (signal-independent) noise SD added to each component,
+        normalised units. Off by default: no published size for a cursor
+        command was found, and a floor makes the participant jitter at rest.
     smoothing_s : float, default 0.06
-        Time constant of the first-order low-pass on the intention; intended
-        movements are smooth on ~50-100 ms scales (Cunningham et al. 2011 model
-        the arm's dynamics with a similar filter).
-    dwell_s : float, default 0.2
-        Time the estimated cursor must stay inside the click zone (and the
-        seen cursor inside the target) before the participant attempts a
-        click: about one visual feedback delay, the time needed to see that
-        the cursor has settled (the "verification" phase of aimed movements;
-        Meyer et al. 1988, Psychol Rev 95:340).
+        Time constant of the first-order low-pass on plan and noise; intended
+        movements are smooth on ~50-100 ms scales (Cunningham et al. 2011,
+        J Neurophysiol 105:1932 model the arm's dynamics with a similar filter).
+    dwell_s : float, default 0.1
+        Time the estimated cursor must stay inside the click zone while the
+        seen cursor is inside the target before the participant attempts a
+        click: the final verification of an aimed movement (Meyer et al. 1988,
+        Psychol Rev 95:340), here the time of a button press, 0.1 s in the
+        Keystroke-Level Model (Card, Moran & Newell 1980, Commun ACM 23:396).
+        The visual delay comes on top of it, so entry to click is at least
+        ``visual_delay_s + dwell_s``. Sampling range 0.07-0.13 s (+-30 %, a
+        chosen spread: the KLM gives one value).
     click_zone_fraction : float, default 0.7
         The click zone is the target shrunk to this fraction of its size
-        (people aim for the middle of a small target).
+        (people aim for the middle of a small target). No published value;
+        a chosen one.
     max_click_s : float, default 0.6
         Longest attempted click; the participant keeps attempting until it
         sees the target change (feedback), so a click lasts at least the
         reaction time. Attempted grasps used as BCI clicks last a few hundred
         ms (Bacher et al. 2015, Neurorehabil Neural Repair 29:462).
     click_refractory_s : float, default 0.2
-        Pause after an attempted click that had no visible effect.
+        Pause after an attempted click that had no visible effect (no
+        published value; about one reaction time).
     forward_model_gain : float, default 1.0
         The participant's belief of the cursor gain as a multiple of the true
-        one (1.0 = a perfect internal model).
+        one (1.0 = a perfect internal model, as after practice).
     """
 
     loop_s: float = 0.02
-    visual_delay_s: float = 0.2
-    reaction_time_s: float = 0.25
+    visual_delay_s: float = 0.12
+    reaction_time_s: float = 0.24
     max_speed: float = 1.0
     slowdown_distance: float = 0.15
-    motor_noise_sd: float = 0.1
+    motor_noise_cv: float = 0.1
+    motor_noise_floor_sd: float = 0.0
     smoothing_s: float = 0.06
-    dwell_s: float = 0.2
+    dwell_s: float = 0.1
     click_zone_fraction: float = 0.7
     max_click_s: float = 0.6
     click_refractory_s: float = 0.2
@@ -147,14 +199,40 @@ class ControlParameters:
         for name in ("loop_s", "max_speed", "slowdown_distance", "max_click_s", "click_zone_fraction",
                      "forward_model_gain"):
             check_positive(getattr(self, name), name)
-        for name in ("visual_delay_s", "reaction_time_s", "motor_noise_sd", "smoothing_s", "dwell_s",
-                     "click_refractory_s"):
+        for name in ("visual_delay_s", "reaction_time_s", "motor_noise_cv", "motor_noise_floor_sd", "smoothing_s",
+                     "dwell_s", "click_refractory_s"):
             check_nonnegative(getattr(self, name), name)
         if self.reaction_time_s < self.visual_delay_s:
             raise InvalidInputError(
                 f"reaction_time_s must be >= visual_delay_s (a target must be seen before it is acted on), "
                 f"got {self.reaction_time_s} < {self.visual_delay_s}"
             )
+
+    @classmethod
+    def sample(cls, seed: SeedLike = None, **fixed: Any) -> ControlParameters:
+        """Draw a participant's parameters uniformly from the cited human ranges.
+
+        Each parameter in :data:`CONTROL_PARAMETER_RANGES` is drawn
+        independently and uniformly within its range; the others keep their
+        defaults.
+
+        Parameters
+        ----------
+        seed : int or numpy Generator, optional
+        **fixed
+            Parameters to set instead of drawing (e.g. ``loop_s=0.01``).
+
+        Returns
+        -------
+        ControlParameters
+        """
+        unknown = set(fixed) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InvalidInputError(f"unknown control parameter(s) {sorted(unknown)}; "
+                                    f"expected names of ControlParameters fields")
+        rng = check_rng(seed)
+        drawn = {name: float(rng.uniform(low, high)) for name, (low, high) in CONTROL_PARAMETER_RANGES.items()}
+        return cls(**{**drawn, **fixed})
 
 
 #: Calibrated visibility scale: ridge R² 0.775 on 196 channels at 50 ms vs 0.772 on 196 real M1 units (module docstring).
@@ -198,6 +276,11 @@ class NeuralParameters:
         check_int(self.n_nuisance, "n_nuisance", minimum=0)
         check_nonnegative(self.nuisance_sd, "nuisance_sd")
         check_positive(self.nuisance_tau_s, "nuisance_tau_s")
+
+
+#: First entropy word of :meth:`SimulatedParticipant.from_population` seeds, so that family never
+#: shares a seed with ``SimulatedParticipant(seed=...)`` (an arbitrary constant).
+POPULATION_SEED_FAMILY = 0x9091_1A71
 
 
 @dataclass(frozen=True)
@@ -257,6 +340,7 @@ class SimulatedParticipant:
         self.control = ControlParameters() if control is None else control
         self.neural = NeuralParameters() if neural is None else neural
         rng_tuning, rng_channels, self._rng_noise = spawn_rngs(check_rng(seed), 3)
+        self._rng_motor = _motor_rng(self._rng_noise)
         if tuning is None:
             tuning = TuningModel.random(self.n_channels, seed=rng_tuning)
         if tuning.n_units != self.n_channels:
@@ -277,6 +361,32 @@ class SimulatedParticipant:
         self.nuisance_loadings = _channels["loadings"]
         self._nuisance = np.zeros(self.neural.n_nuisance)
         self.start((0.5, 0.5), cursor_gain_per_s=1.0)
+
+    @classmethod
+    def from_population(cls, seed: int, *, n_channels: int = 1024,
+                        neural: NeuralParameters | None = None) -> SimulatedParticipant:
+        """A participant of the second family: control drawn from the cited ranges, other neurons.
+
+        For testing decoders on a participant they were not tuned on: the
+        control parameters are drawn with :meth:`ControlParameters.sample`
+        and the neurons are seeded from ``(POPULATION_SEED_FAMILY, seed)``, a
+        seed family disjoint from ``SimulatedParticipant(seed=seed)``'s.
+
+        Parameters
+        ----------
+        seed : int
+            Index of the participant in the family, >= 0.
+        n_channels : int, default 1024
+        neural : NeuralParameters, optional
+
+        Returns
+        -------
+        SimulatedParticipant
+        """
+        seed = check_int(seed, "seed", minimum=0)
+        control_rng, neuron_rng = spawn_rngs(np.random.SeedSequence([POPULATION_SEED_FAMILY, seed]), 2)
+        return cls(n_channels=n_channels, seed=neuron_rng, control=ControlParameters.sample(control_rng),
+                   neural=neural)
 
     # -- neurons --------------------------------------------------------------------------------
     @property
@@ -363,12 +473,15 @@ class SimulatedParticipant:
             Workspace units per second the cursor moves per unit of decoded
             velocity; the forward model's belief is ``forward_model_gain`` times it.
         seed : optional
-            Reseeds the motor and spike noise (default: continue the stream).
+            Reseeds the motor and spike noise (default: continue the streams).
+            The motor noise has its own stream derived from it, so the
+            movements do not depend on the number of channels.
         """
         cursor = check_array(cursor_xy, "cursor_xy", ndim=1, dtype=np.float64, shape=(2,))
         self.cursor_gain_per_s = check_positive(cursor_gain_per_s, "cursor_gain_per_s")
         if seed is not None:
             self._rng_noise = check_rng(seed)
+            self._rng_motor = _motor_rng(self._rng_noise)
         control = self.control
         self._delay_steps = round(control.visual_delay_s / control.loop_s)
         self._reaction_steps = round(control.reaction_time_s / control.loop_s)
@@ -376,6 +489,7 @@ class SimulatedParticipant:
         self._targets: deque = deque([None] * (self._reaction_steps + 1), maxlen=self._reaction_steps + 1)
         self._sent: deque = deque([np.zeros(2)] * max(self._delay_steps, 1), maxlen=max(self._delay_steps, 1))
         self._velocity = np.zeros(2)
+        self._planned = np.zeros(2)
         self._dwell_s = 0.0
         self._click_left_s = 0.0
         self._refractory_left_s = 0.0
@@ -437,10 +551,14 @@ class SimulatedParticipant:
             if distance > 0:  # keep steering at the centre, also while clicking
                 speed = control.max_speed * min(1.0, distance / control.slowdown_distance)
                 desired = speed * error / distance
-        noise = self._rng_noise.normal(0.0, control.motor_noise_sd, 2) if control.motor_noise_sd else 0.0
         alpha = 1.0 if control.smoothing_s == 0 else 1.0 - np.exp(-control.loop_s / control.smoothing_s)
+        noise_sd = control.motor_noise_cv * float(np.hypot(*desired)) + control.motor_noise_floor_sd
+        noise = 0.0
+        if noise_sd > 0:  # white noise scaled so that its SD after the low-pass is noise_sd
+            noise = self._rng_motor.normal(0.0, noise_sd * np.sqrt((2.0 - alpha) / alpha), 2)
+        self._planned = self._planned + alpha * (desired - self._planned)
         self._velocity = self._velocity + alpha * (desired + noise - self._velocity)
-        self._sent.append(self._velocity.copy())
+        self._sent.append(self._planned.copy())  # the efference copy: the plan, without the noise
         return Intention(self._velocity.copy(), click, estimate)
 
     def __repr__(self) -> str:
@@ -448,6 +566,11 @@ class SimulatedParticipant:
             f"SimulatedParticipant(n_channels={self.n_channels}, visibility_scale={self.neural.visibility_scale:g}, "
             f"visual_delay_s={self.control.visual_delay_s:g}, loop_s={self.control.loop_s:g})"
         )
+
+
+def _motor_rng(rng: np.random.Generator) -> np.random.Generator:
+    """The motor-noise stream, derived from (and independent of) the spike-noise stream ``rng``."""
+    return spawn_rngs(rng, 1)[0]
 
 
 def _inside(error: np.ndarray, size: float, shape: str) -> bool:

@@ -221,10 +221,14 @@ class PointAndClickTask:
         return iso_throughput(
             [t.start_xy for t in done], [t.target.center_xy for t in done], [t.selection_xy for t in done],
             [t.acquisition_time_s for t in done], [t.target.width for t in done],
-            distance_edges=self._distance_edges(),
+            distance_edges=self._distance_edges(), nominal_distance=self._nominal_distances(done),
         )
 
     def _distance_edges(self) -> np.ndarray | None:
+        return None
+
+    def _nominal_distances(self, done: list[Trial]) -> np.ndarray | None:
+        """Nominal distance of each trial for grouping ISO conditions (``None``: measure it)."""
         return None
 
     def _success_rate(self, finished: list[Trial]) -> float:

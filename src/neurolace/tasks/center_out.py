@@ -6,6 +6,9 @@ of the workspace; trials alternate between an outer target (directions in a
 seeded random order, each direction once per round) and the centre target. A
 trial succeeds when the participant clicks inside the lit target before
 ``timeout_s``; a click outside it counts as incorrect and the trial goes on.
+Throughput pools the outward and return movements into one ISO 9241-9
+condition (nominal distance ``radius``, width ``target_width``), with the
+effective distance measured from where each movement started.
 """
 
 from __future__ import annotations
@@ -81,3 +84,7 @@ class CenterOutTask(PointAndClickTask):
             self._order = list(self._rng.permutation(self.n_targets))
         index = int(self._order.pop())
         return Target(self.outer_center(index), self.target_width, "circle", index)
+
+    def _nominal_distances(self, done) -> np.ndarray:
+        # every movement, out or back, has the radius as its nominal amplitude (one ISO condition)
+        return np.full(len(done), self.radius)

@@ -146,6 +146,7 @@ def iso_throughput(
     width: Any,
     *,
     distance_edges: Any = None,
+    nominal_distance: Any = None,
     min_trials: int = 2,
 ) -> ThroughputResult:
     """ISO 9241-9 throughput with effective width, per (distance, width) condition.
@@ -164,6 +165,12 @@ def iso_throughput(
         distances are continuous). By default each distinct nominal distance
         (rounded to 1e-9) is its own condition, as in a classic
         multi-directional tapping task.
+    nominal_distance : float or ndarray, shape (n_trials,), optional
+        The task's nominal distance of each trial (ISO 9241-9's amplitude
+        condition, e.g. the radius of a center-out task); when given, trials
+        are grouped by it instead of by their measured start-to-target
+        distance, and ``distance_edges`` is not used. The effective distance
+        is still measured from each trial's actual start.
     min_trials : int, default 2
         Conditions with fewer trials are left out (a spread needs two points).
 
@@ -195,7 +202,13 @@ def iso_throughput(
     deviation = np.sum((end - target) * unit, axis=1)  # along the task axis, + = overshoot
     effective_distance = distance + deviation
 
-    if distance_edges is None:
+    if nominal_distance is not None:
+        nominal = np.broadcast_to(check_array(nominal_distance, "nominal_distance", ndim=(0, 1), dtype=np.float64),
+                                  (n_trials,))
+        if np.any(nominal <= 0):
+            raise InvalidInputError("nominal_distance must be > 0")
+        distance_key = np.round(nominal, 9)
+    elif distance_edges is None:
         distance_key = np.round(distance, 9)
     else:
         edges = check_array(distance_edges, "distance_edges", ndim=1, dtype=np.float64)
