@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -54,12 +55,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args):
-    from neurolace.web.auth import WebStore
-    from neurolace.web.server import default_data_dir
+    from neurolace.web.auth import WebStore, default_data_dir
 
-    if not args.token_hours > 0:
-        raise InvalidInputError(f"--token-hours must be > 0, got {args.token_hours:g}")
-    return WebStore(args.data_dir or default_data_dir(), token_lifetime_s=args.token_hours * 3600.0)
+    return WebStore(args.data_dir or default_data_dir(), token_lifetime_s=_token_lifetime_s(args.token_hours))
+
+
+def _token_lifetime_s(token_hours: float) -> float:
+    """``--token-hours`` in seconds: finite, above 0, at most 720 h (the store's 30-day maximum)."""
+    from neurolace.web.auth import MAX_TOKEN_LIFETIME_S
+
+    max_hours = MAX_TOKEN_LIFETIME_S / 3600.0
+    if not (math.isfinite(token_hours) and 0 < token_hours <= max_hours):
+        raise InvalidInputError(f"--token-hours must be a finite number of hours above 0 and at most "
+                                f"{max_hours:g} (30 days), got {token_hours:g}")
+    return token_hours * 3600.0
 
 
 def _print_token(args, user, token: str) -> int:

@@ -9,21 +9,39 @@ it is twenty lines and needs no dependency; comparison uses
 :func:`hmac.compare_digest`, and the algorithm is not read from the token, so
 the classic "alg: none" and key-confusion attacks do not apply.
 
+Tokens live at most :data:`MAX_TOKEN_LIFETIME_S` (30 days); a longer, infinite
+or NaN lifetime is refused where it is asked for. :meth:`WebStore.revoke_tokens`
+ends every token of a user issued so far.
+
 Passwords (optional: a dev user can live on printed tokens alone) are stored
-as PBKDF2-HMAC-SHA256 with a random salt (:func:`hashlib.pbkdf2_hmac`).
+as PBKDF2-HMAC-SHA256 with a random salt (:func:`hashlib.pbkdf2_hmac`). Every
+login runs the key derivation once, with or without a password on record and
+for unknown users alike, so its timing does not tell which users exist or
+have passwords. :class:`LoginLimiter` caps failed logins per user name and per
+client address.
 
 The store is one JSON file, ``users.json``, in the data directory (default
-``./out/web``), written atomically: users (name, role, participant id,
-password hash) and participants (who may see their data, read by
-:func:`neurolace.web.access.can_view`).
+``./out/web``): users (name, role, participant id, password hash) and
+participants (who may see their data, read by
+:func:`neurolace.web.access.can_view`). Every change is a read-modify-write
+under an exclusive file lock (``users.json.lock``, :func:`fcntl.flock`) ending
+in an atomic rename, so a ``neurolace serve --create-user`` beside a running
+server loses nobody's change; the server notices the new file (inode, size,
+mtime) at its next read and tells its listeners (the dashboard's open
+WebSockets re-check their access then).
 """
 
 from __future__ import annotations
 
 import base64
+import collections
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
+import math
+import numbers
 import os
 import re
 import secrets
@@ -37,13 +55,17 @@ from neurolace.io.atomic import atomic_output
 
 __all__ = [
     "DEFAULT_TOKEN_LIFETIME_S",
+    "MAX_TOKEN_LIFETIME_S",
     "ROLES",
     "AuthError",
+    "LoginLimiter",
     "TokenClaims",
     "TokenSigner",
     "User",
     "WebStore",
+    "check_lifetime",
     "check_password",
+    "default_data_dir",
     "hash_password",
 ]
 
@@ -52,6 +74,8 @@ ROLES = ("participant", "clinician", "researcher")
 
 #: tokens last 12 hours unless asked otherwise (a clinic day)
 DEFAULT_TOKEN_LIFETIME_S = 12 * 3600.0
+#: longest token life accepted (30 days): a project choice, so a leaked token dies within a month
+MAX_TOKEN_LIFETIME_S = 30 * 24 * 3600.0
 
 _TOKEN_PREFIX = "nl1"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -59,7 +83,7 @@ _PBKDF2_ITERATIONS = 120_000
 
 
 class AuthError(NeurolaceError):
-    """A request that cannot be authenticated (status 401) or is not allowed (403).
+    """A request that cannot be authenticated (401), is not allowed (403) or comes too often (429).
 
     Attributes
     ----------
@@ -67,12 +91,15 @@ class AuthError(NeurolaceError):
         HTTP status the web layer answers with.
     reason : str
         What is wrong, safe to show to the caller.
+    retry_after_s : float or None
+        For 429: seconds until the next attempt may succeed.
     """
 
-    def __init__(self, reason: str, *, status: int = 401) -> None:
+    def __init__(self, reason: str, *, status: int = 401, retry_after_s: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,11 @@ class TokenClaims:
     token_id: str
 
 
+def default_data_dir() -> Path:
+    """``$NEUROLACE_WEB_DIR`` if set, else ``./out/web``: where users, the token secret and scores live."""
+    return Path(os.environ.get("NEUROLACE_WEB_DIR", "out/web"))
+
+
 def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -127,6 +159,17 @@ def check_role(role: str) -> str:
     return role
 
 
+def check_lifetime(lifetime_s: float, name: str = "lifetime_s") -> float:
+    """A token lifetime in seconds: a finite number in ``(0, MAX_TOKEN_LIFETIME_S]``."""
+    if isinstance(lifetime_s, bool) or not isinstance(lifetime_s, numbers.Real):
+        raise InvalidInputError(f"{name} must be a number of seconds, got {lifetime_s!r:.40}")
+    value = float(lifetime_s)
+    if not (math.isfinite(value) and 0 < value <= MAX_TOKEN_LIFETIME_S):
+        raise InvalidInputError(f"{name} must be a finite number of seconds in (0, {MAX_TOKEN_LIFETIME_S:g}] "
+                                f"(at most 30 days), got {value!r}")
+    return value
+
+
 class TokenSigner:
     """Issues and verifies ``nl1`` tokens with one HMAC-SHA256 secret.
 
@@ -141,19 +184,18 @@ class TokenSigner:
     def __init__(self, secret: bytes, *, lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S) -> None:
         if not isinstance(secret, bytes) or len(secret) < 32:
             raise InvalidInputError("token secret must be at least 32 bytes")
-        if not lifetime_s > 0:
-            raise InvalidInputError(f"lifetime_s must be > 0 seconds, got {lifetime_s!r}")
         self._secret = secret
-        self.lifetime_s = float(lifetime_s)
+        self.lifetime_s = check_lifetime(lifetime_s)
 
     def _signature(self, signed_part: str) -> str:
         return _b64encode(hmac.new(self._secret, signed_part.encode("ascii"), hashlib.sha256).digest())
 
     def issue(self, user: User, *, lifetime_s: float | None = None, now_s: float | None = None) -> str:
-        """A token for ``user`` valid ``lifetime_s`` seconds from ``now_s`` (default: now)."""
+        """A token for ``user`` valid ``lifetime_s`` seconds (at most 30 days) from ``now_s`` (default: now)."""
         now_s = time.time() if now_s is None else float(now_s)
-        lifetime_s = self.lifetime_s if lifetime_s is None else float(lifetime_s)
-        payload = {"sub": user.name, "role": user.role, "iat": int(now_s), "exp": now_s + lifetime_s,
+        lifetime_s = self.lifetime_s if lifetime_s is None else check_lifetime(lifetime_s)
+        # iat to the microsecond, so a revocation in the same second tells earlier from later tokens
+        payload = {"sub": user.name, "role": user.role, "iat": round(now_s, 6), "exp": now_s + lifetime_s,
                    "jti": secrets.token_hex(8)}
         signed_part = f"{_TOKEN_PREFIX}.{_b64encode(json.dumps(payload, separators=(',', ':')).encode())}"
         return f"{signed_part}.{self._signature(signed_part)}"
@@ -174,8 +216,10 @@ class TokenSigner:
             payload = json.loads(_b64decode(parts[1]))
             claims = TokenClaims(str(payload["sub"]), str(payload["role"]), float(payload["iat"]),
                                  float(payload["exp"]), str(payload["jti"]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise AuthError("malformed token payload") from exc
+        if not (math.isfinite(claims.issued_s) and math.isfinite(claims.expires_s)):
+            raise AuthError("malformed token payload")
         now_s = time.time() if now_s is None else float(now_s)
         if now_s >= claims.expires_s:
             raise AuthError(f"token expired {now_s - claims.expires_s:.0f} s ago; log in again")
@@ -191,18 +235,95 @@ def hash_password(password: str, *, iterations: int = _PBKDF2_ITERATIONS) -> str
     return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
 
 
+#: salt of the key derivation run for users without a usable password hash (its result is thrown away)
+_DUMMY_SALT = bytes(16)
+
+
 def check_password(password: str, stored: str | None) -> bool:
-    """Whether ``password`` matches a :func:`hash_password` string (False for users without one)."""
-    if not stored or not isinstance(password, str):
-        return False
+    """Whether ``password`` matches a :func:`hash_password` string (False for users without one).
+
+    The key derivation runs once on every call, with the stored iterations or,
+    when there is no usable hash, with the default ones on a dummy salt, so the
+    answer takes as long for a user without a password as for a wrong one.
+    """
+    candidate = password.encode("utf-8", "replace") if isinstance(password, str) else b""
     try:
-        scheme, iterations, salt, expected = stored.split("$")
-        if scheme != "pbkdf2_sha256":
-            return False
-        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), int(iterations))
+        scheme, iterations_text, salt_hex, expected = (stored or "").split("$")
+        iterations, salt = int(iterations_text), bytes.fromhex(salt_hex)
+        usable = scheme == "pbkdf2_sha256" and 0 < iterations <= 10 * _PBKDF2_ITERATIONS and isinstance(password, str)
     except ValueError:
+        usable = False
+    if not usable:
+        hashlib.pbkdf2_hmac("sha256", candidate, _DUMMY_SALT, _PBKDF2_ITERATIONS)
         return False
+    digest = hashlib.pbkdf2_hmac("sha256", candidate, salt, iterations)
     return hmac.compare_digest(digest.hex(), expected)
+
+
+class LoginLimiter:
+    """Failed logins counted per user name and per client address over a sliding window.
+
+    A name or an address with ``max_failures_*`` failures within the last
+    ``window_s`` seconds is refused (:class:`AuthError`, status 429, with
+    ``retry_after_s``) before its password is even checked; a successful
+    login clears that name's failures. The defaults (10 failures per name,
+    50 per address, per 5 minutes) are this project's choice; NIST SP 800-63B
+    (Grassi et al., 2017, section 5.2.2) asks for no more than 100 consecutive
+    failures on one account.
+
+    Parameters
+    ----------
+    max_failures_per_user, max_failures_per_address : int
+    window_s : float
+    clock : callable returning seconds, optional
+        Monotonic clock (tests pass a fake one).
+    """
+
+    _MAX_KEYS = 10_000
+
+    def __init__(self, *, max_failures_per_user: int = 10, max_failures_per_address: int = 50,
+                 window_s: float = 300.0, clock=time.monotonic) -> None:
+        self.limits = {"user": int(max_failures_per_user), "address": int(max_failures_per_address)}
+        self.window_s = float(window_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: collections.OrderedDict[tuple[str, str], collections.deque] = collections.OrderedDict()
+
+    def _recent(self, key: tuple[str, str], now_s: float) -> collections.deque:
+        times = self._failures.get(key)
+        if times is None:
+            return collections.deque()
+        while times and now_s - times[0] >= self.window_s:
+            times.popleft()
+        return times
+
+    def check(self, user: str, address: str) -> None:
+        """Raise :class:`AuthError` (429) if ``user`` or ``address`` used up its failures."""
+        now_s = self._clock()
+        with self._lock:
+            for kind, value in (("user", user), ("address", address)):
+                times = self._recent((kind, value), now_s)
+                if len(times) >= self.limits[kind]:
+                    retry_after_s = max(1.0, self.window_s - (now_s - times[0]))
+                    raise AuthError(f"too many failed logins for this {kind}: try again in {retry_after_s:.0f} s",
+                                    status=429, retry_after_s=retry_after_s)
+
+    def failed(self, user: str, address: str) -> None:
+        """Count one failed login of ``user`` from ``address``."""
+        now_s = self._clock()
+        with self._lock:
+            for key in (("user", user), ("address", address)):
+                times = self._recent(key, now_s)
+                times.append(now_s)
+                self._failures[key] = times
+                self._failures.move_to_end(key)
+            while len(self._failures) > self._MAX_KEYS:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, user: str) -> None:
+        """Forget the failures of ``user`` (their address keeps its count)."""
+        with self._lock:
+            self._failures.pop(("user", user), None)
 
 
 class WebStore:
@@ -213,16 +334,26 @@ class WebStore:
     data_dir : path
         Created if missing; holds ``users.json`` and ``secret.key``.
     token_lifetime_s : float
-        Validity of the tokens :meth:`issue_token` hands out.
+        Validity of the tokens :meth:`issue_token` hands out (at most :data:`MAX_TOKEN_LIFETIME_S`).
     """
 
     def __init__(self, data_dir: str | os.PathLike, *, token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S) -> None:
+        check_lifetime(token_lifetime_s, "token_lifetime_s")
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise InvalidInputError(f"data directory {self.data_dir} is a file; give a directory (it is created "
+                                    "if missing)")
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise InvalidInputError(f"cannot create data directory {self.data_dir}: a parent is a file") from exc
         self._lock = threading.RLock()
-        self.signer = TokenSigner(self._load_secret(), lifetime_s=token_lifetime_s)
+        self._listeners: tuple = ()
         self._path = self.data_dir / "users.json"
-        self._data = self._read()
+        self._lock_path = self.data_dir / "users.json.lock"
+        self._stamp = self._file_stamp()
+        self._data = self._read()  # a corrupt store is refused before a secret is made
+        self.signer = TokenSigner(self._load_secret(), lifetime_s=token_lifetime_s)
 
     # persistence ------------------------------------------------------------------------------
     def _load_secret(self) -> bytes:
@@ -236,21 +367,79 @@ class WebStore:
             raise InvalidInputError(f"{path} holds {len(secret)} bytes; a token secret needs 32 (delete it to renew)")
         return secret
 
+    def _file_stamp(self) -> tuple | None:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
     def _read(self) -> dict:
         if not self._path.exists():
             return {"users": {}, "participants": {}}
         try:
             data = json.loads(self._path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidInputError(f"{self._path} is not valid JSON: {exc}") from exc
-        data.setdefault("users", {})
-        data.setdefault("participants", {})
+        if (not isinstance(data, dict) or not isinstance(data.setdefault("users", {}), dict)
+                or not isinstance(data.setdefault("participants", {}), dict)):
+            raise InvalidInputError(f"{self._path} must hold an object with 'users' and 'participants' objects")
         return data
 
     def _write(self) -> None:
         with atomic_output(self._path) as temporary:
             temporary.write_text(json.dumps(self._data, indent=1, sort_keys=True))
             os.chmod(temporary, 0o600)
+
+    @contextlib.contextmanager
+    def _file_lock(self):
+        """This process's lock and the exclusive lock on ``users.json.lock`` (other processes)."""
+        with self._lock, open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _update(self, change) -> None:
+        """Read ``users.json`` fresh, apply ``change(data)``, write it back, all under the file lock."""
+        with self._file_lock():
+            self._data = self._read()
+            change(self._data)
+            self._write()
+            self._stamp = self._file_stamp()
+        self._notify()
+
+    def _current(self) -> dict:
+        """The data, re-read first if another process replaced ``users.json`` since we last looked."""
+        changed = False
+        with self._lock:
+            stamp = self._file_stamp()
+            if stamp != self._stamp:
+                self._data = self._read()
+                self._stamp = stamp
+                changed = True
+        if changed:
+            self._notify()
+        return self._data
+
+    def on_change(self, callback):
+        """Call ``callback()`` after every change of users or sharing (ours, or another process's once seen).
+
+        Returns a function that stops the calls.
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(c for c in self._listeners if c is not callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        for callback in self._listeners:
+            callback()
 
     # users ------------------------------------------------------------------------------------
     def create_user(self, name: str, role: str, *, participant_id: str | None = None,
@@ -264,43 +453,71 @@ class WebStore:
             raise InvalidInputError(f"only participants have a participant id; {name!r} is a {role}")
         record = {"role": role, "participant_id": participant_id,
                   "password": hash_password(password) if password else None}
-        with self._lock:
-            self._data["users"][name] = record
+
+        def change(data: dict) -> None:
+            data["users"][name] = record
             if participant_id is not None:
-                self._data["participants"].setdefault(participant_id, {"shared_with_roles": ["clinician"]})
-            self._write()
+                data["participants"].setdefault(participant_id, {"shared_with_roles": ["clinician"]})
+
+        self._update(change)
         return User(name, role, participant_id)
 
-    def user(self, name: str) -> User | None:
+    def _record(self, name: str) -> dict | None:
+        if not isinstance(name, str):
+            return None
         with self._lock:
-            record = self._data["users"].get(name)
+            record = self._current()["users"].get(name)
+        return record if isinstance(record, dict) else None
+
+    def user(self, name: str) -> User | None:
+        record = self._record(name)
         if record is None:
             return None
-        return User(name, record["role"], record.get("participant_id"))
+        return User(name, record.get("role"), record.get("participant_id"))
 
     def users(self) -> list[User]:
         with self._lock:
-            names = sorted(self._data["users"])
+            names = sorted(self._current()["users"])
         return [self.user(name) for name in names]
 
     def login(self, name: str, password: str) -> User:
-        """The user if ``password`` is theirs; :class:`AuthError` with one message for every failure."""
-        with self._lock:
-            record = self._data["users"].get(name) if isinstance(name, str) else None
-        if record is None or not check_password(password, record.get("password")):
+        """The user if ``password`` is theirs; :class:`AuthError` with one message for every failure.
+
+        The key derivation runs once whatever the case (unknown user, no
+        password on record, wrong or right password).
+        """
+        record = self._record(name)
+        if not check_password(password, record.get("password") if record else None) or record is None:
             raise AuthError("unknown user or wrong password")
         return User(name, record["role"], record.get("participant_id"))
 
     def issue_token(self, user: User, *, lifetime_s: float | None = None, now_s: float | None = None) -> str:
         return self.signer.issue(user, lifetime_s=lifetime_s, now_s=now_s)
 
+    def revoke_tokens(self, name: str, *, now_s: float | None = None) -> None:
+        """End every token of user ``name`` issued until now (open WebSockets close at their next check)."""
+        if self._record(name) is None:
+            raise InvalidInputError(f"no user {name!r} in {self.data_dir}")
+        not_before_s = time.time() if now_s is None else float(now_s)
+
+        def change(data: dict) -> None:
+            data["users"][name]["tokens_not_before_s"] = not_before_s
+
+        self._update(change)
+
     def authenticate(self, token: str | None, *, now_s: float | None = None) -> User:
-        """The current user behind a valid token (a deleted user or changed role invalidates it)."""
+        """The current user behind a valid token (a deleted user, changed role or revocation invalidates it)."""
         claims = self.signer.verify(token, now_s=now_s)
-        user = self.user(claims.subject)
-        if user is None or user.role != claims.role:
+        record = self._record(claims.subject)
+        if record is None or record.get("role") != claims.role:
             raise AuthError("token no longer valid: the user was removed or changed role")
-        return user
+        if claims.issued_s < float(record.get("tokens_not_before_s", 0.0)):
+            raise AuthError("token revoked; log in again")
+        return User(claims.subject, record["role"], record.get("participant_id"))
+
+    def token_expires_s(self, token: str) -> float:
+        """Unix time a (valid) token expires."""
+        return self.signer.verify(token).expires_s
 
     # participants' sharing choices ------------------------------------------------------------
     def set_sharing(self, participant_id: str, shared_with_roles: list[str]) -> None:
@@ -308,18 +525,28 @@ class WebStore:
         check_name(participant_id, "participant id")
         for role in shared_with_roles:
             check_role(role)
-        with self._lock:
-            self._data["participants"][participant_id] = {"shared_with_roles": sorted(set(shared_with_roles))}
-            self._write()
+
+        def change(data: dict) -> None:
+            data["participants"][participant_id] = {"shared_with_roles": sorted(set(shared_with_roles))}
+
+        self._update(change)
 
     def sharing(self, participant_id: str) -> tuple[str, ...]:
         """Roles ``participant_id`` shares their data with (none for an unknown participant)."""
         with self._lock:
-            record = self._data["participants"].get(participant_id)
-        return tuple(record.get("shared_with_roles", ())) if record else ()
+            record = self._current()["participants"].get(participant_id)
+        return tuple(record.get("shared_with_roles", ())) if isinstance(record, dict) else ()
 
     def ensure_participant(self, participant_id: str, shared_with_roles: list[str]) -> None:
         """Register ``participant_id`` with these sharing choices unless already known."""
+        check_name(participant_id, "participant id")
+        for role in shared_with_roles:
+            check_role(role)
         with self._lock:
-            if participant_id not in self._data["participants"]:
-                self.set_sharing(participant_id, shared_with_roles)
+            if participant_id in self._current()["participants"]:
+                return
+
+        def change(data: dict) -> None:
+            data["participants"].setdefault(participant_id, {"shared_with_roles": sorted(set(shared_with_roles))})
+
+        self._update(change)

@@ -12,6 +12,8 @@
 It listens on 127.0.0.1 unless told otherwise, binds before returning (port 0
 picks a free port, see ``server.port``), and creates a researcher ``admin``
 with a printed token when the user store is empty, so a first run is usable.
+The port is bound before the data directory is touched, so a port in use
+leaves no token secret or users file behind.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from neurolace.core.errors import NeurolaceError
-from neurolace.web.auth import DEFAULT_TOKEN_LIFETIME_S, WebStore
+from neurolace.web.auth import DEFAULT_TOKEN_LIFETIME_S, WebStore, default_data_dir
 from neurolace.web.games import GameBook
 from neurolace.web.live import LiveSession
 
@@ -34,11 +36,6 @@ __all__ = ["DEFAULT_PORT", "DashboardServer", "build_app", "default_data_dir", "
 DEFAULT_PORT = 8000
 #: roles the simulated participant of a live session shares its data with
 SIMULATED_SHARING = ["clinician", "researcher"]
-
-
-def default_data_dir() -> Path:
-    """``$NEUROLACE_WEB_DIR`` if set, else ``./out/web``."""
-    return Path(os.environ.get("NEUROLACE_WEB_DIR", "out/web"))
 
 
 def build_app(*, data_dir: str | os.PathLike | None = None, sessions: list[LiveSession] | None = None,
@@ -50,8 +47,8 @@ def build_app(*, data_dir: str | os.PathLike | None = None, sessions: list[LiveS
     from neurolace.web.app import create_app
 
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
+    games = GameBook(directory)  # reads scores.json: a corrupt file stops us before the store writes a key
     store = WebStore(directory, token_lifetime_s=token_lifetime_s)
-    games = GameBook(directory)
     live = sessions if sessions is not None else [LiveSession()]
     by_id = {}
     for session in live:
@@ -166,8 +163,7 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
     import uvicorn
 
-    app, store, games, by_id = build_app(data_dir=data_dir, sessions=sessions, token_lifetime_s=token_lifetime_s)
-    token = _bootstrap(store)
+    # bind first: a port in use must leave no key or users file behind
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -175,6 +171,13 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     except OSError as exc:
         listener.close()
         raise NeurolaceError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    try:
+        app, store, games, by_id = build_app(data_dir=data_dir, sessions=sessions,
+                                             token_lifetime_s=token_lifetime_s)
+        token = _bootstrap(store)
+    except BaseException:
+        listener.close()
+        raise
     listener.listen(64)
     bound_port = listener.getsockname()[1]
     server = uvicorn.Server(_uvicorn_config(app, host, bound_port, log_level))
