@@ -11,10 +11,16 @@ from conftest import shared_data
 
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode.ridge import ridge_decodability
+from neurolace.runtime.closed_loop import run_block
 from neurolace.runtime.reaching import offline_decodability, simulate_reaching
-from neurolace.sim.participant import ControlParameters, NeuralParameters, SimulatedParticipant
+from neurolace.sim.participant import (
+    CONTROL_PARAMETER_RANGES,
+    ControlParameters,
+    NeuralParameters,
+    SimulatedParticipant,
+)
 from neurolace.sim.tuning import TuningModel
-from neurolace.tasks import Target
+from neurolace.tasks import CenterOutTask, Target, WebgridTask
 
 QUIET = ControlParameters(motor_noise_cv=0.0)
 
@@ -143,3 +149,124 @@ def test_offline_decodability_subset_is_a_subset_and_checked():
         offline_decodability(participant, duration_s=20.0, n_subset_channels=41)
     with pytest.raises(InvalidInputError, match="n_subset_channels must be >= 1, got 0"):
         offline_decodability(participant, duration_s=20.0, n_subset_channels=0)
+
+
+def _velocity_noise(control: ControlParameters, distance: float, n_steps: int = 4000) -> np.ndarray:
+    """Executed minus noise-free velocity, shape (n_steps, 2), with the cursor held ``distance`` from the target.
+
+    The cursor does not move and the gain is tiny, so the estimate (hence the plan) is the same with and
+    without noise: the difference is the motor noise alone.
+    """
+    quiet, noisy = (SimulatedParticipant(n_channels=4, seed=0, control=c)
+                    for c in (replace(control, motor_noise_cv=0.0, motor_noise_floor_sd=0.0), control))
+    target = Target((0.5 + distance, 0.5), 1e-6)  # too small to click on
+    for participant in (quiet, noisy):
+        participant.start((0.5, 0.5), cursor_gain_per_s=1e-6, seed=3)
+    warmup = round(control.reaction_time_s / control.loop_s) + 20
+    rows = [noisy.step((0.5, 0.5), target).velocity - quiet.step((0.5, 0.5), target).velocity
+            for _ in range(warmup + n_steps)]
+    return np.asarray(rows[warmup:])
+
+
+def test_motor_noise_is_signal_dependent_and_zero_at_rest():
+    control = ControlParameters(motor_noise_cv=0.1)
+    planned_speeds = []
+    measured = []
+    for distance in (0.0, 0.03, 0.075, 0.4):  # planned speed = max_speed * min(1, distance / slowdown_distance)
+        planned_speeds.append(control.max_speed * min(1.0, distance / control.slowdown_distance))
+        measured.append(_velocity_noise(control, distance).std(axis=0))
+    assert np.all(measured[0] == 0.0)  # at rest (on the target centre) there is no motor noise at all
+    for speed, sd in zip(planned_speeds[1:], measured[1:]):
+        # SD per component = cv * planned speed after the low-pass (4000 correlated steps: ~5 % error)
+        np.testing.assert_allclose(sd, 0.1 * speed, rtol=0.12)
+    assert measured[1].mean() < measured[2].mean() < measured[3].mean()
+    # a cited-range floor adds a constant SD, also at rest
+    floor = _velocity_noise(replace(control, motor_noise_floor_sd=0.02), 0.0).std(axis=0)
+    np.testing.assert_allclose(floor, 0.02, rtol=0.12)
+
+
+def test_motor_noise_does_not_depend_on_the_loop_period():
+    fine = _velocity_noise(ControlParameters(loop_s=0.01, motor_noise_cv=0.1), 0.4, n_steps=8000).std()
+    coarse = _velocity_noise(ControlParameters(loop_s=0.02, motor_noise_cv=0.1), 0.4).std()
+    assert fine == pytest.approx(coarse, rel=0.12)
+
+
+def test_forward_model_does_not_know_the_motor_noise():
+    participant = SimulatedParticipant(n_channels=8, seed=0, control=ControlParameters(motor_noise_cv=0.2))
+    participant.start((0.5, 0.5), cursor_gain_per_s=1.0, seed=1)
+    cursor = np.array([0.5, 0.5])
+    errors = []
+    for _ in range(40):
+        intention = participant.step(cursor, Target((0.9, 0.5), 0.05))
+        errors.append(np.abs(intention.estimated_cursor_xy - cursor).max())
+        cursor = cursor + participant.control.loop_s * intention.velocity
+    assert max(errors) > 1e-4  # the executed noise shows only once seen, a visual delay later
+
+
+def test_default_and_sampled_parameters_lie_in_the_cited_ranges():
+    defaults = ControlParameters()
+    for name, (low, high) in CONTROL_PARAMETER_RANGES.items():
+        assert low <= getattr(defaults, name) <= high, name
+    samples = [ControlParameters.sample(seed) for seed in range(200)]
+    for name, (low, high) in CONTROL_PARAMETER_RANGES.items():
+        values = np.array([getattr(s, name) for s in samples])
+        assert values.min() >= low and values.max() <= high, name
+        assert values.max() - values.min() > 0.8 * (high - low), name  # the range is used, not one point
+    assert all(s.reaction_time_s >= s.visual_delay_s for s in samples)
+    assert ControlParameters.sample(7, loop_s=0.01).loop_s == 0.01
+
+
+def test_sampled_parameters_and_population_are_reproducible_and_a_new_family():
+    assert ControlParameters.sample(4) == ControlParameters.sample(4) != ControlParameters.sample(5)
+    first, again = SimulatedParticipant.from_population(2, n_channels=16), SimulatedParticipant.from_population(
+        2, n_channels=16)
+    assert first.control == again.control
+    np.testing.assert_array_equal(first.background_hz, again.background_hz)
+    usual = SimulatedParticipant(n_channels=16, seed=2)
+    assert not np.array_equal(first.background_hz, usual.background_hz)  # other neurons than seed 2's
+    assert first.control != usual.control
+
+
+def test_movements_do_not_depend_on_the_number_of_channels():
+    paths = []
+    for n_channels in (4, 64):  # the spike noise draws 4 or 64 numbers a bin; the motor noise has its own stream
+        participant = SimulatedParticipant(n_channels=n_channels, seed=0)
+        participant.start((0.5, 0.5), cursor_gain_per_s=1.0, seed=9)
+        path = []
+        for _ in range(50):
+            intention = participant.step((0.5, 0.5), Target((0.8, 0.6), 0.05))
+            participant.emit_counts(intention)
+            path.append(intention.velocity)
+        paths.append(np.asarray(path))
+    assert np.abs(paths[0]).max() > 0.5  # it moved, with noise
+    np.testing.assert_array_equal(paths[0], paths[1])
+
+
+def test_bad_control_parameters_are_refused():
+    with pytest.raises(InvalidInputError, match="visual_delay_s must be"):
+        ControlParameters(visual_delay_s=-0.1)
+    with pytest.raises(InvalidInputError, match="motor_noise_cv must be"):
+        ControlParameters(motor_noise_cv=-0.05)
+    with pytest.raises(InvalidInputError, match="motor_noise_floor_sd must be"):
+        ControlParameters(motor_noise_floor_sd=float("nan"))
+    with pytest.raises(InvalidInputError, match=r"unknown control parameter\(s\) \['delay'\]"):
+        ControlParameters.sample(0, delay=0.1)
+    with pytest.raises(InvalidInputError, match="seed must be >= 0, got -1"):
+        SimulatedParticipant.from_population(-1)
+
+
+def test_perfect_decoder_reaches_mouse_user_performance():
+    """The participant's own ceiling against published mouse users (benchmarks/bench_participant.py has more).
+
+    Webgrid 30x30: able-bodied mouse users score about 10-11.77 BPS; center-out ISO 9241-9 throughput of
+    a mouse is 3.7-4.9 bit/s (Soukoreff & MacKenzie 2004). The bands below are those ranges widened by
+    the block-to-block spread of short blocks; this test measured 11.04 BPS and 5.67 bit/s (gain 3/s, seed 0).
+    """
+    participant = SimulatedParticipant(n_channels=4, seed=0)
+    webgrid = run_block(participant, WebgridTask(grid_side=30, seed=0), duration_s=40.0, observation="intention",
+                        cursor_gain_per_s=3.0, seed=0).summary
+    assert 9.0 < webgrid.bps < 12.5 and webgrid.incorrect <= 1
+    assert 0.75 < webgrid.mean_time_to_target_s < 1.1  # 10-11.77 BPS is 0.98-0.83 s per target
+    task = CenterOutTask(radius=0.3, target_width=0.05, seed=0)
+    run_block(participant, task, duration_s=20.0, observation="intention", cursor_gain_per_s=3.0, seed=0)
+    assert 3.5 < task.summary().throughput.throughput_bps < 7.0
