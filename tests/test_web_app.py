@@ -53,7 +53,8 @@ def test_health_is_public(server):
     ("GET", "/api/me"), ("GET", "/api/sessions"), ("GET", "/api/sessions/live"),
     ("GET", "/api/sessions/live/runtime"), ("GET", "/api/sessions/live/export"),
     ("POST", "/api/sessions/live/control"), ("POST", "/api/webgrid/games"),
-    ("POST", "/api/webgrid/games/abc/clicks"), ("GET", "/api/webgrid/scores"),
+    ("POST", "/api/webgrid/games/abc/clicks"), ("POST", "/api/webgrid/games/abc/finish"),
+    ("GET", "/api/webgrid/scores"),
     ("PUT", "/api/participants/sim-001/sharing"), ("GET", "/api/sessions/does-not-exist"),
 ])
 def test_every_api_endpoint_needs_a_token(server, method, path):
@@ -64,12 +65,12 @@ def test_every_api_endpoint_needs_a_token(server, method, path):
 
 
 def test_every_route_of_the_app_is_covered_by_the_401_test(server):
-    app = server._server.config.app.app  # inside the body-limit middleware
+    app = server._server.config.app.app  # inside the hardening middleware
     routes = {route.path for route in app.routes if hasattr(route, "methods") or route.path.startswith("/ws")}
     public = {"/healthz", "/api/login", "/", "/static"}
     checked = {"/api/me", "/api/sessions", "/api/sessions/{session_id}", "/api/sessions/{session_id}/runtime",
                "/api/sessions/{session_id}/export", "/api/sessions/{session_id}/control", "/api/webgrid/games",
-               "/api/webgrid/games/{game_id}/clicks", "/api/webgrid/scores",
+               "/api/webgrid/games/{game_id}/clicks", "/api/webgrid/games/{game_id}/finish", "/api/webgrid/scores",
                "/api/participants/{participant_id}/sharing", "/ws/sessions/{session_id}"}
     assert routes - public == checked
 
@@ -158,17 +159,22 @@ def test_game_endpoints_refuse_bad_input(server):
         assert client.post("/api/webgrid/games", json={"grid_side": 8}).json() == {
             "detail": "grid_side must be one of (30, 35), got 8"}
         game = client.post("/api/webgrid/games", json={"duration_s": 5}).json()
-        early = client.post(f"/api/webgrid/games/{game['game_id']}/clicks", json={"clicks": []})
-        assert early.status_code == 409 and "lasts 5 s but came back after" in early.json()["detail"]
-        not_json = client.post(f"/api/webgrid/games/{game['game_id']}/clicks", content=b"\xff\xfe")
-        assert not_json.status_code == 400 and "body must be JSON" in not_json.json()["detail"]
-        extra = client.post(f"/api/webgrid/games/{game['game_id']}/clicks", json={"clicks": [], "score": 99})
-        assert extra.status_code == 400
-        unknown = client.post("/api/webgrid/games/nope/clicks", json={"clicks": []})
+        assert "targets" not in game and isinstance(game["target"], int)
+        clicks = f"/api/webgrid/games/{game['game_id']}/clicks"
+        early = client.post(f"/api/webgrid/games/{game['game_id']}/finish")
+        assert early.status_code == 409 and "lasts 5 s and still runs for" in early.json()["detail"]
+        not_json = client.post(clicks, content=b"\xff\xfe")
+        assert not_json.status_code == 400 and "not JSON" in not_json.json()["detail"]
+        old_style = client.post(clicks, json={"clicks": [[1, 0.5, 0.5]]})
+        assert old_style.status_code == 400 and 'body must be a JSON object {"x"' in old_style.json()["detail"]
+        outside = client.post(clicks, json={"x": 2, "y": 0.5})
+        assert outside.status_code == 400 and outside.json()["detail"] == "x must be a number in [0, 1], got 2.0"
+        assert client.post(clicks, json={"x": 0.5, "y": 0.5}).status_code == 200  # the game is still playable
+        unknown = client.post("/api/webgrid/games/nope/clicks", json={"x": 0.5, "y": 0.5})
         assert unknown.status_code == 404 and unknown.json()["detail"] == "unknown game id 'nope'"
-    with _client(server, "clinician") as client:  # another user's game is not theirs to submit
-        response = client.post(f"/api/webgrid/games/{game['game_id']}/clicks", json={"clicks": []})
-        assert response.status_code == 404
+    with _client(server, "clinician") as client:  # another user's game is not theirs to play
+        assert client.post(clicks, json={"x": 0.5, "y": 0.5}).status_code == 404
+        assert client.post(f"/api/webgrid/games/{game['game_id']}/finish").status_code == 404
 
 
 async def _collect_frames(url: str, token: str, seconds: float) -> tuple[dict, list]:

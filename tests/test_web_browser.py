@@ -116,7 +116,8 @@ def test_scripted_mouse_plays_30_s_of_webgrid_and_the_server_confirms_the_score(
     intended = {"correct": 0, "wrong": 0}
     moves = 0
     while page.evaluate("window.neurolace.game.running"):
-        cell = page.evaluate("neurolace.game.targets[neurolace.game.index]")
+        _wait_for(page, "window.neurolace.game.inFlight === 0")  # the server's reply lit the next cell
+        cell = page.evaluate("neurolace.game.target")
         row, column = divmod(cell, side)
         miss = moves % 5 == 4  # every fifth movement lands one cell off: a wrong selection
         if miss:

@@ -14,8 +14,9 @@ Endpoints (every one but ``/healthz`` and ``/api/login`` needs a token;
 ``POST /api/sessions/{id}/control``     ``{action: start|stop|block|decoder, ...}`` (clinician, researcher)
 ``WS   /ws/sessions/{id}``              binary frames (:func:`neurolace.web.live.encode_frame`);
                                         JSON text in: ``ping``, ``control``
-``POST /api/webgrid/games``             ``{grid_side, duration_s}`` -> a game (lit-cell sequence)
-``POST /api/webgrid/games/{id}/clicks`` ``{clicks: [[t_s, x, y], ...]}`` -> the verified score
+``POST /api/webgrid/games``             ``{grid_side, duration_s}`` -> a game and its first lit cell
+``POST /api/webgrid/games/{id}/clicks`` ``{x, y}`` -> the selection and the cell lit now (timed on arrival)
+``POST /api/webgrid/games/{id}/finish`` the verified score, once the game's time is up
 ``GET  /api/webgrid/scores``            scores the caller may see, best first
 ``PUT  /api/participants/{id}/sharing`` ``{shared_with_roles}`` (that participant only)
 ======================================  =====================================================
@@ -23,33 +24,75 @@ Endpoints (every one but ``/healthz`` and ``/api/login`` needs a token;
 Tokens come as ``Authorization: Bearer <token>``; browsers cannot set headers
 on a WebSocket, so there the token rides in the subprotocol list
 (``["neurolace.v1", "bearer.<token>"]``) and the server answers with
-``neurolace.v1``. A refused WebSocket gets a real HTTP 401/404 on the
-handshake. Request bodies over :data:`MAX_BODY_BYTES` get 413 before they are
-read; WebSocket messages over :data:`MAX_WS_MESSAGE_BYTES` are refused with a
-reason. Data of a participant the caller may not see answers exactly like an
-unknown id (404), so ids do not leak.
+``neurolace.v1``. A refused WebSocket gets a real HTTP 401/403/404 on the
+handshake (403: an ``Origin`` other than the server's own).
+
+An open WebSocket stays under watch (:class:`_SocketGuard`, the one place
+for it): its token and the user's access to the session are checked again
+every :data:`RECHECK_S` seconds, at the token's expiry, on every change of
+users or sharing (this process's or, once seen, another's), and before every
+message the client sends; when they no longer allow it the socket is closed
+with code :data:`CLOSE_TOKEN` (4401: expired, revoked, user removed or role
+changed) or :data:`CLOSE_ACCESS` (4403: the participant withdrew the sharing)
+and the reason.
+
+Request bodies over :data:`MAX_BODY_BYTES` get 413 before they are read; a
+click body over :data:`MAX_CLICK_BODY_BYTES`, nested deeper than
+:data:`MAX_JSON_DEPTH`, or holding an integer of more than 20 digits or a
+non-finite number gets a 4xx before (or instead of) parsing, as do WebSocket
+messages over :data:`MAX_WS_MESSAGE_BYTES`. Failed logins are limited per
+user name and per client address (:class:`~neurolace.web.auth.LoginLimiter`,
+429 with ``Retry-After``). Every HTTP answer carries a Content-Security-Policy
+(own origin only, no framing), ``X-Frame-Options: DENY``,
+``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
+Data of a participant the caller may not see answers exactly like an unknown
+id (404), so ids do not leak.
 """
 
 
 import asyncio
 import contextlib
 import json
+import math
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from neurolace.core.errors import InvalidInputError
 from neurolace.web.access import can_view
-from neurolace.web.auth import AuthError, User, WebStore, check_role
+from neurolace.web.auth import AuthError, LoginLimiter, User, WebStore, check_role
 from neurolace.web.games import GameBook, GameError
 from neurolace.web.live import LiveSession
 
-__all__ = ["MAX_BODY_BYTES", "MAX_WS_MESSAGE_BYTES", "STATIC_DIR", "WS_SUBPROTOCOL", "create_app"]
+__all__ = ["CLOSE_ACCESS", "CLOSE_TOKEN", "MAX_BODY_BYTES", "MAX_CLICK_BODY_BYTES", "MAX_JSON_DEPTH",
+           "MAX_WS_MESSAGE_BYTES", "RECHECK_S", "SECURITY_HEADERS", "STATIC_DIR", "WS_SUBPROTOCOL", "create_app",
+           "parse_json_limited"]
 
-#: largest request body accepted (a 300 s game at 20 clicks/s is ~250 kB of JSON)
+#: largest request body accepted by any endpoint
 MAX_BODY_BYTES = 512 * 1024
+#: largest click body (``{"x": ..., "y": ...}`` is ~40 bytes)
+MAX_CLICK_BODY_BYTES = 1024
+#: deepest JSON nesting parsed from a client (clicks and WebSocket messages need 1)
+MAX_JSON_DEPTH = 8
 #: largest WebSocket text message accepted from a browser
 MAX_WS_MESSAGE_BYTES = 4096
+#: seconds between two re-checks of an open WebSocket's token and access
+RECHECK_S = 1.0
+#: WebSocket close code when the token no longer holds (expired, revoked, user removed, role changed)
+CLOSE_TOKEN = 4401
+#: WebSocket close code when the user may no longer see the session (sharing withdrawn)
+CLOSE_ACCESS = 4403
+#: headers on every HTTP answer: own-origin code only, no framing, no MIME sniffing, no referrer
+SECURITY_HEADERS = (
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                 b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                 b"frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
 #: the subprotocol the live WebSocket speaks
 WS_SUBPROTOCOL = "neurolace.v1"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -57,8 +100,91 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 _FRAME_WAIT_S = 1.0
 
 
-class _BodyLimit:
-    """ASGI middleware: 413 for bodies over ``max_bytes``, by Content-Length or while reading a chunked body."""
+def _json_depth(raw: bytes) -> int:
+    """Deepest nesting of arrays and objects in JSON text ``raw`` (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise InvalidInputError(f"integer of {len(text.lstrip('-'))} digits; at most 20 are accepted")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidInputError(f"number {text[:40]} is out of the float range")
+    return value
+
+
+def _parse_constant(text: str) -> float:
+    raise InvalidInputError(f"{text} is not a JSON number")
+
+
+def parse_json_limited(raw: bytes | str, *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from a client after checking its size and nesting, refusing numbers Python cannot hold.
+
+    Parameters
+    ----------
+    raw : bytes or str
+        The body or message.
+    max_bytes : int
+        Largest accepted size (UTF-8 bytes).
+    max_depth : int
+        Deepest accepted nesting of arrays and objects.
+
+    Returns
+    -------
+    The parsed value; integers have at most 20 digits, floats are finite.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming what is wrong; ``status`` (413 for size, 400 otherwise) says how to answer.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if len(data) > max_bytes:
+        error = InvalidInputError(f"JSON of {len(data)} bytes is over the {max_bytes}-byte limit")
+        error.status = 413
+        raise error
+    if _json_depth(data) > max_depth:
+        error = InvalidInputError(f"JSON nested deeper than {max_depth} levels")
+        error.status = 400
+        raise error
+    try:
+        return json.loads(data, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except InvalidInputError as exc:
+        exc.status = 400
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        error = InvalidInputError(f"not JSON: {exc}")
+        error.status = 400
+        raise error from exc
+
+
+class _Hardening:
+    """ASGI middleware: security headers on every HTTP answer; 413 for bodies over ``max_bytes``.
+
+    Bodies are measured by Content-Length, or counted while reading a chunked body.
+    """
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -68,6 +194,13 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        original_send = send
+
+        async def send(message) -> None:  # noqa: F811 - the same send, with the headers added
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
+            await original_send(message)
+
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -104,6 +237,93 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
+@dataclass(eq=False)
+class _Connection:
+    """One open live WebSocket: who, with which token, on which session, and how to wake its watch."""
+
+    token: str
+    session_id: str
+    user: User
+    loop: asyncio.AbstractEventLoop
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        """Ask the watch to re-check now (safe from any thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: the socket is gone anyway
+            self.loop.call_soon_threadsafe(self.changed.set)
+
+
+class _SocketGuard:
+    """The one place that admits live WebSockets and keeps checking them while they are open.
+
+    :meth:`admit` is the handshake's check and :meth:`refusal` the same check
+    repeated: the token (signature, expiry, revocation, the user's existence
+    and role) and :func:`~neurolace.web.access.can_view` on the session.
+    :meth:`watch` repeats it every :data:`RECHECK_S`, at the token's expiry
+    and whenever :meth:`wake_all` is called (the user store calls it on every
+    change of users or sharing).
+    """
+
+    def __init__(self, store: WebStore, sessions: dict[str, LiveSession]) -> None:
+        self.store = store
+        self.sessions = sessions
+        self._lock = threading.Lock()
+        self._open: set[_Connection] = set()
+        store.on_change(self.wake_all)
+
+    def admit(self, token: str | None, session_id: str) -> tuple[User, LiveSession]:
+        """The user and the session if the token is valid and the user may see it; :class:`AuthError` else."""
+        user = self.store.authenticate(token)
+        session = self.sessions.get(session_id)
+        if session is None or not can_view(self.store, user, session.participant_id):
+            raise AuthError(f"unknown session id {session_id[:64]!r}", status=404)
+        return user, session
+
+    def refusal(self, connection: _Connection) -> tuple[int, str] | None:
+        """None while ``connection`` may stay open, else the close code and reason."""
+        try:
+            connection.user, _ = self.admit(connection.token, connection.session_id)
+        except AuthError as exc:
+            if exc.status == 401:
+                return CLOSE_TOKEN, exc.reason[:120]
+            return CLOSE_ACCESS, f"you may no longer see session {connection.session_id[:40]!r}"[:120]
+        return None
+
+    def open(self, connection: _Connection) -> None:
+        with self._lock:
+            self._open.add(connection)
+
+    def close(self, connection: _Connection) -> None:
+        with self._lock:
+            self._open.discard(connection)
+
+    @property
+    def n_open(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def wake_all(self) -> None:
+        """Re-check every open connection now (after a change of users, roles or sharing)."""
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            connection.wake()
+
+    async def watch(self, connection: _Connection) -> tuple[int, str]:
+        """Return the close code and reason once the connection is no longer allowed."""
+        while True:
+            try:
+                expires_in_s = self.store.signer.verify(connection.token).expires_s - time.time()
+            except AuthError:
+                expires_in_s = 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connection.changed.wait(), max(0.0, min(RECHECK_S, expires_in_s)) + 1e-3)
+            connection.changed.clear()
+            refusal = self.refusal(connection)
+            if refusal is not None:
+                return refusal
+
+
 async def _send_json(send, status: int, body: dict) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
@@ -123,6 +343,8 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
     app.state.store = store
     app.state.games = games
     app.state.sessions = sessions
+    app.state.guard = guard = _SocketGuard(store, sessions)
+    app.state.login_limiter = limiter = LoginLimiter()
 
     class Login(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -165,6 +387,12 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
             raise HTTPException(404, detail=f"unknown session id {session_id[:64]!r}")
         return session
 
+    def client_json(raw: bytes, max_bytes: int) -> Any:
+        try:
+            return parse_json_limited(raw, max_bytes=max_bytes)
+        except InvalidInputError as exc:
+            raise HTTPException(getattr(exc, "status", 400), detail=str(exc)) from exc
+
     def apply_control(session: LiveSession, user: User, control: dict) -> dict:
         if user.role not in ("clinician", "researcher"):
             raise AuthError(f"a {user.role} cannot control a session (clinicians and researchers can)", status=403)
@@ -199,11 +427,18 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
         return {"status": "ok"}
 
     @app.post("/api/login")
-    def login(body: Login) -> dict:
+    def login(body: Login, request: Request) -> dict:
+        address = request.client.host if request.client else "unknown"
         try:
+            limiter.check(body.username, address)
             user = store.login(body.username, body.password)
         except AuthError as exc:
+            if exc.status == 429:
+                raise HTTPException(429, detail=exc.reason,
+                                    headers={"Retry-After": str(math.ceil(exc.retry_after_s))}) from exc
+            limiter.failed(body.username, address)
             raise HTTPException(401, detail=exc.reason) from exc
+        limiter.succeeded(body.username)
         token = store.issue_token(user)
         return {"token": token, "expires_s": store.signer.lifetime_s, "user": user.to_dict()}
 
@@ -246,16 +481,16 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
                            duration_s=body.duration_s).public()
 
     @app.post("/api/webgrid/games/{game_id}/clicks")
-    async def submit_clicks(game_id: str, request: Request, user: CurrentUser) -> dict:
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, detail=f"body must be JSON {{\"clicks\": [[t_s, x, y], ...]}}: {exc}") from exc
-        if not isinstance(body, dict) or set(body) - {"clicks", "client_score"} or "clicks" not in body:
-            raise HTTPException(400, detail="body must be a JSON object with 'clicks' (and optionally 'client_score')")
-        result = games.verify(game_id, user.name, body["clicks"]).to_dict()
-        result["client_score"] = body.get("client_score")
-        return result
+    async def click(game_id: str, request: Request, user: CurrentUser) -> dict:
+        # timed here, on arrival: the server's clock is the game's only clock
+        body = client_json(await request.body(), MAX_CLICK_BODY_BYTES)
+        if not isinstance(body, dict) or set(body) != {"x", "y"}:
+            raise HTTPException(400, detail='body must be a JSON object {"x": 0-1, "y": 0-1} (task units, y up)')
+        return games.click(game_id, user.name, body["x"], body["y"])
+
+    @app.post("/api/webgrid/games/{game_id}/finish")
+    def finish_game(game_id: str, user: CurrentUser) -> dict:
+        return games.finish(game_id, user.name).to_dict()
 
     @app.get("/api/webgrid/scores")
     def scores(user: CurrentUser) -> dict:
@@ -282,44 +517,74 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
 
     @app.websocket("/ws/sessions/{session_id}")
     async def live_socket(websocket: WebSocket, session_id: str) -> None:
+        origin = websocket.headers.get("origin")
+        host = websocket.headers.get("host", "")
+        if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+            await websocket.send_denial_response(JSONResponse(
+                {"detail": f"WebSocket from origin {origin[:80]!r} refused: only the dashboard's own page may "
+                           "connect"}, status_code=403))
+            return
         protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         token = _bearer(websocket.headers.get("authorization"))
         if token is None:
             token = next((p[7:] for p in protocols if p.startswith("bearer.")), None)
         try:
-            user = store.authenticate(token)
+            user, session = guard.admit(token, session_id)
         except AuthError as exc:
             await websocket.send_denial_response(JSONResponse({"detail": exc.reason}, status_code=exc.status))
-            return
-        session = sessions.get(session_id)
-        if session is None or not can_view(store, user, session.participant_id):
-            await websocket.send_denial_response(
-                JSONResponse({"detail": f"unknown session id {session_id[:64]!r}"}, status_code=404))
             return
         await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in protocols else None)
         await websocket.send_text(json.dumps({"type": "hello", "user": user.to_dict(),
                                               "session": session.snapshot()}))
+        connection = _Connection(token, session_id, user, asyncio.get_running_loop())
+        guard.open(connection)
         sender = asyncio.create_task(_send_frames(websocket, session))
+        watch = asyncio.create_task(guard.watch(connection))
+        receiver = asyncio.create_task(_receive(websocket, session, connection, guard, apply_control, control_error))
         try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                # controls may stop and start a graph (joins threads): keep them off the event loop
-                reply = await asyncio.to_thread(_handle_client_message, message, session, user, apply_control,
-                                                control_error)
-                await websocket.send_text(json.dumps(reply))
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            done, _ = await asyncio.wait({watch, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            refusal = next((task.result() for task in done if not task.cancelled() and task.exception() is None
+                            and task.result() is not None), None)
         finally:
-            sender.cancel()
+            guard.close(connection)
+            for task in (sender, watch, receiver):
+                task.cancel()
+            await asyncio.gather(sender, watch, receiver, return_exceptions=True)
+        if refusal is not None:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code=refusal[0], reason=refusal[1])
 
     @app.get("/")
     def index():
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return _BodyLimit(app, MAX_BODY_BYTES)
+    return _Hardening(app, MAX_BODY_BYTES)
+
+
+async def _receive(websocket, session: LiveSession, connection: _Connection, guard: _SocketGuard, apply_control,
+                   control_error) -> tuple[int, str] | None:
+    """Answer the client's messages until it leaves (None) or may no longer talk (the close code and reason).
+
+    Every message is preceded by the guard's check, so a control cannot
+    slip in between two timed re-checks.
+    """
+    from starlette.websockets import WebSocketDisconnect
+
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            refusal = guard.refusal(connection)
+            if refusal is not None:
+                return refusal
+            # controls may stop and start a graph (joins threads): keep them off the event loop
+            reply = await asyncio.to_thread(_handle_client_message, message, session, connection.user,
+                                            apply_control, control_error)
+            await websocket.send_text(json.dumps(reply))
+    except (WebSocketDisconnect, RuntimeError):  # the client went away mid-reply
+        return None
 
 
 def _handle_client_message(message: dict, session: LiveSession, user: User, apply_control, control_error) -> dict:
@@ -327,12 +592,12 @@ def _handle_client_message(message: dict, session: LiveSession, user: User, appl
     text = message.get("text")
     if text is None:
         return {"type": "error", "status": 400, "reason": "send JSON text messages, not binary"}
-    if len(text.encode()) > MAX_WS_MESSAGE_BYTES:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_WS_MESSAGE_BYTES:
         return {"type": "error", "status": 413, "reason": f"message over {MAX_WS_MESSAGE_BYTES} bytes"}
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return {"type": "error", "status": 400, "reason": f"message is not JSON: {exc.msg} at {exc.pos}"}
+        data: Any = parse_json_limited(text, max_bytes=MAX_WS_MESSAGE_BYTES)
+    except InvalidInputError as exc:
+        return {"type": "error", "status": 400, "reason": f"message is not JSON: {exc}"[:300]}
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         return {"type": "error", "status": 400, "reason": "message must be a JSON object with a 'type'"}
     if data["type"] == "ping":

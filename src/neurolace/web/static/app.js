@@ -8,8 +8,11 @@ const state = {
 };
 const stats = { framesReceived: 0, framesDrawn: 0, wsBytes: 0, fps: 0, wsBytesPerS: 0, cursorMoves: 0,
                 lastHeader: null, cursorHistory: [] };
-const game = { running: false, gridSide: 30, targets: [], index: 0, clicks: [], correct: 0, wrong: 0,
-               result: null, error: null, startedMs: 0, durationS: 0, gameId: null, flash: null };
+// The server lights one cell at a time and times every click on arrival: game.target is the cell the
+// last reply lit; clicks go out in order (game.queue) and game.inFlight counts those not answered yet.
+const game = { running: false, gridSide: 30, target: null, clicks: 0, correct: 0, wrong: 0, inFlight: 0,
+               queue: Promise.resolve(), result: null, error: null, startedMs: 0, durationS: 0, gameId: null,
+               flash: null };
 window.neurolace = { stats, game, state };
 
 const $ = (id) => document.getElementById(id);
@@ -345,9 +348,9 @@ function drawFrame(frame) {
 function drawGame() {
   const canvas = $("play-canvas");
   const side = game.gridSide;
-  const cell = game.targets[game.index];
+  const cell = game.target;
   let target = null;
-  if (game.running && cell !== undefined) {
+  if (game.running && cell !== null) {
     const row = Math.floor(cell / side), column = cell % side;
     target = [(column + 0.5) / side, (row + 0.5) / side, 1 / side];
   }
@@ -369,9 +372,9 @@ $("btn-play").addEventListener("click", async () => {
   try {
     const issued = await api("/api/webgrid/games", { method: "POST", body: JSON.stringify({
       grid_side: Number($("play-grid").value), duration_s: Number($("play-seconds").value) }) });
-    Object.assign(game, { running: true, gameId: issued.game_id, gridSide: issued.grid_side, targets: issued.targets,
-                          durationS: issued.duration_s, index: 0, clicks: [], correct: 0, wrong: 0,
-                          startedMs: performance.now() });
+    Object.assign(game, { running: true, gameId: issued.game_id, gridSide: issued.grid_side, target: issued.target,
+                          durationS: issued.duration_s, clicks: 0, correct: 0, wrong: 0, inFlight: 0,
+                          queue: Promise.resolve(), startedMs: performance.now() });
   } catch (error) { game.error = error.message; $("play-result").textContent = error.message; }
 });
 
@@ -382,19 +385,29 @@ $("play-canvas").addEventListener("mousedown", (event) => {
   const rect = event.target.getBoundingClientRect();
   const x = Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width));
   const y = Math.min(1, Math.max(0, 1 - (event.clientY - rect.top) / rect.height));
-  game.clicks.push([Number(t.toFixed(4)), x, y]);
-  const side = game.gridSide;
-  const cell = Math.min(side - 1, Math.floor(y * side)) * side + Math.min(side - 1, Math.floor(x * side));
-  const hit = cell === game.targets[game.index];
-  if (hit) { game.correct++; game.index++; } else game.wrong++;
-  game.flash = { at: performance.now(), correct: hit };
+  const gameId = game.gameId;
+  game.clicks++;
+  game.inFlight++;
+  game.queue = game.queue.then(async () => {
+    try {
+      const reply = await api(`/api/webgrid/games/${encodeURIComponent(gameId)}/clicks`, { method: "POST",
+        body: JSON.stringify({ x, y }) });
+      if (game.gameId !== gameId) return;
+      game.target = reply.target;
+      game.correct = reply.correct_total;
+      game.wrong = reply.incorrect_total;
+      game.flash = { at: performance.now(), correct: reply.correct };
+    } catch (error) {
+      $("play-result").textContent = "Click not counted: " + error.message;
+    } finally { game.inFlight--; }
+  });
 });
 
 async function finishGame() {
   game.running = false;
   try {
-    const result = await api(`/api/webgrid/games/${encodeURIComponent(game.gameId)}/clicks`, { method: "POST",
-      body: JSON.stringify({ clicks: game.clicks, client_score: { correct: game.correct, incorrect: game.wrong } }) });
+    await game.queue;  // every click answered before the score is asked for
+    const result = await api(`/api/webgrid/games/${encodeURIComponent(game.gameId)}/finish`, { method: "POST" });
     game.result = result;
     $("play-bps").textContent = result.bps.toFixed(2);
     $("play-result").textContent = `Server-verified: ${result.correct} correct, ${result.incorrect} wrong, ` +
