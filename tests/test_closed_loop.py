@@ -139,7 +139,7 @@ def test_click_speed_limit_refuses_clicks_while_the_cursor_moves(calibrated):
 
 
 def test_estimate_label_lag_recovers_a_known_lag():
-    from neurolace.runtime.closed_loop import estimate_label_lag
+    from neurolace.decode import estimate_label_lag
 
     rng = np.random.default_rng(0)
     labels = np.zeros((3000, 2))
@@ -151,7 +151,7 @@ def test_estimate_label_lag_recovers_a_known_lag():
     counts = rng.poisson(np.exp(0.5 + 0.5 * drive @ weights)).astype(np.float64)
     assert estimate_label_lag(counts, labels) == lag
     assert estimate_label_lag(counts[lag:], labels[:-lag]) == 0
-    with pytest.raises(InvalidInputError, match=r"labels must have shape \(3000, n_dims\) to match counts"):
+    with pytest.raises(InvalidInputError, match=r"labels must have shape \(3000, n_dims\) to match the features"):
         estimate_label_lag(counts, labels[:-1])
 
 

@@ -31,6 +31,12 @@ Continuous decoders
 Discrete decoder
     :class:`ClickDecoder`: LDA with ``predict_proba`` and a dwell/hysteresis
     rule in ``predict``/``step``; ``step`` returns a class label.
+Registry and closed-loop calibration
+    :data:`DECODERS` and :func:`make_decoder` (the one list of velocity
+    decoders every session, the demo and the dashboard use);
+    :func:`fit_click_decoder` (HMM click decoder behind a
+    :class:`ClickFeatureSmoother`, a :class:`SmoothedClickDecoder`);
+    :func:`estimate_label_lag` (neural lag behind observation labels).
 Conformance
     :func:`check_decoder` runs the suite every decoder passes.
 
@@ -39,15 +45,20 @@ See docs/decoders.md for measured accuracy and latency.
 
 from neurolace.decode.base import BaseDecoder, StepStatus
 from neurolace.decode.checks import check_decoder, make_decoding_data
-from neurolace.decode.click import ClickDecoder
+from neurolace.decode.calibration import estimate_label_lag
+from neurolace.decode.click import ClickDecoder, ClickFeatureSmoother, SmoothedClickDecoder, fit_click_decoder
 from neurolace.decode.gru import GRUDecoder
 from neurolace.decode.guard import GuardReport, SignalGuard
 from neurolace.decode.kalman import KalmanFilter, ReFITKalmanFilter, intended_velocity, steady_state_gain
+from neurolace.decode.registry import DECODERS, make_decoder
 from neurolace.decode.wiener import WienerFilter
 
 __all__ = [
+    "DECODERS",
     "BaseDecoder",
     "ClickDecoder",
+    "ClickFeatureSmoother",
+    "SmoothedClickDecoder",
     "GRUDecoder",
     "GuardReport",
     "KalmanFilter",
@@ -56,7 +67,10 @@ __all__ = [
     "StepStatus",
     "WienerFilter",
     "check_decoder",
+    "estimate_label_lag",
+    "fit_click_decoder",
     "intended_velocity",
+    "make_decoder",
     "make_decoding_data",
     "steady_state_gain",
 ]

@@ -4,6 +4,7 @@
   (``InProcessBus`` by default, Redis Streams through ``open_bus("redis://...")``), reporting
   each hop's latency and backlog; ``clock = "stepped"`` makes a seeded session repeat exactly;
 - ``RecordWriter`` / ``recover_record`` / ``record_to_nwb`` keep every stream crash-safe;
+- ``ClosedLoop`` is the one control step (decoder -> click policy -> cursor -> task) every loop runs;
 - ``run_calibration_session`` runs the automated observation, closed-loop, ReFIT and Webgrid blocks
   on the simulated participant, as fast as the CPU allows.
 """
@@ -23,6 +24,7 @@ from neurolace.runtime.closed_loop import (
 )
 from neurolace.runtime.conformance import check_node
 from neurolace.runtime.graph import Graph, RunLog, run_session
+from neurolace.runtime.loop import ClosedLoop, CountsSource, DecoderError, LoopSettings
 from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.node import Node, NodeState, Parameter, Port
 from neurolace.runtime.presets import preset_session
@@ -33,8 +35,12 @@ __all__ = [
     "DECODERS",
     "BlockRecord",
     "BlockResult",
+    "ClosedLoop",
+    "CountsSource",
+    "DecoderError",
     "Graph",
     "InProcessBus",
+    "LoopSettings",
     "Message",
     "Node",
     "NodeState",

@@ -1,28 +1,29 @@
-"""The closed loop: participant -> counts -> decoder -> cursor -> task, and the calibration session.
+"""Blocks and the calibration session of the closed loop: participant -> features -> loop -> task.
 
 One control step (``loop_s``, 20 ms by default) of :func:`run_block`:
 
 1. the participant looks at the (true) cursor and the lit target and forms an
    :class:`~neurolace.sim.participant.Intention` (it sees them late; see
    :mod:`neurolace.sim.participant`);
-2. its channels emit one bin of counts for that intention;
-3. the velocity decoder turns the bin into a velocity (normalised units) and
-   the click decoder into a click; if the decoder's signal guard holds the bin
-   (a zero bin, a baseline jump, dead channels), the velocity is zero and no
-   click is allowed, so the cursor stays put;
-4. the cursor moves by ``cursor_gain_per_s * (1 - P(click)) * velocity * loop_s``
-   (the click brake: it slows as the click decoder's evidence of an attempted
-   click builds up) and is kept in the unit square; the task registers a
-   selection on a click's rising edge.
+2. the feature source emits one bin for that intention (default
+   :class:`~neurolace.runtime.loop.CountsSource`, the participant's counts);
+3. :class:`~neurolace.runtime.loop.ClosedLoop` decodes it, applies the click
+   policy (lockout, speed limit, brake) and the signal guard's hold, moves
+   the cursor and updates the task (see :mod:`neurolace.runtime.loop`).
 
 In an open-loop (observation) block there is no decoder: the cursor moves
 exactly as intended and clicks happen when intended, and the block records
 the labels the first decoder is fitted on.
 
-:func:`run_calibration_session` chains the blocks of an automated session:
-open-loop observation, first decoder, closed-loop block, ReFIT
-recalibration (Gilja et al. 2012, Nat Neurosci 15:1752) checked in a second
-closed-loop block, then timed Webgrid blocks scored in bits per second.
+:class:`SessionPlan` writes the schedule of an automated session once:
+open-loop observation (labels shifted by the neural lag
+:func:`~neurolace.decode.estimate_label_lag` finds), first decoder,
+closed-loop block, ReFIT recalibration (Gilja et al. 2012, Nat Neurosci
+15:1752) checked in a second closed-loop block, then timed Webgrid blocks
+scored in bits per second. :class:`SessionRunner` runs it one control step at
+a time; :func:`run_calibration_session` drives it in a Python loop and the
+node graph's ``closed_loop`` node drives the same runner from its messages, so
+``neurolace run`` on the stepped clock gives the same selections.
 """
 
 from __future__ import annotations
@@ -33,19 +34,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
-from neurolace.core.checks import check_in, check_int, check_nonnegative, check_positive
+from neurolace.core.checks import check_in, check_int, check_positive
 from neurolace.core.errors import InvalidInputError
-from neurolace.core.random import SeedLike, spawn_rngs
+from neurolace.core.random import SeedLike
+from neurolace.decode.calibration import estimate_label_lag
+from neurolace.decode.click import fit_click_decoder
+from neurolace.decode.registry import DECODERS, make_decoder
+from neurolace.runtime.loop import (
+    DEFAULT_CLICK_BRAKE,
+    DEFAULT_CLICK_LOCKOUT_S,
+    DEFAULT_CLICK_SPEED_LIMIT,
+    DEFAULT_CURSOR_GAIN_PER_S,
+    ClosedLoop,
+    CountsSource,
+    DecoderError,
+    LoopSettings,
+    LoopStep,
+    check_feature_source,
+)
 from neurolace.sim.participant import SimulatedParticipant
 from neurolace.tasks import BlockSummary, PointAndClickTask, WebgridTask, net_targets_per_minute, webgrid_bps
 
 __all__ = [
     "DECODERS",
+    "BlockPlan",
     "BlockRecord",
     "BlockResult",
+    "BlockRun",
+    "SessionPlan",
     "SessionResult",
+    "SessionRunner",
+    "block_seeds",
     "estimate_label_lag",
     "fit_click_decoder",
     "make_decoder",
@@ -54,208 +74,6 @@ __all__ = [
     "run_calibration_session",
     "run_refit_comparison",
 ]
-
-#: Velocity decoders the session can use, by name.
-DECODERS = ("wiener", "kalman", "refit-kalman", "gru")
-
-#: Workspace widths per second per unit of decoded velocity (the participant's peak intended speed is ~1).
-#: Chosen on seeds 10 and 11 (not the benchmark's) with the HMM click decoder, the click brake and the
-#: lag-aligned observation labels: mean 30 x 30 BPS of the ReFIT-KF 4.34 at 0.5, 4.01 at 0.6, 3.27 at 0.7
-#: (Kalman filter 3.43, 3.19, 2.13); extra velocity smoothing (0.1-0.2 s, tried with a 0.9 click threshold)
-#: only lowered it.
-DEFAULT_CURSOR_GAIN_PER_S = 0.5
-
-
-def make_decoder(name: str) -> Any:
-    """A fresh velocity decoder from :mod:`neurolace.decode` by name (see :data:`DECODERS`)."""
-    check_in(name, "decoder", DECODERS)
-    from neurolace import decode
-
-    if name == "wiener":
-        # alpha="auto" picks 1772 and 1769 on the default participant's open-loop block (seeds 0, 1);
-        # fixed here because the automatic search costs ~20 s per fit at 3 x 1024 features
-        return decode.WienerFilter(n_lags=3, alpha=1800.0)
-    if name == "kalman":
-        return decode.KalmanFilter()
-    if name == "refit-kalman":
-        return decode.ReFITKalmanFilter()
-    if not hasattr(decode, "GRUDecoder"):
-        raise InvalidInputError("decoder 'gru' needs neurolace.decode.GRUDecoder (install the torch extra)")
-    # 64 units and 15 epochs (defaults 96 and 80) keep a 1024-channel fit near 5 s on one core, so the
-    # benchmark's ten GRU fits stay within its budget; on seed 10 (not a benchmark seed) this scored
-    # 2.29 BPS against 0.65 for 96 units and 30 epochs
-    return decode.GRUDecoder(hidden_size=64, max_epochs=15)
-
-
-#: Clicks are ignored this long after a selection (one attempted click selects once).
-DEFAULT_CLICK_LOCKOUT_S = 0.3
-
-#: Clicks are refused while the decoded speed exceeds this (normalised units; peak intended speed is 1).
-#: The participant clicks while nearly still (intended speed at attempted-click onsets: median 0.07),
-#: and false clicks came mid-movement (decoded speed median 0.31). 0.2 beat 0.3 and no limit on
-#: seeds 10 and 11 (not the benchmark's seeds) with the Kalman filter and the ReFIT-KF, and again
-#: (against 0.12 and 0.3) after the HMM click decoder came in.
-DEFAULT_CLICK_SPEED_LIMIT: float | None = 0.2
-
-#: Slow the cursor by the click decoder's probability of an attempted click (see :func:`run_block`).
-DEFAULT_CLICK_BRAKE = True
-
-#: Time constant of the causal smoothing of the counts the click decoder sees (0: none; the HMM integrates).
-DEFAULT_CLICK_SMOOTHING_S = 0.0
-
-#: How the click decoder combines successive bins (``"hmm"``: forward filter of a two-state HMM).
-DEFAULT_CLICK_INTEGRATION = "hmm"
-
-#: Posterior the click needs to switch on / below which it switches off, and bins it must stay on.
-#: On seeds 10 and 11 at gain 0.6, mean BPS of Kalman filter and ReFIT-KF: on 0.7 (1 bin) 2.46,
-#: 0.9 (1 bin) 2.78, 0.9 (2 bins) 3.11, 0.97 (2 bins) 3.60, 0.99 (2 bins) 3.76; at gain 0.5, 0.97 gave
-#: 3.88 and 0.99 3.85 (the old 100 ms-smoothed per-bin LDA: 1.92 at gain 0.6).
-DEFAULT_CLICK_ON_PROBABILITY = 0.97
-DEFAULT_CLICK_OFF_PROBABILITY = 0.5
-DEFAULT_CLICK_DWELL_BINS = 2
-
-
-class ClickFeatureSmoother:
-    """Causal exponential smoothing of counts for the click decoder, streaming or batch.
-
-    One 20 ms bin of 1024 channels separates "click" from "no click" poorly
-    (the per-bin LDA d' of the default participant is about 1); averaging
-    over ~100 ms, the length of an attempted click, raises it several-fold,
-    as the HMM click decoders of Jarosiewicz et al. 2015 do by integrating
-    over time. ``y_t = y_{t-1} + a (x_t - y_{t-1})``, ``a = 1 - exp(-loop_s / smoothing_s)``,
-    started at the first bin.
-
-    Parameters
-    ----------
-    smoothing_s : float
-        Time constant in seconds (0 disables smoothing).
-    loop_s : float
-        Bin width in seconds.
-    """
-
-    def __init__(self, *, smoothing_s: float, loop_s: float) -> None:
-        smoothing_s = float(smoothing_s)
-        self.alpha = 1.0 if smoothing_s <= 0 else 1.0 - float(np.exp(-loop_s / smoothing_s))
-        self._state: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self._state = None
-
-    def step(self, counts: np.ndarray) -> np.ndarray:
-        """Smooth one bin, shape (n_channels,)."""
-        if self._state is None:
-            self._state = np.asarray(counts, dtype=np.float64).copy()
-        else:
-            self._state += self.alpha * (counts - self._state)
-        return self._state
-
-    def transform(self, counts: np.ndarray) -> np.ndarray:
-        """Smooth a block of consecutive bins from a fresh state, shape (n_bins, n_channels)."""
-        self.reset()
-        out = np.empty_like(counts, dtype=np.float64)
-        for index in range(counts.shape[0]):
-            out[index] = self.step(counts[index])
-        self.reset()
-        return out
-
-
-#: Longest neural lag behind the observation block's cursor that :func:`estimate_label_lag` considers.
-DEFAULT_MAX_LABEL_LAG_S = 0.4
-
-
-def estimate_label_lag(counts: np.ndarray, labels: np.ndarray, *, loop_s: float = 0.02,
-                       max_lag_s: float = DEFAULT_MAX_LABEL_LAG_S, alpha: float = 1000.0) -> int:
-    """Bins by which the neural activity of an observation block lags its cursor-velocity labels.
-
-    In an observation block the participant follows a computer-driven cursor,
-    so its attempted movement (and the neural activity) trails the labels by a
-    reaction time. The lag is the shift, in whole bins from 0 to
-    ``max_lag_s``, at which a ridge regression (penalty ``alpha``, sqrt
-    counts, no history) of ``labels[t - lag]`` on ``counts[t]``, fitted on the
-    first 80 % of the bins, best predicts the last 20 % (mean R²). Only the
-    block's own data are used.
-
-    Parameters
-    ----------
-    counts : ndarray, shape (n_bins, n_channels)
-    labels : ndarray, shape (n_bins, n_dims)
-
-    Returns
-    -------
-    int
-        The lag in bins; fit a decoder on ``counts[lag:]`` and ``labels[:n_bins - lag]``.
-    """
-    features = np.sqrt(np.maximum(np.asarray(counts, dtype=np.float64), 0.0))
-    labels = np.asarray(labels, dtype=np.float64)
-    if labels.ndim != 2 or labels.shape[0] != features.shape[0]:
-        raise InvalidInputError(
-            f"labels must have shape ({features.shape[0]}, n_dims) to match counts, got {labels.shape}"
-        )
-    max_lag = min(round(check_nonnegative(max_lag_s, "max_lag_s") / loop_s), features.shape[0] // 4)
-    scores = []
-    for lag in range(max_lag + 1):
-        X, y = features[lag:], labels[: labels.shape[0] - lag]
-        n_fit = int(0.8 * X.shape[0])
-        x_mean, y_mean = X[:n_fit].mean(axis=0), y[:n_fit].mean(axis=0)
-        centred = X - x_mean
-        gram = centred[:n_fit].T @ centred[:n_fit]
-        gram[np.diag_indices_from(gram)] += alpha
-        weights = scipy.linalg.solve(gram, centred[:n_fit].T @ (y[:n_fit] - y_mean), assume_a="pos")
-        residual = y[n_fit:] - (centred[n_fit:] @ weights + y_mean)
-        total = np.sum((y[n_fit:] - y[n_fit:].mean(axis=0)) ** 2, axis=0)
-        scores.append(float(np.mean(1.0 - np.sum(residual**2, axis=0) / np.maximum(total, 1e-12))))
-    return int(np.argmax(scores))
-
-
-def fit_click_decoder(counts: np.ndarray, click: np.ndarray, *, loop_s: float = 0.02,
-                      smoothing_s: float = DEFAULT_CLICK_SMOOTHING_S,
-                      integration: str = DEFAULT_CLICK_INTEGRATION,
-                      on_probability: float = DEFAULT_CLICK_ON_PROBABILITY,
-                      off_probability: float = DEFAULT_CLICK_OFF_PROBABILITY,
-                      dwell_bins: int = DEFAULT_CLICK_DWELL_BINS) -> SmoothedClickDecoder:
-    """Fit :class:`neurolace.decode.ClickDecoder` on (smoothed) counts and click intentions (0/1).
-
-    The defaults integrate the evidence over the attempt with the decoder's
-    HMM forward filter (Jarosiewicz et al. 2015) on unsmoothed counts; the
-    thresholds were chosen on seeds 10 and 11, which the benchmark does not use
-    (docs/closed-loop.md).
-    """
-    from neurolace import decode
-
-    smoother = ClickFeatureSmoother(smoothing_s=smoothing_s, loop_s=loop_s)
-    decoder = decode.ClickDecoder(on_probability=on_probability, off_probability=off_probability,
-                                  dwell_bins=dwell_bins, integration=integration)
-    decoder.fit(smoother.transform(np.asarray(counts, dtype=np.float64)), (np.asarray(click) > 0.5).astype(int))
-    return SmoothedClickDecoder(decoder, smoother)
-
-
-class SmoothedClickDecoder:
-    """A fitted click decoder behind its feature smoother: ``step(counts)`` -> 0/1, ``reset()``."""
-
-    def __init__(self, decoder: Any, smoother: ClickFeatureSmoother) -> None:
-        self.decoder = decoder
-        self.smoother = smoother
-
-    def reset(self) -> SmoothedClickDecoder:
-        self.smoother.reset()
-        self.decoder.reset()
-        return self
-
-    def step(self, counts: np.ndarray) -> Any:
-        return self.decoder.step(self.smoother.step(counts))
-
-    @property
-    def last_status(self) -> Any:
-        return self.decoder.last_status
-
-    @property
-    def click_probability(self) -> float:
-        """Probability of a non-rest class at the last step (0 before the first)."""
-        probability = self.decoder.last_probability
-        if probability is None:
-            return 0.0
-        rest = np.flatnonzero(self.decoder.classes_ == self.decoder.rest_class_)[0]
-        return float(1.0 - probability[rest])
 
 
 @dataclass
@@ -296,8 +114,129 @@ class BlockRecord:
     summary: BlockSummary
 
 
-def _click_state(output: Any) -> bool:
-    return bool(np.asarray(output, dtype=np.float64).ravel()[0] > 0.5)
+class BlockRun:
+    """One block, one control step at a time: the loop, the task and the record of every step.
+
+    The caller (:func:`run_block`, :class:`SessionRunner`, the graph's
+    ``closed_loop`` node) shows the participant :attr:`cursor_xy` and
+    :attr:`target`, gets its features, and calls :meth:`step` until
+    :attr:`finished`; :meth:`record` gives the :class:`BlockRecord`.
+
+    Parameters
+    ----------
+    task : PointAndClickTask
+        A fresh task; it is started here.
+    loop : ClosedLoop
+        Reset here (cursor at the centre).
+    duration_s : float
+        Rounded to whole control steps (at least one).
+    n_features : int
+        Width of one feature bin.
+    name, kind : str
+    feature_fault : callable ``(step_index, features) -> features``, optional
+        Corrupts the bins the decoder sees (for testing the signal guard).
+    """
+
+    def __init__(self, task: PointAndClickTask, loop: ClosedLoop, *, duration_s: float, n_features: int,
+                 name: str = "block", kind: str | None = None,
+                 feature_fault: Callable[[int, np.ndarray], np.ndarray] | None = None) -> None:
+        duration_s = check_positive(duration_s, "duration_s")
+        self.task, self.loop = task, loop
+        self.name = name
+        self.kind = kind or ("open-loop" if loop.open_loop else "closed-loop")
+        self.feature_fault = feature_fault
+        self.loop_s = loop.settings.loop_s
+        self.n_steps = max(1, round(duration_s / self.loop_s))
+        self.n_features = check_int(n_features, "n_features", minimum=1)
+        n = self.n_steps
+        self.features = np.empty((n, self.n_features))
+        self.intended_velocity = np.empty((n, 2))
+        self.intended_click = np.empty(n)
+        self.decoded_velocity = np.empty((n, 2))
+        self.clicks = np.zeros(n, dtype=bool)
+        self.held = np.zeros(n, dtype=bool)
+        self.cursor_trace = np.empty((n, 2))
+        self.target_trace = np.empty((n, 2))
+        self.width_trace = np.empty(n)
+        self.index = 0
+        loop.reset((0.5, 0.5))
+        task.start(0.0, loop.cursor_xy)
+
+    @property
+    def cursor_xy(self) -> np.ndarray:
+        return self.loop.cursor_xy
+
+    @property
+    def target(self) -> Any:
+        return self.task.target
+
+    @property
+    def finished(self) -> bool:
+        return self.index >= self.n_steps
+
+    def step(self, features: np.ndarray, intention: Any) -> LoopStep:
+        """One control step with the participant's ``features`` (n_features,) for ``intention``."""
+        if self.finished:
+            raise InvalidInputError(f"block {self.name!r} has ended ({self.n_steps} steps)")
+        index = self.index
+        features = np.asarray(features, dtype=np.float64)
+        if self.feature_fault is not None:
+            features = np.asarray(self.feature_fault(index, features), dtype=np.float64)
+        if features.shape != (self.n_features,):
+            raise InvalidInputError(
+                f"block {self.name!r}: a feature bin must have shape ({self.n_features},), got {features.shape}"
+            )
+        target = self.task.target
+        self.cursor_trace[index] = self.loop.cursor_xy
+        self.target_trace[index] = target.center_xy
+        self.width_trace[index] = target.width
+        self.features[index] = features
+        self.intended_velocity[index] = intention.velocity
+        self.intended_click[index] = intention.click
+        result = self.loop.step(features, self.task, (index + 1) * self.loop_s, intention=intention)
+        self.decoded_velocity[index] = result.velocity
+        self.clicks[index] = result.click
+        self.held[index] = result.held
+        self.index += 1
+        return result
+
+    def record(self) -> BlockRecord:
+        summary = self.task.summary(end_s=self.index * self.loop_s)
+        n = self.index
+        return BlockRecord(
+            self.name, self.kind, self.features[:n], self.intended_velocity[:n], self.intended_click[:n],
+            self.decoded_velocity[:n], self.clicks[:n], self.held[:n], self.cursor_trace[:n],
+            self.target_trace[:n], self.width_trace[:n], summary,
+        )
+
+
+def _drive_block(participant: SimulatedParticipant, source: Any, block: BlockRun, seed: SeedLike) -> BlockRecord:
+    """Run ``block`` to its end with the participant in the loop (reseeded with ``seed``)."""
+    participant_seed, source_seed = block_seeds(seed)
+    participant.start(block.cursor_xy, cursor_gain_per_s=block.loop.settings.cursor_gain_per_s,
+                      seed=participant_seed)
+    source.start(source_seed)
+    while not block.finished:
+        intention = participant.step(block.cursor_xy, block.target)
+        block.step(source.emit(intention), intention)
+    return block.record()
+
+
+def block_seeds(seed: SeedLike) -> tuple[Any, Any]:
+    """The participant's and the feature source's seeds for one block, from the block's seed.
+
+    The participant gets ``seed`` itself (so the counts path draws exactly as it
+    always did); the source gets an independent child of it, so an implant
+    source never repeats the participant's noise. ``None`` continues both streams.
+    """
+    if seed is None:
+        return None, None
+    if isinstance(seed, np.random.SeedSequence):
+        child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 2**31))
+        return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key), child
+    if isinstance(seed, np.random.Generator):
+        return seed, seed.spawn(1)[0]  # spawning does not advance the participant's stream
+    return seed, np.random.SeedSequence([int(seed), 2**31])
 
 
 def run_block(
@@ -317,8 +256,14 @@ def run_block(
     click_speed_limit: float | None = DEFAULT_CLICK_SPEED_LIMIT,
     click_brake: bool = DEFAULT_CLICK_BRAKE,
     seed: SeedLike = None,
+    source: Any = None,
 ) -> BlockRecord:
     """Run one block of ``duration_s`` with the participant in the loop.
+
+    Each control step: the participant looks at the cursor and the lit target
+    and forms an intention; the feature source emits one bin for it; the
+    :class:`~neurolace.runtime.loop.ClosedLoop` decodes it, applies the click
+    policy and moves the cursor; the task registers selections.
 
     Parameters
     ----------
@@ -331,146 +276,41 @@ def run_block(
         ``None`` runs the block open loop, as set by ``observation``.
     click_decoder : fitted click decoder with ``step``/``reset``, optional
         Required in closed loop.
-    cursor_gain_per_s : float
-        Workspace units per second per unit of decoded velocity.
-    feature_fault : callable ``(step_index, counts) -> counts``, optional
+    cursor_gain_per_s, click_lockout_s, click_speed_limit, click_brake, velocity_smoothing_s
+        The :class:`~neurolace.runtime.loop.LoopSettings` of the block.
+    name, kind : str
+    feature_fault : callable ``(step_index, features) -> features``, optional
         Corrupts the bins the decoder sees (for testing the signal guard).
-    click_lockout_s : float
-        After a selection the click is disarmed for this long and until the
-        click decoder's output has gone low, so one attempted click that the
-        decoder reports as a flickering on/off selects only once.
-    click_speed_limit : float or None, default 0.2
-        Closed loop only: no click while the decoded speed (normalised units)
-        is above this; ``None`` disables the rule.
-    click_brake : bool, default True
-        Closed loop only: scale the decoded velocity by ``1 - P(click)``, the
-        click decoder's current probability of an attempted click
-        (``click_decoder.click_probability``), so the cursor slows as the
-        evidence of a click builds up and does not slide off the target while
-        the click is being decoded.
-    velocity_smoothing_s : float, default 0
-        Time constant of a one-pole low-pass between decoder and cursor (the
-        smoothing parameter of Willett et al. 2019, to be chosen with the
-        gain); 0 passes the decoded velocity through.
     observation : {"autopilot", "intention"}, default "autopilot"
         Open loop only. ``"autopilot"`` is an observation block: the computer
         moves the cursor to each target (straight, slowing near it, like the
         participant's own policy but with no delay or noise) and selects it
         after it has sat on the target for 0.3 s, while the participant
         attempts to make the same movements; ``decoded_velocity`` holds the
-        computer's velocity, the label a real observation block provides, which
-        differs from the unobserved intention by the participant's delay and
-        noise (the mismatch ReFIT corrects). ``"intention"`` moves the cursor
-        exactly as intended and clicks when intended: an ideal decoder, the
-        participant model's own ceiling.
+        computer's velocity, the label a real observation block provides.
+        ``"intention"`` moves the cursor exactly as intended and clicks when
+        intended: an ideal decoder, the participant model's own ceiling.
     seed : optional
-        Reseeds the participant's noise for this block.
+        Reseeds the participant's noise (and the source's) for this block.
+    source : feature source, optional
+        ``n_features``, ``start(seed)``, ``emit(intention)`` (see
+        :class:`~neurolace.runtime.loop.CountsSource`, the default: the
+        participant's counts).
 
     Returns
     -------
     BlockRecord
     """
-    duration_s = check_positive(duration_s, "duration_s")
-    cursor_gain_per_s = check_positive(cursor_gain_per_s, "cursor_gain_per_s")
-    open_loop = decoder is None
-    check_in(observation, "observation", ("autopilot", "intention"))
-    autopilot = open_loop and observation == "autopilot"
-    settle_steps = 0
-    if not open_loop and click_decoder is None:
-        raise InvalidInputError("click_decoder is required when a velocity decoder drives the cursor")
-    loop_s = participant.control.loop_s
-    n_steps = max(1, round(duration_s / loop_s))
-    n_channels = participant.n_channels
-    counts = np.empty((n_steps, n_channels))
-    intended_velocity = np.empty((n_steps, 2))
-    intended_click = np.empty(n_steps)
-    decoded_velocity = np.empty((n_steps, 2))
-    clicks = np.zeros(n_steps, dtype=bool)
-    held = np.zeros(n_steps, dtype=bool)
-    cursor_trace = np.empty((n_steps, 2))
-    target_trace = np.empty((n_steps, 2))
-    width_trace = np.empty(n_steps)
-
-    cursor = np.array([0.5, 0.5])
-    participant.start(cursor, cursor_gain_per_s=cursor_gain_per_s, seed=seed)
-    task.start(0.0, cursor)
-    if not open_loop:
-        decoder.reset()
-        click_decoder.reset()
-    lockout_steps = round(check_nonnegative(click_lockout_s, "click_lockout_s") / loop_s)
-    locked_until = -1
-    armed = True
-    smoothing_s = check_nonnegative(velocity_smoothing_s, "velocity_smoothing_s")
-    smoothing = 0.0 if smoothing_s == 0 else float(np.exp(-loop_s / smoothing_s))
-    cursor_velocity = np.zeros(2)
-    for index in range(n_steps):
-        target = task.target
-        cursor_trace[index] = cursor
-        target_trace[index] = target.center_xy
-        width_trace[index] = target.width
-        intention = participant.step(cursor, target)
-        bin_counts = participant.emit_counts(intention)
-        if feature_fault is not None:
-            bin_counts = np.asarray(feature_fault(index, bin_counts), dtype=np.float64)
-        counts[index] = bin_counts
-        intended_velocity[index] = intention.velocity
-        intended_click[index] = intention.click
-        if autopilot:
-            velocity, click, settle_steps = _autopilot(cursor, target, settle_steps, participant, loop_s,
-                                                       cursor_gain_per_s)
-        elif open_loop:
-            velocity = intention.velocity
-            click = intention.click > 0.5
-        else:
-            velocity = np.asarray(decoder.step(bin_counts), dtype=np.float64)
-            status = decoder.last_status
-            is_held = bool(status is not None and status.held)
-            click = _click_state(click_decoder.step(bin_counts)) and not is_held
-            held[index] = is_held
-            if not armed and not click and index >= locked_until:
-                armed = True
-            click = click and armed
-            if click_speed_limit is not None and float(np.hypot(*velocity)) > click_speed_limit:
-                click = False  # a click while the decoded cursor moves fast is not a click
-            if click_brake:
-                velocity = velocity * (1.0 - getattr(click_decoder, "click_probability", 0.0))
-            cursor_velocity = smoothing * cursor_velocity + (1.0 - smoothing) * velocity
-            if is_held:  # bad signal: the cursor stays put
-                cursor_velocity = np.zeros(2)
-            velocity = cursor_velocity
-        decoded_velocity[index] = velocity
-        clicks[index] = click
-        cursor = np.clip(cursor + cursor_gain_per_s * loop_s * velocity, 0.0, 1.0)
-        if task.update((index + 1) * loop_s, cursor, click) is not None and not open_loop:
-            armed = False
-            locked_until = index + lockout_steps
-    summary = task.summary(end_s=n_steps * loop_s)
-    return BlockRecord(
-        name, kind or ("open-loop" if open_loop else "closed-loop"), counts, intended_velocity, intended_click,
-        decoded_velocity, clicks, held, cursor_trace, target_trace, width_trace, summary,
+    settings = LoopSettings(
+        loop_s=participant.control.loop_s, cursor_gain_per_s=cursor_gain_per_s, click_lockout_s=click_lockout_s,
+        click_speed_limit=click_speed_limit, click_brake=click_brake, velocity_smoothing_s=velocity_smoothing_s,
     )
-
-
-#: The observation autopilot selects a target after the cursor has sat on its central half this long.
-AUTOPILOT_SETTLE_S = 0.3
-
-
-def _autopilot(cursor: np.ndarray, target: Any, settle_steps: int, participant: SimulatedParticipant,
-               loop_s: float, cursor_gain_per_s: float) -> tuple[np.ndarray, bool, int]:
-    """One step of the observation block's computer-driven cursor: (velocity, click, settle_steps)."""
-    control = participant.control
-    error = np.asarray(target.center_xy) - cursor
-    distance = float(np.hypot(*error))
-    velocity = np.zeros(2)
-    if distance > 1e-9:
-        speed = control.max_speed * min(1.0, distance / control.slowdown_distance)
-        velocity = speed * error / distance
-        # do not overshoot the centre within one step
-        velocity *= min(1.0, distance / max(cursor_gain_per_s * loop_s * speed, 1e-12))
-    settled = distance <= 0.25 * target.width
-    settle_steps = settle_steps + 1 if settled else 0
-    click = settle_steps * loop_s >= AUTOPILOT_SETTLE_S - 1e-9
-    return velocity, click, 0 if click else settle_steps
+    loop = ClosedLoop(settings, decoder=decoder, click_decoder=click_decoder, observation=observation,
+                      autopilot_control=participant.control)
+    source = CountsSource(participant) if source is None else check_feature_source(source)
+    block = BlockRun(task, loop, duration_s=duration_s, n_features=source.n_features, name=name, kind=kind,
+                     feature_fault=feature_fault)
+    return _drive_block(participant, source, block, seed)
 
 
 def refit_decoder(decoder_name: str, decoder: Any, block: BlockRecord) -> Any:
@@ -497,7 +337,7 @@ def refit_decoder(decoder_name: str, decoder: Any, block: BlockRecord) -> Any:
     if hasattr(decoder, "refit"):
         return decoder.refit(block.counts[keep], *arguments, target_radius=radius)
     intention = decode.intended_velocity(*arguments, target_radius=radius)
-    return make_decoder(decoder_name).fit(block.counts[keep], intention)
+    return _fit_named(decoder_name, block.counts[keep], intention)
 
 
 @dataclass
@@ -613,6 +453,7 @@ def run_calibration_session(
     cursor_gain_per_s: float = DEFAULT_CURSOR_GAIN_PER_S,
     participant: SimulatedParticipant | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    source: Any = None,
 ) -> SessionResult:
     """Run an automated calibration session on a simulated participant and score it on Webgrid.
 
@@ -652,6 +493,9 @@ def run_calibration_session(
         Default: ``SimulatedParticipant(n_channels=n_channels, seed=seed)``.
     progress : callable ``(block_name, block_index, n_blocks)``, optional
         Called before each block (for a progress bar).
+    source : feature source, optional
+        Where the features come from (default: the participant's counts,
+        :class:`~neurolace.runtime.loop.CountsSource`).
 
     Returns
     -------
@@ -673,7 +517,7 @@ def run_calibration_session(
         variants=(bool(refit),), seed=seed, n_channels=n_channels, decoder=decoder, grid_side=grid_side,
         webgrid_seconds=webgrid_seconds, n_webgrid_blocks=n_webgrid_blocks, open_loop_seconds=open_loop_seconds,
         closed_loop_seconds=closed_loop_seconds, calibration_grid_side=calibration_grid_side,
-        cursor_gain_per_s=cursor_gain_per_s, participant=participant, progress=progress,
+        cursor_gain_per_s=cursor_gain_per_s, participant=participant, progress=progress, source=source,
     )
     return results[0]
 
@@ -707,6 +551,7 @@ def _check_session_arguments(
     cursor_gain_per_s: float = DEFAULT_CURSOR_GAIN_PER_S,
     participant: SimulatedParticipant | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    source: Any = None,
 ) -> dict:
     check_in(decoder, "decoder", DECODERS)
     return {
@@ -722,7 +567,183 @@ def _check_session_arguments(
         "cursor_gain_per_s": check_positive(cursor_gain_per_s, "cursor_gain_per_s"),
         "participant": participant,
         "progress": progress,
+        "source": source,
     }
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """One block of a :class:`SessionPlan`.
+
+    Attributes
+    ----------
+    name, kind : str
+        ``kind`` is ``"open-loop"``, ``"closed-loop"``, ``"refit"`` or ``"webgrid"``.
+    grid_side : int
+    duration_s : float
+    task_key, noise_key : tuple
+        Keys of the block's task seed and noise seed (:meth:`SessionPlan.task_seed`,
+        :meth:`SessionPlan.noise_seed` give fresh SeedSequences from them).
+    driver : {"observation", "first", "refit"}
+        What moves the cursor: the observation autopilot, the first decoder or the recalibrated one.
+    variants : tuple of int
+        The session variants (without / with ReFIT) whose results include this block.
+    """
+
+    name: str
+    kind: str
+    grid_side: int
+    duration_s: float
+    task_key: tuple
+    noise_key: tuple
+    driver: str
+    variants: tuple
+
+
+def _seed_sequence(key: tuple) -> np.random.SeedSequence:
+    """A fresh SeedSequence from ``("spawn", entropy, index)`` or ``("list", a, b, c)``."""
+    if key[0] == "spawn":
+        return np.random.SeedSequence(key[1], spawn_key=(key[2],))
+    return np.random.SeedSequence(list(key[1:]))
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """The schedule of an automated calibration session, written once for every runner.
+
+    Build it with :meth:`build`; each block's task and noise seeds depend only
+    on the session seed and the block's place, so a runner in another thread
+    (the graph's participant node) derives the same seeds from the block index.
+    """
+
+    seed: int
+    decoder: str
+    grid_side: int
+    variants: tuple
+    blocks: tuple
+
+    @classmethod
+    def build(cls, *, seed: int, decoder: str, grid_side: int, webgrid_seconds: float, n_webgrid_blocks: int,
+              open_loop_seconds: float, closed_loop_seconds: float, calibration_grid_side: int,
+              variants: tuple = (True,)) -> SessionPlan:
+        """The plan of :func:`run_calibration_session` (``variants=(refit,)``) or of the paired comparison."""
+        seed = check_int(seed, "seed", minimum=0)
+        check_in(decoder, "decoder", DECODERS)
+        blocks = [
+            BlockPlan("open-loop", "open-loop", calibration_grid_side, open_loop_seconds,
+                      ("spawn", seed + 7919, 0), ("spawn", seed + 104729, 0), "observation",
+                      tuple(range(len(variants)))),
+            BlockPlan("closed-loop", "closed-loop", calibration_grid_side, closed_loop_seconds,
+                      ("spawn", seed + 7919, 1), ("spawn", seed + 104729, 1), "first",
+                      tuple(range(len(variants)))),
+        ]
+        for number, refit in enumerate(variants):
+            if refit:
+                blocks.append(BlockPlan("refit", "refit", calibration_grid_side, closed_loop_seconds,
+                                        ("spawn", seed + 7919, 2), ("spawn", seed + 104729, 2), "refit", (number,)))
+            for block in range(n_webgrid_blocks):
+                blocks.append(BlockPlan(f"webgrid-{block + 1}", "webgrid", grid_side, webgrid_seconds,
+                                        ("list", seed, 31337, block), ("list", seed, 4099, block),
+                                        "refit" if refit else "first", (number,)))
+        return cls(seed, decoder, grid_side, tuple(bool(v) for v in variants), tuple(blocks))
+
+    def noise_seed(self, index: int) -> np.random.SeedSequence:
+        """A fresh copy of block ``index``'s noise seed."""
+        return _seed_sequence(self.blocks[index].noise_key)
+
+    def task_seed(self, index: int) -> np.random.SeedSequence:
+        return _seed_sequence(self.blocks[index].task_key)
+
+
+class SessionRunner:
+    """A :class:`SessionPlan` one control step at a time: blocks, fits, ReFIT, results.
+
+    Drive it as::
+
+        while runner.begin_block() is not None:     # a new block: reseed the participant
+            while not runner.block.finished:
+                intention = participant.step(runner.block.cursor_xy, runner.block.target)
+                runner.block.step(source.emit(intention), intention)
+            runner.end_block()                       # fits the decoders the next block needs
+
+    Parameters
+    ----------
+    plan : SessionPlan
+    settings : LoopSettings
+    autopilot_control : ControlParameters
+        The participant's, for the observation autopilot.
+    n_features : int
+    n_channels : int
+        Reported in the results.
+    """
+
+    def __init__(self, plan: SessionPlan, settings: LoopSettings, *, autopilot_control: Any, n_features: int,
+                 n_channels: int) -> None:
+        self.plan, self.settings = plan, settings
+        self.autopilot_control = autopilot_control
+        self.n_features = check_int(n_features, "n_features", minimum=1)
+        self.results = [SessionResult(plan.decoder, n_channels, plan.grid_side, plan.seed, refit,
+                                      settings.cursor_gain_per_s) for refit in plan.variants]
+        self.index = -1
+        self.block: BlockRun | None = None
+        self.decoders: dict[str, Any] = {}
+        self.click_decoder: Any = None
+        self.closed_record: BlockRecord | None = None
+
+    @property
+    def block_plan(self) -> BlockPlan:
+        return self.plan.blocks[self.index]
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.plan.blocks)
+
+    def begin_block(self) -> BlockPlan | None:
+        """Start the next block (None when the session is over)."""
+        self.index += 1
+        if self.done:
+            self.block = None
+            return None
+        plan = self.block_plan
+        if plan.driver == "refit" and "refit" not in self.decoders:
+            self.decoders["refit"] = refit_decoder(self.plan.decoder, copy.deepcopy(self.decoders["first"]),
+                                                   self.closed_record)
+        if plan.driver == "observation":
+            loop = ClosedLoop(self.settings, observation="autopilot", autopilot_control=self.autopilot_control)
+        else:
+            loop = ClosedLoop(self.settings, decoder=self.decoders[plan.driver], click_decoder=self.click_decoder)
+        task = WebgridTask(grid_side=plan.grid_side, seed=self.plan.task_seed(self.index))
+        self.block = BlockRun(task, loop, duration_s=plan.duration_s, n_features=self.n_features,
+                              name=plan.name, kind=plan.kind)
+        return plan
+
+    def end_block(self) -> BlockRecord:
+        """Score the finished block and fit what the next blocks need."""
+        record = self.block.record()
+        plan = self.block_plan
+        if plan.kind == "open-loop":
+            loop_s = self.settings.loop_s
+            lag = estimate_label_lag(record.counts, record.decoded_velocity, loop_s=loop_s)
+            n_observed = record.counts.shape[0]
+            name = self.plan.decoder
+            self.decoders["first"] = _fit_named(name, record.counts[lag:], record.decoded_velocity[: n_observed - lag])
+            self.click_decoder = fit_click_decoder(record.counts, record.intended_click, loop_s=loop_s)
+        elif plan.kind == "closed-loop":
+            self.closed_record = record
+        result = BlockResult.from_record(record)
+        for variant in plan.variants:
+            self.results[variant].blocks.append(result)
+        return record
+
+
+def _fit_named(name: str, X: np.ndarray, y: np.ndarray) -> Any:
+    """``make_decoder(name).fit(X, y)``; a failing fit is a :class:`DecoderError` naming the decoder."""
+    decoder = make_decoder(name)
+    try:
+        return decoder.fit(X, y)
+    except Exception as exc:
+        raise DecoderError(f"fitting decoder {name!r} ({type(decoder).__name__}) failed: "
+                           f"{type(exc).__name__}: {exc}") from exc
 
 
 def _run_sessions(
@@ -740,6 +761,7 @@ def _run_sessions(
     cursor_gain_per_s: float,
     participant: SimulatedParticipant | None,
     progress: Callable[[str, int, int], None] | None,
+    source: Any = None,
 ) -> list[SessionResult]:
     if participant is None:
         participant = SimulatedParticipant(n_channels=n_channels, seed=seed)
@@ -747,51 +769,18 @@ def _run_sessions(
         raise InvalidInputError(
             f"participant has {participant.n_channels} channels but n_channels={n_channels}"
         )
-    task_rngs = spawn_rngs(seed + 7919, 3)
-    noise_rngs = spawn_rngs(seed + 104729, 3)
-    webgrid_seeds = [np.random.SeedSequence([seed, 31337, number]) for number in range(n_webgrid_blocks)]
-    names = ["open-loop", "closed-loop"]
-    for refit in variants:
-        names += (["refit"] if refit else []) + [f"webgrid-{i + 1}" for i in range(n_webgrid_blocks)]
-    counter = iter(range(len(names)))
-
-    def announce(name: str) -> None:
+    source = CountsSource(participant) if source is None else check_feature_source(source)
+    plan = SessionPlan.build(
+        seed=seed, decoder=decoder, grid_side=grid_side, webgrid_seconds=webgrid_seconds,
+        n_webgrid_blocks=n_webgrid_blocks, open_loop_seconds=open_loop_seconds,
+        closed_loop_seconds=closed_loop_seconds, calibration_grid_side=calibration_grid_side, variants=variants,
+    )
+    settings = LoopSettings(loop_s=participant.control.loop_s, cursor_gain_per_s=cursor_gain_per_s)
+    runner = SessionRunner(plan, settings, autopilot_control=participant.control, n_features=source.n_features,
+                           n_channels=n_channels)
+    while (block_plan := runner.begin_block()) is not None:
         if progress is not None:
-            progress(name, next(counter), len(names))
-
-    common = {"cursor_gain_per_s": cursor_gain_per_s}
-    announce("open-loop")
-    observation = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[0]),
-                            duration_s=open_loop_seconds, name="open-loop", seed=noise_rngs[0], **common)
-    lag = estimate_label_lag(observation.counts, observation.decoded_velocity, loop_s=participant.control.loop_s)
-    n_observed = observation.counts.shape[0]
-    first_decoder = make_decoder(decoder).fit(observation.counts[lag:], observation.decoded_velocity[: n_observed - lag])
-    click_decoder = fit_click_decoder(observation.counts, observation.intended_click,
-                                      loop_s=participant.control.loop_s)
-    announce("closed-loop")
-    closed = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[1]),
-                       duration_s=closed_loop_seconds, decoder=first_decoder, click_decoder=click_decoder,
-                       name="closed-loop", seed=noise_rngs[1], **common)
-    calibration_blocks = [BlockResult.from_record(observation), BlockResult.from_record(closed)]
-    results = []
-    for refit in variants:
-        result = SessionResult(decoder, n_channels, grid_side, seed, refit, cursor_gain_per_s,
-                               blocks=list(calibration_blocks))
-        velocity_decoder = first_decoder
-        if refit:
-            announce("refit")
-            velocity_decoder = refit_decoder(decoder, copy.deepcopy(first_decoder), closed)
-            check = run_block(participant, WebgridTask(grid_side=calibration_grid_side, seed=task_rngs[2]),
-                              duration_s=closed_loop_seconds, decoder=velocity_decoder,
-                              click_decoder=click_decoder, name="refit", kind="refit", seed=noise_rngs[2],
-                              **common)
-            result.blocks.append(BlockResult.from_record(check))
-        for number in range(n_webgrid_blocks):
-            announce(f"webgrid-{number + 1}")
-            block = run_block(participant, WebgridTask(grid_side=grid_side, seed=webgrid_seeds[number]),
-                              duration_s=webgrid_seconds, decoder=velocity_decoder, click_decoder=click_decoder,
-                              name=f"webgrid-{number + 1}", kind="webgrid",
-                              seed=np.random.SeedSequence([seed, 4099, number]), **common)
-            result.blocks.append(BlockResult.from_record(block))
-        results.append(result)
-    return results
+            progress(block_plan.name, runner.index, len(plan.blocks))
+        _drive_block(participant, source, runner.block, plan.noise_seed(runner.index))
+        runner.end_block()
+    return runner.results
