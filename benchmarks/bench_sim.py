@@ -1,12 +1,20 @@
 """Simulated implant: generation speed and memory, numba kernels vs their numpy references,
-and how the simulated ADC codes compare with the public N1 recordings.
+how the simulated ADC codes compare with the public N1 recordings, and the closed loop's
+implant path (:class:`neurolace.sim.neural_source.ImplantFeatureSource`).
 
 Baselines measured in the same run: the numpy reference implementations of the two numba
-kernels, and the real N1 clips of ../shared/data/neuralink-compression for the code statistics.
+kernels, the real N1 clips of ../shared/data/neuralink-compression for the code statistics,
+and, for the implant path, the counts path (``SimulatedParticipant.emit_counts``) on the same
+participant, seeds and intentions: its speed, and its offline ridge R² with the protocol of
+:func:`neurolace.decode.ridge.ridge_decodability`.
+
+``NEUROLACE_BENCH_SIM_PARTS=implant_path python -m benchmarks sim --avx2`` runs only the
+implant-path part (the rest takes minutes); the default runs every part.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import tracemalloc
@@ -180,7 +188,149 @@ def _streaming_and_floor(n_channels: int, repeats: int) -> dict[str, float]:
     }
 
 
+def _implant_path_speed(n_channels: int, seconds: float, repeats: int) -> dict[str, float]:
+    """CPU s per simulated s of the implant path (1024 channels, 20 ms bins) and of its parts.
+
+    The parts, timed separately on the same configuration: the implant stream alone (push 20 ms
+    of intention, read the final samples), the chain alone on those samples (same blocks), and
+    the counts path's ``emit_counts`` (the fast mode) as the same-run baseline.
+    """
+    from neurolace.sim.neural_source import ImplantFeatureSource
+    from neurolace.sim.participant import Intention, SimulatedParticipant
+
+    participant = SimulatedParticipant(n_channels=n_channels, seed=0)
+    n_bins = round(seconds / participant.control.loop_s)
+    rng = np.random.default_rng(0)
+    velocity = rng.normal(0.0, 0.6, (n_bins, 2))
+    intentions = [Intention(v, 0.0, np.full(2, 0.5)) for v in velocity]
+    simulated_s = n_bins * participant.control.loop_s
+    full, stream_only, chain_only, counts, start = [], [], [], [], []
+    for repeat in range(repeats):
+        source = ImplantFeatureSource(participant, features="both")
+        started = time.perf_counter()
+        source.start(seed=repeat)
+        start.append(time.perf_counter() - started)
+        started = time.process_time()
+        for intention in intentions:
+            source.emit(intention)
+        full.append((time.process_time() - started) / simulated_s)
+
+        source.start(seed=repeat)
+        stream, chain = source.stream, source.chain
+        blocks = []
+        started = time.process_time()
+        for intention in intentions:
+            stream.push_intention(np.repeat(intention.velocity[np.newaxis], source.ms_per_bin, axis=0))
+            blocks.append(stream.read())
+        stream_only.append((time.process_time() - started) / simulated_s)
+        started = time.process_time()
+        for block in blocks:
+            chain.process(block)
+        chain_only.append((time.process_time() - started) / simulated_s)
+        del blocks
+
+        started = time.process_time()
+        for intention in intentions:
+            participant.emit_counts(intention)
+        counts.append((time.process_time() - started) / simulated_s)
+    return {
+        "implant path: ImplantFeatureSource.emit, crossings + SBP": statistics.median(full),
+        "  part: implant stream (2 units per channel), 20 ms push + read": statistics.median(stream_only),
+        "  part: on-implant chain on those blocks": statistics.median(chain_only),
+        "baseline: counts path, SimulatedParticipant.emit_counts": statistics.median(counts),
+        "start() of a block incl. 1.2 s warm-up, wall s (not per s)": statistics.median(start),
+    }
+
+
+def _paths_agree(n_channels: int, duration_s: float, seeds: list[int], n_subset: int) -> dict:
+    """Offline ridge R² of the counts path and of the implant path, same participant, seeds and intentions.
+
+    Protocol of the counts path's calibration (``neurolace.runtime.reaching.offline_decodability``):
+    an open-loop reaching session with a perfect decoder, 20 ms bins, 10 bins of history, sqrt of
+    the features, first 70 % to fit, last 30 % to score
+    (:func:`neurolace.decode.ridge.ridge_decodability`). The implant path gets the very intentions of
+    the session; its crossings, spike-band power and both are scored like the counts. Also scored: a
+    seed-drawn subset of ``n_subset`` channels (196, the real M1 recording's units) of each.
+    """
+    from neurolace.decode.ridge import ridge_decodability
+    from neurolace.runtime.reaching import simulate_reaching
+    from neurolace.sim.neural_source import ImplantFeatureSource
+    from neurolace.sim.participant import SimulatedParticipant
+
+    rows = []
+    for seed in seeds:
+        participant = SimulatedParticipant(n_channels=n_channels, seed=seed)
+        record = simulate_reaching(participant, duration_s=duration_s, seed=seed)
+        source = ImplantFeatureSource(participant, features="both", layout_seed=seed)
+        source.start(seed=seed)
+        both = source.emit_many(record.velocity, record.click)
+        crossings, sbp = both[:, :n_channels], both[:, n_channels:]
+        truth = source.stream.ground_truth()
+        first, stop = source.bin_samples(0)[0], source.bin_samples(both.shape[0] - 1)[1]
+        in_block = (truth.units.sample_index >= first) & (truth.units.sample_index < stop)
+        subset = np.sort(np.random.default_rng([seed, n_subset]).choice(n_channels, n_subset, replace=False))
+        row = {
+            "seed": seed,
+            "counts_hz": float(record.counts.mean() / record.loop_s),
+            "spikes_hz": float(in_block.sum() / n_channels / (both.shape[0] * record.loop_s)),
+            "crossings_hz": float(crossings.mean() / record.loop_s),
+            "sbp_uv": float(sbp.mean()),
+            "noise_uv": float(np.median(source.chain.noise_uv)),
+            "n_targets": record.n_targets,
+        }
+        for name, features in (("counts", record.counts), ("crossings", crossings), ("sbp", sbp), ("both", both)):
+            row[f"r2_{name}"] = ridge_decodability(features, record.velocity)["r2_mean"]
+            columns = subset if name != "both" else np.concatenate([subset, n_channels + subset])
+            row[f"r2_{name}_{n_subset}"] = ridge_decodability(features[:, columns], record.velocity)["r2_mean"]
+        rows.append(row)
+    return {"rows": rows, "n_channels": n_channels, "duration_s": duration_s, "n_subset": n_subset}
+
+
+def _implant_path(quick: bool) -> dict:
+    n_channels = 256 if quick else 1024
+    speed = _implant_path_speed(1024, 2.0 if quick else 10.0, 1 if quick else 3)
+    table(
+        "closed loop through the implant, 1024 channels, 20 ms bins: CPU s per simulated s "
+        f"(median of {1 if quick else 3})",
+        ["path / part", "CPU s per s", "real time factor"],
+        [[name, value, 1.0 / value] for name, value in speed.items()],
+    )
+    seeds = [0] if quick else [0, 1, 2]
+    agree = _paths_agree(n_channels, 60.0 if quick else 120.0, seeds, 196)
+    rows = agree["rows"]
+    table(
+        f"counts path vs implant path: rates, same participant, seeds and intentions ({n_channels} channels, "
+        f"{agree['duration_s']:g} s of open-loop reaching)",
+        ["seed", "counts path Hz", "implant spikes Hz", "crossings Hz", "crossings / spikes", "median noise µV",
+         "mean SBP µV"],
+        [[r["seed"], r["counts_hz"], r["spikes_hz"], r["crossings_hz"], r["crossings_hz"] / r["spikes_hz"],
+          r["noise_uv"], r["sbp_uv"]] for r in rows],
+    )
+    labels = {"counts": "counts path", "crossings": "implant crossings", "sbp": "implant SBP",
+              "both": "implant crossings + SBP"}
+    table(
+        f"offline ridge R² (10 lags, 20 ms, first 70 % fit / last 30 % scored), seeds {seeds}: "
+        f"all {n_channels} channels and a 196-channel subset",
+        ["features", *[f"seed {seed}" for seed in seeds], "mean", *[f"196 ch, seed {seed}" for seed in seeds], "196 ch mean"],
+        [
+            [label, *[r[f"r2_{name}"] for r in rows], float(np.mean([r[f"r2_{name}"] for r in rows])),
+             *[r[f"r2_{name}_196"] for r in rows], float(np.mean([r[f"r2_{name}_196"] for r in rows]))]
+            for name, label in labels.items()
+        ],
+    )
+    return {"speed_cpu_s_per_s": speed, "agreement": agree}
+
+
 def run(quick: bool) -> dict:
+    parts = os.environ.get("NEUROLACE_BENCH_SIM_PARTS", "all").split(",")
+    if parts == ["implant_path"]:
+        return {"implant_path": _implant_path(quick)}
+    result = _run_implant_simulator(quick)
+    result["implant_path"] = _implant_path(quick)
+    return result
+
+
+def _run_implant_simulator(quick: bool) -> dict:
     seconds, n_channels, repeats = (2.0, 256, 3) if quick else (10.0, 1024, 3)
     simulate_implant(duration_s=0.01, n_electrodes=16, seed=0)  # load/compile the numba kernels
 

@@ -86,6 +86,9 @@ __all__ = ["FEATURE_KINDS", "ImplantFeatureSource", "implant_tuning"]
 #: What :meth:`ImplantFeatureSource.emit` returns: crossings, spike-band power, or both (crossings first).
 FEATURE_KINDS = ("crossings", "sbp", "both")
 
+#: Bins pushed between two runs of the chain in :meth:`ImplantFeatureSource.emit_many` (bounds its memory).
+FEED_BINS = 50
+
 #: Default footprint: a unit reaches only its own electrode (units sit 15-25 µm away, neighbours 50 µm).
 OWN_ELECTRODE_FOOTPRINT_UM = 40.0
 
@@ -342,6 +345,8 @@ class ImplantFeatureSource:
                 np.full(per_bin, click[index]),
                 rate_gain=gains[index],
             )
+            if (index + 1) % FEED_BINS == 0:
+                self._feed()  # bounded memory: a long block is rendered and filtered a second at a time
         self._feed()
         assert len(self._rows) >= n_bins, "the chain's latency exceeds the source's bin shift"
         rows = np.array([self._rows.popleft() for _ in range(n_bins)]).reshape(n_bins, 2 * self.n_channels)
