@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from neurolace.core.errors import InvalidInputError
-from neurolace.web.auth import WebStore
+from neurolace.web.auth import AuthError, WebStore
 
 
 def _run(argv: list[str]) -> int:
@@ -50,7 +50,8 @@ def test_token_for_an_existing_user(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--create-user", "ana"], "--create-user needs --role"),
     (["--token-for", "nobody"], "--token-for: no user 'nobody'"),
-    (["--json"], "--json applies to --create-user and --token-for"),
+    (["--json"], "--json applies to --create-user, --token-for and --revoke-tokens"),
+    (["--revoke-tokens", "nobody"], "no user 'nobody'"),
     (["--port", "70000"], "--port must be 0-65535, got 70000"),
     (["--create-user", "x", "--role", "researcher", "--token-hours", "0"], "--token-hours must be a finite number"),
     (["--create-user", "x", "--role", "researcher", "--token-hours", "inf"], "at most 720 \\(30 days\\), got inf"),
@@ -92,3 +93,14 @@ def test_corrupt_scores_file_is_exit_2_naming_the_file(tmp_path):
     assert "Traceback" not in result.stderr
     assert f"{tmp_path / 'scores.json'} is not valid JSON" in result.stderr
     assert not (tmp_path / "secret.key").exists() and not (tmp_path / "users.json").exists()
+
+
+def test_revoke_tokens_ends_the_tokens_of_a_user(tmp_path, capsys):
+    store = WebStore(tmp_path)
+    token = store.issue_token(store.create_user("bo", "researcher"))
+    assert _run(["--data-dir", str(tmp_path), "--revoke-tokens", "bo", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"revoked": "bo"}
+    with pytest.raises(AuthError, match="token revoked"):
+        store.authenticate(token)
+    assert _run(["--data-dir", str(tmp_path), "--token-for", "bo", "--json"]) == 0
+    assert store.authenticate(json.loads(capsys.readouterr().out)["token"]).name == "bo"

@@ -1,4 +1,4 @@
-"""``neurolace serve``: the web dashboard, and its user bootstrap (``--create-user``, ``--token-for``)."""
+"""``neurolace serve``: the web dashboard, and its users (``--create-user``, ``--token-for``, ``--revoke-tokens``)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ examples:
   neurolace serve --create-user ana --role clinician
   neurolace serve --create-user p01 --role participant --participant-id sim-001 --password-stdin < pw.txt
   neurolace serve --token-for ana --token-hours 2 --json
+  neurolace serve --revoke-tokens ana        # every token of ana issued so far stops working
+
+Tokens live at most 720 hours (30 days). A running server sees users created, changed or revoked
+here within a second, and closes the live views of tokens that no longer hold.
 """
 
 
@@ -49,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--role", choices=("participant", "clinician", "researcher"), help="role of --create-user")
     parser.add_argument("--password-stdin", action="store_true", help="read the new user's password from stdin")
     parser.add_argument("--token-for", metavar="NAME", help="print a fresh token for an existing user, exit")
-    parser.add_argument("--token-hours", type=float, default=12.0, help="validity of printed tokens (default 12)")
+    parser.add_argument("--revoke-tokens", metavar="NAME", help="end every token of an existing user issued so far, exit")
+    parser.add_argument("--token-hours", type=float, default=12.0,
+                        help="validity of printed tokens in hours (default 12, at most 720)")
     parser.add_argument("--json", action="store_true", help="with --create-user/--token-for: print one JSON object")
     parser.set_defaults(handler=run)
 
@@ -94,8 +100,16 @@ def run(args: argparse.Namespace) -> int:
         if user is None:
             raise InvalidInputError(f"--token-for: no user {args.token_for!r} in {store.data_dir}")
         return _print_token(args, user, store.issue_token(user))
+    if args.revoke_tokens:
+        store = _store(args)
+        store.revoke_tokens(args.revoke_tokens)
+        if args.json:
+            sys.stdout.write(json.dumps({"revoked": args.revoke_tokens}) + "\n")
+        else:
+            print(f"revoked every token of {args.revoke_tokens} issued so far")
+        return 0
     if args.json:
-        raise InvalidInputError("--json applies to --create-user and --token-for")
+        raise InvalidInputError("--json applies to --create-user, --token-for and --revoke-tokens")
     if not 0 <= args.port <= 65535:
         raise InvalidInputError(f"--port must be 0-65535, got {args.port}")
     return _serve(args)
