@@ -9,6 +9,12 @@ regression (Carmena et al. 2003, PLoS Biol 1:e42; Glaser et al. 2020, eNeuro
 7:ENEURO.0506-19.2020, "Machine learning for neural decoding"). Bins before the
 first one are taken to equal the training mean of the features, so the first
 ``L - 1`` outputs are not special cases in either ``predict`` or ``step``.
+
+At its defaults (``n_lags="auto"``, ``alpha="auto"``) the filter chooses both
+by time-series cross-validation on the data given to ``fit`` only
+(:func:`neurolace.decode.ridge.ridge_cv`: a forward validation split of the
+last 20 % of the training bins, or ``cv_folds`` contiguous folds), as
+scikit-learn's ``RidgeCV`` chooses a penalty, then refits on all of them.
 """
 
 from __future__ import annotations
@@ -17,52 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from neurolace.core.checks import check_int
+from neurolace.core.checks import check_in, check_int
+from neurolace.core.errors import InvalidInputError
 from neurolace.decode.base import BaseDecoder, check_alpha, lag_stack
-from neurolace.decode.ridge import ridge_fit
+from neurolace.decode.ridge import DEFAULT_N_LAGS, ridge_cv, ridge_fit
 
 __all__ = ["WienerFilter", "choose_ridge_alpha"]
 
-#: candidate penalties of ``alpha="auto"``, relative to the mean squared column norm of the design
-RELATIVE_ALPHAS = np.logspace(-4, 1, 11)
-
-
 def choose_ridge_alpha(design: np.ndarray, y: np.ndarray, *, validation_fraction: float = 0.2) -> float:
-    """Pick the ridge penalty on a contiguous hold-out (the last bins), never a shuffled one.
+    """Pick the ridge penalty of a fixed design on a contiguous hold-out (the last bins), never shuffled.
 
-    Neighbouring bins are strongly autocorrelated, so a random split would
-    reward over-fitting; the last ``validation_fraction`` of the bins are held
-    out instead. The candidates are :data:`RELATIVE_ALPHAS` times the mean
-    squared column norm of the centred design; the one with the highest mean
-    R² over the output dimensions wins.
+    The candidates are :data:`~neurolace.decode.ridge.RELATIVE_ALPHAS` times the
+    mean squared column norm of the centred design; the one with the highest
+    mean validation R² over the output dimensions wins (:func:`ridge_cv` with
+    one history length).
     """
-    n_samples = design.shape[0]
-    n_validation = max(1, round(validation_fraction * n_samples))
-    train, validation = design[:-n_validation], design[-n_validation:]
-    y_train, y_validation = y[:-n_validation], y[-n_validation:]
-    mean = train.mean(axis=0)
-    y_mean = y_train.mean(axis=0)
-    centered = train - mean
-    if centered.shape[1] <= centered.shape[0]:
-        eigenvalues, basis = np.linalg.eigh(centered.T @ centered)
-        projected = basis.T @ (centered.T @ (y_train - y_mean))
-        validation_basis = (validation - mean) @ basis
-    else:
-        eigenvalues, basis = np.linalg.eigh(centered @ centered.T)
-        projected = basis.T @ (y_train - y_mean)
-        validation_basis = (validation - mean) @ (centered.T @ basis)
-    eigenvalues = np.clip(eigenvalues, 0, None)
-    scale = float(eigenvalues.sum() / centered.shape[1]) or 1.0
-    variance = np.var(y_validation, axis=0)
-    variance[variance == 0] = 1.0
-    best_alpha, best_score = float(RELATIVE_ALPHAS[0] * scale), -np.inf
-    for relative in RELATIVE_ALPHAS:
-        alpha = relative * scale
-        predicted = y_mean + validation_basis @ (projected / (eigenvalues + alpha)[:, np.newaxis])
-        score = float(np.mean(1 - np.mean((y_validation - predicted) ** 2, axis=0) / variance))
-        if score > best_score:
-            best_alpha, best_score = float(alpha), score
-    return best_alpha
+    return ridge_cv(design, y, n_lags=1, validation_fraction=validation_fraction).alpha
 
 
 class WienerFilter(BaseDecoder):
@@ -70,11 +46,20 @@ class WienerFilter(BaseDecoder):
 
     Parameters
     ----------
-    n_lags : int, default 10
-        Bins of causal history, the current bin included (10 bins = 500 ms at 50 ms bins).
+    n_lags : int or "auto", default "auto"
+        Bins of causal history, the current bin included (10 bins = 500 ms at 50 ms bins);
+        "auto" chooses among ``n_lags_candidates`` by cross-validation on the training bins.
     alpha : float or "auto", default "auto"
-        Ridge penalty; "auto" picks it on a contiguous hold-out of the training bins
-        (:func:`choose_ridge_alpha`).
+        Ridge penalty; "auto" chooses it by the same cross-validation
+        (candidates :data:`~neurolace.decode.ridge.RELATIVE_ALPHAS` times the summed
+        variance of one design column).
+    n_lags_candidates : tuple of int, default :data:`~neurolace.decode.ridge.DEFAULT_N_LAGS`
+        History lengths searched when ``n_lags="auto"`` (shortest first; the search stops
+        at the first longer one that fails to beat the best).
+    cv_folds : int, default 1
+        1 = validate on the last 20 % of the training bins (a forward split, fit on the
+        earlier 80 %); ``k >= 2`` = ``k`` contiguous folds (``k`` times the cost). With
+        ``segment_starts`` the folds keep trials whole.
     feature_transform : {"none", "sqrt"}, default "none"
         Applied to features before everything else; "sqrt" stabilises the variance of counts.
     guard : "auto", None or SignalGuard, default "auto"
@@ -87,31 +72,66 @@ class WienerFilter(BaseDecoder):
     intercept_ : ndarray, shape (n_dims,)
     alpha_ : float
         Penalty used.
+    n_lags_ : int
+        History length used.
+    cv_result_ : RidgeCVResult or None
+        The search's validation scores (None when nothing was "auto" or the data
+        were too short to validate: then the shortest candidate and ``alpha=1`` are used).
     n_features_in_ : int
     """
 
     def __init__(
         self,
         *,
-        n_lags: int = 10,
+        n_lags: int | str = "auto",
         alpha: float | str = "auto",
+        n_lags_candidates: tuple[int, ...] = DEFAULT_N_LAGS,
+        cv_folds: int = 1,
         feature_transform: str = "none",
         guard: Any = "auto",
     ) -> None:
         self.n_lags = n_lags
         self.alpha = alpha
+        self.n_lags_candidates = n_lags_candidates
+        self.cv_folds = cv_folds
         self.feature_transform = feature_transform
         self.guard = guard
 
     def _fit_model(self, X: np.ndarray, y: np.ndarray, segments: list[tuple[int, int]]) -> None:
-        n_lags = check_int(self.n_lags, "n_lags", minimum=1)
+        if isinstance(self.n_lags, str):
+            check_in(self.n_lags, "n_lags", ("auto",))
+            candidates = tuple(
+                check_int(value, "n_lags_candidates", minimum=1) for value in self.n_lags_candidates
+            )
+            if not candidates:
+                raise InvalidInputError("n_lags_candidates must hold at least one history length, got ()")
+        else:
+            candidates = (check_int(self.n_lags, "n_lags", minimum=1),)
         alpha = check_alpha(self.alpha)
-        history = np.tile(self.guard_.mean_, (n_lags - 1, 1))
-        design = np.vstack([lag_stack(X[start:stop], history, n_lags)[0] for start, stop in segments])
-        if alpha == "auto":
-            alpha = choose_ridge_alpha(design, y) if X.shape[0] >= 10 else 1.0
-        coef, intercept = ridge_fit(design, y, alpha)
+        folds = check_int(self.cv_folds, "cv_folds", minimum=1)
+        n_lags, self.cv_result_ = min(candidates), None
+        if len(candidates) > 1 or alpha == "auto":
+            if X.shape[0] >= 10 * folds:
+                self.cv_result_ = ridge_cv(
+                    X,
+                    y,
+                    n_lags=candidates,
+                    alphas=None if alpha == "auto" else (alpha,),
+                    segments=segments,
+                    padding=self.guard_.mean_,
+                    n_folds=folds,
+                )
+                n_lags, alpha = self.cv_result_.n_lags, self.cv_result_.alpha
+            elif alpha == "auto":
+                alpha = 1.0
+        if self.cv_result_ is not None and self.cv_result_.coef is not None:
+            coef, intercept = self.cv_result_.coef, self.cv_result_.intercept
+        else:
+            history = np.tile(self.guard_.mean_, (n_lags - 1, 1))
+            design = np.vstack([lag_stack(X[start:stop], history, n_lags)[0] for start, stop in segments])
+            coef, intercept = ridge_fit(design, y, alpha)
         self.alpha_ = float(alpha)
+        self.n_lags_ = n_lags
         self.coef_ = coef.reshape(n_lags, X.shape[1], y.shape[1])
         self.intercept_ = intercept
         self._coef_flat = coef
