@@ -51,10 +51,10 @@ __all__ = ["GRID_SIDES", "MAX_CLICKS_PER_S", "MIN_SELECTION_S", "GameBook", "Gam
 
 #: clicks per second a game accepts (a human double-click is ~5-10/s; more than this is a script)
 MAX_CLICKS_PER_S = 20.0
-#: shortest time from a target's reveal to its correct selection that counts as human. Responses faster
-#: than 100 ms are conventionally treated as anticipations in reaction-time research (e.g. Whelan 2008,
-#: The Psychological Record 58:475-482); a Webgrid selection also needs a mouse movement, so 100 ms is a
-#: generous floor, not a measured human minimum.
+#: shortest time from a target's reveal to its correct selection that counts as human. Athletics rules
+#: treat a reaction to the starting gun within 100 ms as a false start, no voluntary response being that
+#: fast (World Athletics, formerly IAAF, competition rules on false starts); a Webgrid selection needs
+#: seeing a new cell *and* a mouse movement, so 100 ms is a generous floor, not a measured human minimum.
 MIN_SELECTION_S = 0.1
 #: grids a browser game may use: the standard Webgrid and the high-score grid
 GRID_SIDES = (30, 35)
