@@ -20,20 +20,21 @@ def _shrink(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-# the session of the papercut, made small: 32 channels, 1 s of calibration, 3 s in all
+# the session of the papercut, made small: 32 channels, 1 s of observation, 3 s in all
 LOOP = (REPO_ROOT / "sessions" / "closed_loop_sim.toml").read_text()
 for _old, _new in (
-    ("duration_s = 40.0", 'duration_s = 3.0\nclock = "stepped"'),
+    ("duration_s = 180.0", 'duration_s = 3.0\nclock = "stepped"'),
     ("n_channels = 1024", "n_channels = 32"),
-    ("calibration_s = 20.0", "calibration_s = 1.0"),
-    ('score = "decoded"', 'score = "all"'),
+    ("open_loop_s = 60.0", "open_loop_s = 1.0"),
+    ("closed_loop_s = 40.0", "closed_loop_s = 0.5"),
+    ("webgrid_s = 40.0", "webgrid_s = 1.0"),
 ):
     LOOP = _shrink(LOOP, _old, _new)
 
 
 def _run_once() -> tuple[dict, np.ndarray, list[int]]:
     bus = InProcessBus()
-    tap = bus.subscribe("cursor.cursor", maxlen=100_000)
+    tap = bus.subscribe("loop.cursor", maxlen=100_000)
     report = Graph(parse_session(LOOP, source="loop.toml"), bus).run()
     moves = []
     while (message := tap.get(timeout_s=0)) is not None:
@@ -46,15 +47,16 @@ def test_a_seeded_stepped_closed_loop_gives_the_same_run_every_time():
     second, second_cursor, second_clock = _run_once()
     assert first["clock"] == "stepped" and first["failed_nodes"] == []
     # the session ends on the participant's own clock: 3 s of 20 ms bins, every one through the loop
-    assert first["nodes"]["participant"]["bins"] == 150 == first["nodes"]["cursor"]["moves"]
-    assert first["nodes"]["decoder"]["decoding"]  # the fit happened inside the run, at a fixed bin
-    # a synchronous fit is not the decoder falling silent: the cursor does not report holding
-    assert not [e for e in first["events"] if e["event"] == "cursor_holding"]
+    assert first["nodes"]["participant"]["bins"] == 150
+    loop = first["nodes"]["loop"]
+    assert loop["complete"] and loop["ignored_bins"] == 0  # the fits happened inside the run, at fixed bins
+    assert [name for name, _, _ in loop["selections"]] == ["open-loop", "closed-loop", "refit", "webgrid-1"]
+    assert first_cursor.shape[0] == 150  # the first block's cursor, then one per bin but the session's last
     assert first_clock == second_clock
     np.testing.assert_array_equal(first_cursor, second_cursor)
     assert first_cursor[:, 3].min() == 0.0 < first_cursor[:, 3].max()  # assisted, then decoded moves
-    for key in ("correct", "incorrect", "bps"):
-        assert first["nodes"]["task"][key] == second["nodes"]["task"][key]
+    for key in ("selections", "bps", "blocks"):
+        assert loop[key] == second["nodes"]["loop"][key]
 
 
 def test_the_stepped_clock_refuses_what_scheduling_would_still_decide():

@@ -35,7 +35,7 @@ def test_life_cycles_of_the_built_in_nodes(tmp_path):
 
     emitted = check_node(
         types["cursor"],
-        params={"gain_per_s": 1.0},
+        params={"cursor_gain_per_s": 1.0},
         messages={"velocity": [np.array([1.0, 0.0, 0.0, 0.0]), np.array([0.0, -1.0, 1.0, 0.0])]},
     )
     np.testing.assert_allclose(emitted[-1].payload, [0.52, 0.48, 1.0, 0.0])

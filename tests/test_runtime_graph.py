@@ -32,7 +32,7 @@ inputs = {{ features = "participant.features", intention = "participant.intentio
 
 [nodes.cursor]
 type = "cursor"
-gain_per_s = 0.8
+cursor_gain_per_s = 0.8
 stale_ms = 30.0
 inputs = {{ velocity = "decoder.velocity" }}
 
@@ -247,6 +247,19 @@ def test_decoder_node_brakes_the_cursor_while_a_click_is_attempted():
         def step(self, x):
             return np.array([self.click_probability > 0.5])
 
-    out = _VelocityAndClick(Velocity(), Click(0.75)).step(np.zeros(3))
-    np.testing.assert_allclose(out, [0.25, -0.5, 1.0])
-    np.testing.assert_allclose(_VelocityAndClick(Velocity(), None).step(np.zeros(3)), [1.0, -2.0, 0.0])
+    from neurolace.runtime.loop import ClosedLoop, LoopSettings
+
+    def decode(velocity_decoder, click_decoder, speed_limit=0.2):
+        pair = _VelocityAndClick(velocity_decoder, click_decoder)
+        loop = ClosedLoop(LoopSettings(click_speed_limit=speed_limit), decoder=pair.velocity_decoder,
+                          click_decoder=pair.click_decoder, allow_no_click=True)
+        return loop.decode(np.zeros(3))
+
+    # the node's loop is the session's: braked by 1 - P(click), and no click while the cursor moves fast
+    step = decode(Velocity(), Click(0.75))
+    np.testing.assert_allclose(step.velocity, [0.25, -0.5])
+    assert not step.click
+    assert decode(Velocity(), Click(0.75), speed_limit=None).click
+    step = decode(Velocity(), None)
+    np.testing.assert_allclose(step.velocity, [1.0, -2.0])
+    assert not step.click

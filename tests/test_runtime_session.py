@@ -129,8 +129,8 @@ def test_malformed_sessions_are_refused_with_file_and_line(edit, expected):
     if expected is None:  # the decoder keeps its default 'kalman'; set an invalid choice explicitly
         text = GOOD.replace('type = "decoder"', 'type = "decoder"\ndecoder = "kalmann"')
         expected = (
-            r"bad\.toml:13: node 'decoder' \(decoder\): parameter 'decoder' expected one of 'kalman', "
-            r"'wiener', 'refit-kalman', 'gru', got 'kalmann'"
+            r"bad\.toml:13: node 'decoder' \(decoder\): parameter 'decoder' expected one of 'wiener', "
+            r"'kalman', 'refit-kalman', 'gru', got 'kalmann'"
         )
     with pytest.raises(SessionError, match=expected):
         parse_session(text, source="bad.toml")

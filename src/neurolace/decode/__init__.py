@@ -43,15 +43,40 @@ Conformance
 See docs/decoders.md for measured accuracy and latency.
 """
 
-from neurolace.decode.base import BaseDecoder, StepStatus
-from neurolace.decode.checks import check_decoder, make_decoding_data
-from neurolace.decode.calibration import estimate_label_lag
-from neurolace.decode.click import ClickDecoder, ClickFeatureSmoother, SmoothedClickDecoder, fit_click_decoder
-from neurolace.decode.gru import GRUDecoder
-from neurolace.decode.guard import GuardReport, SignalGuard
-from neurolace.decode.kalman import KalmanFilter, ReFITKalmanFilter, intended_velocity, steady_state_gain
-from neurolace.decode.registry import DECODERS, make_decoder
-from neurolace.decode.wiener import WienerFilter
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> submodule; imported on first use (PEP 562), so ``neurolace.decode.registry``
+#: (the decoder names, needed by the command-line parser) loads without scipy or scikit-learn
+_EXPORTS = {
+    "BaseDecoder": "base", "StepStatus": "base",
+    "check_decoder": "checks", "make_decoding_data": "checks",
+    "estimate_label_lag": "calibration",
+    "ClickDecoder": "click", "ClickFeatureSmoother": "click", "SmoothedClickDecoder": "click",
+    "fit_click_decoder": "click",
+    "GRUDecoder": "gru",
+    "GuardReport": "guard", "SignalGuard": "guard",
+    "KalmanFilter": "kalman", "ReFITKalmanFilter": "kalman", "intended_velocity": "kalman",
+    "steady_state_gain": "kalman",
+    "DECODERS": "registry", "make_decoder": "registry",
+    "WienerFilter": "wiener",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'neurolace.decode' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"neurolace.decode.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "DECODERS",

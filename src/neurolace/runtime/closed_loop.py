@@ -66,6 +66,7 @@ __all__ = [
     "SessionResult",
     "SessionRunner",
     "block_seeds",
+    "ideal_webgrid_bps",
     "estimate_label_lag",
     "fit_click_decoder",
     "make_decoder",
@@ -130,14 +131,14 @@ class BlockRun:
         Reset here (cursor at the centre).
     duration_s : float
         Rounded to whole control steps (at least one).
-    n_features : int
-        Width of one feature bin.
+    n_features : int or None
+        Width of one feature bin (None: the first bin's).
     name, kind : str
     feature_fault : callable ``(step_index, features) -> features``, optional
         Corrupts the bins the decoder sees (for testing the signal guard).
     """
 
-    def __init__(self, task: PointAndClickTask, loop: ClosedLoop, *, duration_s: float, n_features: int,
+    def __init__(self, task: PointAndClickTask, loop: ClosedLoop, *, duration_s: float, n_features: int | None,
                  name: str = "block", kind: str | None = None,
                  feature_fault: Callable[[int, np.ndarray], np.ndarray] | None = None) -> None:
         duration_s = check_positive(duration_s, "duration_s")
@@ -147,9 +148,9 @@ class BlockRun:
         self.feature_fault = feature_fault
         self.loop_s = loop.settings.loop_s
         self.n_steps = max(1, round(duration_s / self.loop_s))
-        self.n_features = check_int(n_features, "n_features", minimum=1)
+        self.n_features = None if n_features is None else check_int(n_features, "n_features", minimum=1)
         n = self.n_steps
-        self.features = np.empty((n, self.n_features))
+        self.features = None if n_features is None else np.empty((n, self.n_features))
         self.intended_velocity = np.empty((n, 2))
         self.intended_click = np.empty(n)
         self.decoded_velocity = np.empty((n, 2))
@@ -182,6 +183,9 @@ class BlockRun:
         features = np.asarray(features, dtype=np.float64)
         if self.feature_fault is not None:
             features = np.asarray(self.feature_fault(index, features), dtype=np.float64)
+        if self.features is None and features.ndim == 1 and features.size:  # width taken from the first bin
+            self.n_features = features.shape[0]
+            self.features = np.empty((self.n_steps, self.n_features))
         if features.shape != (self.n_features,):
             raise InvalidInputError(
                 f"block {self.name!r}: a feature bin must have shape ({self.n_features},), got {features.shape}"
@@ -203,8 +207,9 @@ class BlockRun:
     def record(self) -> BlockRecord:
         summary = self.task.summary(end_s=self.index * self.loop_s)
         n = self.index
+        features = self.features if self.features is not None else np.empty((0, 0))
         return BlockRecord(
-            self.name, self.kind, self.features[:n], self.intended_velocity[:n], self.intended_click[:n],
+            self.name, self.kind, features[:n], self.intended_velocity[:n], self.intended_click[:n],
             self.decoded_velocity[:n], self.clicks[:n], self.held[:n], self.cursor_trace[:n],
             self.target_trace[:n], self.width_trace[:n], summary,
         )
@@ -522,6 +527,50 @@ def run_calibration_session(
     return results[0]
 
 
+def ideal_webgrid_bps(
+    *,
+    seed: int = 0,
+    n_channels: int = 1024,
+    grid_side: int = 30,
+    webgrid_seconds: float = 60.0,
+    n_webgrid_blocks: int = 2,
+    cursor_gain_per_s: float = DEFAULT_CURSOR_GAIN_PER_S,
+    participant: SimulatedParticipant | None = None,
+    source: Any = None,
+) -> float:
+    """Webgrid BPS of the perfect decoder (``observation="intention"``) on a session's scored blocks.
+
+    The same Webgrid target sequences, noise seeds and block lengths as the
+    Webgrid blocks of :func:`run_calibration_session` with these arguments,
+    but the cursor follows the participant's intention exactly: the ceiling
+    the participant model sets for any decoder. Pooled like
+    :attr:`SessionResult.bps`.
+    """
+    checked = _check_session_arguments(seed=seed, n_channels=n_channels, grid_side=grid_side,
+                                       webgrid_seconds=webgrid_seconds, n_webgrid_blocks=n_webgrid_blocks,
+                                       cursor_gain_per_s=cursor_gain_per_s, participant=participant)
+    if participant is None:
+        participant = SimulatedParticipant(n_channels=checked["n_channels"], seed=checked["seed"])
+    source = CountsSource(participant) if source is None else check_feature_source(source)
+    plan = SessionPlan.build(seed=checked["seed"], decoder="kalman", grid_side=checked["grid_side"],
+                             webgrid_seconds=checked["webgrid_seconds"],
+                             n_webgrid_blocks=checked["n_webgrid_blocks"], open_loop_seconds=1.0,
+                             closed_loop_seconds=1.0, calibration_grid_side=2, variants=(False,))
+    settings = LoopSettings(loop_s=participant.control.loop_s, cursor_gain_per_s=checked["cursor_gain_per_s"])
+    result = SessionResult("ideal", checked["n_channels"], checked["grid_side"], checked["seed"], False,
+                           settings.cursor_gain_per_s)
+    for index, block_plan in enumerate(plan.blocks):
+        if block_plan.kind != "webgrid":
+            continue
+        loop = ClosedLoop(settings, observation="intention")
+        block = BlockRun(WebgridTask(grid_side=block_plan.grid_side, seed=plan.task_seed(index)), loop,
+                         duration_s=block_plan.duration_s, n_features=source.n_features, name=block_plan.name,
+                         kind="webgrid")
+        result.blocks.append(BlockResult.from_record(_drive_block(participant, source, block,
+                                                                  plan.noise_seed(index))))
+    return result.bps
+
+
 def run_refit_comparison(**kwargs: Any) -> tuple[SessionResult, SessionResult]:
     """The same session without and with ReFIT, sharing the calibration blocks (a paired comparison).
 
@@ -607,6 +656,20 @@ def _seed_sequence(key: tuple) -> np.random.SeedSequence:
     return np.random.SeedSequence(list(key[1:]))
 
 
+def block_payload(index: int, key: tuple) -> np.ndarray:
+    """A block's index and noise-seed key as a message payload, shape (5,) (integers, exact in float64)."""
+    kind = 0.0 if key[0] == "spawn" else 1.0
+    values = [float(v) for v in key[1:]] + [0.0] * (4 - len(key))
+    return np.array([float(index), kind, *values])
+
+
+def block_from_payload(payload: np.ndarray) -> tuple[int, np.random.SeedSequence]:
+    """Inverse of :func:`block_payload`: ``(block_index, fresh noise SeedSequence)``."""
+    values = [int(round(float(v))) for v in payload[:5]]
+    key = ("spawn", values[2], values[3]) if values[1] == 0 else ("list", values[2], values[3], values[4])
+    return values[0], _seed_sequence(key)
+
+
 @dataclass(frozen=True)
 class SessionPlan:
     """The schedule of an automated calibration session, written once for every runner.
@@ -672,16 +735,17 @@ class SessionRunner:
     settings : LoopSettings
     autopilot_control : ControlParameters
         The participant's, for the observation autopilot.
-    n_features : int
+    n_features : int or None
+        Width of a feature bin (None: the first bin's).
     n_channels : int
         Reported in the results.
     """
 
-    def __init__(self, plan: SessionPlan, settings: LoopSettings, *, autopilot_control: Any, n_features: int,
-                 n_channels: int) -> None:
+    def __init__(self, plan: SessionPlan, settings: LoopSettings, *, autopilot_control: Any,
+                 n_features: int | None, n_channels: int) -> None:
         self.plan, self.settings = plan, settings
         self.autopilot_control = autopilot_control
-        self.n_features = check_int(n_features, "n_features", minimum=1)
+        self.n_features = None if n_features is None else check_int(n_features, "n_features", minimum=1)
         self.results = [SessionResult(plan.decoder, n_channels, plan.grid_side, plan.seed, refit,
                                       settings.cursor_gain_per_s) for refit in plan.variants]
         self.index = -1

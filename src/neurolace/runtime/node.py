@@ -62,6 +62,7 @@ PORT_KINDS = {
     "cursor": "cursor (x, y, click, assisted) in the unit square, y up, shape (4,)",
     "target": "target (x, y, width) in task units, shape (3,)",
     "score": "task score (correct, incorrect, bits per second), shape (3,)",
+    "block": "block of a calibration session (index, noise-seed key x4), shape (5,)",
     "any": "any stream",
 }
 

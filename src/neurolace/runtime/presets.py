@@ -20,12 +20,12 @@ name = "demo"
 description = "simulated participant -> Kalman decoder -> task cursor -> Webgrid"
 duration_s = 45.0
 seed = 1
+cursor_gain_per_s = 1.2   # set once: the participant expects it, the cursor applies it
 
 [nodes.participant]
 type = "sim_participant"
 n_channels = 1024
 loop_ms = 20.0
-cursor_gain_per_s = 1.2
 feedback = { cursor = "cursor.cursor", target = "task.target" }
 
 [nodes.decoder]
@@ -36,7 +36,6 @@ inputs = { features = "participant.features", intention = "participant.intention
 
 [nodes.cursor]
 type = "cursor"
-gain_per_s = 1.2
 inputs = { velocity = "decoder.velocity" }
 
 [nodes.task]

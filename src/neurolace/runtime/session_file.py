@@ -7,6 +7,7 @@ A session declares nodes and wires outputs to inputs::
     duration_s = 30.0
     seed = 7
     clock = "realtime"   # or "stepped": one source step at a time, the same result on every run
+    cursor_gain_per_s = 0.5   # set once: every node with this parameter gets it
 
     [nodes.participant]
     type = "sim_participant"
@@ -47,7 +48,10 @@ _SESSION_KEYS = {
     "bus": (str, "a bus URL such as 'inprocess://' or 'redis://127.0.0.1:6379'"),
     "description": (str, "a string"),
     "clock": (str, "'realtime' (paced on the wall clock) or 'stepped' (one source step at a time)"),
+    "cursor_gain_per_s": ((int, float), "a number > 0 (workspace units per second per unit velocity)"),
 }
+#: a parameter a session sets once: every node that declares it gets the one value
+GAIN_PARAMETER = "cursor_gain_per_s"
 #: how a session's time advances: on the wall clock, or one source step at a time (reproducible)
 CLOCKS = ("realtime", "stepped")
 
@@ -175,6 +179,7 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
             isinstance(value, bool)
             or not isinstance(value, expected_type)
             or (key in ("duration_s", "seed") and value < 0)
+            or (key == GAIN_PARAMETER and value <= 0)
             or (key == "clock" and value not in CLOCKS)
         ):
             raise fail(f"[session] {key} must be {description}, got {value!r}", "session", key)
@@ -350,6 +355,7 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
                     name,
                 )
 
+    _set_gain_once(settings, nodes_table, specs, fail)
     order = _topological_order(specs, fail)
     duration = float(settings.get("duration_s", 0.0))
     return SessionSpec(
@@ -362,6 +368,31 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         description=settings.get("description", ""),
         clock=settings.get("clock", "realtime"),
     )
+
+
+def _set_gain_once(settings: dict, nodes_table: dict, specs: dict[str, NodeSpec], fail) -> None:
+    """The cursor gain is set in one place: ``[session] cursor_gain_per_s`` or one node's parameter.
+
+    Every node that declares ``cursor_gain_per_s`` (the participant, who expects it; the loop or
+    cursor, which applies it) then gets that one value. Setting it in two places is an error
+    naming both, even with equal values (two places drift apart).
+    """
+    places = [("session", None)] if GAIN_PARAMETER in settings else []
+    places += [("nodes", name) for name, table in nodes_table.items()
+               if GAIN_PARAMETER in table and GAIN_PARAMETER in specs[name].node_class.parameters]
+    if len(places) > 1:
+        first, second = (f"[session] {GAIN_PARAMETER}" if section == "session" else f"[nodes.{name}] {GAIN_PARAMETER}"
+                         for section, name in places[:2])
+        where = ("session", GAIN_PARAMETER) if places[1][0] == "session" else ("nodes", places[1][1], GAIN_PARAMETER)
+        raise fail(f"the cursor gain is set twice, in {first} and in {second}; set it once "
+                   f"(e.g. [session] {GAIN_PARAMETER}) and every node that needs it reads that value", *where)
+    if not places:
+        return
+    section, name = places[0]
+    value = float(settings[GAIN_PARAMETER]) if section == "session" else specs[name].params[GAIN_PARAMETER]
+    for spec in specs.values():
+        if GAIN_PARAMETER in spec.node_class.parameters:
+            spec.params[GAIN_PARAMETER] = value
 
 
 def _topological_order(specs: dict[str, NodeSpec], fail) -> list[str]:

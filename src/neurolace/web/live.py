@@ -40,6 +40,7 @@ import numpy as np
 
 from neurolace.core.checks import check_in, check_positive
 from neurolace.core.errors import InvalidInputError, NeurolaceError
+from neurolace.decode.registry import DECODERS
 from neurolace.runtime.messages import now_ns
 from neurolace.tasks import net_targets_per_minute, webgrid_bps
 
@@ -55,8 +56,9 @@ __all__ = [
 
 #: states a live session reports ("watching": reading a graph someone else runs)
 SESSION_STATES = ("stopped", "starting", "calibrating", "decoding", "watching", "failed")
-#: decoders the runtime's decoder node builds (neurolace.runtime.nodes.processing.DECODERS)
-LIVE_DECODERS = ("kalman", "wiener")
+#: decoders the dashboard offers: those of the one registry (neurolace.decode.DECODERS) that fit in
+#: about a second on 1024 channels, so a live calibration does not stall (no ReFIT block, no torch fit)
+LIVE_DECODERS = tuple(name for name in DECODERS if name in ("kalman", "wiener"))
 #: trailing window of the BPS/NTPM series
 BPS_WINDOW_S = 30.0
 _FRAME_HEADER = struct.Struct("<I")

@@ -51,7 +51,9 @@ class CursorNode(_Effector):
     inputs: ClassVar[dict[str, Port]] = {"velocity": Port("velocity", help="decoded (vx, vy, click)")}
     outputs: ClassVar[dict[str, Port]] = {"cursor": Port("cursor")}
     parameters: ClassVar[dict[str, Parameter]] = {
-        "gain_per_s": Parameter(float, 1.0, "workspace units per second per unit velocity", minimum=0.0),
+        "cursor_gain_per_s": Parameter(
+            float, 0.5, "workspace units per second per unit velocity (set once per session)", minimum=1e-6
+        ),
         "bin_ms": Parameter(float, 20.0, "time one velocity message stands for", minimum=0.1),
         "stale_ms": Parameter(
             float, 100.0, "silence after which the cursor is reported as holding", minimum=1.0
@@ -60,20 +62,24 @@ class CursorNode(_Effector):
     }
 
     def setup(self) -> None:
-        self.position = np.array(self.context.extra.get("position", (0.5, 0.5)), dtype=np.float64)
+        from neurolace.runtime.loop import ClosedLoop, LoopSettings
+
+        settings = LoopSettings(loop_s=self.params["bin_ms"] / 1e3, cursor_gain_per_s=self.params["cursor_gain_per_s"])
+        # the integration step of the one closed loop (the decoder node applies its click policy)
+        self.loop = ClosedLoop(settings, observation="intention")
+        self.loop.reset(self.context.extra.get("position", (0.5, 0.5)))
         self.last_move_ns: int | None = None  # the silence clock starts with the run, not at setup
         self.holding = False
         self.holds = 0
 
     def on_message(self, port: str, message: Message) -> None:
         velocity = message.payload
-        step = self.params["gain_per_s"] * self.params["bin_ms"] / 1e3
-        self.position = np.clip(self.position + step * velocity[:2], 0.0, 1.0)
-        self.context.extra["position"] = tuple(self.position)
+        position = self.loop.move(velocity[:2])
+        self.context.extra["position"] = tuple(position)
         click = 1.0 if velocity.shape[0] > 2 and velocity[2] > self.params["click_threshold"] else 0.0
         assisted = float(velocity[3]) if velocity.shape[0] > 3 else 0.0
         self._applied(message)
-        self.emit("cursor", np.array([self.position[0], self.position[1], click, assisted]), parent=message)
+        self.emit("cursor", np.array([position[0], position[1], click, assisted]), parent=message)
         if self.holding:
             self.context.log("cursor_resumed", held_s=round((now_ns() - self.last_move_ns) / 1e9, 4))
             self.holding = False
@@ -87,10 +93,10 @@ class CursorNode(_Effector):
         elif not self.holding and now_ns() - self.last_move_ns > self.params["stale_ms"] * 1e6:
             self.holding = True
             self.holds += 1
-            self.context.log("cursor_holding", position=[round(float(v), 4) for v in self.position])
+            self.context.log("cursor_holding", position=[round(float(v), 4) for v in self.loop.cursor_xy])
 
     def summary(self) -> dict:
-        return {**super().summary(), "holds": self.holds, "position": [float(v) for v in self.position]}
+        return {**super().summary(), "holds": self.holds, "position": [float(v) for v in self.loop.cursor_xy]}
 
 
 @register_node

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from neurolace.core.errors import InvalidInputError
+from neurolace.decode.registry import DECODERS
 from neurolace.dsp.defaults import DEFAULT_BIN_MS, DEFAULT_NOISE_WINDOW_S
 from neurolace.runtime.messages import Message
 from neurolace.runtime.node import Node, Parameter, Port, register_node
@@ -23,23 +24,19 @@ from neurolace.runtime.nodes.sources import IMPLANT_FS_HZ
 
 __all__ = ["DECODERS", "DecoderNode", "DspNode", "WebgridNode", "fit_velocity_and_click"]
 
-#: velocity decoders the decoder node accepts (those of the closed-loop session)
-DECODERS = ("kalman", "wiener", "refit-kalman", "gru")
-
 
 def _build_decoder(name: str):
-    from neurolace.runtime.closed_loop import make_decoder
+    from neurolace.decode.registry import make_decoder
 
     return make_decoder(name)
 
 
 class _VelocityAndClick:
-    """A fitted velocity decoder and click decoder stepped together: (vx, vy, click) per bin.
+    """A fitted velocity decoder and its click decoder (None when the labels had no clicks).
 
-    The click decoder (from the closed-loop session's ``fit_click_decoder``)
-    may only click while the velocity decoder's signal guard is not holding, and
-    it brakes the cursor as the offline session does: the decoded velocity is
-    scaled by ``1 - P(click)`` so the cursor slows while a click is attempted.
+    Only a container: the decoder node steps it through
+    :class:`~neurolace.runtime.loop.ClosedLoop`, whose click policy (guard hold,
+    speed limit, brake) is the one the offline session applies.
     """
 
     def __init__(self, velocity_decoder, click_decoder) -> None:
@@ -51,17 +48,6 @@ class _VelocityAndClick:
         if self.click_decoder is not None:
             self.click_decoder.reset()
         return self
-
-    def step(self, x: np.ndarray) -> np.ndarray:
-        velocity = np.asarray(self.velocity_decoder.step(x), dtype=np.float64)
-        click = 0.0
-        if self.click_decoder is not None:
-            click = float(np.asarray(self.click_decoder.step(x), dtype=np.float64).ravel()[0] > 0.5)
-            velocity = velocity * (1.0 - getattr(self.click_decoder, "click_probability", 0.0))
-        status = self.last_status
-        if status is not None and status.held:
-            click = 0.0
-        return np.array([velocity[0], velocity[1], click])
 
     @property
     def last_status(self):
@@ -79,7 +65,7 @@ def fit_velocity_and_click(name: str, X: np.ndarray, y: np.ndarray, loop_s: floa
     loop_s : float
         Bin width.
     """
-    from neurolace.runtime.closed_loop import fit_click_decoder
+    from neurolace.decode.click import fit_click_decoder
 
     velocity_decoder = _build_decoder(name).fit(X, y[:, :2])
     clicks = y[:, 2] > 0.5
@@ -136,9 +122,11 @@ class DecoderNode(Node):
     intention (matched on the source sample clock) and, with ``assist`` on,
     drives the cursor with the intention itself. Then it fits the decoder in a
     background thread (the loop keeps running) and switches to decoding:
-    the velocity decoder of ``neurolace.runtime.closed_loop.make_decoder``
-    plus its click decoder (``fit_click_decoder``), which may click only while
-    the velocity decoder's signal guard is not holding. ``model_path`` loads a
+    the velocity decoder of :func:`neurolace.decode.make_decoder` plus its
+    click decoder (:func:`neurolace.decode.fit_click_decoder`), stepped
+    through :meth:`neurolace.runtime.loop.ClosedLoop.decode` (the click
+    policy of every loop: no click while the guard holds or the decoded speed
+    is high, the click brake; a held bin gives zero velocity). ``model_path`` loads a
     decoder fitted earlier instead (a pickle of any object with ``step``,
     ``reset`` and ``last_status``).
 
@@ -191,6 +179,20 @@ class DecoderNode(Node):
             _build_decoder(self.params["decoder"])  # fail now on a missing dependency (gru needs torch)
         self.n_calibration_bins = round(self.params["calibration_s"] * 1e3 / self.params["bin_ms"])
 
+    def _loop(self):
+        """The :class:`~neurolace.runtime.loop.ClosedLoop` around the current decoder (None before a fit)."""
+        decoder = self.decoder
+        if decoder is None:
+            return None
+        if getattr(self, "_loop_for", None) is not decoder:
+            from neurolace.runtime.loop import ClosedLoop, LoopSettings
+
+            velocity, click = getattr(decoder, "velocity_decoder", decoder), getattr(decoder, "click_decoder", None)
+            settings = LoopSettings(loop_s=self.params["bin_ms"] / 1e3)
+            self._loop_instance = ClosedLoop(settings, decoder=velocity, click_decoder=click, allow_no_click=True)
+            self._loop_for = decoder
+        return self._loop_instance
+
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
         try:
             decoder = fit_in_subprocess(self.params["decoder"], X, y, self.params["bin_ms"] / 1e3)
@@ -212,14 +214,11 @@ class DecoderNode(Node):
             ):
                 self.context.extra["fault_injected"] = True
                 raise RuntimeError(f"injected decoder fault after {self.bins} bins")
-            decoder = self.decoder
-            if decoder is not None:
-                velocity = np.asarray(decoder.step(message.payload), dtype=np.float64)
-                status = decoder.last_status
-                if status is not None and status.held:
-                    self.held_bins += 1
-                output = np.zeros(4)
-                output[: min(3, velocity.size)] = velocity[:3]
+            loop = self._loop()
+            if loop is not None:
+                step = loop.decode(np.asarray(message.payload, dtype=np.float64))
+                self.held_bins += int(step.held)
+                output = np.array([step.velocity[0], step.velocity[1], float(step.click), 0.0])
                 self.emit("velocity", output, parent=message)
                 return
             # not decoding yet: this bin's velocity comes from its intention (assist), if any

@@ -20,7 +20,14 @@ from neurolace.runtime.clock import Pacer
 from neurolace.runtime.messages import now_ns
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 
-__all__ = ["LSLInletNode", "ReplayNode", "SimImplantNode", "SimParticipantNode", "load_recording"]
+__all__ = [
+    "LSLInletNode",
+    "ReplayNode",
+    "SimImplantNode",
+    "SimParticipantNode",
+    "build_participant",
+    "load_recording",
+]
 
 _TargetView = namedtuple("_TargetView", "center_xy width shape")
 
@@ -34,13 +41,34 @@ def _node_seed(seed: int, name: str) -> np.random.Generator:
     return spawn_rngs(np.random.SeedSequence([int(seed), digest]), 1)[0]
 
 
+def build_participant(*, n_channels: int, loop_ms: float, visual_delay_s: float, session_seed: int,
+                      name: str):
+    """The simulated participant a ``sim_participant`` node called ``name`` builds for ``session_seed``.
+
+    ``visual_delay_s = 0`` keeps the participant model's own (cited) visual delay.
+    Tests and :func:`~neurolace.runtime.closed_loop.run_calibration_session` use it to
+    run the same participant outside the graph.
+    """
+    from dataclasses import replace
+
+    from neurolace.sim.participant import ControlParameters, SimulatedParticipant
+
+    control = ControlParameters(loop_s=loop_ms / 1e3)
+    if visual_delay_s > 0:
+        control = replace(control, visual_delay_s=visual_delay_s)
+    return SimulatedParticipant(n_channels=n_channels, seed=_node_seed(session_seed, name), control=control)
+
+
 @register_node
 class SimParticipantNode(Node):
     """The simulated participant: every ``loop_ms`` it looks at the cursor and target, then fires.
 
-    Outputs one bin of counts per channel (``features``) and the intention that
+    Outputs one bin of features per channel (``features``, from the counts
+    source :class:`~neurolace.runtime.loop.CountsSource`) and the intention that
     produced it (``intention``: vx, vy, click), both stamped with the bin's
-    first sample on the implant's clock.
+    first sample on the implant's clock. With the ``block`` feedback of a
+    ``closed_loop`` node it restarts (and reseeds) at each block start exactly
+    as :func:`~neurolace.runtime.closed_loop.run_calibration_session` does.
     """
 
     type_name = "sim_participant"
@@ -48,32 +76,33 @@ class SimParticipantNode(Node):
     inputs: ClassVar[dict[str, Port]] = {
         "cursor": Port("cursor", optional=True, feedback=True, help="cursor the participant sees"),
         "target": Port("target", optional=True, feedback=True, help="target the participant aims at"),
+        "block": Port("block", optional=True, feedback=True, help="block starts of a closed_loop session"),
     }
     outputs: ClassVar[dict[str, Port]] = {"features": Port("features"), "intention": Port("intention")}
     parameters: ClassVar[dict[str, Parameter]] = {
         "n_channels": Parameter(int, 1024, "implant channels", minimum=1),
         "loop_ms": Parameter(float, 20.0, "bin and control period in ms", minimum=1.0),
         "cursor_gain_per_s": Parameter(
-            float, 1.0, "cursor speed per unit velocity (match the cursor node)", minimum=1e-6
+            float, 0.5, "cursor speed per unit velocity the participant expects (set once per session)",
+            minimum=1e-6,
         ),
-        "visual_delay_s": Parameter(float, 0.2, "visual feedback delay", minimum=0.0),
+        "visual_delay_s": Parameter(float, 0.0, "visual feedback delay (0: the participant model's)", minimum=0.0),
         "realtime": Parameter(bool, True, "pace on the clock (false: as fast as possible)"),
         "max_bins": Parameter(int, 0, "stop after this many bins (0: never)", minimum=0),
     }
 
     def setup(self) -> None:
-        from neurolace.sim.participant import ControlParameters, SimulatedParticipant
+        from neurolace.runtime.loop import CountsSource
 
         params = self.params
         loop_s = params["loop_ms"] / 1e3
-        control = ControlParameters(
-            loop_s=loop_s,
-            visual_delay_s=params["visual_delay_s"],
-            reaction_time_s=max(0.25, params["visual_delay_s"]),
+        self.participant = build_participant(
+            n_channels=params["n_channels"], loop_ms=params["loop_ms"], visual_delay_s=params["visual_delay_s"],
+            session_seed=self.context.seed, name=self.name,
         )
-        rng = _node_seed(self.context.seed, self.name)
-        self.participant = SimulatedParticipant(n_channels=params["n_channels"], seed=rng, control=control)
+        self.source = CountsSource(self.participant)
         self.participant.start((0.5, 0.5), cursor_gain_per_s=params["cursor_gain_per_s"])
+        self.block_index: int | None = None
         self.pacer = Pacer(round(loop_s * 1e9), realtime=params["realtime"] and not self.context.stepped)
         self.samples_per_bin = loop_s * IMPLANT_FS_HZ
         # the stepped clock ends the session on the participant's own clock
@@ -81,6 +110,21 @@ class SimParticipantNode(Node):
         self.last_bin = round(duration_s / loop_s) if duration_s else 0
         # after a restart the sample clock goes on where the failed instance stopped
         self.first_bin = self.context.extra.get("next_bin", 0)
+
+    def _follow_block(self, cursor) -> None:
+        """A new block of a closed_loop session: restart and reseed as the session runner does."""
+        message = self.context.feedback("block")
+        if message is None:
+            return
+        from neurolace.runtime.closed_loop import block_from_payload, block_seeds
+
+        index, noise_seed = block_from_payload(message.payload)
+        if index == self.block_index:
+            return
+        self.block_index = index
+        participant_seed, source_seed = block_seeds(noise_seed)
+        self.participant.start(cursor, cursor_gain_per_s=self.params["cursor_gain_per_s"], seed=participant_seed)
+        self.source.start(source_seed)
 
     def produce(self) -> bool:
         bins = self.first_bin + self.pacer.tick
@@ -91,17 +135,19 @@ class SimParticipantNode(Node):
         bin_index = self.first_bin + self.pacer.wait()
         cursor_message = self.context.feedback("cursor")
         target_message = self.context.feedback("target")
-        cursor = (0.5, 0.5) if cursor_message is None else cursor_message.payload[:2]
+        cursor = np.array([0.5, 0.5]) if cursor_message is None else np.asarray(cursor_message.payload[:2],
+                                                                                 dtype=np.float64)
+        self._follow_block(cursor)
         target = None
         if target_message is not None and target_message.payload[2] > 0:
             x, y, width = (float(v) for v in target_message.payload[:3])
             target = _TargetView((x, y), width, "square")
         intention = self.participant.step(cursor, target)
-        counts = self.participant.emit_counts(intention).astype(np.float32)
+        features = self.source.emit(intention).astype(np.float32)
         sample_index = round(bin_index * self.samples_per_bin)
         self.context.extra["next_bin"] = bin_index + 1
         origin = now_ns()
-        self.emit("features", counts, sample_index=sample_index, origin_ns=origin)
+        self.emit("features", features, sample_index=sample_index, origin_ns=origin)
         self.emit(
             "intention",
             np.array([*intention.velocity, intention.click]),
