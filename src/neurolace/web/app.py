@@ -194,12 +194,11 @@ class _Hardening:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        original_send = send
 
-        async def send(message) -> None:  # noqa: F811 - the same send, with the headers added
+        async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
-            await original_send(message)
+            await send(message)
 
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -208,7 +207,7 @@ class _Hardening:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _send_json(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
+                    await _send_json(send_with_headers, 413, {"detail": f"request body over {self.max_bytes} bytes"})
                     return
         if not any(name == b"content-length" for name, _ in scope.get("headers", ())):
             # chunked upload: read it here, up to the limit, then hand the app the whole body
@@ -219,7 +218,7 @@ class _Hardening:
                     return
                 body += message.get("body", b"")
                 if len(body) > self.max_bytes:
-                    await _send_json(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
+                    await _send_json(send_with_headers, 413, {"detail": f"request body over {self.max_bytes} bytes"})
                     return
                 if not message.get("more_body", False):
                     break
@@ -232,9 +231,9 @@ class _Hardening:
                     return {"type": "http.request", "body": bytes(body), "more_body": False}
                 return await receive()
 
-            await self.app(scope, replay, send)
+            await self.app(scope, replay, send_with_headers)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, send_with_headers)
 
 
 @dataclass(eq=False)
