@@ -9,7 +9,8 @@ participant, seeds and intentions: its speed, and its offline ridge R² with the
 :func:`neurolace.decode.ridge.ridge_decodability`.
 
 ``NEUROLACE_BENCH_SIM_PARTS=implant_path python -m benchmarks sim --avx2`` runs only the
-implant-path part (the rest takes minutes); the default runs every part.
+implant-path part; ``NEUROLACE_BENCH_SIM_PARTS=closed_loop`` runs the optional closed-loop
+Webgrid sessions through the implant (minutes; never part of the default run).
 """
 
 from __future__ import annotations
@@ -321,12 +322,58 @@ def _implant_path(quick: bool) -> dict:
     return {"speed_cpu_s_per_s": speed, "agreement": agree}
 
 
+def _closed_loop_bps(quick: bool) -> dict:
+    """Closed-loop Webgrid BPS through the implant and through counts: Kalman, same participants and seeds.
+
+    Each session is ``run_calibration_session`` at its defaults (open-loop, closed-loop and ReFIT
+    calibration blocks, two 60 s Webgrid blocks on 30x30), once with the counts source and once
+    with :class:`ImplantFeatureSource` (crossings; and crossings + SBP), each on a fresh
+    participant of the same seed; the perfect decoder (``ideal_webgrid_bps``) is the ceiling.
+    """
+    from neurolace.runtime.closed_loop import ideal_webgrid_bps, run_calibration_session
+    from neurolace.sim.neural_source import ImplantFeatureSource
+    from neurolace.sim.participant import SimulatedParticipant
+
+    n_channels = 256 if quick else 1024
+    seeds = [0] if quick else [0, 1]
+    kinds = ("crossings",) if quick else ("crossings", "both")
+    rows = []
+    for seed in seeds:
+        row = {"seed": seed}
+        row["ideal"] = ideal_webgrid_bps(seed=seed, n_channels=n_channels)
+        row["counts"] = run_calibration_session(seed=seed, n_channels=n_channels, decoder="kalman").bps
+        for kind in kinds:
+            participant = SimulatedParticipant(n_channels=n_channels, seed=seed)
+            started = time.process_time()
+            session = run_calibration_session(
+                seed=seed, n_channels=n_channels, decoder="kalman", participant=participant,
+                source=ImplantFeatureSource(participant, features=kind),
+            )
+            row[f"implant_{kind}"] = session.bps
+            row[f"implant_{kind}_cpu_s"] = time.process_time() - started
+        rows.append(row)
+    table(
+        f"closed-loop Webgrid 30x30, Kalman, {n_channels} channels: BPS by feature path (same participant and seeds)",
+        ["seed", "perfect decoder", "counts path", *[f"implant {kind}" for kind in kinds],
+         *[f"implant {kind} session CPU s" for kind in kinds]],
+        [[r["seed"], r["ideal"], r["counts"], *[r[f"implant_{k}"] for k in kinds],
+          *[r[f"implant_{k}_cpu_s"] for k in kinds]] for r in rows],
+    )
+    return {"n_channels": n_channels, "rows": rows}
+
+
 def run(quick: bool) -> dict:
-    parts = os.environ.get("NEUROLACE_BENCH_SIM_PARTS", "all").split(",")
-    if parts == ["implant_path"]:
-        return {"implant_path": _implant_path(quick)}
-    result = _run_implant_simulator(quick)
-    result["implant_path"] = _implant_path(quick)
+    """Every part by default; ``NEUROLACE_BENCH_SIM_PARTS`` (comma-separated: simulator, implant_path,
+    closed_loop) picks some. ``closed_loop`` (minutes of closed-loop sessions) runs only when named."""
+    parts = os.environ.get("NEUROLACE_BENCH_SIM_PARTS", "simulator,implant_path").split(",")
+    known = {"simulator", "implant_path", "closed_loop"}
+    if not parts or set(parts) - known:
+        raise SystemExit(f"NEUROLACE_BENCH_SIM_PARTS must name some of {sorted(known)}, got {parts}")
+    result = _run_implant_simulator(quick) if "simulator" in parts else {}
+    if "implant_path" in parts:
+        result["implant_path"] = _implant_path(quick)
+    if "closed_loop" in parts:
+        result["closed_loop"] = _closed_loop_bps(quick)
     return result
 
 

@@ -7,6 +7,9 @@
 - :func:`simulate_spike_trains`: the same spiking model without voltages, for
   callers that only need spike times or counts.
 - :class:`TuningModel`: how units encode intended velocity and click.
+- :class:`ImplantFeatureSource`: the closed loop through the implant: a participant's
+  intention in, one bin of on-implant features (crossings, spike-band power) out
+  (:mod:`neurolace.sim.neural_source`).
 """
 
 from neurolace.sim.implant import (
@@ -17,6 +20,7 @@ from neurolace.sim.implant import (
     implant_geometry,
     simulate_implant,
 )
+from neurolace.sim.neural_source import ImplantFeatureSource
 from neurolace.sim.spiking import N1_FS_HZ, IntendedMovement, SimulatedSpikeTrains, simulate_spike_trains
 from neurolace.sim.trajectory import ReachingTrajectory, random_reaching_trajectory
 from neurolace.sim.tuning import TuningModel
@@ -24,6 +28,7 @@ from neurolace.sim.tuning import TuningModel
 __all__ = [
     "N1_FS_HZ",
     "GroundTruth",
+    "ImplantFeatureSource",
     "ImplantParameters",
     "ImplantStream",
     "IntendedMovement",
