@@ -34,7 +34,7 @@ for _old, _new in (
 
 def _run_once() -> tuple[dict, np.ndarray, list[int]]:
     bus = InProcessBus()
-    tap = bus.subscribe("loop.cursor", maxlen=100_000)
+    tap = bus.subscribe("task.cursor", maxlen=100_000)
     report = Graph(parse_session(LOOP, source="loop.toml"), bus).run()
     moves = []
     while (message := tap.get(timeout_s=0)) is not None:
@@ -48,7 +48,7 @@ def test_a_seeded_stepped_closed_loop_gives_the_same_run_every_time():
     assert first["clock"] == "stepped" and first["failed_nodes"] == []
     # the session ends on the participant's own clock: 3 s of 20 ms bins, every one through the loop
     assert first["nodes"]["participant"]["bins"] == 150
-    loop = first["nodes"]["loop"]
+    loop = first["nodes"]["task"]
     assert loop["complete"] and loop["ignored_bins"] == 0  # the fits happened inside the run, at fixed bins
     assert [name for name, _, _ in loop["selections"]] == ["open-loop", "closed-loop", "refit", "webgrid-1"]
     assert first_cursor.shape[0] == 150  # the first block's cursor, then one per bin but the session's last
@@ -56,7 +56,7 @@ def test_a_seeded_stepped_closed_loop_gives_the_same_run_every_time():
     np.testing.assert_array_equal(first_cursor, second_cursor)
     assert first_cursor[:, 3].min() == 0.0 < first_cursor[:, 3].max()  # assisted, then decoded moves
     for key in ("selections", "bps", "blocks"):
-        assert loop[key] == second["nodes"]["loop"][key]
+        assert loop[key] == second["nodes"]["task"][key]
 
 
 def test_the_stepped_clock_refuses_what_scheduling_would_still_decide():

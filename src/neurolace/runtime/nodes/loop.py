@@ -114,14 +114,18 @@ class ClosedLoopNode(Node):
         if block.finished:
             self.context.log("block_finished", block=block.name, correct=int(block.task.correct))
             self.runner.end_block()
+            if block.kind == "open-loop":
+                self.context.log("decoder_fitted", bins=int(block.index), decoder=self.params["decoder"])
             self.runner.begin_block()
         self._publish(message)
 
     def summary(self) -> dict:
         result = self.runner.results[0]
         return {
-            "blocks": [b.to_dict() for b in result.blocks],
+            "correct": sum(b.correct for b in result.webgrid_blocks),  # scored (Webgrid) blocks only
+            "incorrect": sum(b.incorrect for b in result.webgrid_blocks),
             "bps": float(result.bps) if np.isfinite(result.bps) else 0.0,
+            "blocks": [b.to_dict() for b in result.blocks],
             "selections": [(b.name, b.correct, b.incorrect) for b in result.blocks],
             "complete": self.runner.done,
             "ignored_bins": self.extra_bins,
