@@ -182,3 +182,24 @@ def test_fractional_bins_carry_the_fraction_and_stay_on_the_control_clock():
                          fs_hz=19531.25, n_channels=1)
     counts = counter.process(events, int(edges[8]))
     np.testing.assert_array_equal(counts[:, 0], [1, 2, 2, 2, 2, 2, 2, 1])
+
+
+def test_decoders_and_the_guard_take_crossings_plus_sbp(participant):
+    """Features of width 2 x n_channels fit and step like counts; a dead electrode is constant to the guard."""
+    from neurolace.decode import KalmanFilter, SignalGuard
+
+    time_s = np.arange(600) * participant.control.loop_s
+    velocity = 0.8 * np.column_stack([np.sin(2 * np.pi * time_s / 3.1), np.cos(2 * np.pi * time_s / 2.3)])
+    source = ImplantFeatureSource(participant, features="both", dead_channels=[2])
+    source.start(seed=4)
+    features = source.emit_many(velocity)
+    decoder = KalmanFilter().fit(features[:450], velocity[:450])
+    decoded = decoder.predict(features[450:])
+    assert decoded.shape == (150, 2)
+    correlation = [np.corrcoef(decoded[:, d], velocity[450:, d])[0, 1] for d in range(2)]
+    assert min(correlation) > 0.3
+    decoder.reset()
+    stepped = np.array([decoder.step(row) for row in features[450:460]])
+    np.testing.assert_allclose(stepped, decoded[:10], rtol=1e-9, atol=1e-12)
+    guard = SignalGuard().fit(features[:450], velocity[:450])
+    assert guard.constant_[[2, N_CHANNELS + 2]].all() and guard.constant_.sum() == 2
