@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from cli_helpers import error_line, run_cli
+
 from neurolace.cli.main import main
 from neurolace.io.nwb import read_nwb
 from neurolace.sim import simulate_implant
@@ -59,22 +61,76 @@ def test_simulate_prints_a_readable_summary(tmp_path, capsys):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--seconds", "0"], "--seconds must be a positive number, got 0"),
-        (["--seconds", "-2"], "--seconds must be a positive number, got -2"),
-        (["--seconds", "nan"], "--seconds must be a positive number, got nan"),
+        (["--seconds", "0"], "argument --seconds: must be a finite number > 0 and <= 86400 s, got '0'"),
+        (["--seconds", "-2"], "argument --seconds: must be a finite number > 0 and <= 86400 s, got '-2'"),
+        (["--seconds", "nan"], "argument --seconds: must be a finite number > 0 and <= 86400 s, got 'nan'"),
+        (["--seconds", "inf"], "got 'inf'"),
+        (["--seconds", "1e400"], "got '1e400'"),
+        (["--seconds", "1e7"], "<= 86400 s, got '1e7'"),
         (["--seconds", "1", "--electrodes", "40"], "--electrodes: n_electrodes must be 1-16"),
-        (["--seconds", "1", "--electrodes", "0"], "--electrodes: n_electrodes must be >= 1, got 0"),
-        (["--seconds", "1", "--seed", "-1"], "--seed must be >= 0, got -1"),
-        (["--seconds", "1e7", "--electrodes", "1024"], "needs 400000.0 GB for the samples alone"),
+        (["--seconds", "1", "--electrodes", "0"], "argument --electrodes: must be an integer >= 1"),
+        (["--seconds", "1", "--electrodes", "2.5"], "argument --electrodes: must be an integer"),
+        (["--seconds", "1", "--seed", "-1"], "argument --seed: must be an integer >= 0"),
+        (["--seconds", "1", "--seed", "nan"], "argument --seed: must be an integer >= 0"),
+        (["--seconds", "1", "--max-memory-gb", "nan"], "argument --max-memory-gb: must be a finite number > 0"),
+        (["--seconds", "80000", "--electrodes", "1024"], "needs about 4800.1 GB"),
+        (["--seconds", "100", "--electrodes", "1024"], "needs about 6.1 GB"),
+        (["--seconds", "100", "--electrodes", "1024"], "above the budget of 4 GB; raise --max-memory-gb"),
+        (["--seconds", "10", "--max-memory-gb", "0.5"], "needs about 0.7 GB"),
+        (["--seconds", "0.2", "--electrodes", "100000"], "--electrodes 100000 is above the cap of 4096"),
+        (["--seconds", "0.2", "--electrodes", "100000", "--allow-large", "--max-memory-gb", "8"],
+         "needs about 9.2 GB"),
     ],
 )
 def test_simulate_refuses_bad_arguments_without_writing(tmp_path, capsys, arguments, message):
     path = tmp_path / "x.nwb"
-    assert main(["simulate", *arguments, "--out", str(path)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert message in captured.err and captured.err.count("\n") == 1
+    code, stdout, stderr = run_cli(["simulate", *arguments, "--out", path], capsys)
+    assert code == 2
+    assert stdout == ""
+    assert message in error_line(stderr, "simulate")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_large_session_of_the_issue_is_refused_with_a_memory_estimate(tmp_path, capsys):
+    """Issue 17: `simulate --electrodes 100000 --seconds 0.2` ran for minutes; now it stops at once."""
+    code, _, stderr = run_cli(
+        ["simulate", "--electrodes", "100000", "--seconds", "0.2", "--out", tmp_path / "x.nwb"], capsys
+    )
+    line = error_line(stderr, "simulate")
+    assert code == 2 and "needs about 9.2 GB" in line and "--allow-large" in line
+
+
+def test_memory_estimate_follows_the_documented_model():
+    from neurolace.cli import simulate
+    from neurolace.sim.spiking import N1_FS_HZ
+
+    small, longer, wider = (simulate.estimate_peak_bytes(s, e) for s, e in ((1.0, 16), (3.0, 16), (1.0, 32)))
+    per_second_16 = round(N1_FS_HZ) * 16 * simulate.ESTIMATE_BYTES_PER_CHANNEL_SAMPLE
+    assert longer - small == pytest.approx(2 * per_second_16, rel=1e-3)
+    assert wider - small == pytest.approx(16 * simulate.ESTIMATE_BYTES_PER_ELECTRODE + per_second_16, rel=1e-3)
+    # the cap lifted by --allow-large, and the machine's own memory still refusing
+    assert simulate.check_resources(0.2, 8192, allow_large=True) > 0
+    with pytest.raises(Exception, match="this machine has"):
+        simulate.check_resources(86400.0, 1024, allow_large=True)
+
+
+def test_help_documents_the_caps(capsys):
+    assert main(["simulate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ("<= 86400 s", "at most 4096 without --allow-large", "--max-memory-gb", "--force"):
+        assert expected in text
+
+
+def test_an_existing_output_is_refused_unless_force(tmp_path, capsys):
+    path = tmp_path / "x.nwb"
+    path.write_bytes(b"keep me")
+    arguments = ["simulate", "--seconds", "0.01", "--electrodes", "1", "--out", path]
+    code, _, stderr = run_cli(arguments, capsys)
+    assert code == 2 and "already exists; refusing to overwrite it (pass --force" in error_line(stderr, "simulate")
+    assert path.read_bytes() == b"keep me"
+    assert run_cli([*arguments, "--force"], capsys)[0] == 0
+    assert read_nwb(path).recording.n_channels == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nwb"]
 
 
 def test_simulate_refuses_unwritable_or_odd_paths(tmp_path, capsys):

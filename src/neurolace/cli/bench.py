@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 import sys
 
+from neurolace.cli.args import Number
 from neurolace.cli.output import stdout_console
 
 __all__ = ["bench_command", "register"]
+
+#: Accepted values of the numeric options (checked by argparse, shown in --help). The caps keep a
+#: measurement bounded: an hour at most, and at most four N1 implants of channels.
+DURATION_S = Number(float, minimum=0.0, exclusive_minimum=True, maximum=3600.0, unit="s")
+CHANNELS = Number(int, minimum=1, maximum=4096)
+WARMUP_S = Number(float, minimum=0.0, maximum=600.0, unit="s")
 
 DESCRIPTION = """\
 Measure the real-time runtime at implant scale: the simulated implant (1024 channels x
@@ -30,9 +37,13 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure the runtime (latency)", description=DESCRIPTION)
     parser.add_argument("what", choices=["latency"], help="what to measure")
     parser.add_argument("--bus", help="bus URL (default in-process; redis://HOST:PORT for Redis Streams)")
-    parser.add_argument("--duration-s", type=float, default=10.0, help="measured seconds (default 10)")
-    parser.add_argument("--channels", type=int, default=1024, help="channels (default 1024)")
-    parser.add_argument("--warmup-s", type=float, default=1.5, help="seconds before measuring (default 1.5)")
+    parser.add_argument(
+        "--duration-s", type=DURATION_S, default=10.0, help=DURATION_S.help("measured seconds (default 10)")
+    )
+    parser.add_argument("--channels", type=CHANNELS, default=1024, help=CHANNELS.help("channels (default 1024)"))
+    parser.add_argument(
+        "--warmup-s", type=WARMUP_S, default=1.5, help=WARMUP_S.help("seconds before measuring (default 1.5)")
+    )
     parser.add_argument(
         "--processes", action="store_true", help="run every node in its own process (needs --bus redis://...)"
     )
@@ -44,11 +55,9 @@ def bench_command(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from neurolace.core.checks import check_int, check_positive
     from neurolace.runtime.benchmark import measure_latency
 
-    duration_s = check_positive(args.duration_s, "--duration-s")
-    channels = check_int(args.channels, "--channels", minimum=1)
+    duration_s, channels = args.duration_s, args.channels
     err = Console(file=sys.stderr)
     with Progress(
         TextColumn("measuring latency"), BarColumn(), console=err, transient=True, disable=not err.is_terminal
@@ -58,7 +67,7 @@ def bench_command(args) -> int:
             bus=args.bus,
             duration_s=duration_s,
             n_channels=channels,
-            warmup_s=max(args.warmup_s, 0.0),
+            warmup_s=args.warmup_s,
             processes=args.processes,
             progress=lambda fraction: progress.update(task, completed=fraction),
         )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 
 import numpy as np
 
+from neurolace.cli.args import Number, add_force, check_output
 from neurolace.core.errors import InvalidInputError
 from neurolace.dsp.defaults import DEFAULT_CHUNK_MS, DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
 from neurolace.io import atomic_output, read_recording
@@ -18,6 +18,19 @@ __all__ = ["register", "run"]
 
 #: Recordings at least this long show a progress bar on stderr.
 PROGRESS_MIN_SECONDS = 10.0
+
+#: Accepted values of the numeric options (checked by argparse before the file is read, shown
+#: in --help). The bounds are sanity limits, far outside any extracellular recording, so that a
+#: typo (a rate in Hz given in kHz, a dead time in samples) fails at once.
+FS_HZ = Number(float, minimum=0.0, exclusive_minimum=True, maximum=1e6, unit="Hz")
+CHANNELS = Number(int, minimum=1, maximum=65536)
+GAIN_UV = Number(float, minimum=0.0, exclusive_minimum=True, maximum=1e6, unit="µV per code")
+THRESHOLD = Number(float, minimum=-1000.0, maximum=1000.0)
+DEAD_TIME_MS = Number(float, minimum=0.0, maximum=1000.0, unit="ms")
+LOW_HZ = Number(float, minimum=0.0, exclusive_minimum=True, maximum=5e5, unit="Hz")
+HIGH_HZ = Number(float, minimum=0.0, maximum=5e5, unit="Hz")
+NOISE_WINDOW_S = Number(float, minimum=0.0, exclusive_minimum=True, maximum=3600.0, unit="s")
+CHUNK_MS = Number(float, minimum=0.0, exclusive_minimum=True, maximum=60000.0, unit="ms")
 
 DESCRIPTION = """\
 Detect spikes in a recording the way the implant does on board: band-pass 300-6000 Hz
@@ -31,7 +44,8 @@ INPUT is a .wav (16-bit PCM), .nwb, or headerless .raw/.bin/.dat file (these nee
 --fs-hz and --channels; --dtype gives the on-disk integer type).
 
 Output: with --out, a CSV of one detection per row, header 'sample_index,channel'
-(sample on the file's clock, 0-based channel position), written atomically. A summary
+(sample on the file's clock, 0-based channel position), written atomically; an existing
+file is refused unless --force. A summary
 goes to stdout; with --json it is one JSON object (n_spikes, n_channels, seconds,
 realtime_factor, rates and noise per channel).
 
@@ -49,31 +63,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", metavar="INPUT", help="recording file (.wav, .nwb, .raw/.bin/.dat)")
     parser.add_argument("--out", metavar="CSV", help="write detections here as 'sample_index,channel' rows")
+    add_force(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a text summary")
-    parser.add_argument("--fs-hz", type=float, help="sampling rate in Hz (required for raw files)")
+    parser.add_argument("--fs-hz", type=FS_HZ, help=FS_HZ.help("sampling rate (required for raw files)"))
     parser.add_argument(
-        "--channels", type=int, help="number of interleaved channels (required for raw files)"
+        "--channels", type=CHANNELS, help=CHANNELS.help("number of interleaved channels (required for raw files)")
     )
     parser.add_argument("--dtype", default="int16", help="on-disk integer type of raw files (default: int16)")
-    parser.add_argument("--gain-uv", type=float, help="µV per ADC code (default: the reader's assumption)")
+    parser.add_argument(
+        "--gain-uv", type=GAIN_UV, help=GAIN_UV.help("µV per ADC code (default: the reader's assumption)")
+    )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=THRESHOLD,
         default=DEFAULT_THRESHOLD,
-        help=f"threshold as a multiple of noise RMS; negative = downward (default: {DEFAULT_THRESHOLD})",
+        help=THRESHOLD.help(
+            f"threshold as a multiple of noise RMS; negative = downward (default: {DEFAULT_THRESHOLD})"
+        ),
     )
     parser.add_argument(
         "--dead-time-ms",
-        type=float,
+        type=DEAD_TIME_MS,
         default=DEFAULT_DEAD_TIME_MS,
-        help=f"per-channel dead time after a detection, ms (default: {DEFAULT_DEAD_TIME_MS})",
+        help=DEAD_TIME_MS.help(f"per-channel dead time after a detection (default: {DEFAULT_DEAD_TIME_MS})"),
     )
-    parser.add_argument("--low-hz", type=float, default=300.0, help="band-pass low corner, Hz (default: 300)")
+    parser.add_argument(
+        "--low-hz", type=LOW_HZ, default=300.0, help=LOW_HZ.help("band-pass low corner (default: 300)")
+    )
     parser.add_argument(
         "--high-hz",
-        type=float,
+        type=HIGH_HZ,
         default=6000.0,
-        help="band-pass high corner, Hz, below fs/2 (default: 6000; use 0 for a high-pass only)",
+        help=HIGH_HZ.help("band-pass high corner, below fs/2 (default: 6000; use 0 for a high-pass only)"),
     )
     parser.add_argument(
         "--filter",
@@ -92,23 +113,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--noise-window-s",
-        type=float,
+        type=NOISE_WINDOW_S,
         default=1.0,
-        help="seconds at the start used to estimate noise (default: 1.0)",
+        help=NOISE_WINDOW_S.help("seconds at the start used to estimate noise (default: 1.0)"),
     )
     parser.add_argument(
         "--chunk-ms",
-        type=float,
+        type=CHUNK_MS,
         default=DEFAULT_CHUNK_MS,
-        help=f"block length fed to the chain, ms; results do not depend on it (default: {DEFAULT_CHUNK_MS:g})",
+        help=CHUNK_MS.help(f"block length fed to the chain; results do not depend on it (default: {DEFAULT_CHUNK_MS:g})"),
     )
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     parser.set_defaults(handler=run)
-
-
-def _check_finite(value: float | None, option: str) -> None:
-    if value is not None and not math.isfinite(value):
-        raise InvalidInputError(f"{option} must be a finite number, got {value}")
 
 
 def _summary(values: np.ndarray) -> dict:
@@ -118,17 +134,8 @@ def _summary(values: np.ndarray) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    for option, value in (
-        ("--fs-hz", args.fs_hz),
-        ("--gain-uv", args.gain_uv),
-        ("--threshold", args.threshold),
-        ("--dead-time-ms", args.dead_time_ms),
-        ("--low-hz", args.low_hz),
-        ("--high-hz", args.high_hz),
-        ("--noise-window-s", args.noise_window_s),
-        ("--chunk-ms", args.chunk_ms),
-    ):
-        _check_finite(value, option)
+    if args.out:
+        check_output(args.out, "--out", force=args.force)
     from neurolace.dsp.chain import run_signal_chain  # scipy and numba: only when detecting
 
     recording = read_recording(
@@ -162,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed_s = time.perf_counter() - start
     events = result.events
     if args.out:
-        with atomic_output(args.out) as temporary:
+        with atomic_output(args.out, overwrite=args.force) as temporary:
             table = np.column_stack([events.sample_index, events.channel_index])
             np.savetxt(temporary, table, fmt="%d", delimiter=",", header="sample_index,channel", comments="")
     rates_hz = events.rates_hz(recording.duration_s)

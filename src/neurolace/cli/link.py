@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import json
 
+from neurolace.cli.args import Number
 from neurolace.cli.output import stdout_console
 
 __all__ = ["register"]
+
+#: Accepted values of the numeric options (checked by argparse, shown in --help); the upper
+#: bounds are sanity limits far above any implant or radio link.
+RATIO = Number(float, minimum=0.0, exclusive_minimum=True, maximum=1e6)
+CHANNELS = Number(int, minimum=1, maximum=1_000_000)
+FS_HZ = Number(float, minimum=0.0, exclusive_minimum=True, maximum=1e7, unit="Hz")
+ADC_BITS = Number(int, minimum=1, maximum=32)
+EVENT_RATE_HZ = Number(float, minimum=0.0, exclusive_minimum=True, maximum=1e5, unit="Hz")
+BIN_MS = Number(float, minimum=0.0, exclusive_minimum=True, maximum=1e6, unit="ms")
+LINK_KBPS = Number(float, minimum=0.0, exclusive_minimum=True, maximum=1e9, unit="kbit/s")
 
 DESCRIPTION = """\
 Bandwidth budget of a 1024-channel N1-class implant: raw samples, losslessly compressed raw
@@ -32,19 +43,25 @@ def register(subparsers) -> None:
     )
     budget.add_argument(
         "--ratio",
-        type=float,
+        type=RATIO,
         default=None,
-        help="lossless compression ratio, int16 basis (default: the codec's measured N1 ratio)",
+        help=RATIO.help("lossless compression ratio, int16 basis (default: the codec's measured N1 ratio)"),
     )
-    budget.add_argument("--channels", type=int, default=1024, help="electrodes (default 1024)")
-    budget.add_argument("--fs-hz", type=float, default=19531.0, help="sampling rate (default 19531)")
-    budget.add_argument("--adc-bits", type=int, default=10, help="ADC resolution (default 10)")
+    budget.add_argument("--channels", type=CHANNELS, default=1024, help=CHANNELS.help("electrodes (default 1024)"))
+    budget.add_argument("--fs-hz", type=FS_HZ, default=19531.0, help=FS_HZ.help("sampling rate (default 19531)"))
+    budget.add_argument("--adc-bits", type=ADC_BITS, default=10, help=ADC_BITS.help("ADC resolution (default 10)"))
     budget.add_argument(
-        "--event-rate-hz", type=float, default=20.0, help="threshold crossings per channel per s (default 20)"
+        "--event-rate-hz",
+        type=EVENT_RATE_HZ,
+        default=20.0,
+        help=EVENT_RATE_HZ.help("threshold crossings per channel per s (default 20)"),
     )
-    budget.add_argument("--bin-ms", type=float, default=20.0, help="feature bin width (default 20 ms)")
+    budget.add_argument("--bin-ms", type=BIN_MS, default=20.0, help=BIN_MS.help("feature bin width (default 20 ms)"))
     budget.add_argument(
-        "--link-kbps", type=float, default=1400.0, help="usable link throughput (default 1400, BLE 2M)"
+        "--link-kbps",
+        type=LINK_KBPS,
+        default=1400.0,
+        help=LINK_KBPS.help("usable link throughput (default 1400, BLE 2M)"),
     )
     budget.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     budget.set_defaults(handler=budget_command)

@@ -7,6 +7,8 @@ import json
 import sys
 import warnings
 
+from neurolace.cli.args import add_force, check_output
+
 __all__ = ["register", "run"]
 
 DESCRIPTION = """\
@@ -22,6 +24,7 @@ loop-latency histogram. An NWB recording holds the implant's signals, not the We
 loop's timing, so without a summary these are listed as "not recorded in this file" with what they
 need. The summary must come from the run that wrote the NWB file ('neurolace demo' writes one run
 id into both); a summary of another run is refused (exit status 2) unless --allow-other-run.
+An existing --out file is refused unless --force.
 
 examples:
   neurolace simulate --seconds 2 --electrodes 64 --seed 3 --out small.nwb
@@ -35,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="HTML report of a session (NWB) with plots",
                                    description=DESCRIPTION)
     parser.add_argument("session", help="session NWB file (neurolace simulate / demo output)")
-    parser.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    parser.add_argument(
+        "--out", default="report.html", help="HTML file to write (default report.html; refused if it exists)"
+    )
+    add_force(parser)
     parser.add_argument("--session-json", help="JSON session summary: neurolace demo --json, or a dashboard export")
     parser.add_argument("--allow-other-run", action="store_true",
                         help="draw a --session-json of another run than the NWB file's (warns) instead of refusing")
@@ -48,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
     from neurolace.web.report import NEEDS_SESSION_RUN, RunCheckWarning, build_report, load_session_summary
 
-    summary = load_session_summary(args.session_json) if args.session_json else None
+    from neurolace.io.paths import check_input_file
+
+    check_input_file(args.session, "session NWB file")
+    if args.session_json:
+        check_input_file(args.session_json, "--session-json file")
+    check_output(args.out, "--out", force=args.force)
+    summary = _load_summary(load_session_summary, args.session_json) if args.session_json else None
     console = Console(stderr=True)
     with warnings.catch_warnings(record=True) as caught, \
             console.status(f"reading {args.session} and drawing the report", spinner="dots"):
@@ -79,3 +91,16 @@ def run(args: argparse.Namespace) -> int:
         hint = " (pass --session-json with 'neurolace demo --json' output)" if need == NEEDS_SESSION_RUN else ""
         print(f"  not recorded in this file, needs {need}: {', '.join(titles)}{hint}")
     return 0
+
+
+def _load_summary(load_session_summary, path: str) -> dict:
+    """The --session-json summary; a file that is not text is a clear error, not a traceback."""
+    from neurolace.core.errors import InvalidInputError
+
+    try:
+        return load_session_summary(path)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"--session-json {path!r} is not a UTF-8 text file (byte {exc.start} cannot be decoded); "
+            "expected the JSON that 'neurolace demo --json' prints"
+        ) from None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolace.cli.args import Number, add_force, check_output
 from neurolace.core.errors import InvalidInputError
 
 DESCRIPTION = """\
@@ -27,6 +28,30 @@ examples:
 """
 
 
+#: Accepted values of the numeric options (checked by argparse, shown in --help).
+SECONDS = Number(float, minimum=0.0, exclusive_minimum=True, maximum=86400.0, unit="s")
+ELECTRODES = Number(int, minimum=1, maximum=1_000_000)
+SEED = Number(int, minimum=0, maximum=2**63 - 1)
+MEMORY_GB = Number(float, minimum=0.0, exclusive_minimum=True, unit="GB")
+
+#: Without --allow-large, at most this many electrodes (four N1 implants). The NWB units table
+#: is written unit by unit, about 0.4 CPU ms per unit (measured: 10.0 CPU s for the 22,588
+#: ground-truth units of 4096 electrodes, 2.3 CPU s for the 5736 of 1024), so 100,000 electrodes
+#: would spend minutes on it after simulating.
+MAX_ELECTRODES = 4096
+#: Without --allow-large, the estimated peak memory may be at most this many GB.
+DEFAULT_MAX_MEMORY_GB = 4.0
+#: Even with --allow-large, the estimate may use at most this share of the machine's memory.
+MAX_PHYSICAL_SHARE = 0.8
+
+# Peak memory model, fitted to the peak resident set (ru_maxrss) of `neurolace simulate` on the
+# 2-core EPYC development machine (1024 x 0.2/2/8 s, 256 x 8 s, 2048 x 0.2 s, 4096 x 0.2 s measured
+# 107-469 MB above the interpreter; the model's residuals were within 15 %) and rounded up.
+ESTIMATE_FIXED_BYTES = 64e6
+ESTIMATE_BYTES_PER_ELECTRODE = 80e3
+ESTIMATE_BYTES_PER_CHANNEL_SAMPLE = 3.0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate",
@@ -34,52 +59,113 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
     )
     parser.add_argument(
-        "--seconds", type=float, required=True, help="length of the recording in seconds (> 0)"
+        "--seconds", type=SECONDS, required=True, help=SECONDS.help("length of the recording in seconds")
     )
     parser.add_argument(
         "--electrodes",
-        type=int,
+        type=ELECTRODES,
         default=1024,
-        help="number of electrodes: 1-16 (one thread) or a multiple of 16 (default 1024 = 64 threads x 16)",
+        help=f"number of electrodes: 1-16 (one thread) or a multiple of 16 (default 1024 = 64 threads x 16); "
+        f"at most {MAX_ELECTRODES} without --allow-large",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same data (default 0)")
+    parser.add_argument(
+        "--seed", type=SEED, default=0, help=SEED.help("random seed; same seed, same data (default 0)")
+    )
     parser.add_argument(
         "--out", required=True, metavar="FILE.nwb", help="output NWB file (written atomically)"
+    )
+    add_force(parser)
+    parser.add_argument(
+        "--max-memory-gb",
+        type=MEMORY_GB,
+        default=None,
+        help=f"refuse a recording whose estimated peak memory exceeds this (default {DEFAULT_MAX_MEMORY_GB:g} GB; "
+        f"never more than {100 * MAX_PHYSICAL_SHARE:.0f} %% of this machine's memory)",
+    )
+    parser.add_argument(
+        "--allow-large",
+        action="store_true",
+        help=f"lift the caps of {MAX_ELECTRODES} electrodes and {DEFAULT_MAX_MEMORY_GB:g} GB estimated memory "
+        f"(the {100 * MAX_PHYSICAL_SHARE:.0f} %% of physical memory still holds)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     parser.set_defaults(handler=run)
 
 
-def _check_output_path(path: Path) -> None:
+def _check_output_path(path: Path, *, force: bool) -> None:
     if path.suffix.lower() != ".nwb":
         raise InvalidInputError(f"--out must name a .nwb file, got {str(path)!r}")
-    if path.is_dir():
-        raise IsADirectoryError(f"--out {str(path)!r} is a directory")
-    existing = path.parent if str(path.parent) else Path(".")
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InvalidInputError(f"cannot write --out {str(path)!r}: {str(existing)!r} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(
-            f"cannot write --out {str(path)!r}: directory {str(existing)!r} is not writable"
-        )
+    check_output(path, "--out", force=force)
 
 
-def _check_memory(seconds: float, electrodes: int) -> None:
-    """Refuse sessions whose int16 samples alone would not fit in this machine's memory."""
+def estimate_peak_bytes(seconds: float, electrodes: int) -> float:
+    """Estimated peak memory of ``neurolace simulate``, in bytes (the measured model above)."""
     from neurolace.sim.spiking import N1_FS_HZ
 
-    needed_bytes = round(seconds * N1_FS_HZ) * electrodes * 2
+    channel_samples = round(seconds * N1_FS_HZ) * electrodes
+    return (
+        ESTIMATE_FIXED_BYTES
+        + ESTIMATE_BYTES_PER_ELECTRODE * electrodes
+        + ESTIMATE_BYTES_PER_CHANNEL_SAMPLE * channel_samples
+    )
+
+
+def _physical_bytes() -> float | None:
     try:
-        physical_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):  # not available on this platform
-        return
-    if needed_bytes > 0.8 * physical_bytes:
+        return None
+
+
+def check_resources(
+    seconds: float, electrodes: int, *, max_memory_gb: float | None = None, allow_large: bool = False
+) -> float:
+    """Refuse, before any work, a recording too large for the caps or for this machine.
+
+    Parameters
+    ----------
+    seconds : float
+        Length of the recording, s.
+    electrodes : int
+        Number of electrodes.
+    max_memory_gb : float, optional
+        Budget for the estimated peak memory, GB (default ``DEFAULT_MAX_MEMORY_GB``, or no
+        budget but the machine's with ``allow_large``).
+    allow_large : bool
+        Lift the electrode cap and the default memory budget.
+
+    Returns
+    -------
+    float
+        The estimated peak memory, bytes.
+
+    Raises
+    ------
+    InvalidInputError
+        A cap is exceeded; the message gives the estimate and the flag that lifts the cap.
+    """
+    needed_bytes = estimate_peak_bytes(seconds, electrodes)
+    estimate = (
+        f"--seconds {seconds:g} with --electrodes {electrodes} needs about {needed_bytes / 1e9:.1f} GB "
+        f"(estimated peak memory: {ESTIMATE_FIXED_BYTES / 1e6:.0f} MB + {ESTIMATE_BYTES_PER_ELECTRODE / 1e3:.0f} kB "
+        f"per electrode + {ESTIMATE_BYTES_PER_CHANNEL_SAMPLE:g} B per sample and channel)"
+    )
+    physical_bytes = _physical_bytes()
+    if physical_bytes is not None and needed_bytes > MAX_PHYSICAL_SHARE * physical_bytes:
         raise InvalidInputError(
-            f"--seconds {seconds:g} with --electrodes {electrodes} needs {needed_bytes / 1e9:.1f} GB for the "
-            f"samples alone; this machine has {physical_bytes / 1e9:.1f} GB (simulate shorter sessions)"
+            f"{estimate}; this machine has {physical_bytes / 1e9:.1f} GB (simulate shorter sessions or fewer electrodes)"
         )
+    if not allow_large and electrodes > MAX_ELECTRODES:
+        raise InvalidInputError(
+            f"--electrodes {electrodes} is above the cap of {MAX_ELECTRODES}; {estimate}; "
+            "pass --allow-large to simulate it anyway"
+        )
+    budget_gb = max_memory_gb if max_memory_gb is not None else (None if allow_large else DEFAULT_MAX_MEMORY_GB)
+    if budget_gb is not None and needed_bytes > budget_gb * 1e9:
+        raise InvalidInputError(
+            f"{estimate}, above the budget of {budget_gb:g} GB; raise --max-memory-gb or pass --allow-large"
+        )
+    return needed_bytes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,17 +175,13 @@ def run(args: argparse.Namespace) -> int:
     from neurolace.io.nwb import write_nwb
     from neurolace.sim.implant import implant_geometry, simulate_implant
 
-    if not np.isfinite(args.seconds) or args.seconds <= 0:
-        raise InvalidInputError(f"--seconds must be a positive number, got {args.seconds:g}")
-    if args.seed < 0:
-        raise InvalidInputError(f"--seed must be >= 0, got {args.seed}")
     try:
         implant_geometry(args.electrodes)
     except InvalidInputError as exc:
         raise InvalidInputError(f"--electrodes: {exc}") from exc
     path = Path(args.out)
-    _check_output_path(path)
-    _check_memory(args.seconds, args.electrodes)
+    _check_output_path(path, force=args.force)
+    check_resources(args.seconds, args.electrodes, max_memory_gb=args.max_memory_gb, allow_large=args.allow_large)
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -139,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
                     "ground-truth units from neurolace.sim.simulate_implant (see docs/simulator.md)."
                 ),
             },
+            overwrite=args.force,
         )
     elapsed_s = time.perf_counter() - started
     summary = {

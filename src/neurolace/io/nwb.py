@@ -48,6 +48,7 @@ from neurolace.core.features import BinnedFeatures
 from neurolace.core.geometry import ElectrodeGeometry
 from neurolace.core.recording import Recording
 from neurolace.io.atomic import atomic_output
+from neurolace.io.paths import check_input_file
 
 __all__ = ["NWBContents", "read_nwb", "write_nwb"]
 
@@ -525,6 +526,7 @@ def write_nwb(
     session_start_time: dt.datetime | str | None = None,
     subject_id: str | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write a recording (and optionally detections, features and ground-truth units) as NWB.
 
@@ -568,6 +570,9 @@ def write_nwb(
         NWBFile fields (``experimenter``, ``institution``, ``lab``,
         ``keywords``, ``experiment_description``, ``session_id``, ...) and a
         ``"subject"`` dict of Subject fields.
+    overwrite : bool, default True
+        If false, an existing ``path`` is refused
+        (:class:`~neurolace.io.atomic.OutputExistsError`) and left as it is.
 
     Returns
     -------
@@ -627,7 +632,7 @@ def write_nwb(
     _add_raw_series(nwbfile, recording, region, counts)
 
     path = Path(path)
-    with atomic_output(path) as temporary, warnings.catch_warnings():
+    with atomic_output(path, overwrite=overwrite) as temporary, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not end in '.nwb'", category=UserWarning)
         with NWBHDF5IO(str(temporary), mode="w") as io:
             io.write(nwbfile)
@@ -893,9 +898,7 @@ def read_nwb(path: str | os.PathLike) -> NWBContents:
     """
     from pynwb import NWBHDF5IO
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"NWB file not found: {path}")
+    path = check_input_file(path, "NWB file")
     try:
         io = NWBHDF5IO(str(path), mode="r")
     except OSError as exc:

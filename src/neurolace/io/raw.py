@@ -19,6 +19,7 @@ from neurolace.core.checks import check_int, check_positive
 from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.core.recording import Recording
 from neurolace.io.atomic import atomic_output
+from neurolace.io.paths import check_input_file
 
 __all__ = ["read_raw", "write_raw"]
 
@@ -93,9 +94,7 @@ def read_raw(
     disk_dtype = _check_dtype(dtype)
     offset = check_int(offset, "offset", minimum=0)
     gain = 1.0 if gain_uv is None else check_positive(gain_uv, "gain_uv")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"raw file not found: {path}")
+    path = check_input_file(path, "raw file")
     size_bytes = path.stat().st_size
     if size_bytes == 0:
         raise FormatError(f"{path}: the file is empty (0 bytes), no samples to read")
@@ -135,7 +134,9 @@ def read_raw(
     )
 
 
-def write_raw(path: str | os.PathLike, recording: Recording, *, dtype: Any = "<i2") -> Path:
+def write_raw(
+    path: str | os.PathLike, recording: Recording, *, dtype: Any = "<i2", overwrite: bool = True
+) -> Path:
     """Write a recording's codes as headerless interleaved binary (atomic).
 
     Parameters
@@ -146,6 +147,9 @@ def write_raw(path: str | os.PathLike, recording: Recording, *, dtype: Any = "<i
         Samples of shape (n_samples, n_channels) are written time first.
     dtype : numpy dtype or str, default "<i2"
         On-disk type; it must hold every int16 value of the recording.
+    overwrite : bool, default True
+        If false, an existing ``path`` is refused
+        (:class:`~neurolace.io.atomic.OutputExistsError`) and left as it is.
 
     Returns
     -------
@@ -163,7 +167,7 @@ def write_raw(path: str | os.PathLike, recording: Recording, *, dtype: Any = "<i
                 f"dtype {disk_dtype} cannot hold the recording's codes in [{low}, {high}]"
             )
     path = Path(path)
-    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+    with atomic_output(path, overwrite=overwrite) as temporary, open(temporary, "wb") as stream:
         stream.writelines(
             np.ascontiguousarray(block, dtype=disk_dtype).tobytes()
             for block in recording.iter_chunks(1 << 16)

@@ -24,6 +24,7 @@ from neurolace.core.checks import check_positive
 from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.core.recording import Recording
 from neurolace.io.atomic import atomic_output
+from neurolace.io.paths import check_input_file
 
 __all__ = ["N1_WAV_GAIN_UV", "WavHeader", "parse_wav_header", "read_wav", "write_wav"]
 
@@ -277,9 +278,7 @@ def read_wav(path: str | os.PathLike, *, gain_uv: float | None = None) -> Record
         and metadata ``source``, ``format`` ("wav"), ``wav_format_tag``,
         ``gain_uv_assumed``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"WAV file not found: {path}")
+    path = check_input_file(path, "WAV file")
     if gain_uv is not None:
         gain_uv = check_positive(gain_uv, "gain_uv")
     contents = bytearray(path.read_bytes())
@@ -325,7 +324,7 @@ def _canonical_header(n_channels: int, fs_hz: int, data_size: int) -> bytes:
     )
 
 
-def write_wav(path: str | os.PathLike, recording: Recording) -> Path:
+def write_wav(path: str | os.PathLike, recording: Recording, *, overwrite: bool = True) -> Path:
     """Write a recording's int16 codes as a canonical 16-bit PCM WAV file.
 
     The header is the plain 44-byte form (fmt chunk of 16 bytes, then data),
@@ -339,6 +338,9 @@ def write_wav(path: str | os.PathLike, recording: Recording) -> Path:
     recording : Recording
         Its ``fs_hz`` must be a whole number of Hz (the WAV field is an integer).
         The µV gain is not stored: WAV has no field for it.
+    overwrite : bool, default True
+        If false, an existing ``path`` is refused
+        (:class:`~neurolace.io.atomic.OutputExistsError`) and left as it is.
 
     Returns
     -------
@@ -360,7 +362,7 @@ def write_wav(path: str | os.PathLike, recording: Recording) -> Path:
     if 36 + data_size > 0xFFFFFFFF:
         raise InvalidInputError(f"{data_size} bytes of samples exceed the 4 GiB limit of a RIFF file")
     path = Path(path)
-    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+    with atomic_output(path, overwrite=overwrite) as temporary, open(temporary, "wb") as stream:
         stream.write(_canonical_header(recording.n_channels, int(fs_hz), data_size))
         stream.writelines(
             np.ascontiguousarray(block, dtype="<i2").tobytes() for block in recording.iter_chunks(1 << 16)
