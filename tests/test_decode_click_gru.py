@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode import ClickDecoder, GRUDecoder, KalmanFilter, check_decoder, make_decoding_data
 from neurolace.decode.checks import DECODER_CHECKS
-from neurolace.decode.gru import gru_forward
+from neurolace.decode.gru import CONFIGURATIONS, gru_forward
 from neurolace.sim.tuning import TuningModel
 
 TINY_GRU = {
@@ -127,6 +127,21 @@ def test_gru_early_stopping_seed_and_global_rng():
     assert decoder.n_epochs_ == 30 or decoder.n_epochs_ - 1 - decoder.best_epoch_ == 3
     other = GRUDecoder(**{**TINY_GRU, "max_epochs": 30, "patience": 3, "seed": 1}).fit(X, y)
     assert not np.array_equal(other.predict(X), decoder.predict(X))
+
+
+def test_gru_chooses_its_configuration_by_its_own_validation_loss():
+    """dropout='auto' trains each configuration and keeps the lowest validation loss (training bins only)."""
+    X, y = make_decoding_data(400, 6, seed=8)
+    decoder = GRUDecoder(**{**TINY_GRU, "dropout": "auto", "max_epochs": 6}).fit(X, y)
+    losses = decoder.configuration_losses_
+    assert len(losses) == len(CONFIGURATIONS)
+    assert decoder.hidden_size_ == TINY_GRU["hidden_size"]  # an explicit value holds in every configuration
+    assert decoder.dropout_ == CONFIGURATIONS[int(np.argmin(losses))][1]
+    assert decoder.validation_loss_[decoder.best_epoch_] == min(losses)
+    single = GRUDecoder(**{**TINY_GRU, "dropout": decoder.dropout_, "max_epochs": 6}).fit(X, y)
+    assert np.allclose(single.predict(X), decoder.predict(X))  # the kept network is that configuration's
+    with pytest.raises(InvalidInputError, match="dropout must be one of 'auto'"):
+        GRUDecoder(dropout="high").fit(X, y)
 
 
 def test_gru_errors():

@@ -20,7 +20,7 @@ from neurolace.decode import (
     steady_state_gain,
 )
 from neurolace.decode.checks import DECODER_CHECKS
-from neurolace.decode.ridge import ridge_fit
+from neurolace.decode.ridge import cv_folds, lagged_design, ridge_cv, ridge_fit
 from neurolace.decode.wiener import choose_ridge_alpha
 
 LINEAR_DECODERS = [
@@ -88,6 +88,122 @@ def test_auto_alpha_prefers_little_penalty_without_noise_and_more_with_noise(rng
     clean = design @ rng.normal(size=(30, 1))
     noisy = 0.02 * clean + rng.normal(size=clean.shape)
     assert choose_ridge_alpha(design, clean) < choose_ridge_alpha(design, noisy)
+
+
+def _brute_force_cv_score(X, y, n_lags, alpha, folds, segments):
+    """Mean validation R² of scikit-learn's Ridge on the same lagged design and contiguous folds."""
+    from sklearn.linear_model import Ridge
+
+    design = np.vstack(
+        [
+            lagged_design(X[start:stop] - X.mean(0), n_lags) + np.tile(X.mean(0), n_lags)
+            for start, stop in segments
+        ]
+    )
+    score = 0.0
+    for start, stop in folds:
+        train = np.ones(len(y), dtype=bool)
+        train[start:stop] = False
+        predicted = Ridge(alpha=alpha).fit(design[train], y[train]).predict(design[start:stop])
+        r2 = 1 - np.mean((y[start:stop] - predicted) ** 2, 0) / np.var(y[start:stop], 0)
+        score += np.mean(r2) / len(folds)
+    return score
+
+
+@pytest.mark.parametrize("n_folds", [1, 3])
+@pytest.mark.parametrize("n_bins, n_features", [(300, 4), (60, 12)], ids=["primal", "dual"])
+def test_ridge_cv_scores_equal_sklearn_ridge_on_the_same_folds(rng, n_bins, n_features, n_folds):
+    """Every (history, penalty) score equals a brute-force scikit-learn Ridge, in primal and kernel form."""
+    X = rng.normal(size=(n_bins, n_features))
+    y = rng.normal(size=(n_bins, 2)) + X[:, :2]
+    segments = [(0, n_bins // 2), (n_bins // 2, n_bins)]
+    result = ridge_cv(X, y, n_lags=(1, 2, 4), segments=segments, n_folds=n_folds, patience=5)
+    folds = cv_folds(n_bins, n_folds=n_folds, segments=segments)
+    assert all(start in (0, n_bins // 2) for start, _ in folds)  # folds keep the trials whole
+    for row, n_lags in enumerate(result.n_lags_tried):
+        for column in (0, 6, 12):
+            expected = _brute_force_cv_score(X, y, n_lags, result.alphas[column], folds, segments)
+            assert result.scores[row, column] == pytest.approx(expected, abs=1e-9)
+    best = np.unravel_index(np.argmax(result.scores), result.scores.shape)
+    assert (result.n_lags, result.alpha) == (result.n_lags_tried[best[0]], result.alphas[best[1]])
+
+
+def _lagged_target(rng, n_bins, n_features, n_lags, noise):
+    X = rng.normal(size=(n_bins, n_features))
+    weights = rng.normal(size=(n_lags, n_features, 2))
+    y = noise * rng.normal(size=(n_bins, 2))
+    for lag in range(n_lags):
+        y[lag:] += X[: n_bins - lag] @ weights[lag]
+    return X, y
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cross_validation_finds_the_true_history_length(seed):
+    """y depends on bins t, t-1, t-2: five contiguous folds choose 3 bins; one forward split never fewer."""
+    X, y = _lagged_target(np.random.default_rng(seed), 3000, 6, 3, noise=2.0)
+    assert WienerFilter(cv_folds=5, guard=None).fit(X, y).n_lags_ == 3
+    forward = WienerFilter(cv_folds=1, guard=None).fit(X, y)
+    assert forward.n_lags_ >= 3
+    scores = forward.cv_result_.scores
+    assert np.nanmax(scores[2]) > np.nanmax(scores[1]) + 0.1  # 2 bins miss a third of the signal
+
+
+def test_cross_validation_penalty_grows_with_noise_and_refit_equals_an_explicit_fit(rng):
+    X, y = _lagged_target(rng, 800, 40, 2, noise=0.1)
+    clean = WienerFilter(guard=None).fit(X, y)
+    noisy = WienerFilter(guard=None).fit(X, 0.05 * y + rng.normal(size=y.shape))
+    assert clean.alpha_ < noisy.alpha_
+    explicit = WienerFilter(n_lags=clean.n_lags_, alpha=clean.alpha_, guard=None).fit(X, y)
+    assert np.allclose(clean.coef_, explicit.coef_, atol=1e-9)
+    assert np.allclose(clean.intercept_, explicit.intercept_, atol=1e-9)
+
+
+def test_settings_never_depend_on_rows_outside_the_fit(rng):
+    """Corrupting the held-out rows of the same array leaves every chosen setting unchanged."""
+    X, y = _lagged_target(rng, 1500, 8, 2, noise=1.0)
+    X = np.abs(X)
+    split = 1000
+    decoders = (WienerFilter(), WienerFilter(cv_folds=5), KalmanFilter())
+
+    def settings():
+        out = []
+        for decoder in decoders:
+            decoder.fit(X[:split], y[:split])
+            names = ("n_lags_", "alpha_", "lag_bins_", "q_shrinkage_")
+            out.append({name: getattr(decoder, name) for name in names if hasattr(decoder, name)})
+        return out
+
+    before = settings()
+    X[split:] = rng.permutation(X[split:]) * 10
+    y[split:] = -y[split:]
+    assert settings() == before
+
+
+def test_ridge_cv_errors():
+    X, y = make_decoding_data(30, 3, seed=1)
+    with pytest.raises(InvalidInputError, match="too few for 5 validation fold"):
+        ridge_cv(X[:8], y[:8], n_folds=5)
+    with pytest.raises(InvalidInputError, match="alphas must be finite numbers >= 0"):
+        ridge_cv(X, y, alphas=(-1.0,))
+    with pytest.raises(InvalidInputError, match="n_lags_candidates must hold at least one"):
+        WienerFilter(n_lags_candidates=()).fit(X, y)
+    with pytest.raises(InvalidInputError, match="cv_folds must be one of 'auto'"):
+        WienerFilter(cv_folds="kfold").fit(X, y)
+
+
+def test_kalman_cross_validation_finds_the_neural_lead(rng):
+    """Features lead velocity by 2 bins: lag_bins='auto' chooses 2 on the training bins alone."""
+    n_bins = 3000
+    velocity = np.zeros((n_bins, 2))
+    for index in range(1, n_bins):
+        velocity[index] = 0.95 * velocity[index - 1] + rng.normal(0, 0.3, 2)
+    features = np.full((n_bins, 20), 3.0)
+    features[:-2] += velocity[2:] @ rng.normal(size=(20, 2)).T
+    features += rng.normal(0, 1.0, size=features.shape)
+    decoder = KalmanFilter(guard=None).fit(features, velocity)
+    assert decoder.lag_bins_ == 2
+    assert decoder.cv_scores_.shape == (6, 5)
+    assert decoder.cv_scores_[2].max() == decoder.cv_scores_.max()
 
 
 def test_steady_state_gain_matches_iterated_riccati(rng):

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from neurolace.core.checks import check_int, check_nonnegative, check_positive
+from neurolace.core.checks import check_in, check_int, check_nonnegative, check_positive
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode.base import BaseDecoder
 
-__all__ = ["GRUDecoder", "gru_forward"]
+__all__ = ["CONFIGURATIONS", "GRUDecoder", "gru_forward"]
 
 
 def _import_torch() -> Any:
@@ -61,20 +61,49 @@ def _build_network(
     return _Network()
 
 
+#: configurations ``(hidden_size, dropout)`` tried when both are "auto"; the two of the earlier offline
+#: benchmark's grid that differed in size and regularisation (the third, shorter windows, never won)
+CONFIGURATIONS = ((96, 0.25), (128, 0.4))
+
+_TRAINED = ("layers_", "readout_weight_", "readout_bias_", "n_epochs_", "best_epoch_", "validation_loss_")
+
+
+def _configurations(hidden_size: Any, dropout: Any) -> list[tuple[int, float]]:
+    """The ``(hidden_size, dropout)`` pairs to train: "auto" takes the values of :data:`CONFIGURATIONS`."""
+    pairs = []
+    for default_size, default_dropout in CONFIGURATIONS:
+        size = default_size if isinstance(hidden_size, str) else hidden_size
+        rate = default_dropout if isinstance(dropout, str) else dropout
+        pairs.append((size, rate))
+    for size, rate in pairs:
+        if isinstance(hidden_size, str):
+            check_in(hidden_size, "hidden_size", ("auto",))
+        else:
+            check_int(size, "hidden_size", minimum=1)
+        if isinstance(dropout, str):
+            check_in(dropout, "dropout", ("auto",))
+        elif not 0 <= check_nonnegative(rate, "dropout") < 1:
+            raise InvalidInputError(f"dropout must lie in [0, 1), got {rate}")
+    return list(dict.fromkeys(pairs))
+
+
 class GRUDecoder(BaseDecoder):
     """GRU decoder with early stopping on a contiguous validation split.
 
     Parameters
     ----------
-    hidden_size : int, default 96
-        GRU units.
+    hidden_size : int or "auto", default "auto"
+        GRU units. With ``dropout`` also "auto", the decoder trains each of
+        :data:`CONFIGURATIONS` and keeps the one with the lowest validation loss
+        (the last ``validation_fraction`` of the training bins); an explicit value
+        replaces that setting in every configuration.
     n_layers : int, default 1
     window_bins : int, default 96
         Length of the training windows.
     burn_in_bins : int, default 16
         Bins at the start of each window left out of the loss.
-    dropout : float, default 0.25
-        Dropout on the (standardised) input features.
+    dropout : float or "auto", default "auto"
+        Dropout on the (standardised) input features (see ``hidden_size``).
     learning_rate : float, default 3e-3
     weight_decay : float, default 1e-4
     batch_size : int, default 32
@@ -102,16 +131,20 @@ class GRUDecoder(BaseDecoder):
     best_epoch_ : int
     validation_loss_ : list of float
         Validation MSE (standardised units) after each epoch.
+    hidden_size_, dropout_ : int, float
+        The configuration kept.
+    configuration_losses_ : list of float
+        Best validation loss of each configuration tried.
     """
 
     def __init__(
         self,
         *,
-        hidden_size: int = 96,
+        hidden_size: int | str = "auto",
         n_layers: int = 1,
         window_bins: int = 96,
         burn_in_bins: int = 16,
-        dropout: float = 0.25,
+        dropout: float | str = "auto",
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-4,
         batch_size: int = 32,
@@ -141,13 +174,10 @@ class GRUDecoder(BaseDecoder):
 
     def _fit_model(self, X: np.ndarray, y: np.ndarray, segments: list[tuple[int, int]]) -> None:
         torch = _import_torch()
-        hidden_size = check_int(self.hidden_size, "hidden_size", minimum=1)
+        configurations = _configurations(self.hidden_size, self.dropout)
         n_layers = check_int(self.n_layers, "n_layers", minimum=1)
         window = check_int(self.window_bins, "window_bins", minimum=2)
         burn_in = check_int(self.burn_in_bins, "burn_in_bins", minimum=0, maximum=window - 1)
-        dropout = check_nonnegative(self.dropout, "dropout")
-        if dropout >= 1:
-            raise InvalidInputError(f"dropout must lie in [0, 1), got {dropout}")
         learning_rate = check_positive(self.learning_rate, "learning_rate")
         weight_decay = check_nonnegative(self.weight_decay, "weight_decay")
         batch_size = check_int(self.batch_size, "batch_size", minimum=1)
@@ -187,27 +217,37 @@ class GRUDecoder(BaseDecoder):
 
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(n_threads)
+        trained = []
         try:
-            self._train(
-                torch,
-                features,
-                targets,
-                window_starts,
-                validation,
-                window,
-                burn_in,
-                seed,
-                hidden_size,
-                n_layers,
-                dropout,
-                learning_rate,
-                weight_decay,
-                batch_size,
-                max_epochs,
-                patience,
-            )
+            for hidden_size, dropout in configurations:
+                self._train(
+                    torch,
+                    features,
+                    targets,
+                    window_starts,
+                    validation,
+                    window,
+                    burn_in,
+                    seed,
+                    hidden_size,
+                    n_layers,
+                    dropout,
+                    learning_rate,
+                    weight_decay,
+                    batch_size,
+                    max_epochs,
+                    patience,
+                )
+                trained.append({name: getattr(self, name) for name in _TRAINED})
         finally:
             torch.set_num_threads(previous_threads)
+        # the configuration with the lowest validation loss (training bins only) wins
+        losses = [result["validation_loss_"][result["best_epoch_"]] for result in trained]
+        best = int(np.argmin(losses))
+        for name, value in trained[best].items():
+            setattr(self, name, value)
+        self.hidden_size_, self.dropout_ = configurations[best]
+        self.configuration_losses_ = losses
 
     def _train(
         self,

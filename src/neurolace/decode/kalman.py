@@ -36,11 +36,27 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from neurolace.core.checks import check_array, check_int, check_nonnegative
+from neurolace.core.checks import check_array, check_in, check_int, check_nonnegative
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode.base import BaseDecoder, check_features, check_targets
+from neurolace.decode.ridge import cv_folds, r2_score_columns
 
-__all__ = ["KalmanFilter", "ReFITKalmanFilter", "intended_velocity", "steady_state_gain"]
+__all__ = [
+    "LAG_BINS_CANDIDATES",
+    "Q_SHRINKAGE_CANDIDATES",
+    "KalmanFilter",
+    "ReFITKalmanFilter",
+    "intended_velocity",
+    "steady_state_gain",
+]
+
+#: ``lag_bins`` searched by ``lag_bins="auto"``: 0 to 5 bins (0 to 250 ms at 50 ms bins), spanning the
+#: ~100 ms by which motor cortex leads movement (Moran & Schwartz 1999, J Neurophysiol 82:2676)
+LAG_BINS_CANDIDATES = (0, 1, 2, 3, 4, 5)
+
+#: ``q_shrinkage`` searched by ``q_shrinkage="auto"``: from a nearly full observation-noise covariance
+#: to a diagonal one (1.0, the independent-noise model)
+Q_SHRINKAGE_CANDIDATES = (0.01, 0.1, 0.3, 0.6, 1.0)
 
 
 def steady_state_gain(
@@ -90,12 +106,15 @@ class KalmanFilter(BaseDecoder):
 
     Parameters
     ----------
-    lag_bins : int, default 0
+    lag_bins : int or "auto", default "auto"
         The features of bin ``t - lag_bins`` are paired with the velocity of bin ``t``
         (motor cortex leads movement by ~100 ms; Moran & Schwartz 1999). Causal.
-    q_shrinkage : float in [0, 1], default 0.01
+        "auto" chooses among :data:`LAG_BINS_CANDIDATES`, together with ``q_shrinkage``,
+        by the validation R² of a forward split of the training bins (fit on the first
+        80 %, decode the last 20 %; never the data given to ``predict``).
+    q_shrinkage : float in [0, 1] or "auto", default "auto"
         Shrink the observation noise covariance toward its diagonal; keeps it invertible
-        with many features and few bins.
+        with many features and few bins. "auto" chooses among :data:`Q_SHRINKAGE_CANDIDATES`.
     feature_transform : {"none", "sqrt"}, default "none"
     guard : "auto", None or SignalGuard, default "auto"
 
@@ -110,13 +129,17 @@ class KalmanFilter(BaseDecoder):
         Steady-state Kalman gain.
     transition_ : ndarray, shape (n_dims, n_dims)
         ``(I - K H) A``, the map from one decoded velocity to the next.
+    lag_bins_, q_shrinkage_ : int, float
+        The settings used (chosen when "auto").
+    cv_scores_ : ndarray, shape (n_lag_candidates, n_shrinkage_candidates), or None
+        Validation R² of every pair searched (None when nothing was searched).
     """
 
     def __init__(
         self,
         *,
-        lag_bins: int = 0,
-        q_shrinkage: float = 0.01,
+        lag_bins: int | str = "auto",
+        q_shrinkage: float | str = "auto",
         feature_transform: str = "none",
         guard: Any = "auto",
     ) -> None:
@@ -126,68 +149,146 @@ class KalmanFilter(BaseDecoder):
         self.guard = guard
 
     def _fit_model(self, X: np.ndarray, y: np.ndarray, segments: list[tuple[int, int]]) -> None:
-        lag = check_int(self.lag_bins, "lag_bins", minimum=0)
-        shrinkage = check_nonnegative(self.q_shrinkage, "q_shrinkage")
-        if shrinkage > 1:
-            raise InvalidInputError(f"q_shrinkage must lie in [0, 1], got {shrinkage}")
-        n_bins, n_features = X.shape
-        if n_bins <= lag + 1:
-            raise InvalidInputError(f"X must have more than lag_bins + 1 = {lag + 1} bins, got {n_bins}")
-        n_dims = y.shape[1]
-        # per segment: drop the first lag bins (their features are padding), pair bins within the segment
-        history = np.tile(self.guard_.mean_, (lag, 1))
-        pieces = [
-            (_delay(X[start:stop], history)[0][lag:], y[start + lag : stop])
-            for start, stop in segments
-            if stop - start > lag
-        ]
-        if sum(piece[1].shape[0] for piece in pieces) < 2:
-            raise InvalidInputError(
-                f"the segments must hold more than lag_bins = {lag} bins each, got {segments}"
+        lags = self._candidates(self.lag_bins, "lag_bins", LAG_BINS_CANDIDATES, integer=True)
+        shrinkages = self._candidates(
+            self.q_shrinkage, "q_shrinkage", Q_SHRINKAGE_CANDIDATES, integer=False
+        )
+        padding = self.guard_.mean_
+        self.cv_scores_ = None
+        if (len(lags) > 1 or len(shrinkages) > 1) and X.shape[0] >= 20:
+            lag, shrinkage, self.cv_scores_ = _choose_kalman_settings(
+                X, y, segments, lags, shrinkages, padding
             )
-        observed = np.vstack([piece[0] for piece in pieces])
-        velocity = np.vstack([piece[1] for piece in pieces])
-        # kinematics: v_t = A v_{t-1} + w, from consecutive bins of the same segment
-        before = np.vstack([piece[1][:-1] for piece in pieces])
-        after = np.vstack([piece[1][1:] for piece in pieces])
-        gram = before.T @ before + 1e-9 * max(float(np.trace(before.T @ before)), 1e-12) * np.eye(n_dims)
-        A = scipy.linalg.solve(gram, before.T @ after, assume_a="pos").T
-        residual = after - before @ A.T
-        W = residual.T @ residual / max(residual.shape[0], 1)
-        # observations: z = b + H v + q
-        design = np.column_stack([np.ones(observed.shape[0]), velocity])
-        design_gram = design.T @ design
-        design_gram[np.diag_indices_from(design_gram)] += 1e-9 * max(float(np.trace(design_gram)), 1e-12)
-        coef = scipy.linalg.solve(design_gram, design.T @ observed, assume_a="pos")
-        baseline, H = coef[0], coef[1:].T
-        noise = observed - design @ coef
-        Q = noise.T @ noise / noise.shape[0]
-        diagonal = np.diag(Q).copy()
-        floor = 1e-3 * (float(diagonal.mean()) if diagonal.mean() > 0 else 1.0)
-        Q = (1 - shrinkage) * Q
-        Q[np.diag_indices(n_features)] = np.maximum(diagonal, floor)
-        gain, _ = steady_state_gain(A, W, H, Q)
-        self.A_, self.W_, self.H_, self.baseline_, self.Q_ = A, W, H, baseline, Q
+        else:
+            lag, shrinkage = lags[0], shrinkages[0]
+        if X.shape[0] <= lag + 1:
+            raise InvalidInputError(f"X must have more than lag_bins + 1 = {lag + 1} bins, got {X.shape[0]}")
+        model = _fit_kalman(X, y, segments, lag, padding)
+        gain, transition = _kalman_gain(model, shrinkage)
+        self.lag_bins_, self.q_shrinkage_ = lag, shrinkage
+        self.A_, self.W_, self.H_, self.baseline_ = model["A"], model["W"], model["H"], model["baseline"]
+        self.Q_ = _shrink(model["Q"], shrinkage)
         self.gain_ = gain
-        self.transition_ = (np.eye(n_dims) - gain @ H) @ A
-        self._offset = gain @ baseline
+        self.transition_ = transition
+        self._offset = gain @ model["baseline"]
         self._gain_t = np.ascontiguousarray(gain.T)
 
+    @staticmethod
+    def _candidates(value: Any, name: str, default: tuple, *, integer: bool) -> tuple:
+        if isinstance(value, str):
+            check_in(value, name, ("auto",))
+            return default
+        if integer:
+            return (check_int(value, name, minimum=0),)
+        value = check_nonnegative(value, name)
+        if value > 1:
+            raise InvalidInputError(f"{name} must lie in [0, 1], got {value}")
+        return (value,)
+
     def _initial_model_state(self) -> tuple[np.ndarray, np.ndarray]:
-        lag = int(self.lag_bins)
+        lag = self.lag_bins_
         return np.zeros(self.A_.shape[0]), np.tile(self.guard_.mean_, (lag, 1))
 
     def _decode(self, X: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
         velocity, history = state
         observed, history = _delay(X, history)
-        drive = observed @ self._gain_t - self._offset
-        transition = self.transition_
-        out = np.empty_like(drive)
-        v = velocity
-        for index in range(drive.shape[0]):
-            v = transition @ v + drive[index]
-            out[index] = v
-        return out, (v.copy(), history)
+        out, velocity = _filter(observed @ self._gain_t - self._offset, self.transition_, velocity)
+        return out, (velocity, history)
+
+
+def _filter(drive: np.ndarray, transition: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``v_t = transition v_{t-1} + drive_t`` from ``velocity``; all decoded bins and the last one."""
+    out = np.empty_like(drive)
+    v = velocity
+    for index in range(drive.shape[0]):
+        v = transition @ v + drive[index]
+        out[index] = v
+    return out, v.copy()
+
+
+def _shrink(Q: np.ndarray, shrinkage: float) -> np.ndarray:
+    """Shrink the off-diagonal of ``Q`` by ``shrinkage``; floor the diagonal at 1e-3 of its mean."""
+    diagonal = np.diag(Q).copy()
+    floor = 1e-3 * (float(diagonal.mean()) if diagonal.mean() > 0 else 1.0)
+    shrunk = (1 - shrinkage) * Q
+    shrunk[np.diag_indices_from(shrunk)] = np.maximum(diagonal, floor)
+    return shrunk
+
+
+def _fit_kalman(
+    X: np.ndarray, y: np.ndarray, segments: list[tuple[int, int]], lag: int, padding: np.ndarray
+) -> dict:
+    """Least-squares ``A, W`` (kinematics) and ``b, H, Q`` (features on velocity), Q unshrunk."""
+    n_dims = y.shape[1]
+    # per segment: drop the first lag bins (their features are padding), pair bins within the segment
+    history = np.tile(padding, (lag, 1))
+    pieces = [
+        (_delay(X[start:stop], history)[0][lag:], y[start + lag : stop])
+        for start, stop in segments
+        if stop - start > lag
+    ]
+    if sum(piece[1].shape[0] for piece in pieces) < 2:
+        raise InvalidInputError(
+            f"the segments must hold more than lag_bins = {lag} bins each, got {segments}"
+        )
+    observed = np.vstack([piece[0] for piece in pieces])
+    velocity = np.vstack([piece[1] for piece in pieces])
+    # kinematics: v_t = A v_{t-1} + w, from consecutive bins of the same segment
+    before = np.vstack([piece[1][:-1] for piece in pieces])
+    after = np.vstack([piece[1][1:] for piece in pieces])
+    gram = before.T @ before + 1e-9 * max(float(np.trace(before.T @ before)), 1e-12) * np.eye(n_dims)
+    A = scipy.linalg.solve(gram, before.T @ after, assume_a="pos").T
+    residual = after - before @ A.T
+    W = residual.T @ residual / max(residual.shape[0], 1)
+    # observations: z = b + H v + q
+    design = np.column_stack([np.ones(observed.shape[0]), velocity])
+    design_gram = design.T @ design
+    design_gram[np.diag_indices_from(design_gram)] += 1e-9 * max(float(np.trace(design_gram)), 1e-12)
+    coef = scipy.linalg.solve(design_gram, design.T @ observed, assume_a="pos")
+    noise = observed - design @ coef
+    return {"A": A, "W": W, "H": coef[1:].T, "baseline": coef[0], "Q": noise.T @ noise / noise.shape[0]}
+
+
+def _kalman_gain(model: dict, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+    """Steady-state gain ``K`` and the transition ``(I - K H) A`` of a fitted model."""
+    gain, _ = steady_state_gain(model["A"], model["W"], model["H"], _shrink(model["Q"], shrinkage))
+    return gain, (np.eye(model["A"].shape[0]) - gain @ model["H"]) @ model["A"]
+
+
+def _choose_kalman_settings(
+    X: np.ndarray,
+    y: np.ndarray,
+    segments: list[tuple[int, int]],
+    lags: tuple,
+    shrinkages: tuple,
+    padding: np.ndarray,
+) -> tuple[int, float, np.ndarray]:
+    """Choose ``lag_bins`` and ``q_shrinkage`` on a forward validation split of the training bins.
+
+    Fit on the first 80 % of the bins (whole segments when several), decode
+    the last 20 % from a fresh state as ``predict`` does, and keep the pair
+    with the highest mean R²; the scores have shape (len(lags), len(shrinkages)).
+    """
+    ((split, _),) = cv_folds(X.shape[0], n_folds=1, segments=segments)
+    train = [(start, min(stop, split)) for start, stop in segments if start < split]
+    validation = [(max(start, split), stop) for start, stop in segments if stop > split]
+    target = np.vstack([y[start:stop] for start, stop in validation])
+    scores = np.full((len(lags), len(shrinkages)), -np.inf)
+    for row, lag in enumerate(lags):
+        try:
+            model = _fit_kalman(X, y, train, lag, padding)
+        except InvalidInputError:  # the training part is too short for this lag
+            continue
+        for column, shrinkage in enumerate(shrinkages):
+            gain, transition = _kalman_gain(model, shrinkage)
+            decoded = []
+            for start, stop in validation:
+                observed, _ = _delay(X[start:stop], np.tile(padding, (lag, 1)))
+                drive = observed @ gain.T - gain @ model["baseline"]
+                decoded.append(_filter(drive, transition, np.zeros(y.shape[1]))[0])
+            scores[row, column] = float(np.mean(r2_score_columns(target, np.vstack(decoded))))
+    row, column = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return int(lags[row]), float(shrinkages[column]), scores
 
 
 def intended_velocity(

@@ -12,8 +12,9 @@ first one are taken to equal the training mean of the features, so the first
 
 At its defaults (``n_lags="auto"``, ``alpha="auto"``) the filter chooses both
 by time-series cross-validation on the data given to ``fit`` only
-(:func:`neurolace.decode.ridge.ridge_cv`: a forward validation split of the
-last 20 % of the training bins, or ``cv_folds`` contiguous folds), as
+(:func:`neurolace.decode.ridge.ridge_cv`: five contiguous folds on small
+data, a forward validation split of the last 20 % of the training bins on
+large data), as
 scikit-learn's ``RidgeCV`` chooses a penalty, then refits on all of them.
 """
 
@@ -28,7 +29,12 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.decode.base import BaseDecoder, check_alpha, lag_stack
 from neurolace.decode.ridge import DEFAULT_N_LAGS, ridge_cv, ridge_fit
 
-__all__ = ["WienerFilter", "choose_ridge_alpha"]
+__all__ = ["FOLDS_MAX_ENTRIES", "WienerFilter", "choose_ridge_alpha"]
+
+#: ``cv_folds="auto"`` uses 5 contiguous folds up to this many entries in the longest candidate
+#: design (n_bins x n_features x max lags: 1,200 bins x 71 units x 20 lags is 1.7 M), else one forward
+#: split (10,875 training bins x 196 units x 20 lags is 43 M, where 5 folds cost ~3x more time)
+FOLDS_MAX_ENTRIES = 2**24
 
 def choose_ridge_alpha(design: np.ndarray, y: np.ndarray, *, validation_fraction: float = 0.2) -> float:
     """Pick the ridge penalty of a fixed design on a contiguous hold-out (the last bins), never shuffled.
@@ -56,10 +62,12 @@ class WienerFilter(BaseDecoder):
     n_lags_candidates : tuple of int, default :data:`~neurolace.decode.ridge.DEFAULT_N_LAGS`
         History lengths searched when ``n_lags="auto"`` (shortest first; the search stops
         at the first longer one that fails to beat the best).
-    cv_folds : int, default 1
+    cv_folds : int or "auto", default "auto"
         1 = validate on the last 20 % of the training bins (a forward split, fit on the
-        earlier 80 %); ``k >= 2`` = ``k`` contiguous folds (``k`` times the cost). With
-        ``segment_starts`` the folds keep trials whole.
+        earlier 80 %); ``k >= 2`` = ``k`` contiguous folds (``k`` times the cost, a less
+        noisy choice). "auto" = 5 folds while the longest candidate design holds at most
+        :data:`FOLDS_MAX_ENTRIES` entries (small data, where one split is noisiest and five
+        cost little), else the forward split. With ``segment_starts`` the folds keep trials whole.
     feature_transform : {"none", "sqrt"}, default "none"
         Applied to features before everything else; "sqrt" stabilises the variance of counts.
     guard : "auto", None or SignalGuard, default "auto"
@@ -86,7 +94,7 @@ class WienerFilter(BaseDecoder):
         n_lags: int | str = "auto",
         alpha: float | str = "auto",
         n_lags_candidates: tuple[int, ...] = DEFAULT_N_LAGS,
-        cv_folds: int = 1,
+        cv_folds: int | str = "auto",
         feature_transform: str = "none",
         guard: Any = "auto",
     ) -> None:
@@ -108,7 +116,11 @@ class WienerFilter(BaseDecoder):
         else:
             candidates = (check_int(self.n_lags, "n_lags", minimum=1),)
         alpha = check_alpha(self.alpha)
-        folds = check_int(self.cv_folds, "cv_folds", minimum=1)
+        if isinstance(self.cv_folds, str):
+            check_in(self.cv_folds, "cv_folds", ("auto",))
+            folds = 5 if X.shape[0] * X.shape[1] * max(candidates) <= FOLDS_MAX_ENTRIES else 1
+        else:
+            folds = check_int(self.cv_folds, "cv_folds", minimum=1)
         n_lags, self.cv_result_ = min(candidates), None
         if len(candidates) > 1 or alpha == "auto":
             if X.shape[0] >= 10 * folds:
