@@ -144,6 +144,18 @@ def test_gru_chooses_its_configuration_by_its_own_validation_loss():
         GRUDecoder(dropout="high").fit(X, y)
 
 
+def test_gru_noise_augmentation_is_seeded_and_changes_training():
+    X, y = make_decoding_data(300, 6, seed=9)
+    params = {**TINY_GRU, "max_epochs": 4, "patience": 4}
+    plain = GRUDecoder(**params).fit(X, y).predict(X)
+    noisy = GRUDecoder(**params, input_noise_std=0.5, offset_noise_std=0.2).fit(X, y).predict(X)
+    again = GRUDecoder(**params, input_noise_std=0.5, offset_noise_std=0.2).fit(X, y).predict(X)
+    assert not np.allclose(plain, noisy)
+    assert np.array_equal(noisy, again)
+    with pytest.raises(InvalidInputError, match="input_noise_std must be a"):
+        GRUDecoder(**params, input_noise_std=-0.1).fit(X, y)
+
+
 def test_gru_errors():
     X, y = make_decoding_data(200, 4, seed=7)
     with pytest.raises(InvalidInputError, match="burn_in_bins must be <= 31, got 40"):

@@ -10,7 +10,9 @@ Training: features and kinematics are standardised; the network runs over
 random contiguous windows of the first ``1 - validation_fraction`` of the
 training bins; the loss ignores the first ``burn_in_bins`` of every window,
 so the network learns to work from a hidden state that has already seen
-data, as it does when decoding continuously. Adam, early stopping on the
+data, as it does when decoding continuously (except in windows that start a
+segment: there the zero state is the one ``predict`` starts from, so every
+bin counts). Adam, early stopping on the
 mean-squared error of the last ``validation_fraction`` of the bins (contiguous,
 never shuffled), keeping the best epoch. Everything is seeded by ``seed``
 inside :func:`torch.random.fork_rng`, so the global torch RNG is untouched.
@@ -113,6 +115,19 @@ class GRUDecoder(BaseDecoder):
         Stop after this many epochs without a better validation loss.
     validation_fraction : float, default 0.15
         Last part of the training bins used for early stopping.
+    input_noise_std : float, default 0.0
+        Training augmentation: white Gaussian noise of this standard deviation
+        (standardised feature units) added to every training bin.
+    offset_noise_std : float, default 0.0
+        Training augmentation: one Gaussian offset per training window and feature
+        (a baseline shift). White and constant-offset noise are the two noise types
+        Willett et al. 2021 (Nature 593:249) added to the features when training
+        their recurrent handwriting decoder; their public speech-decoder baseline
+        (Willett et al. 2023, Nature 620:1031) uses SD 0.8 and 0.2 on z-scored
+        features (read from that code, not from the papers). Sussillo et al. 2016
+        (Nat Commun 7:13749) trained on perturbed data for the same purpose,
+        robustness to neural variability. Off by default: offline on the real M1
+        sets they did not beat the un-augmented GRU clearly (docs/decoders.md).
     feature_transform : {"none", "sqrt"}, default "sqrt"
     seed : int, default 0
     n_threads : int, default 1
@@ -151,6 +166,8 @@ class GRUDecoder(BaseDecoder):
         max_epochs: int = 80,
         patience: int = 10,
         validation_fraction: float = 0.15,
+        input_noise_std: float = 0.0,
+        offset_noise_std: float = 0.0,
         feature_transform: str = "sqrt",
         seed: int = 0,
         n_threads: int = 1,
@@ -167,6 +184,8 @@ class GRUDecoder(BaseDecoder):
         self.max_epochs = max_epochs
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.input_noise_std = input_noise_std
+        self.offset_noise_std = offset_noise_std
         self.feature_transform = feature_transform
         self.seed = seed
         self.n_threads = n_threads
@@ -214,6 +233,11 @@ class GRUDecoder(BaseDecoder):
         window_starts = np.concatenate(
             [np.arange(start, stop - window + 1) for start, stop in train_ranges if stop - start >= window]
         )
+        # a window that starts a segment starts from the zero state, exactly as predict does there:
+        # its first bins are scored too (with 31-bin trials, burn-in would otherwise hide half of each)
+        fresh = np.isin(window_starts, [start for start, _ in train_ranges])
+        input_noise = check_nonnegative(self.input_noise_std, "input_noise_std")
+        offset_noise = check_nonnegative(self.offset_noise_std, "offset_noise_std")
 
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(n_threads)
@@ -224,7 +248,8 @@ class GRUDecoder(BaseDecoder):
                     torch,
                     features,
                     targets,
-                    window_starts,
+                    (window_starts, fresh, sum(stop - start for start, stop in train_ranges)),
+                    (input_noise, offset_noise),
                     validation,
                     window,
                     burn_in,
@@ -254,7 +279,8 @@ class GRUDecoder(BaseDecoder):
         torch: Any,
         features: np.ndarray,
         targets: np.ndarray,
-        window_starts: np.ndarray,
+        windows: tuple[np.ndarray, np.ndarray, int],
+        noise: tuple[float, float],
         validation: list[tuple[int, int, int]],
         window: int,
         burn_in: int,
@@ -278,18 +304,31 @@ class GRUDecoder(BaseDecoder):
             train_x = torch.from_numpy(features)
             train_y = torch.from_numpy(targets)
             n_validation_values = sum(stop - first for _, first, stop in validation) * targets.shape[1]
-            n_windows = int(np.ceil((window_starts.size + window - 1) / max(window - burn_in, 1)))
+            window_starts, fresh, n_train_bins = windows
+            input_noise, offset_noise = noise
+            # enough windows per epoch to score every training bin about once (stacked short trials too)
+            n_windows = int(np.ceil(n_train_bins / max(window - burn_in, 1)))
+            scored = torch.ones(window_starts.size, window)
+            scored[torch.from_numpy(~fresh), :burn_in] = 0.0
             offsets = torch.arange(window)
             best_loss, best_state, best_epoch, losses = np.inf, None, 0, []
             for epoch in range(max_epochs):
                 network.train()
-                starts = window_starts[sampler.integers(0, window_starts.size, size=n_windows)]
+                chosen = sampler.integers(0, window_starts.size, size=n_windows)
+                starts = window_starts[chosen]
                 for batch_start in range(0, n_windows, batch_size):
                     index = (
                         torch.from_numpy(starts[batch_start : batch_start + batch_size])[:, None] + offsets
                     )
-                    predicted, _ = network(train_x[index])
-                    loss = torch.mean((predicted[:, burn_in:] - train_y[index][:, burn_in:]) ** 2)
+                    inputs = train_x[index]
+                    if input_noise > 0:  # white noise on every bin of the standardised features
+                        inputs = inputs + input_noise * torch.randn_like(inputs)
+                    if offset_noise > 0:  # one constant offset per window and feature
+                        inputs = inputs + offset_noise * torch.randn(inputs.shape[0], 1, inputs.shape[2])
+                    predicted, _ = network(inputs)
+                    weight = scored[torch.from_numpy(chosen[batch_start : batch_start + batch_size])]
+                    squared = torch.sum((predicted - train_y[index]) ** 2, dim=2)
+                    loss = torch.sum(weight * squared) / (torch.sum(weight) * targets.shape[1])
                     optimizer.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)

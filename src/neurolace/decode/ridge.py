@@ -527,7 +527,8 @@ def ridge_cv(
     block per step rather than being recomputed. Up to
     :data:`EIGH_MAX_SIZE` one symmetric eigendecomposition per fold serves
     every penalty (``(Z^T Z + αI)^{-1} = V (Λ + α)^{-1} V^T``); above it, the
-    penalty grid is climbed from the previous history length's best with a
+    penalty grid is climbed from the previous history length's best (the
+    middle of the grid for the first length) with a
     Cholesky factorisation per penalty and fold (three or four penalties
     instead of all of them; the score is taken as unimodal in log α there).
 
@@ -579,10 +580,10 @@ def ridge_cv(
             search.add(_lag_block(features, segments, lag, padding), dual=(lag + 1) * n_features > min_train)
             lag += 1
         size = min(length * n_features, min_train)
-        if size <= EIGH_MAX_SIZE or not scores:
+        if size <= EIGH_MAX_SIZE or alphas.size <= 3:
             row = search.fold_scores(alphas)
-        else:  # climb the penalty grid from the previous length's best, a few factorisations each
-            row = _climb(search, alphas, int(np.nanargmax(scores[-1])))
+        else:  # climb the penalty grid from the previous length's best (or its middle), a few factorisations
+            row = _climb(search, alphas, int(np.nanargmax(scores[-1])) if scores else alphas.size // 2)
         tried.append(length)
         scores.append(row)
         position = int(np.nanargmax(row))
