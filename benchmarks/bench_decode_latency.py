@@ -83,8 +83,8 @@ def _run(quick: bool) -> dict:
         ("Wiener, guard off", WienerFilter(n_lags=10, alpha=1.0, guard=None), y_train),
         ("Kalman", KalmanFilter(), y_train),
         ("ReFIT-KF", ReFITKalmanFilter(), y_train),
-        ("GRU 96", GRUDecoder(max_epochs=2), y_train),
-        ("GRU 128", GRUDecoder(hidden_size=128, max_epochs=2), y_train),
+        ("GRU 96", GRUDecoder(hidden_size=96, dropout=0.25, max_epochs=2), y_train),
+        ("GRU 128", GRUDecoder(hidden_size=128, dropout=0.4, max_epochs=2), y_train),
         ("click LDA", ClickDecoder(), labels),
     ]
     rng = np.random.default_rng(2)

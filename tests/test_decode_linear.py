@@ -288,9 +288,12 @@ def test_refit_learns_the_intention_from_a_misaimed_block(rng):
     cursor = rng.normal(size=(n_bins, 2))
     target = cursor + 5.0 * intention / np.maximum(np.linalg.norm(intention, axis=1, keepdims=True), 1e-9)
     decoded = decoder.predict(X)
+    chosen = decoder.lag_bins_, decoder.q_shrinkage_
     assert decoder.refit(X, cursor, target, decoded, target_radius=0.0) is decoder
     assert decoder.n_refits_ == 1
     assert decoder.score(X, intention) > 0.4
+    assert (decoder.lag_bins_, decoder.q_shrinkage_) == chosen  # refit keeps the calibration's settings
+    assert decoder.get_params()["lag_bins"] == "auto"
 
 
 def test_refit_checks_its_input(rng):

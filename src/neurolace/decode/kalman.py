@@ -383,6 +383,9 @@ class ReFITKalmanFilter(KalmanFilter):
         segment_starts : array-like of int, optional
             Bins where an independent segment (trial) starts, as in :meth:`fit`.
 
+        The ``lag_bins_`` and ``q_shrinkage_`` of the last :meth:`fit` are kept
+        (not searched again on the closed-loop block).
+
         Returns
         -------
         self
@@ -398,6 +401,12 @@ class ReFITKalmanFilter(KalmanFilter):
                 f"cursor_position has {intention.shape[1]} dimensions, but the decoder decodes {self.n_dims_}"
             )
         n_refits = self.n_refits_
-        super().fit(features, intention, segment_starts=segment_starts)
+        # the lead and shrinkage chosen on the calibration data stay: a refit changes the weights only
+        hyperparameters = self.lag_bins, self.q_shrinkage
+        self.lag_bins, self.q_shrinkage = self.lag_bins_, self.q_shrinkage_
+        try:
+            super().fit(features, intention, segment_starts=segment_starts)
+        finally:
+            self.lag_bins, self.q_shrinkage = hyperparameters
         self.n_refits_ = n_refits + 1
         return self
