@@ -24,7 +24,7 @@ import wave
 import numpy as np
 from scipy import signal
 
-from benchmarks._common import repeat_timing, shared_data, table
+from benchmarks._common import console, repeat_timing, shared_data, table
 from neurolace.sim._noise_kernels import render_rows
 from neurolace.sim.background import ZIGGURAT_TAIL_START, BackgroundGenerator, render_numpy, ziggurat_tables
 from neurolace.sim.implant import (
@@ -337,21 +337,24 @@ def _closed_loop_bps(quick: bool) -> dict:
     n_channels = 256 if quick else 1024
     seeds = [0] if quick else [0, 1]
     kinds = ("crossings",) if quick else ("crossings", "both")
-    rows = []
+    rows = {seed: {"seed": seed} for seed in seeds}
     for seed in seeds:
-        row = {"seed": seed}
-        row["ideal"] = ideal_webgrid_bps(seed=seed, n_channels=n_channels)
-        row["counts"] = run_calibration_session(seed=seed, n_channels=n_channels, decoder="kalman").bps
-        for kind in kinds:
+        rows[seed]["ideal"] = ideal_webgrid_bps(seed=seed, n_channels=n_channels)
+        rows[seed]["counts"] = run_calibration_session(seed=seed, n_channels=n_channels, decoder="kalman").bps
+        console.print(f"seed {seed}: perfect decoder {rows[seed]['ideal']:.3f} BPS, counts path {rows[seed]['counts']:.3f}")
+    for kind in kinds:  # each implant session takes minutes: report each as it ends
+        for seed in seeds:
             participant = SimulatedParticipant(n_channels=n_channels, seed=seed)
             started = time.process_time()
             session = run_calibration_session(
                 seed=seed, n_channels=n_channels, decoder="kalman", participant=participant,
                 source=ImplantFeatureSource(participant, features=kind),
             )
-            row[f"implant_{kind}"] = session.bps
-            row[f"implant_{kind}_cpu_s"] = time.process_time() - started
-        rows.append(row)
+            rows[seed][f"implant_{kind}"] = session.bps
+            rows[seed][f"implant_{kind}_cpu_s"] = time.process_time() - started
+            console.print(f"seed {seed}: implant {kind} {session.bps:.3f} BPS "
+                          f"({rows[seed][f'implant_{kind}_cpu_s']:.0f} CPU s)")
+    rows = list(rows.values())
     table(
         f"closed-loop Webgrid 30x30, Kalman, {n_channels} channels: BPS by feature path (same participant and seeds)",
         ["seed", "perfect decoder", "counts path", *[f"implant {kind}" for kind in kinds],
