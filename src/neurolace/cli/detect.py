@@ -134,7 +134,7 @@ def _summary(values: np.ndarray) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out:
+    if args.out is not None:
         check_output(args.out, "--out", force=args.force)
     from neurolace.dsp.chain import run_signal_chain  # scipy and numba: only when detecting
 
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_signal_chain(recording, **options)
     elapsed_s = time.perf_counter() - start
     events = result.events
-    if args.out:
+    if args.out is not None:
         with atomic_output(args.out, overwrite=args.force) as temporary:
             table = np.column_stack([events.sample_index, events.channel_index])
             np.savetxt(temporary, table, fmt="%d", delimiter=",", header="sample_index,channel", comments="")
