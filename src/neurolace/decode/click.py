@@ -60,6 +60,7 @@ __all__ = [
     "ClickFeatureSmoother",
     "SmoothedClickDecoder",
     "fit_click_decoder",
+    "speed_click_threshold",
 ]
 
 #: Ways of combining the evidence of successive bins.
@@ -505,3 +506,41 @@ def fit_click_decoder(features: np.ndarray, click: np.ndarray, *, loop_s: float 
                            dwell_bins=dwell_bins, integration=integration)
     decoder.fit(smoother.transform(np.asarray(features, dtype=np.float64)), (np.asarray(click) > 0.5).astype(int))
     return SmoothedClickDecoder(decoder, smoother)
+
+
+def speed_click_threshold(speed: Any, *, base_probability: float, speed_scale: float) -> np.ndarray:
+    """Click probability needed at decoded speed ``speed``: ``1 - (1 - base) * exp(-speed / speed_scale)``.
+
+    A speed-dependent click threshold: at rest a click needs the click
+    decoder's probability to reach ``base_probability``; the faster the
+    decoded cursor moves the closer to certainty it must be, because the
+    participant clicks while nearly still and false clicks come mid-movement
+    (docs/closed-loop.md). It is strictly increasing in the speed and tends
+    to 1; a hard speed limit is its limit for ``speed_scale -> 0``. The form
+    (an exponential approach to certainty) is a chosen one, not a published
+    one; ``speed_scale`` is chosen by closed-loop simulation.
+
+    Parameters
+    ----------
+    speed : float or ndarray
+        Decoded speed, normalised units (>= 0).
+    base_probability : float in [0, 1)
+        Threshold at rest.
+    speed_scale : float
+        Speed (normalised units) over which the distance of the threshold from 1 shrinks by ``e``.
+
+    Returns
+    -------
+    ndarray
+        Thresholds, the shape of ``speed``.
+    """
+    speed = np.asarray(speed, dtype=np.float64)
+    if not np.all(np.isfinite(speed)) or np.any(speed < 0):
+        raise InvalidInputError("speed must be finite and >= 0 (decoded speed, normalised units)")
+    base = check_nonnegative(base_probability, "base_probability")
+    if base >= 1.0:
+        raise InvalidInputError(f"base_probability must lie in [0, 1), got {base}")
+    scale = check_nonnegative(speed_scale, "speed_scale")
+    if scale == 0:
+        raise InvalidInputError("speed_scale must be > 0 (normalised speed units)")
+    return 1.0 - (1.0 - base) * np.exp(-speed / scale)

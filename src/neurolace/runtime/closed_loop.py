@@ -65,7 +65,9 @@ __all__ = [
     "SessionPlan",
     "SessionResult",
     "SessionRunner",
+    "Calibration",
     "block_seeds",
+    "calibrate_session",
     "ideal_webgrid_bps",
     "estimate_label_lag",
     "fit_click_decoder",
@@ -74,6 +76,7 @@ __all__ = [
     "run_block",
     "run_calibration_session",
     "run_refit_comparison",
+    "run_webgrid",
 ]
 
 
@@ -262,6 +265,9 @@ def run_block(
     click_brake: bool = DEFAULT_CLICK_BRAKE,
     seed: SeedLike = None,
     source: Any = None,
+    speed_gain_exponent: float = 1.0,
+    click_speed_scale: float | None = None,
+    adapter: Any = None,
 ) -> BlockRecord:
     """Run one block of ``duration_s`` with the participant in the loop.
 
@@ -301,6 +307,11 @@ def run_block(
         ``n_features``, ``start(seed)``, ``emit(intention)`` (see
         :class:`~neurolace.runtime.loop.CountsSource`, the default: the
         participant's counts).
+    speed_gain_exponent, click_speed_scale
+        The nonlinear speed gain and the speed-dependent click threshold of
+        :class:`~neurolace.runtime.loop.LoopSettings` (closed loop only).
+    adapter : ContinuousRecalibration, optional
+        Bias correction and recalibration during the block (:mod:`neurolace.decode.adapt`).
 
     Returns
     -------
@@ -309,9 +320,10 @@ def run_block(
     settings = LoopSettings(
         loop_s=participant.control.loop_s, cursor_gain_per_s=cursor_gain_per_s, click_lockout_s=click_lockout_s,
         click_speed_limit=click_speed_limit, click_brake=click_brake, velocity_smoothing_s=velocity_smoothing_s,
+        speed_gain_exponent=speed_gain_exponent, click_speed_scale=click_speed_scale,
     )
     loop = ClosedLoop(settings, decoder=decoder, click_decoder=click_decoder, observation=observation,
-                      autopilot_control=participant.control)
+                      autopilot_control=participant.control, adapter=adapter)
     source = CountsSource(participant) if source is None else check_feature_source(source)
     block = BlockRun(task, loop, duration_s=duration_s, n_features=source.n_features, name=name, kind=kind,
                      feature_fault=feature_fault)
@@ -459,6 +471,10 @@ def run_calibration_session(
     participant: SimulatedParticipant | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     source: Any = None,
+    speed_gain_exponent: float = 1.0,
+    click_speed_scale: float | None = None,
+    recalibration: Any = None,
+    webgrid_participant: SimulatedParticipant | None = None,
 ) -> SessionResult:
     """Run an automated calibration session on a simulated participant and score it on Webgrid.
 
@@ -501,6 +517,18 @@ def run_calibration_session(
     source : feature source, optional
         Where the features come from (default: the participant's counts,
         :class:`~neurolace.runtime.loop.CountsSource`).
+    speed_gain_exponent : float, default 1.0
+        Closed-loop speed gain ``cursor_gain_per_s * s ** exponent`` (Willett et al. 2019; 1 = linear).
+    click_speed_scale : float or None
+        Speed-dependent click threshold (:class:`~neurolace.runtime.loop.LoopSettings`); None: off.
+    recalibration : RecalibrationSettings, optional
+        Bias correction and continuous recalibration from retrospectively inferred targets
+        (Jarosiewicz et al. 2015) during the Webgrid blocks, seeded with the observation block's
+        data; the adapted decoders carry from one Webgrid block to the next. None: off.
+    webgrid_participant : SimulatedParticipant, optional
+        Runs the Webgrid blocks instead of ``participant`` (with its counts), e.g.
+        ``participant.drifted(days=7)``: decoders calibrated on one day, used on another.
+        Counts path only (refused with ``source``).
 
     Returns
     -------
@@ -523,6 +551,8 @@ def run_calibration_session(
         webgrid_seconds=webgrid_seconds, n_webgrid_blocks=n_webgrid_blocks, open_loop_seconds=open_loop_seconds,
         closed_loop_seconds=closed_loop_seconds, calibration_grid_side=calibration_grid_side,
         cursor_gain_per_s=cursor_gain_per_s, participant=participant, progress=progress, source=source,
+        speed_gain_exponent=speed_gain_exponent, click_speed_scale=click_speed_scale, recalibration=recalibration,
+        webgrid_participant=webgrid_participant,
     )
     return results[0]
 
@@ -601,6 +631,10 @@ def _check_session_arguments(
     participant: SimulatedParticipant | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     source: Any = None,
+    speed_gain_exponent: float = 1.0,
+    click_speed_scale: float | None = None,
+    recalibration: Any = None,
+    webgrid_participant: SimulatedParticipant | None = None,
 ) -> dict:
     check_in(decoder, "decoder", DECODERS)
     return {
@@ -617,6 +651,10 @@ def _check_session_arguments(
         "participant": participant,
         "progress": progress,
         "source": source,
+        "speed_gain_exponent": speed_gain_exponent,
+        "click_speed_scale": click_speed_scale,
+        "recalibration": recalibration,
+        "webgrid_participant": webgrid_participant,
     }
 
 
@@ -739,10 +777,13 @@ class SessionRunner:
         Width of a feature bin (None: the first bin's).
     n_channels : int
         Reported in the results.
+    recalibration : RecalibrationSettings, optional
+        Continuous recalibration (:class:`~neurolace.decode.adapt.ContinuousRecalibration`) during the
+        Webgrid blocks, one adapter per decoder, kept from one Webgrid block to the next.
     """
 
     def __init__(self, plan: SessionPlan, settings: LoopSettings, *, autopilot_control: Any,
-                 n_features: int | None, n_channels: int) -> None:
+                 n_features: int | None, n_channels: int, recalibration: Any = None) -> None:
         self.plan, self.settings = plan, settings
         self.autopilot_control = autopilot_control
         self.n_features = None if n_features is None else check_int(n_features, "n_features", minimum=1)
@@ -753,6 +794,15 @@ class SessionRunner:
         self.decoders: dict[str, Any] = {}
         self.click_decoder: Any = None
         self.closed_record: BlockRecord | None = None
+        if recalibration is not None:
+            from neurolace.decode.adapt import RecalibrationSettings
+
+            if not isinstance(recalibration, RecalibrationSettings):
+                raise InvalidInputError(
+                    f"recalibration must be a RecalibrationSettings or None, got {type(recalibration).__name__}")
+        self.recalibration = recalibration
+        self.adapters: dict[str, Any] = {}
+        self._calibration_data: tuple | None = None
 
     @property
     def block_plan(self) -> BlockPlan:
@@ -774,12 +824,28 @@ class SessionRunner:
                                                    self.closed_record)
         if plan.driver == "observation":
             loop = ClosedLoop(self.settings, observation="autopilot", autopilot_control=self.autopilot_control)
+        elif plan.kind == "webgrid" and self.recalibration is not None:
+            adapter = self._adapter(plan)
+            loop = ClosedLoop(self.settings, decoder=adapter.decoder, click_decoder=adapter.click_decoder,
+                              adapter=adapter)
         else:
             loop = ClosedLoop(self.settings, decoder=self.decoders[plan.driver], click_decoder=self.click_decoder)
         task = WebgridTask(grid_side=plan.grid_side, seed=self.plan.task_seed(self.index))
         self.block = BlockRun(task, loop, duration_s=plan.duration_s, n_features=self.n_features,
                               name=plan.name, kind=plan.kind)
         return plan
+
+    def _adapter(self, plan: BlockPlan) -> Any:
+        """The driver's continuous-recalibration adapter, built at its first Webgrid block."""
+        if plan.driver not in self.adapters:
+            from neurolace.decode.adapt import ContinuousRecalibration
+
+            features, velocity, click = self._calibration_data
+            self.adapters[plan.driver] = ContinuousRecalibration(
+                copy.deepcopy(self.decoders[plan.driver]), copy.deepcopy(self.click_decoder),
+                settings=self.recalibration, calibration_features=features, calibration_velocity=velocity,
+                calibration_click=click, target_radius=0.5 / plan.grid_side, loop_s=self.settings.loop_s)
+        return self.adapters[plan.driver]
 
     def end_block(self) -> BlockRecord:
         """Score the finished block and fit what the next blocks need."""
@@ -792,6 +858,8 @@ class SessionRunner:
             name = self.plan.decoder
             self.decoders["first"] = _fit_named(name, record.counts[lag:], record.decoded_velocity[: n_observed - lag])
             self.click_decoder = fit_click_decoder(record.counts, record.intended_click, loop_s=loop_s)
+            self._calibration_data = (record.counts[lag:], record.decoded_velocity[: n_observed - lag],
+                                      record.intended_click[lag:])
         elif plan.kind == "closed-loop":
             self.closed_record = record
         result = BlockResult.from_record(record)
@@ -826,6 +894,10 @@ def _run_sessions(
     participant: SimulatedParticipant | None,
     progress: Callable[[str, int, int], None] | None,
     source: Any = None,
+    speed_gain_exponent: float = 1.0,
+    click_speed_scale: float | None = None,
+    recalibration: Any = None,
+    webgrid_participant: SimulatedParticipant | None = None,
 ) -> list[SessionResult]:
     if participant is None:
         participant = SimulatedParticipant(n_channels=n_channels, seed=seed)
@@ -839,12 +911,165 @@ def _run_sessions(
         n_webgrid_blocks=n_webgrid_blocks, open_loop_seconds=open_loop_seconds,
         closed_loop_seconds=closed_loop_seconds, calibration_grid_side=calibration_grid_side, variants=variants,
     )
-    settings = LoopSettings(loop_s=participant.control.loop_s, cursor_gain_per_s=cursor_gain_per_s)
+    settings = LoopSettings(loop_s=participant.control.loop_s, cursor_gain_per_s=cursor_gain_per_s,
+                            speed_gain_exponent=speed_gain_exponent, click_speed_scale=click_speed_scale)
+    webgrid_source = source
+    if webgrid_participant is not None:
+        if not isinstance(source, CountsSource):
+            raise InvalidInputError("webgrid_participant runs on the counts path; do not pass a source with it")
+        if webgrid_participant.n_channels != participant.n_channels:
+            raise InvalidInputError(f"webgrid_participant has {webgrid_participant.n_channels} channels, the "
+                                    f"calibrated participant {participant.n_channels}; they must match")
+        webgrid_source = CountsSource(webgrid_participant)
     runner = SessionRunner(plan, settings, autopilot_control=participant.control, n_features=source.n_features,
-                           n_channels=n_channels)
+                           n_channels=n_channels, recalibration=recalibration)
     while (block_plan := runner.begin_block()) is not None:
         if progress is not None:
             progress(block_plan.name, runner.index, len(plan.blocks))
-        _drive_block(participant, source, runner.block, plan.noise_seed(runner.index))
+        if block_plan.kind == "webgrid" and webgrid_participant is not None:
+            _drive_block(webgrid_participant, webgrid_source, runner.block, plan.noise_seed(runner.index))
+        else:
+            _drive_block(participant, source, runner.block, plan.noise_seed(runner.index))
         runner.end_block()
     return runner.results
+
+
+@dataclass
+class Calibration:
+    """The decoders a session's calibration blocks fitted, ready for its Webgrid blocks.
+
+    Made by :func:`calibrate_session`; :func:`run_webgrid` runs the session's
+    Webgrid blocks with them (same task and noise seeds as
+    :func:`run_calibration_session`), so many loop settings, adapters or a
+    drifted participant can be compared on one calibration.
+
+    Attributes
+    ----------
+    plan : SessionPlan
+    settings : LoopSettings
+        The loop settings of the calibration blocks.
+    decoders : dict
+        ``"first"`` (fitted on the observation block) and, with ReFIT, ``"refit"``.
+    click_decoder : SmoothedClickDecoder
+    calibration_data : tuple
+        ``(features, velocity labels, click labels)`` of the observation block, lag-aligned.
+    blocks : list of BlockResult
+        Scores of the calibration blocks.
+    n_channels : int
+    """
+
+    plan: SessionPlan
+    settings: LoopSettings
+    decoders: dict
+    click_decoder: Any
+    calibration_data: tuple
+    blocks: list
+    n_channels: int
+
+    @property
+    def driver(self) -> str:
+        """The decoder the session's Webgrid blocks use (``"refit"`` after ReFIT, else ``"first"``)."""
+        return "refit" if self.plan.variants[0] else "first"
+
+
+def calibrate_session(*, participant: SimulatedParticipant | None = None, source: Any = None,
+                      refit: bool = True, speed_gain_exponent: float = 1.0,
+                      click_speed_scale: float | None = None, **kwargs: Any) -> Calibration:
+    """Run the calibration blocks of :func:`run_calibration_session` (observation, closed loop, ReFIT) only.
+
+    Takes the keyword arguments of :func:`run_calibration_session` (``seed``,
+    ``decoder``, ``grid_side``, block lengths, ``cursor_gain_per_s``, ...)
+    except ``progress``, ``recalibration`` and ``webgrid_participant``.
+
+    Returns
+    -------
+    Calibration
+    """
+    if not isinstance(refit, (bool, np.bool_)):
+        raise InvalidInputError(f"refit must be True or False, got {refit!r}")
+    checked = _check_session_arguments(participant=participant, source=source, **kwargs)
+    if participant is None:
+        participant = SimulatedParticipant(n_channels=checked["n_channels"], seed=checked["seed"])
+    source = CountsSource(participant) if source is None else check_feature_source(source)
+    plan = SessionPlan.build(
+        seed=checked["seed"], decoder=checked["decoder"], grid_side=checked["grid_side"],
+        webgrid_seconds=checked["webgrid_seconds"], n_webgrid_blocks=checked["n_webgrid_blocks"],
+        open_loop_seconds=checked["open_loop_seconds"], closed_loop_seconds=checked["closed_loop_seconds"],
+        calibration_grid_side=checked["calibration_grid_side"], variants=(bool(refit),))
+    settings = LoopSettings(loop_s=participant.control.loop_s, cursor_gain_per_s=checked["cursor_gain_per_s"],
+                            speed_gain_exponent=speed_gain_exponent, click_speed_scale=click_speed_scale)
+    runner = SessionRunner(plan, settings, autopilot_control=participant.control, n_features=source.n_features,
+                           n_channels=participant.n_channels)
+    while (block_plan := runner.begin_block()) is not None and block_plan.kind != "webgrid":
+        _drive_block(participant, source, runner.block, plan.noise_seed(runner.index))
+        runner.end_block()
+    return Calibration(plan, settings, runner.decoders, runner.click_decoder, runner._calibration_data,
+                       list(runner.results[0].blocks), participant.n_channels)
+
+
+def run_webgrid(calibration: Calibration, participant: SimulatedParticipant, *, source: Any = None,
+                settings: LoopSettings | None = None, recalibration: Any = None,
+                driver: str | None = None) -> SessionResult:
+    """The session's Webgrid blocks with a :class:`Calibration`'s decoders (copies; the calibration is kept).
+
+    With the calibration's participant, settings and no recalibration this
+    gives the Webgrid blocks of :func:`run_calibration_session` with the same
+    arguments.
+
+    Parameters
+    ----------
+    calibration : Calibration
+    participant : SimulatedParticipant
+        Who uses the decoders (the calibrated participant, or e.g. its ``drifted(days=...)``).
+    source : feature source, optional
+        Default: ``participant``'s counts.
+    settings : LoopSettings, optional
+        Loop settings of the Webgrid blocks (default: the calibration's). ``loop_s`` must match.
+    recalibration : RecalibrationSettings, optional
+        Bias correction and continuous recalibration (:mod:`neurolace.decode.adapt`), carried across blocks.
+    driver : {"first", "refit"}, optional
+        Which decoder (default :attr:`Calibration.driver`).
+
+    Returns
+    -------
+    SessionResult
+        Webgrid blocks only.
+    """
+    if not isinstance(calibration, Calibration):
+        raise InvalidInputError(f"calibration must be a Calibration, got {type(calibration).__name__}")
+    settings = calibration.settings if settings is None else settings
+    if not isinstance(settings, LoopSettings) or abs(settings.loop_s - calibration.settings.loop_s) > 1e-12:
+        raise InvalidInputError("settings must be a LoopSettings with the calibration's loop_s "
+                                f"({calibration.settings.loop_s} s)")
+    driver = calibration.driver if driver is None else check_in(driver, "driver", tuple(calibration.decoders))
+    if participant.n_channels != calibration.n_channels:
+        raise InvalidInputError(f"participant has {participant.n_channels} channels, the calibration "
+                                f"{calibration.n_channels}")
+    source = CountsSource(participant) if source is None else check_feature_source(source)
+    plan = calibration.plan
+    result = SessionResult(plan.decoder, calibration.n_channels, plan.grid_side, plan.seed, driver == "refit",
+                           settings.cursor_gain_per_s)
+    decoder = copy.deepcopy(calibration.decoders[driver])
+    click_decoder = copy.deepcopy(calibration.click_decoder)
+    adapter = None
+    for index, block_plan in enumerate(plan.blocks):
+        if block_plan.kind != "webgrid":
+            continue
+        if recalibration is not None and adapter is None:
+            from neurolace.decode.adapt import ContinuousRecalibration
+
+            features, velocity, click = calibration.calibration_data
+            adapter = ContinuousRecalibration(decoder, click_decoder, settings=recalibration,
+                                              calibration_features=features, calibration_velocity=velocity,
+                                              calibration_click=click, target_radius=0.5 / block_plan.grid_side,
+                                              loop_s=settings.loop_s)
+        if adapter is not None:
+            loop = ClosedLoop(settings, decoder=adapter.decoder, click_decoder=adapter.click_decoder, adapter=adapter)
+        else:
+            loop = ClosedLoop(settings, decoder=decoder, click_decoder=click_decoder)
+        task = WebgridTask(grid_side=block_plan.grid_side, seed=plan.task_seed(index))
+        block = BlockRun(task, loop, duration_s=block_plan.duration_s, n_features=source.n_features,
+                         name=block_plan.name, kind="webgrid")
+        result.blocks.append(BlockResult.from_record(_drive_block(participant, source, block,
+                                                                  plan.noise_seed(index))))
+    return result

@@ -108,6 +108,16 @@ class LoopSettings:
         Time constant of a one-pole low-pass between decoder and cursor (the
         smoothing of Willett et al. 2019, to be chosen with the gain); 0 passes
         the decoded velocity through.
+    speed_gain_exponent : float
+        Closed loop only: the cursor speed is ``cursor_gain_per_s * s ** exponent`` for a decoded
+        speed ``s`` (normalised units, direction kept), the nonlinear speed scaling of Willett et
+        al. 2019 (:class:`~neurolace.decode.speed_gain.SpeedGain`); 1 is the linear gain.
+    click_speed_scale : float or None
+        Closed loop only: a speed-dependent click threshold. A click also needs the click
+        decoder's probability to reach ``1 - (1 - click_base_probability) * exp(-s / click_speed_scale)``
+        at decoded speed ``s`` (:func:`~neurolace.decode.click.speed_click_threshold`); None: no such rule.
+    click_base_probability : float
+        The speed-dependent threshold at rest, in [0, 1).
     """
 
     loop_s: float = 0.02
@@ -116,6 +126,9 @@ class LoopSettings:
     click_speed_limit: float | None = DEFAULT_CLICK_SPEED_LIMIT
     click_brake: bool = DEFAULT_CLICK_BRAKE
     velocity_smoothing_s: float = 0.0
+    speed_gain_exponent: float = 1.0
+    click_speed_scale: float | None = None
+    click_base_probability: float = 0.97
 
     def __post_init__(self) -> None:
         set_value = object.__setattr__
@@ -128,6 +141,19 @@ class LoopSettings:
             raise InvalidInputError(f"click_brake must be True or False, got {self.click_brake!r}")
         set_value(self, "velocity_smoothing_s",
                   check_nonnegative(self.velocity_smoothing_s, "velocity_smoothing_s"))
+        set_value(self, "speed_gain_exponent", check_positive(self.speed_gain_exponent, "speed_gain_exponent"))
+        if self.click_speed_scale is not None:
+            set_value(self, "click_speed_scale", check_positive(self.click_speed_scale, "click_speed_scale"))
+        base = check_nonnegative(self.click_base_probability, "click_base_probability")
+        if base >= 1.0:
+            raise InvalidInputError(f"click_base_probability must lie in [0, 1), got {base}")
+        set_value(self, "click_base_probability", base)
+
+    def speed_gain(self) -> Any:
+        """The :class:`~neurolace.decode.speed_gain.SpeedGain` of these settings (gain and exponent)."""
+        from neurolace.decode.speed_gain import SpeedGain
+
+        return SpeedGain(gain_per_s=self.cursor_gain_per_s, exponent=self.speed_gain_exponent)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -163,11 +189,16 @@ class ClosedLoop:
         The participant's control parameters (``max_speed``, ``slowdown_distance``) the autopilot imitates.
     allow_no_click : bool
         Let a velocity decoder run without a click decoder (a session whose labels had no clicks).
+    adapter : ContinuousRecalibration, optional
+        Closed loop only: bias correction and continuous recalibration from retrospectively
+        inferred targets (:class:`~neurolace.decode.adapt.ContinuousRecalibration`). It corrects
+        each decoded velocity, sees every step and selection, and may swap in recalibrated
+        velocity and click decoders between steps.
     """
 
     def __init__(self, settings: LoopSettings, *, decoder: Any = None, click_decoder: Any = None,
                  observation: str = "autopilot", autopilot_control: Any = None,
-                 allow_no_click: bool = False) -> None:
+                 allow_no_click: bool = False, adapter: Any = None) -> None:
         if not isinstance(settings, LoopSettings):
             raise InvalidInputError(f"settings must be a LoopSettings, got {type(settings).__name__}")
         self.settings = settings
@@ -179,6 +210,10 @@ class ClosedLoop:
         if decoder is None and self.observation == "autopilot" and autopilot_control is None:
             raise InvalidInputError("an autopilot observation block needs autopilot_control (the participant's)")
         self.autopilot_control = autopilot_control
+        if adapter is not None and decoder is None:
+            raise InvalidInputError("an adapter (continuous recalibration) needs a velocity decoder to adapt")
+        self.adapter = adapter
+        self._speed_gain = None if settings.speed_gain_exponent == 1.0 else settings.speed_gain()
         self._lockout_steps = round(settings.click_lockout_s / settings.loop_s)
         smoothing_s = settings.velocity_smoothing_s
         self._smoothing = 0.0 if smoothing_s == 0 else float(np.exp(-settings.loop_s / smoothing_s))
@@ -201,6 +236,10 @@ class ClosedLoop:
         for role, decoder in (("velocity", self.decoder), ("click", self.click_decoder)):
             if decoder is not None:
                 self._call(role, decoder, decoder.reset)
+        if self.adapter is not None:
+            self.adapter.start_block(self.settings.loop_s)
+        self._last_features: np.ndarray | None = None
+        self._last_raw_velocity = np.zeros(2)
         return self
 
     def _call(self, role: str, decoder: Any, function: Any, *args: Any) -> Any:
@@ -252,6 +291,10 @@ class ClosedLoop:
                 )
             status = self.decoder.last_status
             held = bool(status is not None and status.held)
+            self._last_features = features
+            self._last_raw_velocity = velocity
+            if self.adapter is not None and not held:
+                velocity = self.adapter.correct(velocity)
             click = False
             if self.click_decoder is not None:
                 output = self._call("click", self.click_decoder, self.click_decoder.step, features)
@@ -260,8 +303,15 @@ class ClosedLoop:
                 self._armed = True
             click = click and self._armed
             settings = self.settings
-            if settings.click_speed_limit is not None and float(np.hypot(*velocity)) > settings.click_speed_limit:
+            speed = float(np.hypot(*velocity))
+            if settings.click_speed_limit is not None and speed > settings.click_speed_limit:
                 click = False  # a click while the decoded cursor moves fast is not a click
+            if click and settings.click_speed_scale is not None and self.click_decoder is not None:
+                from neurolace.decode.click import speed_click_threshold
+
+                threshold = float(speed_click_threshold(speed, base_probability=settings.click_base_probability,
+                                                        speed_scale=settings.click_speed_scale))
+                click = getattr(self.click_decoder, "click_probability", 1.0) >= threshold
             if settings.click_brake and self.click_decoder is not None:
                 velocity = velocity * (1.0 - getattr(self.click_decoder, "click_probability", 0.0))
             self._cursor_velocity = self._smoothing * self._cursor_velocity + (1.0 - self._smoothing) * velocity
@@ -272,9 +322,17 @@ class ClosedLoop:
         return LoopStep(velocity, click, held, None)
 
     def move(self, velocity: np.ndarray) -> np.ndarray:
-        """Cursor integration: ``cursor += cursor_gain_per_s * loop_s * velocity``, kept in the unit square."""
-        step = self.settings.cursor_gain_per_s * self.settings.loop_s
-        self.cursor_xy = np.clip(self.cursor_xy + step * np.asarray(velocity, dtype=np.float64)[:2], 0.0, 1.0)
+        """Cursor integration: ``cursor += cursor_gain_per_s * loop_s * velocity``, kept in the unit square.
+
+        In closed loop with ``speed_gain_exponent != 1`` the speed is reshaped by the
+        :class:`~neurolace.decode.speed_gain.SpeedGain` instead (direction kept).
+        """
+        velocity = np.asarray(velocity, dtype=np.float64)[:2]
+        if self._speed_gain is not None and not self.open_loop:
+            displacement = self.settings.loop_s * self._speed_gain.velocity_per_s(velocity)
+        else:
+            displacement = self.settings.cursor_gain_per_s * self.settings.loop_s * velocity
+        self.cursor_xy = np.clip(self.cursor_xy + displacement, 0.0, 1.0)
         return self.cursor_xy
 
     def selected(self) -> None:
@@ -289,11 +347,28 @@ class ClosedLoop:
         ``time_s`` is the task time at the end of the step.
         """
         decoded = self.decode(features, intention=intention, target=task.target)
+        cursor_before = self.cursor_xy.copy()
         self.move(decoded.velocity)
         selection = task.update(time_s, self.cursor_xy, decoded.click)
         if selection is not None:
             self.selected()
+        if self.adapter is not None:
+            self._adapt(cursor_before, decoded, selection is not None)
         return decoded._replace(selection=selection)
+
+    def _adapt(self, cursor_before: np.ndarray, decoded: LoopStep, selected: bool) -> None:
+        """Show the adapter this step; swap in the decoders it recalibrated, if any."""
+        click_probability = float(getattr(self.click_decoder, "click_probability", 0.0))
+        self.adapter.record(self._last_features, cursor_before, self._last_raw_velocity, click_probability,
+                            decoded.click, decoded.held)
+        if selected:
+            replaced = self.adapter.selected(self.cursor_xy)
+            if replaced is not None:
+                decoder, click_decoder = replaced
+                if decoder is not None:
+                    self.decoder = decoder.reset()
+                if click_decoder is not None:
+                    self.click_decoder = click_decoder.reset()
 
     def _autopilot(self, target: Any) -> tuple[np.ndarray, bool]:
         """The observation block's computer-driven cursor: straight to the centre, slowing near it."""
