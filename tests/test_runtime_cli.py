@@ -25,7 +25,46 @@ def test_check_accepts_the_example_and_the_preset(capsys):
         "valid session 'closed-loop-sim' with nodes participant (sim_participant)" in capsys.readouterr().out
     )
     assert cli_main.main(["run", "demo", "--check", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["nodes"]["decoder"] == "decoder"
+    assert json.loads(capsys.readouterr().out)["nodes"] == {"participant": "sim_participant", "task": "closed_loop"}
+
+
+def test_the_demo_preset_is_the_closed_loop_sim_graph_through_the_implant():
+    from neurolace.runtime.presets import preset_session
+    from neurolace.runtime.session_file import load_session
+
+    preset, shipped = preset_session("demo"), load_session(REPO_ROOT / "sessions" / "closed_loop_sim.toml")
+    assert [(n.name, n.type_name, n.params, n.inputs, n.feedback) for n in preset.nodes] == [
+        (n.name, n.type_name, n.params, n.inputs, n.feedback) for n in shipped.nodes]
+    assert preset.node("participant").params["path"] == "implant"
+    assert preset.duration_s == shipped.duration_s
+
+
+def test_path_option_sets_every_simulated_participant(tmp_path, capsys):
+    from neurolace.cli.run import _set_feature_path
+    from neurolace.core.errors import NeurolaceError
+    from neurolace.runtime.presets import preset_session
+    from neurolace.runtime.session_file import parse_session
+
+    spec = preset_session("demo")
+    _set_feature_path(spec, "counts")
+    assert spec.node("participant").params["path"] == "counts"
+    raw_only = parse_session('[nodes.implant]\ntype = "sim_implant"\nn_channels = 16\n', source="raw.toml")
+    with pytest.raises(NeurolaceError, match=r"--path sets the features of a simulated participant, but session "
+                                             r"'raw' has no sim_participant node; nodes: \['implant'\]"):
+        _set_feature_path(raw_only, "implant")
+    session = tmp_path / "s.toml"
+    session.write_text(
+        '[session]\nduration_s = 5.0\n[nodes.p]\ntype = "sim_participant"\nn_channels = 16\n'
+        "max_bins = 20\nrealtime = false\n"
+        '[nodes.d]\ntype = "decoder"\ncalibration_s = 0.2\n'
+        'inputs = { features = "p.features", intention = "p.intention" }\n'
+    )
+    assert cli_main.main(["run", str(session), "--json", "--path", "implant"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not report["failed_nodes"] and report["nodes"]["p"]["bins"] == 20
+    assert report["nodes"]["d"]["messages_in"] == 40
+    assert cli_main.main(["run", str(session), "--path", "spikes"]) == 2
+    assert "invalid choice: 'spikes'" in capsys.readouterr().err
 
 
 def test_malformed_session_is_one_line_with_file_and_line(tmp_path, capsys):

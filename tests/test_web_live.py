@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.runtime.bus import InProcessBus
 from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.presets import preset_session, preset_text
-from neurolace.runtime.session_file import parse_session
+from neurolace.runtime.session_file import load_session, parse_session
 from neurolace.web.live import LiveSession, LiveStreams, decode_frame, encode_frame
 
 SBP_SESSION = """\
@@ -37,6 +38,11 @@ inputs = { raw = "implant.raw" }
 """
 
 
+def _decoder_session():
+    """A shipped session with decoder, cursor and webgrid nodes (1024 channels, 8 x 8 grid)."""
+    return load_session(Path(__file__).resolve().parents[1] / "sessions" / "closed_loop_recorded.toml")
+
+
 def _wait(predicate, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -55,9 +61,14 @@ def test_frame_round_trip_keeps_header_and_bytes():
 
 
 def test_streams_are_found_from_node_types():
-    streams = LiveStreams.from_session(preset_session("demo"))
-    assert streams.names() == ["participant.features", "cursor.cursor", "task.target", "task.score"]
-    assert (streams.n_channels, streams.grid_side, streams.decoder_node) == (1024, 8, "decoder")
+    streams = LiveStreams.from_session(preset_session("demo"))  # one closed_loop node: decoder, cursor, task
+    assert streams.names() == ["participant.features", "task.cursor", "task.target", "task.score"]
+    assert (streams.n_channels, streams.grid_side, streams.decoder_node) == (1024, 30, "task")
+    assert streams.calibration_parameter == "open_loop_s"
+    old_style = LiveStreams.from_session(_decoder_session())
+    assert old_style.names() == ["participant.features", "cursor.cursor", "task.target", "task.score"]
+    assert (old_style.grid_side, old_style.decoder_node, old_style.calibration_parameter) == (8, "decoder",
+                                                                                              "calibration_s")
     sbp = LiveStreams.from_session(parse_session(SBP_SESSION))
     assert (sbp.features, sbp.cursor, sbp.score, sbp.n_channels) == ("chain.features", None, None, 16)
 
@@ -70,7 +81,7 @@ def test_session_without_a_feature_source_is_refused():
 
 def test_watched_bus_becomes_frames_with_known_counts_latency_and_blocks():
     bus = InProcessBus()
-    live = LiveSession("watched", "sim-001")  # demo preset streams, 1024 channels, 8 x 8 grid
+    live = LiveSession("watched", "sim-001", spec=_decoder_session())  # 1024 channels, 8 x 8 grid
     live.watch(bus)
     try:
         assert live.state == "watching" and live.running
@@ -145,17 +156,46 @@ def test_real_implant_graph_streams_spike_band_power():
         live.stop()
 
 
+def _small_demo(n_channels: int):
+    """The demo preset (implant path, closed_loop node) with fewer channels: fits take seconds on 1024."""
+    return parse_session(preset_text("demo").replace("n_channels = 1024", f"n_channels = {n_channels}"))
+
+
 def test_switching_decoder_recalibrates_and_decodes():
-    # 64 channels: fitting a decoder on 1024 takes seconds, and the controls do not depend on the count
-    live = LiveSession(spec=parse_session(preset_text("demo").replace("n_channels = 1024", "n_channels = 64")))
-    live.start(decoder="wiener", calibration_s=1.0, wait=True)
+    # the controls do not depend on the channel count
+    live = LiveSession(spec=_small_demo(32))
+    with pytest.raises(InvalidInputError, match=r"calibration_s for node 'task' \(closed_loop, open_loop_s\): "
+                                                r"expected float >= 0.2, got 0.0"):
+        live.start(calibration_s=0.0)
+    live.start(decoder="wiener", calibration_s=2.0, wait=True)
     try:
         assert live.decoder == "wiener"
         assert live.state in ("calibrating", "decoding")
-        assert _wait(lambda: live.state == "decoding", timeout_s=20.0), f"{live.state} {live.error}"
-        assert live.error is None and live.graph_report()["nodes"]["decoder"]["state"] == "running"
+        # the observation block (lag-aligned labels), then the first fit: the node logs decoder_fitted
+        assert _wait(lambda: live.state == "decoding", timeout_s=60.0), f"{live.state} {live.error}"
+        report = live.graph_report()
+        assert live.error is None and report["nodes"]["task"]["state"] == "running"
         with pytest.raises(InvalidInputError, match="decoder must be one of"):
             live.start(decoder="oracle")
+    finally:
+        live.stop()
+
+
+def test_live_demo_on_the_implant_path_shows_spike_band_power_and_latency():
+    """The demo preset's participant goes through the implant: each frame carries crossings and SBP."""
+    live = LiveSession(spec=_small_demo(16))
+    assert live.spec.node("participant").params["path"] == "implant"
+    live.start(wait=True)
+    try:
+        assert live.wait_for_frames(30, timeout_s=60.0), f"no frames: {live.state} {live.error}"
+        header, channels = decode_frame(live.latest_frame)
+        assert header["n_channels"] == 16 and len(channels) == 32  # crossings, then spike-band power
+        assert header["sbp_scale"] > 0
+        sbp = np.frombuffer(channels[16:], dtype=np.uint8)
+        assert sbp.max() == 255 and np.count_nonzero(sbp) >= 12  # scaled to the frame's maximum, every live channel
+        assert header["state"] == "calibrating" and header["grid_side"] == 30
+        latency = live.loop_latency_us()  # the closed_loop node measures it like the cursor node
+        assert latency is not None and latency["n"] > 0
     finally:
         live.stop()
 

@@ -31,15 +31,32 @@ from neurolace.cli.output import stdout_console
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode.registry import DECODERS  # light: the names, no scipy
 
+#: feature paths (the default first); mirrors neurolace.runtime.nodes.sources.PATHS, kept here so
+#: ``neurolace --help`` does not import the runtime (tests/test_cli_demo.py checks they agree)
+PATHS = ("implant", "counts")
+#: calibration block lengths, seconds (see DESCRIPTION for why they are what they are)
+DEFAULT_OPEN_LOOP_S = 120.0
+DEFAULT_CLOSED_LOOP_S = 120.0
+
 DESCRIPTION = """\
 Run a simulated brain-computer-interface session end to end and print what it did.
 
   1. implant: simulate --chain-seconds of a 1024-electrode N1-like implant, run the
      on-implant chain (band-pass, common-average reference, threshold crossings,
      spike-band power, 20 ms bins) and write everything with ground truth to an NWB file;
-  2. closed loop: calibrate a decoder on the simulated participant (observation block,
-     first decoder, closed-loop block, ReFIT recalibration) and score --blocks timed
-     Webgrid blocks of --seconds each in bits per second.
+  2. closed loop: calibrate a decoder on the simulated participant (observation block of
+     --open-loop-seconds, first decoder, closed-loop block and ReFIT check block of
+     --closed-loop-seconds each) and score --blocks timed Webgrid blocks of --seconds each
+     in bits per second, beside the perfect decoder's on the same participant and targets.
+     --path implant (the default): every 20 ms intention drives the simulated implant's
+     units, their spike waveforms at 19.5 kHz go through the on-implant chain, and the
+     decoder sees each bin's threshold crossings and spike-band power of every channel.
+     --path counts: the decoder sees the participant's Poisson counts (fast mode, no
+     waveforms). The JSON says which (path, features, n_features).
+
+Time: the implant path costs about 1/3 CPU second per simulated second at 1024 channels
+(docs/simulator.md); the default session simulates 420 s (+1.2 s of rest per block).
+Fewer --electrodes or shorter calibration blocks make it faster.
 
 Unless --headless, the live dashboard starts first on http://127.0.0.1:8000 (another free
 port if that one is taken) and its login link is printed: it shows a simulated session live,
@@ -50,6 +67,8 @@ examples:
   neurolace demo
   neurolace demo --headless --seconds 30 --json
   neurolace demo --decoder wiener --no-refit --seed 3
+  neurolace demo --path counts                      # the fast mode
+  neurolace demo --open-loop-seconds 60 --closed-loop-seconds 40
 """
 
 
@@ -63,6 +82,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chain-seconds", type=float, default=2.0,
                         help="seconds of raw implant data to simulate and process (default 2)")
     parser.add_argument("--electrodes", type=int, default=1024, help="electrodes/channels (default 1024)")
+    parser.add_argument("--path", choices=PATHS, default="implant",
+                        help="what the decoder sees: 'implant' (default): the intention drives the simulated "
+                        "implant's units, spike waveforms at 19.5 kHz go through the on-implant chain, and each "
+                        "20 ms bin holds every channel's threshold crossings and spike-band power; 'counts': the "
+                        "participant's Poisson counts (fast mode, no waveforms)")
+    parser.add_argument("--open-loop-seconds", type=float, default=DEFAULT_OPEN_LOOP_S,
+                        help=f"length of the observation block (default {DEFAULT_OPEN_LOOP_S:g})")
+    parser.add_argument("--closed-loop-seconds", type=float, default=DEFAULT_CLOSED_LOOP_S,
+                        help="length of the first closed-loop block and of the ReFIT check block "
+                        f"(default {DEFAULT_CLOSED_LOOP_S:g})")
     parser.add_argument("--decoder", choices=DECODERS, default="kalman", help="velocity decoder (default kalman)")
     parser.add_argument("--no-refit", action="store_true", help="skip the ReFIT recalibration block")
     parser.add_argument("--grid-side", type=int, default=30, help="Webgrid side N of the scored blocks (default 30)")
@@ -75,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    for name in ("seconds", "chain_seconds"):
+    for name in ("seconds", "chain_seconds", "open_loop_seconds", "closed_loop_seconds"):
         value = getattr(args, name)
         if not np.isfinite(value) or value <= 0:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {value:g}")
@@ -222,6 +251,7 @@ def _start_dashboard(args: argparse.Namespace, console):
 def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
     """Both parts of the demo; return the summary (``neurolace demo --json``)."""
     from neurolace.runtime.closed_loop import ideal_webgrid_bps, run_calibration_session
+    from neurolace.runtime.nodes.sources import PATH_FEATURES, build_feature_source
     from neurolace.sim.participant import SimulatedParticipant
 
     run_id = f"neurolace-demo-{uuid.uuid4()}"
@@ -230,17 +260,25 @@ def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
     def progress(block_name: str, index: int, n_blocks: int) -> None:
         status(f"closed loop: block {index + 1}/{n_blocks} ({block_name})", total=IMPLANT_STEPS + n_blocks)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     participant = SimulatedParticipant(n_channels=args.electrodes, seed=args.seed)
+    source = build_feature_source(participant, args.path)
     webgrid = {"seed": args.seed, "n_channels": args.electrodes, "grid_side": args.grid_side,
                "webgrid_seconds": args.seconds, "n_webgrid_blocks": args.blocks, "participant": participant}
-    session = run_calibration_session(decoder=args.decoder, refit=not args.no_refit, progress=progress, **webgrid)
-    loop_elapsed_s = time.perf_counter() - started
-    # the ceiling: the perfect decoder on the same participant, seeds and block lengths
+    session = run_calibration_session(decoder=args.decoder, refit=not args.no_refit, progress=progress,
+                                      source=source, open_loop_seconds=args.open_loop_seconds,
+                                      closed_loop_seconds=args.closed_loop_seconds, **webgrid)
+    loop_elapsed_s, loop_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+    # The ceiling: the perfect decoder on the same participant, seeds and block lengths. It never reads
+    # the features (the cursor follows the intention) and the participant's noise does not depend on the
+    # source (runtime.closed_loop.block_seeds), so the counts source gives the same ceiling at no cost.
     ideal_bps = ideal_webgrid_bps(cursor_gain_per_s=session.cursor_gain_per_s, **webgrid)
     closed_loop = session.to_dict()
-    return {**closed_loop, "path": "counts", "ideal_bps": ideal_bps, "run_id": run_id, "implant": implant,
-            "nwb_path": implant["nwb_path"], "closed_loop_elapsed_s": loop_elapsed_s}
+    simulated_s = sum(block["duration_s"] for block in closed_loop["blocks"])
+    return {**closed_loop, "path": args.path, "features": list(PATH_FEATURES[args.path]),
+            "n_features": int(source.n_features), "ideal_bps": ideal_bps, "run_id": run_id, "implant": implant,
+            "nwb_path": implant["nwb_path"], "closed_loop_elapsed_s": loop_elapsed_s,
+            "closed_loop_cpu_s": loop_cpu_s, "closed_loop_simulated_s": simulated_s}
 
 
 def _report(args: argparse.Namespace, summary: dict, dashboard) -> int:
@@ -289,5 +327,12 @@ def _print_summary(summary: dict) -> None:
         f"[bold]Webgrid {summary['grid_side']}x{summary['grid_side']}: {summary['bps']:.2f} bits/s[/bold] "
         f"({summary['ntpm']:.1f} net correct targets per minute over {summary['webgrid_seconds']:.0f} s); "
         f"perfect decoder on the same participant and targets: {summary['ideal_bps']:.2f} bits/s "
-        f"({summary['path']} path)"
+        f"({_path_text(summary)})"
     )
+
+
+def _path_text(summary: dict) -> str:
+    """What the decoder saw, e.g. ``implant path: crossings + spike-band power of 1024 channels``."""
+    if summary["path"] == "implant":
+        return f"implant path: crossings + spike-band power of {summary['channels']} channels"
+    return f"counts path: Poisson counts of {summary['channels']} channels, no waveforms"

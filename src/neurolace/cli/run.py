@@ -16,6 +16,10 @@ from neurolace.core.errors import NeurolaceError
 
 __all__ = ["register", "run_command"]
 
+#: the sim_participant node's feature paths (neurolace.runtime.nodes.sources.PATHS; kept here so the
+#: parser stays light, tests/test_runtime_cli.py checks they agree)
+FEATURE_PATHS = ("implant", "counts")
+
 DESCRIPTION = """\
 Run a real-time session: the nodes (sources, dsp, decoder, effectors, task, recorder) and their
 wiring are declared in a TOML session file; every node runs in its own supervised thread and
@@ -32,7 +36,8 @@ session one source step at a time, each step seeing the feedback of the one befo
 after duration_s on the source's own clock, so the same seed gives the same run.
 
 examples:
-  neurolace run demo
+  neurolace run demo                       # through the implant: crossings + spike-band power
+  neurolace run demo --path counts         # the fast mode: the participant's Poisson counts
   neurolace run sessions/closed_loop_sim.toml --duration-s 30
   neurolace run sessions/closed_loop_sim.toml --check
   neurolace run sessions/closed_loop_sim.toml --clock stepped   # the same score on every run
@@ -62,6 +67,13 @@ def register(subparsers) -> None:
         help="realtime: paced on the wall clock (default: the session's clock); stepped: one source step "
         "at a time, as fast as the graph settles, so a seeded run gives the same result every time",
     )
+    parser.add_argument(
+        "--path",
+        choices=FEATURE_PATHS,
+        help="features of every simulated participant (sim_participant node), overriding the file: implant "
+        "(waveforms at 19.5 kHz -> on-implant chain -> threshold crossings + spike-band power; the demo "
+        "preset's) or counts (Poisson counts, the fast mode)",
+    )
     parser.add_argument("--barrier", help=argparse.SUPPRESS)
     parser.add_argument(
         "--measure-after-s",
@@ -84,6 +96,18 @@ def _load(name: str):
     if not path.exists() and name in PRESETS:
         return preset_session(name)
     return load_session(path)
+
+
+def _set_feature_path(session, path: str) -> None:
+    """``--path``: every ``sim_participant`` node of ``session`` emits ``path``'s features."""
+    participants = [spec for spec in session.nodes if spec.type_name == "sim_participant"]
+    if not participants:
+        raise NeurolaceError(
+            f"--path sets the features of a simulated participant, but session {session.name!r} has no "
+            f"sim_participant node; nodes: {[spec.name for spec in session.nodes]}"
+        )
+    for spec in participants:
+        spec.params["path"] = spec.node_class.parameters["path"].check(path)
 
 
 def _list_types(as_json: bool) -> int:
@@ -218,6 +242,8 @@ def run_command(args) -> int:
     if not args.session:
         raise NeurolaceError("give a SESSION file or preset name (or --list-types)")
     session = _load(args.session)
+    if args.path is not None:
+        _set_feature_path(session, args.path)
     if args.check:
         summary = {
             "session": session.name,
@@ -312,6 +338,7 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
                     repr(duration_s),
                     "--measure-after-s",
                     repr(args.measure_after_s),
+                    *(["--path", args.path] if args.path else []),
                     "--json",
                 ],
                 stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Preset sessions shipped with the package: ``neurolace run demo`` (and ``neurolace demo``).
+"""Preset sessions shipped with the package: ``neurolace run demo`` (and the dashboard's live session).
 
 A preset is session TOML text, validated like any file, so what a preset runs
 is exactly what a user can copy into a file and change.
@@ -12,37 +12,37 @@ from neurolace.runtime.session_file import SessionSpec, parse_session
 __all__ = ["PRESETS", "preset_session", "preset_text"]
 
 _DEMO = """\
-# The simulated closed loop: the participant (1024 channels, 20 ms bins) watches the cursor and the
-# lit Webgrid cell; for the first 15 s the cursor follows their intention while the decoder collects
-# labelled bins (an observation block), then the Kalman decoder alone drives the cursor.
+# The demo's closed loop as a node graph, through the implant: the simulated participant (1024
+# channels, 20 ms bins) watches the cursor and the lit target; each intention drives the implant's
+# units (spike waveforms at 19.5 kHz), the on-implant chain gives every channel's threshold crossings
+# and spike-band power per bin, and one closed_loop node runs the calibration session of
+# neurolace.runtime.run_calibration_session on them: an observation block (the computer moves the
+# cursor; labels shifted by the neural lag), the first Kalman decoder, a closed-loop block, ReFIT and
+# its check block, then a scored 30 x 30 Webgrid block. path = "counts" is the fast mode (Poisson
+# counts, no waveforms). The same graph as sessions/closed_loop_sim.toml.
 [session]
 name = "demo"
-description = "simulated participant -> Kalman decoder -> task cursor -> Webgrid"
-duration_s = 45.0
+description = "simulated participant -> implant (waveforms, on-implant chain) -> calibration session -> Webgrid"
+duration_s = 180.0   # open_loop_s + 2 x closed_loop_s + webgrid_s
 seed = 1
-cursor_gain_per_s = 1.2   # set once: the participant expects it, the cursor applies it
+cursor_gain_per_s = 0.5   # set once: the participant expects it, the loop applies it
 
 [nodes.participant]
 type = "sim_participant"
 n_channels = 1024
 loop_ms = 20.0
-feedback = { cursor = "cursor.cursor", target = "task.target" }
+path = "implant"   # or "counts"
+feedback = { cursor = "task.cursor", target = "task.target", block = "task.block" }
 
-[nodes.decoder]
-type = "decoder"
+[nodes.task]   # the whole session: decoder, click policy, cursor, Webgrid (runtime.nodes.loop)
+type = "closed_loop"
 decoder = "kalman"
-calibration_s = 15.0
+open_loop_s = 60.0
+closed_loop_s = 40.0
+webgrid_s = 40.0
+n_webgrid_blocks = 1
+grid_side = 30
 inputs = { features = "participant.features", intention = "participant.intention" }
-
-[nodes.cursor]
-type = "cursor"
-inputs = { velocity = "decoder.velocity" }
-
-[nodes.task]
-type = "webgrid"
-grid_side = 8
-score = "decoded"   # BPS counts only moves the decoder made on its own
-inputs = { cursor = "cursor.cursor" }
 """
 
 #: preset name -> session TOML

@@ -1,11 +1,14 @@
 """Open-loop reaching with a perfect decoder, and the offline decodability of a participant.
 
-:func:`simulate_reaching` lets the simulated participant reach to random
-targets while the cursor follows its intention exactly (the idealised
-observation block); :func:`offline_decodability` scores the counts of such a
-session with :func:`neurolace.decode.ridge.ridge_decodability`, the protocol
-of the real M1 reference data. They live above ``sim`` and ``decode`` because
-they join the two.
+:func:`simulate_reaching` is one block of the closed loop
+(:func:`~neurolace.runtime.closed_loop.run_block` with
+``observation="intention"``: the cursor follows the participant's intention
+exactly, the idealised observation block) on a Webgrid of target-sized cells,
+so the targets are random cells; :func:`offline_decodability` scores the
+counts of such a block with :func:`neurolace.decode.ridge.ridge_decodability`,
+the protocol of the real M1 reference data. They live above ``sim`` and
+``decode`` because they join the two; the loop itself is the one of
+:mod:`neurolace.runtime.loop`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import numpy as np
 
 from neurolace.core.checks import check_int, check_positive
 from neurolace.core.errors import InvalidInputError
-from neurolace.core.random import SeedLike, check_rng
+from neurolace.core.random import SeedLike, check_rng, spawn_rngs
 from neurolace.decode.ridge import ridge_decodability
-from neurolace.sim.participant import SimulatedParticipant, _inside
+from neurolace.runtime.closed_loop import run_block
+from neurolace.sim.participant import SimulatedParticipant
 from neurolace.sim.tuning import TuningModel
+from neurolace.tasks import WebgridTask
 
 __all__ = ["ReachingRecord", "offline_decodability", "simulate_reaching"]
 
@@ -35,9 +40,13 @@ class ReachingRecord:
     click : ndarray, shape (n_steps,)
         Click intention per step.
     cursor_xy : ndarray, shape (n_steps, 2)
+        Cursor before each step's movement.
     target_xy : ndarray, shape (n_steps, 2)
+        Centre of the lit target at each step.
     counts : ndarray, shape (n_steps, n_channels)
     loop_s : float
+    n_targets : int
+        Targets lit during the session (those selected plus the last one).
     """
 
     velocity: np.ndarray
@@ -59,44 +68,38 @@ def simulate_reaching(
 ) -> ReachingRecord:
     """Let the participant reach to random targets with a perfect decoder (open loop).
 
-    The cursor moves exactly as intended (``cursor_gain_per_s * velocity``),
-    targets appear uniformly in ``[0.1, 0.9]^2`` and change when the
-    participant clicks on them. This is the idealised observation block used
-    to measure offline decodability.
+    One :func:`~neurolace.runtime.closed_loop.run_block` with
+    ``observation="intention"`` (the cursor moves exactly as intended,
+    ``cursor_gain_per_s * velocity`` per second, and clicks when the
+    participant clicks) on a :class:`~neurolace.tasks.WebgridTask` whose cells
+    are ``target_width`` wide: each target is a random cell, the next one is
+    lit when the participant clicks inside it. This is the idealised
+    observation block used to measure offline decodability.
+
+    Parameters
+    ----------
+    participant : SimulatedParticipant
+    duration_s : float
+        Rounded to whole control steps.
+    cursor_gain_per_s : float, default 1.2
+    target_width : float, default 0.1
+        Side of a target (workspace units); ``1 / target_width`` must be a whole number >= 2.
+    seed : int, Generator or None
+        Seeds the target sequence and the participant's noise.
     """
     duration_s = check_positive(duration_s, "duration_s")
-    rng = check_rng(seed)
-    loop_s = participant.control.loop_s
-    n_steps = round(duration_s / loop_s)
-    participant.start((0.5, 0.5), cursor_gain_per_s=cursor_gain_per_s, seed=rng)
-    velocity = np.empty((n_steps, 2))
-    click = np.empty(n_steps)
-    cursor_trace = np.empty((n_steps, 2))
-    target_trace = np.empty((n_steps, 2))
-    cursor = np.array([0.5, 0.5])
-    target = _Spot(tuple(rng.uniform(0.1, 0.9, 2)), target_width)
-    n_targets = 1
-    previous_click = 0.0
-    for index in range(n_steps):
-        intention = participant.step(cursor, target)
-        velocity[index] = intention.velocity
-        click[index] = intention.click
-        cursor_trace[index] = cursor
-        target_trace[index] = target.center_xy
-        if intention.click and not previous_click and _inside(cursor - target.center_xy, target.width, "circle"):
-            target = _Spot(tuple(rng.uniform(0.1, 0.9, 2)), target_width)
-            n_targets += 1
-        previous_click = intention.click
-        cursor = np.clip(cursor + cursor_gain_per_s * loop_s * intention.velocity, 0.0, 1.0)
-    counts = participant.sample_counts(velocity, click, seed=rng)
-    return ReachingRecord(velocity, click, cursor_trace, target_trace, counts, loop_s, n_targets)
-
-
-@dataclass(frozen=True)
-class _Spot:
-    center_xy: tuple
-    width: float
-    shape: str = "circle"
+    target_width = check_positive(target_width, "target_width")
+    grid_side = round(1.0 / target_width)
+    if grid_side < 2 or abs(grid_side * target_width - 1.0) > 1e-9:
+        raise InvalidInputError(
+            f"target_width must be 1/N for a whole N >= 2 (targets are cells of an N x N grid), got {target_width:g}"
+        )
+    task_rng, noise_rng = spawn_rngs(check_rng(seed), 2)
+    record = run_block(participant, WebgridTask(grid_side=grid_side, seed=task_rng), duration_s=duration_s,
+                       cursor_gain_per_s=cursor_gain_per_s, observation="intention", name="reaching",
+                       kind="open-loop", seed=noise_rng)
+    return ReachingRecord(record.intended_velocity, record.intended_click, record.cursor_xy, record.target_xy,
+                          record.counts, participant.control.loop_s, record.summary.correct + 1)
 
 
 def offline_decodability(

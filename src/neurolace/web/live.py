@@ -1,11 +1,16 @@
 """A live session the dashboard runs and watches: the runtime graph on a bus, read as frames.
 
 :class:`LiveSession` owns one real-time session graph
-(:class:`neurolace.runtime.graph.Graph`, default the ``demo`` preset: simulated
-participant -> decoder -> cursor -> Webgrid) on an in-process bus, and the
-controls a team needs: start a calibration (the decoder node's observation
-block, then decoding), stop, switch decoders (a new calibration), and timed
-Webgrid blocks scored with :func:`~neurolace.tasks.webgrid_bps`.
+(:class:`neurolace.runtime.graph.Graph`, default the ``demo`` preset: the
+simulated participant through the implant -> crossings and spike-band power ->
+the ``closed_loop`` node) on an in-process bus, and the controls a team needs:
+start a calibration, stop, switch decoders (a new calibration), and timed
+Webgrid blocks scored with :func:`~neurolace.tasks.webgrid_bps`. A
+``closed_loop`` session calibrates through the schedule of every loop
+(:class:`~neurolace.runtime.closed_loop.SessionPlan`: observation block with
+lag-aligned labels, first decoder, closed-loop block, ReFIT) and then plays
+Webgrid until stopped; a session with ``decoder``/``cursor`` nodes calibrates
+as its decoder node does.
 
 It only *subscribes* to the graph's streams (the bus never waits for a slow
 reader, see :mod:`neurolace.runtime.bus`), so a dashboard cannot slow the
@@ -59,6 +64,10 @@ SESSION_STATES = ("stopped", "starting", "calibrating", "decoding", "watching", 
 #: decoders the dashboard offers: those of the one registry (neurolace.decode.DECODERS) that fit in
 #: about a second on 1024 channels, so a live calibration does not stall (no ReFIT block, no torch fit)
 LIVE_DECODERS = tuple(name for name in DECODERS if name in ("kalman", "wiener"))
+#: a live closed_loop session's Webgrid blocks after calibration: 24 blocks of an hour (the node's score
+#: stream restarts at each block; the dashboard's own timed blocks score any window within one)
+LIVE_WEBGRID_BLOCK_S = 3600.0
+LIVE_WEBGRID_BLOCKS = 24
 #: trailing window of the BPS/NTPM series
 BPS_WINDOW_S = 30.0
 _FRAME_HEADER = struct.Struct("<I")
@@ -77,7 +86,12 @@ class LiveStreams:
     grid_side : int
         Grid of the session's Webgrid node (for BPS).
     decoder_node : str or None
-        Name of the decoder node (the one the controls change).
+        Name of the node the controls change: the ``closed_loop`` node (the session
+        schedule of :class:`~neurolace.runtime.closed_loop.SessionRunner`) or a
+        ``decoder`` node.
+    calibration_parameter : str or None
+        That node's parameter the calibration length sets: ``open_loop_s`` (the
+        observation block of a ``closed_loop`` node) or ``calibration_s``.
     """
 
     features: str
@@ -87,6 +101,7 @@ class LiveStreams:
     n_channels: int
     grid_side: int
     decoder_node: str | None
+    calibration_parameter: str | None = None
 
     @classmethod
     def from_session(cls, spec: Any) -> LiveStreams:
@@ -98,6 +113,12 @@ class LiveStreams:
             raise InvalidInputError(
                 f"session {spec.name!r} has no 'sim_participant' or 'dsp' node for the dashboard to read features from")
         n_channels = int(source.params["n_channels"])
+        loop = by_type.get("closed_loop")
+        if loop is not None:  # one node is decoder, cursor and task
+            return cls(features=f"{source.name}.features", cursor=f"{loop.name}.cursor",
+                       target=f"{loop.name}.target", score=f"{loop.name}.score", n_channels=n_channels,
+                       grid_side=int(loop.params["grid_side"]), decoder_node=loop.name,
+                       calibration_parameter="open_loop_s")
         task = by_type.get("webgrid")
         return cls(
             features=f"{source.name}.features",
@@ -107,6 +128,7 @@ class LiveStreams:
             n_channels=n_channels,
             grid_side=int(task.params["grid_side"]) if task else 30,
             decoder_node=by_type["decoder"].name if "decoder" in by_type else None,
+            calibration_parameter="calibration_s" if "decoder" in by_type else None,
         )
 
     def names(self) -> list[str]:
@@ -157,7 +179,7 @@ def cursor_latency_us(graph: Any) -> dict | None:
         return None
     for runner in graph.runners.values():
         node = getattr(runner, "node", None)
-        if runner.spec.type_name == "cursor" and node is not None and hasattr(node, "end_to_end"):
+        if runner.spec.type_name in ("cursor", "closed_loop") and node is not None and hasattr(node, "end_to_end"):
             return node.end_to_end.summary_us()
     return None
 
@@ -196,7 +218,7 @@ class LiveSession:
         self.bus_url = bus_url
         decoder_node = self._decoder_spec()
         self.decoder = decoder_node.params["decoder"] if decoder_node else None
-        self.calibration_s = float(decoder_node.params["calibration_s"]) if decoder_node else 0.0
+        self.calibration_s = float(decoder_node.params[self.streams.calibration_parameter]) if decoder_node else 0.0
         self.state = "stopped"
         self.error: str | None = None
         self.blocks: list[dict] = []
@@ -254,6 +276,14 @@ class LiveSession:
             calibration_s = float(calibration_s)
             if not 0.0 <= calibration_s <= 600.0:
                 raise InvalidInputError(f"calibration_s must be between 0 and 600 seconds, got {calibration_s:g}")
+            spec = self._decoder_spec()
+            if spec is not None:  # e.g. a closed_loop session always starts with an observation block
+                parameter = spec.node_class.parameters[self.streams.calibration_parameter]
+                try:
+                    parameter.check(calibration_s)
+                except InvalidInputError as exc:
+                    raise InvalidInputError(f"calibration_s for node {spec.name!r} ({spec.type_name}, "
+                                            f"{self.streams.calibration_parameter}): {exc}") from None
         self.stop()
         with self._lock:
             if decoder is not None:
@@ -277,9 +307,13 @@ class LiveSession:
 
         spec = copy.deepcopy(self.spec)
         if self.streams.decoder_node is not None:
-            params = spec.node(self.streams.decoder_node).params
-            params["decoder"] = self.decoder
-            params["calibration_s"] = self.calibration_s
+            node = spec.node(self.streams.decoder_node)
+            node.params["decoder"] = self.decoder
+            node.params[self.streams.calibration_parameter] = self.calibration_s
+            if node.type_name == "closed_loop":
+                # the schedule's calibration blocks, then Webgrid until stopped (one block a live hour)
+                node.params["webgrid_s"] = LIVE_WEBGRID_BLOCK_S
+                node.params["n_webgrid_blocks"] = LIVE_WEBGRID_BLOCKS
         return spec
 
     def _start_graph(self, ready: threading.Event, generation: int) -> None:

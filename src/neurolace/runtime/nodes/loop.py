@@ -6,7 +6,9 @@ A thin wrapper over :class:`~neurolace.runtime.closed_loop.SessionRunner`
 clock) is one control step of the runner; the node publishes the cursor the
 participant sees, the lit target, the block (its index and noise seed, so
 the participant node reseeds exactly as :func:`run_calibration_session`
-does) and, in scored Webgrid blocks, the score. The block schedule, the fits
+does) and, in scored Webgrid blocks, the score (correct, incorrect, BPS of
+the current block). Like an effector it logs the end-to-end latency of each
+cursor it publishes (publish time minus the feature bin's ``origin_ns``). The block schedule, the fits
 and ReFIT are the runner's; the node adds none. Fits run in the node's thread
 (on the real-time clock the loop pauses at a block boundary for the fit).
 """
@@ -19,7 +21,8 @@ from typing import ClassVar
 import numpy as np
 
 from neurolace.decode.registry import DECODERS
-from neurolace.runtime.messages import Message
+from neurolace.runtime.latency import LatencyLog
+from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 
 __all__ = ["ClosedLoopNode"]
@@ -71,6 +74,8 @@ class ClosedLoopNode(Node):
         self.control = ControlParameters(loop_s=loop_s)
         self.pending: dict[int, dict] = {}
         self.extra_bins = 0
+        # cursor publish time minus the feature bin's origin_ns, as the cursor node measures it
+        self.end_to_end = LatencyLog()
         self.runner = SessionRunner(self.plan, self.settings, autopilot_control=self.control,
                                     n_features=None, n_channels=0)
         self.runner.begin_block()
@@ -118,6 +123,7 @@ class ClosedLoopNode(Node):
                 self.context.log("decoder_fitted", bins=int(block.index), decoder=self.params["decoder"])
             self.runner.begin_block()
         self._publish(message)
+        self.end_to_end.add(now_ns() - entry["features"].origin_ns)
 
     def summary(self) -> dict:
         result = self.runner.results[0]
@@ -129,4 +135,5 @@ class ClosedLoopNode(Node):
             "selections": [(b.name, b.correct, b.incorrect) for b in result.blocks],
             "complete": self.runner.done,
             "ignored_bins": self.extra_bins,
+            "end_to_end_us": self.end_to_end.summary_us(),
         }

@@ -24,7 +24,10 @@ __all__ = [
     "LSLInletNode",
     "ReplayNode",
     "SimImplantNode",
+    "PATHS",
+    "PATH_FEATURES",
     "SimParticipantNode",
+    "build_feature_source",
     "build_participant",
     "load_recording",
 ]
@@ -39,6 +42,38 @@ def _node_seed(seed: int, name: str) -> np.random.Generator:
     """A generator for node ``name`` derived from the session seed (stable across runs and restarts)."""
     digest = sum((index + 1) * ord(character) for index, character in enumerate(name))
     return spawn_rngs(np.random.SeedSequence([int(seed), digest]), 1)[0]
+
+
+#: the feature paths of a simulated participant and what the decoder sees on each
+PATH_FEATURES = {"implant": ("threshold_crossings", "spike_band_power_uv"), "counts": ("poisson_counts",)}
+#: the feature paths, the default first
+PATHS = tuple(PATH_FEATURES)
+
+
+def build_feature_source(participant, path: str):
+    """The feature source of ``path`` for ``participant`` (one bin per intention).
+
+    Parameters
+    ----------
+    participant : SimulatedParticipant
+    path : {"implant", "counts"}
+        ``"implant"``: the participant's intention drives the implant simulator's units
+        (spike waveforms at 19,531.25 Hz, the on-implant chain), and each bin holds the
+        threshold crossings then the spike-band power (µV) of every channel,
+        ``2 * n_channels`` columns (:class:`~neurolace.sim.neural_source.ImplantFeatureSource`,
+        ``features="both"``); ``n_channels`` must be 1-16 or a multiple of 16.
+        ``"counts"``: the participant's Poisson counts, ``n_channels`` columns
+        (:class:`~neurolace.runtime.loop.CountsSource`), the fast mode.
+    """
+    if path == "counts":
+        from neurolace.runtime.loop import CountsSource
+
+        return CountsSource(participant)
+    if path == "implant":
+        from neurolace.sim.neural_source import ImplantFeatureSource
+
+        return ImplantFeatureSource(participant, features="both")
+    raise InvalidInputError(f"path must be one of {list(PATHS)}, got {path!r}")
 
 
 def build_participant(*, n_channels: int, loop_ms: float, visual_delay_s: float, session_seed: int,
@@ -63,8 +98,9 @@ def build_participant(*, n_channels: int, loop_ms: float, visual_delay_s: float,
 class SimParticipantNode(Node):
     """The simulated participant: every ``loop_ms`` it looks at the cursor and target, then fires.
 
-    Outputs one bin of features per channel (``features``, from the counts
-    source :class:`~neurolace.runtime.loop.CountsSource`) and the intention that
+    Outputs one bin of features (``features``: the ``path`` parameter's, see
+    :func:`build_feature_source`: crossings and spike-band power through the
+    simulated implant and its chain, or Poisson counts) and the intention that
     produced it (``intention``: vx, vy, click), both stamped with the bin's
     first sample on the implant's clock. With the ``block`` feedback of a
     ``closed_loop`` node it restarts (and reseeds) at each block start exactly
@@ -82,6 +118,11 @@ class SimParticipantNode(Node):
     parameters: ClassVar[dict[str, Parameter]] = {
         "n_channels": Parameter(int, 1024, "implant channels", minimum=1),
         "loop_ms": Parameter(float, 20.0, "bin and control period in ms", minimum=1.0),
+        "path": Parameter(
+            str, "counts", "features: 'implant' (waveforms at 19.5 kHz -> on-implant chain -> crossings then "
+            "spike-band power, 2 x n_channels; n_channels 1-16 or a multiple of 16) or 'counts' (Poisson counts, "
+            "the fast mode)", choices=PATHS,
+        ),
         "cursor_gain_per_s": Parameter(
             float, 0.5, "cursor speed per unit velocity the participant expects (set once per session)",
             minimum=1e-6,
@@ -92,16 +133,15 @@ class SimParticipantNode(Node):
     }
 
     def setup(self) -> None:
-        from neurolace.runtime.loop import CountsSource
-
         params = self.params
         loop_s = params["loop_ms"] / 1e3
         self.participant = build_participant(
             n_channels=params["n_channels"], loop_ms=params["loop_ms"], visual_delay_s=params["visual_delay_s"],
             session_seed=self.context.seed, name=self.name,
         )
-        self.source = CountsSource(self.participant)
+        self.source = build_feature_source(self.participant, params["path"])
         self.participant.start((0.5, 0.5), cursor_gain_per_s=params["cursor_gain_per_s"])
+        self.source_started = False
         self.block_index: int | None = None
         self.pacer = Pacer(round(loop_s * 1e9), realtime=params["realtime"] and not self.context.stepped)
         self.samples_per_bin = loop_s * IMPLANT_FS_HZ
@@ -125,6 +165,7 @@ class SimParticipantNode(Node):
         participant_seed, source_seed = block_seeds(noise_seed)
         self.participant.start(cursor, cursor_gain_per_s=self.params["cursor_gain_per_s"], seed=participant_seed)
         self.source.start(source_seed)
+        self.source_started = True
 
     def produce(self) -> bool:
         bins = self.first_bin + self.pacer.tick
@@ -138,6 +179,9 @@ class SimParticipantNode(Node):
         cursor = np.array([0.5, 0.5]) if cursor_message is None else np.asarray(cursor_message.payload[:2],
                                                                                  dtype=np.float64)
         self._follow_block(cursor)
+        if not self.source_started:  # no closed_loop blocks: one block from the first bin, seeded by the session
+            self.source.start(_node_seed(self.context.seed, f"{self.name}.source"))
+            self.source_started = True
         target = None
         if target_message is not None and target_message.payload[2] > 0:
             x, y, width = (float(v) for v in target_message.payload[:3])
