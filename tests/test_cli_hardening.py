@@ -206,3 +206,19 @@ def test_number_type_parses_strictly():
     for bad in ("0", "1.0", "1e3", "nan", "0x10"):
         with pytest.raises(ArgumentTypeError, match="must be an integer >= 1, got"):
             count(bad)
+
+
+def test_detect_refuses_a_recording_larger_than_half_the_memory_before_reading_it(tmp_path, monkeypatch, capsys):
+    from neurolace.cli import detect
+
+    clip = _write_clip(tmp_path / "clip.wav", seconds=1.0, n_channels=4)  # 156 kB of samples
+    monkeypatch.setattr(detect, "physical_memory_bytes", lambda: 200e3)
+    monkeypatch.setattr(detect, "read_recording", lambda *a, **k: pytest.fail("the file was read"))
+    code, _, stderr = run_cli(["detect", clip], capsys)
+    assert code == 2
+    assert "more than 50 % of this machine's 0.0 GB; detect reads the whole recording" in error_line(stderr, "detect")
+    raw = tmp_path / "x.raw"
+    raw.write_bytes(bytes(120_000))  # 30,000 int32 codes: 60 kB as int16, under the 100 kB share
+    monkeypatch.setattr(detect, "read_recording", lambda *a, **k: (_ for _ in ()).throw(SystemError("read")))
+    with pytest.raises(SystemError, match="read"):
+        run_cli(["detect", raw, "--fs-hz", "1000", "--channels", "1", "--dtype", "int32"], capsys)

@@ -9,6 +9,7 @@ line, so the limits users read are the limits the code checks.
 :func:`add_force` and :func:`check_output` give every command that writes a file the same rule:
 an existing output is refused unless ``--force``, and an output that cannot be written (its
 parent is a file, it is a directory, its folder is read-only) is refused before the work.
+:func:`physical_memory_bytes` is what the resource caps of ``simulate`` and ``detect`` compare with.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass
 
-__all__ = ["Number", "add_force", "check_output"]
+__all__ = ["Number", "add_force", "check_output", "physical_memory_bytes"]
 
 
 def _format(value: float) -> str:
@@ -83,6 +84,14 @@ class Number:
         if below or above:
             raise argparse.ArgumentTypeError(f"must be {self.range_text()}, got {text!r}")
         return value
+
+
+def physical_memory_bytes() -> float | None:
+    """This machine's physical memory in bytes, or None where the platform does not say."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def add_force(parser: argparse.ArgumentParser) -> None:

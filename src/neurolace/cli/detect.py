@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from neurolace.cli.args import Number, add_force, check_output
+from neurolace.cli.args import Number, add_force, check_output, physical_memory_bytes
 from neurolace.core.errors import InvalidInputError
 from neurolace.dsp.defaults import DEFAULT_CHUNK_MS, DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
 from neurolace.io import atomic_output, read_recording
@@ -32,6 +32,10 @@ HIGH_HZ = Number(float, minimum=0.0, maximum=5e5, unit="Hz")
 NOISE_WINDOW_S = Number(float, minimum=0.0, exclusive_minimum=True, maximum=3600.0, unit="s")
 CHUNK_MS = Number(float, minimum=0.0, exclusive_minimum=True, maximum=60000.0, unit="ms")
 
+#: detect holds the whole recording in memory as int16 codes; a WAV or raw input whose codes
+#: would take more than this share of the machine's memory is refused before it is read.
+MAX_MEMORY_SHARE = 0.5
+
 DESCRIPTION = """\
 Detect spikes in a recording the way the implant does on board: band-pass 300-6000 Hz
 (by default linear-phase from running sums, which keeps spike shapes for a 1.69 ms delay;
@@ -45,7 +49,8 @@ INPUT is a .wav (16-bit PCM), .nwb, or headerless .raw/.bin/.dat file (these nee
 
 Output: with --out, a CSV of one detection per row, header 'sample_index,channel'
 (sample on the file's clock, 0-based channel position), written atomically; an existing
-file is refused unless --force. A summary
+file is refused unless --force. The whole recording is held in memory as int16: a WAV or raw
+file whose samples would take more than half of this machine's memory is refused. A summary
 goes to stdout; with --json it is one JSON object (n_spikes, n_channels, seconds,
 realtime_factor, rates and noise per channel).
 
@@ -127,6 +132,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _check_input_size(path: str, dtype: str) -> None:
+    """Refuse a WAV or raw file whose int16 samples would not fit in half of this machine's memory."""
+    from pathlib import Path
+
+    from neurolace.io import RAW_EXTENSIONS
+
+    path = Path(path)
+    extension = path.suffix.lower()
+    if extension not in (".wav", *RAW_EXTENSIONS) or not path.is_file():
+        return  # NWB stores compressed chunks; other problems are the reader's to report
+    size_bytes = path.stat().st_size
+    if extension != ".wav":
+        try:
+            size_bytes = size_bytes * 2 // max(np.dtype(dtype).itemsize, 1)
+        except TypeError:
+            return  # the reader names the bad --dtype
+    physical_bytes = physical_memory_bytes()
+    if physical_bytes is not None and size_bytes > MAX_MEMORY_SHARE * physical_bytes:
+        raise InvalidInputError(
+            f"{path} holds about {size_bytes / 1e9:.1f} GB of int16 samples, more than "
+            f"{100 * MAX_MEMORY_SHARE:.0f} % of this machine's {physical_bytes / 1e9:.1f} GB; detect reads the "
+            "whole recording into memory (split the file, or use a machine with more memory)"
+        )
+
+
 def _summary(values: np.ndarray) -> dict:
     if values.size == 0:
         return {"median": None, "min": None, "max": None}
@@ -136,6 +166,7 @@ def _summary(values: np.ndarray) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output(args.out, "--out", force=args.force)
+    _check_input_size(args.input, args.dtype)
     from neurolace.dsp.chain import run_signal_chain  # scipy and numba: only when detecting
 
     recording = read_recording(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from neurolace.cli.args import Number, add_force, check_output
+from neurolace.cli.args import Number, add_force, check_output, physical_memory_bytes
 from neurolace.core.errors import InvalidInputError
 
 DESCRIPTION = """\
@@ -110,13 +109,6 @@ def estimate_peak_bytes(seconds: float, electrodes: int) -> float:
     )
 
 
-def _physical_bytes() -> float | None:
-    try:
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):  # not available on this platform
-        return None
-
-
 def check_resources(
     seconds: float, electrodes: int, *, max_memory_gb: float | None = None, allow_large: bool = False
 ) -> float:
@@ -150,7 +142,7 @@ def check_resources(
         f"(estimated peak memory: {ESTIMATE_FIXED_BYTES / 1e6:.0f} MB + {ESTIMATE_BYTES_PER_ELECTRODE / 1e3:.0f} kB "
         f"per electrode + {ESTIMATE_BYTES_PER_CHANNEL_SAMPLE:g} B per sample and channel)"
     )
-    physical_bytes = _physical_bytes()
+    physical_bytes = physical_memory_bytes()
     if physical_bytes is not None and needed_bytes > MAX_PHYSICAL_SHARE * physical_bytes:
         raise InvalidInputError(
             f"{estimate}; this machine has {physical_bytes / 1e9:.1f} GB (simulate shorter sessions or fewer electrodes)"
