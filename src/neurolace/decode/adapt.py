@@ -270,7 +270,7 @@ class RecalibrationSettings:
     bias_time_constant_s: float = DEFAULT_BIAS_TIME_CONSTANT_S
     bias_speed_centile: float = DEFAULT_BIAS_SPEED_CENTILE
     recalibrate_velocity: bool = True
-    recalibrate_click: bool = True
+    recalibrate_click: bool = False
     rebuild_every_selections: int = 10
     exclude_after_selection_s: float = 0.3
     window_s: float = 3.0

@@ -45,7 +45,9 @@ from neurolace.runtime.loop import (
     DEFAULT_CLICK_BRAKE,
     DEFAULT_CLICK_LOCKOUT_S,
     DEFAULT_CLICK_SPEED_LIMIT,
+    DEFAULT_CLICK_SPEED_SCALE,
     DEFAULT_CURSOR_GAIN_PER_S,
+    DEFAULT_SPEED_GAIN_EXPONENT,
     ClosedLoop,
     CountsSource,
     DecoderError,
@@ -265,8 +267,8 @@ def run_block(
     click_brake: bool = DEFAULT_CLICK_BRAKE,
     seed: SeedLike = None,
     source: Any = None,
-    speed_gain_exponent: float = 1.0,
-    click_speed_scale: float | None = None,
+    speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT,
+    click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE,
     adapter: Any = None,
 ) -> BlockRecord:
     """Run one block of ``duration_s`` with the participant in the loop.
@@ -471,8 +473,8 @@ def run_calibration_session(
     participant: SimulatedParticipant | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     source: Any = None,
-    speed_gain_exponent: float = 1.0,
-    click_speed_scale: float | None = None,
+    speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT,
+    click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE,
     recalibration: Any = None,
     webgrid_participant: SimulatedParticipant | None = None,
 ) -> SessionResult:
@@ -631,8 +633,8 @@ def _check_session_arguments(
     participant: SimulatedParticipant | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     source: Any = None,
-    speed_gain_exponent: float = 1.0,
-    click_speed_scale: float | None = None,
+    speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT,
+    click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE,
     recalibration: Any = None,
     webgrid_participant: SimulatedParticipant | None = None,
 ) -> dict:
@@ -894,8 +896,8 @@ def _run_sessions(
     participant: SimulatedParticipant | None,
     progress: Callable[[str, int, int], None] | None,
     source: Any = None,
-    speed_gain_exponent: float = 1.0,
-    click_speed_scale: float | None = None,
+    speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT,
+    click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE,
     recalibration: Any = None,
     webgrid_participant: SimulatedParticipant | None = None,
 ) -> list[SessionResult]:
@@ -956,6 +958,9 @@ class Calibration:
     blocks : list of BlockResult
         Scores of the calibration blocks.
     n_channels : int
+    participant, source : SimulatedParticipant, feature source
+        Copies of the participant and the source as the calibration left them (the slow
+        nuisance state carries from block to block); :func:`run_webgrid` starts from copies of them.
     """
 
     plan: SessionPlan
@@ -965,6 +970,8 @@ class Calibration:
     calibration_data: tuple
     blocks: list
     n_channels: int
+    participant: Any = None
+    source: Any = None
 
     @property
     def driver(self) -> str:
@@ -973,8 +980,8 @@ class Calibration:
 
 
 def calibrate_session(*, participant: SimulatedParticipant | None = None, source: Any = None,
-                      refit: bool = True, speed_gain_exponent: float = 1.0,
-                      click_speed_scale: float | None = None, **kwargs: Any) -> Calibration:
+                      refit: bool = True, speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT,
+                      click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE, **kwargs: Any) -> Calibration:
     """Run the calibration blocks of :func:`run_calibration_session` (observation, closed loop, ReFIT) only.
 
     Takes the keyword arguments of :func:`run_calibration_session` (``seed``,
@@ -1003,26 +1010,30 @@ def calibrate_session(*, participant: SimulatedParticipant | None = None, source
     while (block_plan := runner.begin_block()) is not None and block_plan.kind != "webgrid":
         _drive_block(participant, source, runner.block, plan.noise_seed(runner.index))
         runner.end_block()
+    snapshot = copy.deepcopy((participant, source))
     return Calibration(plan, settings, runner.decoders, runner.click_decoder, runner._calibration_data,
-                       list(runner.results[0].blocks), participant.n_channels)
+                       list(runner.results[0].blocks), participant.n_channels, *snapshot)
 
 
-def run_webgrid(calibration: Calibration, participant: SimulatedParticipant, *, source: Any = None,
+def run_webgrid(calibration: Calibration, participant: SimulatedParticipant | None = None, *, source: Any = None,
                 settings: LoopSettings | None = None, recalibration: Any = None,
                 driver: str | None = None) -> SessionResult:
     """The session's Webgrid blocks with a :class:`Calibration`'s decoders (copies; the calibration is kept).
 
-    With the calibration's participant, settings and no recalibration this
-    gives the Webgrid blocks of :func:`run_calibration_session` with the same
-    arguments.
+    By default (the calibration's participant and source, its settings, no
+    recalibration) this gives the Webgrid blocks of
+    :func:`run_calibration_session` with the same arguments, every time: the
+    participant and source are copied, never advanced.
 
     Parameters
     ----------
     calibration : Calibration
-    participant : SimulatedParticipant
-        Who uses the decoders (the calibrated participant, or e.g. its ``drifted(days=...)``).
+    participant : SimulatedParticipant, optional
+        Who uses the decoders: default the calibrated participant as the calibration left it;
+        or another, e.g. its ``drifted(days=...)`` (copied, so repeated runs are the same).
     source : feature source, optional
-        Default: ``participant``'s counts.
+        Default: the calibration's source with its participant, else ``participant``'s counts
+        (copied too).
     settings : LoopSettings, optional
         Loop settings of the Webgrid blocks (default: the calibration's). ``loop_s`` must match.
     recalibration : RecalibrationSettings, optional
@@ -1042,10 +1053,23 @@ def run_webgrid(calibration: Calibration, participant: SimulatedParticipant, *, 
         raise InvalidInputError("settings must be a LoopSettings with the calibration's loop_s "
                                 f"({calibration.settings.loop_s} s)")
     driver = calibration.driver if driver is None else check_in(driver, "driver", tuple(calibration.decoders))
+    if participant is None:
+        if calibration.participant is None:
+            raise InvalidInputError("this Calibration holds no participant; pass participant=")
+        participant, default_source = copy.deepcopy((calibration.participant, calibration.source))
+        if source is None:
+            source = default_source
+    else:
+        participant = copy.deepcopy(participant)
     if participant.n_channels != calibration.n_channels:
         raise InvalidInputError(f"participant has {participant.n_channels} channels, the calibration "
                                 f"{calibration.n_channels}")
-    source = CountsSource(participant) if source is None else check_feature_source(source)
+    if source is None:
+        source = CountsSource(participant)
+    else:
+        source = copy.deepcopy(check_feature_source(source))
+        if isinstance(source, CountsSource):
+            source.participant = participant
     plan = calibration.plan
     result = SessionResult(plan.decoder, calibration.n_channels, plan.grid_side, plan.seed, driver == "refit",
                            settings.cursor_gain_per_s)

@@ -45,7 +45,9 @@ __all__ = [
     "DEFAULT_CLICK_BRAKE",
     "DEFAULT_CLICK_LOCKOUT_S",
     "DEFAULT_CLICK_SPEED_LIMIT",
+    "DEFAULT_CLICK_SPEED_SCALE",
     "DEFAULT_CURSOR_GAIN_PER_S",
+    "DEFAULT_SPEED_GAIN_EXPONENT",
     "OBSERVATIONS",
     "ClosedLoop",
     "CountsSource",
@@ -71,6 +73,12 @@ DEFAULT_CLICK_LOCKOUT_S = 0.3
 #: seeds 10 and 11 (not the benchmark's seeds) with the Kalman filter and the ReFIT-KF, and again
 #: (against 0.12 and 0.3) after the HMM click decoder came in.
 DEFAULT_CLICK_SPEED_LIMIT: float | None = 0.2
+
+#: Exponent of the closed-loop speed gain (``cursor_gain_per_s * speed ** exponent``; 1 = linear).
+DEFAULT_SPEED_GAIN_EXPONENT = 1.0
+
+#: Speed scale of the speed-dependent click threshold (None: off).
+DEFAULT_CLICK_SPEED_SCALE: float | None = None
 
 #: Slow the cursor by the click decoder's probability of an attempted click.
 DEFAULT_CLICK_BRAKE = True
@@ -126,8 +134,8 @@ class LoopSettings:
     click_speed_limit: float | None = DEFAULT_CLICK_SPEED_LIMIT
     click_brake: bool = DEFAULT_CLICK_BRAKE
     velocity_smoothing_s: float = 0.0
-    speed_gain_exponent: float = 1.0
-    click_speed_scale: float | None = None
+    speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT
+    click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE
     click_base_probability: float = 0.97
 
     def __post_init__(self) -> None:
