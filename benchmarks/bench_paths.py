@@ -11,9 +11,9 @@ and the perfect decoder's ceiling are the same on both paths (the source has
 its own seed, :func:`neurolace.runtime.closed_loop.block_seeds`).
 
 Reported per seed and path: pooled Webgrid BPS, each Webgrid block's BPS, and
-the ceiling. Agreement: the mean paired difference (implant - counts) against
-the block-to-block spread (standard deviation of single Webgrid blocks' BPS
-about their session's mean, pooled over seeds and paths).
+the ceiling. Agreement: the mean paired difference (implant - counts) and its
+standard error over seeds, against the block-to-block spread (the pooled
+within-session standard deviation of one Webgrid block's BPS).
 
 Sizes: the implant path runs at about 3x real time at 1024 channels on one core
 (docs/simulator.md), so 3 seeds x 2 paths of a full session at 1024 channels
@@ -73,13 +73,18 @@ def run(quick: bool = False) -> dict:
           "success", "ideal BPS", "CPU s"], rows)
     by = {(s["path"], s["seed"]): s for s in sessions}
     differences = [by[("implant", seed)]["bps"] - by[("counts", seed)]["bps"] for seed in SEEDS]
+    # pooled within-session standard deviation of one block's BPS (each session's mean estimated once)
     deviations = [b - s["bps"] for s in sessions for b in s["block_bps"]]
-    spread = float(np.sqrt(np.mean(np.square(deviations)))) if deviations else float("nan")
+    degrees = len(deviations) - len(sessions)
+    spread = float(np.sqrt(np.sum(np.square(deviations)) / degrees)) if degrees > 0 else float("nan")
+    standard_error = float(np.std(differences, ddof=1) / np.sqrt(len(differences)))
     mean = {path: float(np.mean([by[(path, seed)]["bps"] for seed in SEEDS])) for path in ("implant", "counts")}
     console.print(
         f"mean BPS implant {mean['implant']:.2f}, counts {mean['counts']:.2f}; paired difference (implant - counts) "
-        f"{np.mean(differences):+.2f} (per seed {', '.join(f'{d:+.2f}' for d in differences)}); "
-        f"block-to-block spread (RMS of a block's BPS about its session's) {spread:.2f}"
+        f"{np.mean(differences):+.2f} +- {standard_error:.2f} (standard error; per seed "
+        f"{', '.join(f'{d:+.2f}' for d in differences)}); block-to-block spread (pooled within-session SD of "
+        f"one block's BPS) {spread:.2f}"
     )
     return {"n_channels": n_channels, "sizes": sizes, "seeds": SEEDS, "sessions": sessions, "mean_bps": mean,
-            "paired_difference_bps": differences, "block_spread_bps": spread}
+            "paired_difference_bps": differences, "paired_difference_standard_error_bps": standard_error,
+            "block_spread_bps": spread}

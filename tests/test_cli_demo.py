@@ -96,6 +96,19 @@ def test_demo_counts_path_is_the_fast_mode_on_the_same_participant(tmp_path, cap
     assert counts["blocks"][0]["correct"] == implant["blocks"][0]["correct"] > 0
 
 
+def test_demo_sizes_are_the_paths_own_unless_given():
+    from neurolace.cli import demo
+
+    def sizes(*argv):
+        args = build_parser().parse_args(["demo", *argv])
+        demo._check_args(args)
+        return args.path, args.electrodes, args.open_loop_seconds, args.closed_loop_seconds
+
+    assert sizes() == ("implant", 256, 60.0, 40.0)
+    assert sizes("--path", "counts") == ("counts", 1024, 120.0, 120.0)
+    assert sizes("--electrodes", "1024", "--open-loop-seconds", "90") == ("implant", 1024, 90.0, 40.0)
+
+
 def test_demo_and_run_list_the_runtime_paths():
     """The CLI's light copies of the path names agree with the runtime's."""
     from neurolace.cli import demo, run

@@ -2,7 +2,7 @@
 
 Two parts, both simulated and seeded:
 
-1. the implant: a short N1-like recording (1024 electrodes by default) runs
+1. the implant: a short N1-like recording (``--electrodes``, the path's default) runs
    through the on-implant signal chain; raw codes, detections, binned features
    and ground truth are written to one NWB file;
 2. the closed loop: the automated calibration session (observation block,
@@ -34,14 +34,18 @@ from neurolace.decode.registry import DECODERS  # light: the names, no scipy
 #: feature paths (the default first); mirrors neurolace.runtime.nodes.sources.PATHS, kept here so
 #: ``neurolace --help`` does not import the runtime (tests/test_cli_demo.py checks they agree)
 PATHS = ("implant", "counts")
-#: calibration block lengths, seconds (see DESCRIPTION for why they are what they are)
-DEFAULT_OPEN_LOOP_S = 120.0
-DEFAULT_CLOSED_LOOP_S = 120.0
+#: Sizes per path. The implant path simulates every waveform and its decoders fit on two features per
+#: channel: the counts path's sizes (1024 electrodes, 120 s calibration blocks) took over 344 CPU s
+#: there (unfinished), so it runs 256 electrodes and the calibration blocks of sessions/closed_loop_sim.toml
+#: (docs/closed-loop.md, "Paths", has the measurements and the BPS of both paths at these sizes).
+DEFAULT_ELECTRODES = {"implant": 256, "counts": 1024}
+DEFAULT_OPEN_LOOP_S = {"implant": 60.0, "counts": 120.0}
+DEFAULT_CLOSED_LOOP_S = {"implant": 40.0, "counts": 120.0}
 
 DESCRIPTION = """\
 Run a simulated brain-computer-interface session end to end and print what it did.
 
-  1. implant: simulate --chain-seconds of a 1024-electrode N1-like implant, run the
+  1. implant: simulate --chain-seconds of an N1-like implant of --electrodes, run the
      on-implant chain (band-pass, common-average reference, threshold crossings,
      spike-band power, 20 ms bins) and write everything with ground truth to an NWB file;
   2. closed loop: calibrate a decoder on the simulated participant (observation block of
@@ -54,9 +58,13 @@ Run a simulated brain-computer-interface session end to end and print what it di
      --path counts: the decoder sees the participant's Poisson counts (fast mode, no
      waveforms). The JSON says which (path, features, n_features).
 
-Time: the implant path costs about 1/3 CPU second per simulated second at 1024 channels
-(docs/simulator.md); the default session simulates 420 s (+1.2 s of rest per block).
-Fewer --electrodes or shorter calibration blocks make it faster.
+Sizes: the implant path simulates every spike waveform and its decoders fit on two features
+per channel, so by default it runs 256 electrodes and calibration blocks of 60 s (observation)
+and 40 s (closed loop, ReFIT check): 200 s simulated with one 60 s Webgrid block. The counts
+path keeps 1024 electrodes and 120 s blocks (420 s simulated). Measured CPU time of the whole
+demo on the project's 2-core machine under load: implant path at its defaults 52 s;
+counts path 115 s; implant path at the counts path's sizes over 344 s (stopped). Any of
+--electrodes, --open-loop-seconds and --closed-loop-seconds overrides a path's default.
 
 Unless --headless, the live dashboard starts first on http://127.0.0.1:8000 (another free
 port if that one is taken) and its login link is printed: it shows a simulated session live,
@@ -81,17 +89,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--blocks", type=int, default=1, help="number of scored Webgrid blocks (default 1)")
     parser.add_argument("--chain-seconds", type=float, default=2.0,
                         help="seconds of raw implant data to simulate and process (default 2)")
-    parser.add_argument("--electrodes", type=int, default=1024, help="electrodes/channels (default 1024)")
+    parser.add_argument("--electrodes", type=int, default=None,
+                        help=f"electrodes/channels of both parts (default {DEFAULT_ELECTRODES['implant']} on the "
+                        f"implant path, {DEFAULT_ELECTRODES['counts']} on the counts path; see 'Time' above)")
     parser.add_argument("--path", choices=PATHS, default="implant",
                         help="what the decoder sees: 'implant' (default): the intention drives the simulated "
                         "implant's units, spike waveforms at 19.5 kHz go through the on-implant chain, and each "
                         "20 ms bin holds every channel's threshold crossings and spike-band power; 'counts': the "
                         "participant's Poisson counts (fast mode, no waveforms)")
-    parser.add_argument("--open-loop-seconds", type=float, default=DEFAULT_OPEN_LOOP_S,
-                        help=f"length of the observation block (default {DEFAULT_OPEN_LOOP_S:g})")
-    parser.add_argument("--closed-loop-seconds", type=float, default=DEFAULT_CLOSED_LOOP_S,
-                        help="length of the first closed-loop block and of the ReFIT check block "
-                        f"(default {DEFAULT_CLOSED_LOOP_S:g})")
+    parser.add_argument("--open-loop-seconds", type=float, default=None,
+                        help=f"length of the observation block (default {DEFAULT_OPEN_LOOP_S['implant']:g} on the "
+                        f"implant path, {DEFAULT_OPEN_LOOP_S['counts']:g} on the counts path)")
+    parser.add_argument("--closed-loop-seconds", type=float, default=None,
+                        help="length of the first closed-loop block and of the ReFIT check block (default "
+                        f"{DEFAULT_CLOSED_LOOP_S['implant']:g} on the implant path, "
+                        f"{DEFAULT_CLOSED_LOOP_S['counts']:g} on the counts path)")
     parser.add_argument("--decoder", choices=DECODERS, default="kalman", help="velocity decoder (default kalman)")
     parser.add_argument("--no-refit", action="store_true", help="skip the ReFIT recalibration block")
     parser.add_argument("--grid-side", type=int, default=30, help="Webgrid side N of the scored blocks (default 30)")
@@ -104,6 +116,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    for name, defaults in (("electrodes", DEFAULT_ELECTRODES), ("open_loop_seconds", DEFAULT_OPEN_LOOP_S),
+                           ("closed_loop_seconds", DEFAULT_CLOSED_LOOP_S)):
+        if getattr(args, name) is None:
+            setattr(args, name, defaults[args.path])
     for name in ("seconds", "chain_seconds", "open_loop_seconds", "closed_loop_seconds"):
         value = getattr(args, name)
         if not np.isfinite(value) or value <= 0:
