@@ -252,3 +252,21 @@ def test_recalibration_improves_a_drifted_participant(calibrated):
     assert after > before  # measured: R² 0.789 before, 0.816 after 5 rebuilds
     with pytest.raises(InvalidInputError, match="an adapter .* needs a velocity decoder"):
         run_block(later, WebgridTask(grid_side=6), duration_s=1.0, adapter=adapter)
+
+
+class _HalfSureClick(_AlwaysClicking):
+    click_probability = 0.5
+
+
+def test_click_brake_power_scales_the_velocity_by_a_power_of_the_release(calibrated):
+    from neurolace.runtime.loop import ClosedLoop, LoopSettings
+
+    _, observation, decoder, _ = calibrated
+    velocities = {}
+    for power in (1.0, 4.0):
+        loop = ClosedLoop(LoopSettings(click_brake_power=power), decoder=decoder, click_decoder=_HalfSureClick())
+        velocities[power] = np.array([loop.decode(x).velocity for x in observation.counts[:50]])
+    assert np.abs(velocities[1.0]).sum() > 0
+    np.testing.assert_allclose(velocities[4.0], velocities[1.0] * 0.5 ** 3, atol=1e-12)
+    with pytest.raises(InvalidInputError, match="click_brake_power"):
+        LoopSettings(click_brake_power=0.0)

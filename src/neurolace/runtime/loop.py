@@ -126,6 +126,9 @@ class LoopSettings:
         at decoded speed ``s`` (:func:`~neurolace.decode.click.speed_click_threshold`); None: no such rule.
     click_base_probability : float
         The speed-dependent threshold at rest, in [0, 1).
+    click_brake_power : float
+        The click brake scales the velocity by ``(1 - P(click)) ** click_brake_power`` (1: the
+        plain brake; larger values stop the cursor earlier while click evidence builds up).
     """
 
     loop_s: float = 0.02
@@ -137,6 +140,7 @@ class LoopSettings:
     speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT
     click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE
     click_base_probability: float = 0.97
+    click_brake_power: float = 1.0
 
     def __post_init__(self) -> None:
         set_value = object.__setattr__
@@ -156,6 +160,7 @@ class LoopSettings:
         if base >= 1.0:
             raise InvalidInputError(f"click_base_probability must lie in [0, 1), got {base}")
         set_value(self, "click_base_probability", base)
+        set_value(self, "click_brake_power", check_positive(self.click_brake_power, "click_brake_power"))
 
     def speed_gain(self) -> Any:
         """The :class:`~neurolace.decode.speed_gain.SpeedGain` of these settings (gain and exponent)."""
@@ -321,7 +326,9 @@ class ClosedLoop:
                                                         speed_scale=settings.click_speed_scale))
                 click = getattr(self.click_decoder, "click_probability", 1.0) >= threshold
             if settings.click_brake and self.click_decoder is not None:
-                velocity = velocity * (1.0 - getattr(self.click_decoder, "click_probability", 0.0))
+                release = 1.0 - getattr(self.click_decoder, "click_probability", 0.0)
+                velocity = velocity * (release if settings.click_brake_power == 1.0
+                                       else max(release, 0.0) ** settings.click_brake_power)
             self._cursor_velocity = self._smoothing * self._cursor_velocity + (1.0 - self._smoothing) * velocity
             if held:  # bad signal: the cursor stays put
                 self._cursor_velocity = np.zeros(2)
