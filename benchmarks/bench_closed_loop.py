@@ -47,12 +47,7 @@ import numpy as np
 from benchmarks._common import console, shared_data, table
 from neurolace.decode.registry import DECODERS
 from neurolace.runtime.closed_loop import calibrate_session, ideal_webgrid_bps, run_webgrid
-from neurolace.runtime.loop import (
-    DEFAULT_CLICK_SPEED_SCALE,
-    DEFAULT_CURSOR_GAIN_PER_S,
-    DEFAULT_SPEED_GAIN_EXPONENT,
-    LoopSettings,
-)
+from neurolace.runtime.loop import LoopSettings
 from neurolace.sim.participant import SimulatedParticipant
 
 GRID_SIDE = 30
