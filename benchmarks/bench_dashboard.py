@@ -49,8 +49,19 @@ def _demo_spec(calibration_s: float):
     from neurolace.runtime.presets import preset_session
 
     spec = preset_session("demo")
-    spec.node("decoder").params["calibration_s"] = calibration_s
+    # the demo preset's closed-loop node ("task") runs the session schedule; a short observation block
+    # gets the first decoder fitted quickly, then the dashboard is measured while the loop runs
+    spec.node("task").params["open_loop_s"] = calibration_s
     return spec
+
+
+def _wait_until(page, expression: str, *, timeout_s: float) -> None:
+    """Poll ``expression`` in the page (the dashboard's CSP forbids the eval behind ``wait_for_function``)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the dashboard page did not reach {expression!r} within {timeout_s:g} s")
+        time.sleep(0.1)
 
 
 def _latency(summary: dict) -> dict:
@@ -179,7 +190,7 @@ def run(quick: bool = False) -> dict:
                 socket_only.append(_ws_client_phase(graph, live, server, phase_s))
                 page = context.new_page()
                 page.goto(f"{server.url}/#token={server.bootstrap_token}")
-                page.wait_for_function("window.neurolace.stats.framesDrawn > 30", timeout=30_000)
+                _wait_until(page, "window.neurolace.stats.framesDrawn > 30", timeout_s=30.0)
                 viewed.append(_served_phase(graph, page, phase_s, user_data_dir))
                 page.close()
             context.close()
