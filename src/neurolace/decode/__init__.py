@@ -37,6 +37,10 @@ Registry and closed-loop calibration
     :func:`fit_click_decoder` (HMM click decoder behind a
     :class:`ClickFeatureSmoother`, a :class:`SmoothedClickDecoder`);
     :func:`estimate_label_lag` (neural lag behind observation labels).
+Closed-loop adaptation
+    :class:`SpeedGain` (speed-dependent cursor gain), :func:`speed_click_threshold`;
+    :class:`BiasCorrector` and :class:`ContinuousRecalibration` (bias correction and
+    recalibration from retrospectively inferred targets, Jarosiewicz et al. 2015).
 Conformance
     :func:`check_decoder` runs the suite every decoder passes.
 
@@ -62,6 +66,10 @@ _EXPORTS = {
     "steady_state_gain": "kalman",
     "DECODERS": "registry", "make_decoder": "registry",
     "WienerFilter": "wiener",
+    "SpeedGain": "speed_gain", "speed_click_threshold": "click",
+    "BiasCorrector": "adapt", "ContinuousRecalibration": "adapt", "RecalibrationSettings": "adapt",
+    "rebuild_decoder": "adapt", "retrospective_click_labels": "adapt", "retrospective_targets": "adapt",
+    "retrospective_velocity_labels": "adapt",
 }
 
 
@@ -81,6 +89,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "DECODERS",
     "BaseDecoder",
+    "BiasCorrector",
+    "ContinuousRecalibration",
+    "RecalibrationSettings",
+    "SpeedGain",
     "ClickDecoder",
     "ClickFeatureSmoother",
     "SmoothedClickDecoder",
@@ -97,5 +109,10 @@ __all__ = [
     "intended_velocity",
     "make_decoder",
     "make_decoding_data",
+    "rebuild_decoder",
+    "retrospective_click_labels",
+    "retrospective_targets",
+    "retrospective_velocity_labels",
+    "speed_click_threshold",
     "steady_state_gain",
 ]
