@@ -43,7 +43,7 @@ def test_cli_json_and_table(capsys):
     assert main(["link", "budget"]) == 0
     assert "spike events" in capsys.readouterr().out
     assert main(["link", "budget", "--ratio", "-1"]) == 2
-    assert "compression_ratio must be a positive" in capsys.readouterr().err
+    assert "argument --ratio: must be a finite number > 0" in capsys.readouterr().err
 
 
 def test_default_ratio_is_the_codecs_measured_n1_ratio(capsys):
