@@ -6,8 +6,8 @@ stray characters). The property: it returns a session or raises the project's ow
 ``SessionError`` / ``InvalidInputError`` - never another exception. A few hundred examples per
 property keep the run to seconds.
 
-Findings the parser does not handle yet are kept as ``xfail(strict=True)`` tests with the exact
-input, so the day the runtime fixes them the xfail turns into a failure that says to drop it.
+The findings of issue 17 (a non-finite duration, a NaN node parameter, a billion channels, a node
+type that is a table, a binary file) are kept as tests with the exact input.
 """
 
 from __future__ import annotations
@@ -39,11 +39,8 @@ EXAMPLES = int(os.environ.get("NEUROLACE_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                 derandomize=True)
 
-#: Findings already kept below as exact xfail tests: the fuzz counts them instead of failing on
-#: them again, so it still fails on anything new. Remove an entry when the runtime fixes it.
-KNOWN_FINDINGS = (
-    (TypeError, "unhashable type"),  # a node's type = [] or {}: test_a_node_type_that_is_a_table_...
-)
+#: (exception type, message fragment) of findings not fixed yet, counted instead of failing; none now.
+KNOWN_FINDINGS: tuple = ()
 
 #: Outcomes of every parse the fuzz made: "parsed", "clean error" or "known finding".
 OUTCOMES: collections.Counter = collections.Counter()
@@ -148,40 +145,28 @@ def test_the_finding_template_itself_parses():
     assert spec.node("implant").params["n_channels"] == 16
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/session_file.py: [session] duration_s = nan passes "
-                   "(the check is value < 0, False for NaN); issue 17 saw 'run demo --duration-s nan' never stop")
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_session_duration_that_is_not_finite_is_refused(value):
     with pytest.raises(SessionError, match="duration_s"):
         parse_session(_implant(session_duration=value), source="implant.toml")
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/node.py Parameter.check: a float parameter of nan passes "
-                   "its minimum (nan < minimum is False), so sim_implant duration_s = nan passes --check")
 def test_a_node_parameter_of_nan_is_refused():
     with pytest.raises(SessionError, match="duration_s"):
         parse_session(_implant(node_duration="nan"), source="implant.toml")
 
 
-@pytest.mark.xfail(strict=True, reason="runtime: n_channels has no upper bound, so n_channels = 1000000000 "
-                   "passes --check; issue 17 saw such a run reach 8 GB in 55 s")
 def test_a_billion_channels_is_refused_before_the_run():
     with pytest.raises(SessionError, match="n_channels"):
         parse_session(_implant(n_channels="1000000000"), source="implant.toml")
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="runtime/session_file.py: a node type that is a TOML array or table (type = []) "
-                   "reaches known.get(type_name) and raises TypeError: unhashable type (found by this fuzz)")
 @pytest.mark.parametrize("value", ["[]", "{}", "[1, 2]"])
 def test_a_node_type_that_is_a_table_or_array_is_a_session_error(value):
     with pytest.raises(SessionError, match="type"):
         parse_session(f'[nodes.implant]\ntype = {value}\n', source="implant.toml")
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="runtime/session_file.py load_session: read_text() of a binary file raises "
-                   "UnicodeDecodeError, a traceback from 'neurolace run FILE' (issue 17)")
 def test_a_binary_session_file_is_a_session_error(tmp_path):
     path = tmp_path / "binary.toml"
     path.write_bytes(bytes(range(256)) * 4)

@@ -66,11 +66,11 @@ def test_good_session_is_ordered_and_filled_with_defaults():
         (('decoder"\ninputs', 'kalmann"\ninputs'), None),
         (
             ("n_channels = 16", 'n_channels = "16"'),
-            r"bad\.toml:8: node 'participant' \(sim_participant\): parameter 'n_channels' expected int >= 1, got '16'",
+            r"bad\.toml:8: node 'participant' \(sim_participant\): parameter 'n_channels' expected int >= 1 and <= 4096, got '16'",
         ),
         (
             ("n_channels = 16", "n_channels = 0"),
-            r"bad\.toml:8: .*parameter 'n_channels' expected int >= 1, got 0",
+            r"bad\.toml:8: .*parameter 'n_channels' expected int >= 1 and <= 4096, got 0",
         ),
         (
             ("n_channels = 16", "n_channel = 16"),

@@ -12,6 +12,7 @@ import numpy as np
 
 from neurolace.cli.args import Number, add_force, check_output, physical_memory_bytes
 from neurolace.core.errors import InvalidInputError
+from neurolace.core.geometry import MAX_ELECTRODES
 
 DESCRIPTION = """\
 Simulate an N1-like implant: tuned motor-cortex units around threads of 16 electrodes,
@@ -33,11 +34,10 @@ ELECTRODES = Number(int, minimum=1, maximum=1_000_000)
 SEED = Number(int, minimum=0, maximum=2**63 - 1)
 MEMORY_GB = Number(float, minimum=0.0, exclusive_minimum=True, unit="GB")
 
-#: Without --allow-large, at most this many electrodes (four N1 implants). The NWB units table
+#: Without --allow-large, at most MAX_ELECTRODES (four N1 implants). The NWB units table
 #: is written unit by unit, about 0.4 CPU ms per unit (measured: 10.0 CPU s for the 22,588
 #: ground-truth units of 4096 electrodes, 2.3 CPU s for the 5736 of 1024), so 100,000 electrodes
 #: would spend minutes on it after simulating.
-MAX_ELECTRODES = 4096
 #: Without --allow-large, the estimated peak memory may be at most this many GB.
 DEFAULT_MAX_MEMORY_GB = 4.0
 #: Even with --allow-large, the estimate may use at most this share of the machine's memory.

@@ -16,6 +16,11 @@ import numpy as np
 from neurolace.core.checks import check_array, check_int, check_positive
 from neurolace.core.errors import InvalidInputError
 
+#: The most electrodes a simulation or a session may ask for without an explicit override: four
+#: N1 implants. Above it the simulator's ground-truth tables and memory grow past what a session on
+#: one machine should start unasked (``neurolace simulate --allow-large`` lifts it for the CLI).
+MAX_ELECTRODES = 4096
+
 __all__ = ["ElectrodeGeometry"]
 
 

@@ -21,6 +21,7 @@ monotonic clock. Threads, buses and restarts belong to the graph runner.
 from __future__ import annotations
 
 import enum
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ class Parameter:
         if self.minimum is not None:
             text += f" >= {self.minimum:g}"
         if self.maximum is not None:
-            text += f" <= {self.maximum:g}"
+            text += f"{' and' if self.minimum is not None else ''} <= {self.maximum:g}"
         return text
 
     def check(self, value: Any) -> Any:
@@ -150,6 +151,8 @@ class Parameter:
                 break
         if not ok or (self.choices is not None and value not in self.choices):
             raise InvalidInputError(f"expected {self.describe()}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"expected a finite {self.describe()}, got {value!r}")
         if self.minimum is not None and value < self.minimum:
             raise InvalidInputError(f"expected {self.describe()}, got {value!r}")
         if self.maximum is not None and value > self.maximum:

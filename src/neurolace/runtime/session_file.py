@@ -28,6 +28,7 @@ one of 'kalman', 'wiener', got 'kalmann'``.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -148,7 +149,11 @@ def load_session(path: str | Path) -> SessionSpec:
     path = Path(path)
     if not path.is_file():
         raise SessionError(f"session file not found: {path}")
-    return parse_session(path.read_text(), source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SessionError(f"{path}: not a text file (TOML must be UTF-8): {exc.reason} at byte {exc.start}") from None
+    return parse_session(text, source=str(path))
 
 
 def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
@@ -178,6 +183,7 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         if (
             isinstance(value, bool)
             or not isinstance(value, expected_type)
+            or (isinstance(value, float) and not math.isfinite(value))
             or (key in ("duration_s", "seed") and value < 0)
             or (key == GAIN_PARAMETER and value <= 0)
             or (key == "clock" and value not in CLOCKS)
@@ -203,7 +209,7 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         type_name = table.get("type")
         if type_name is None:
             raise fail(f"node {name!r} has no type; expected type = one of {sorted(known)}", "nodes", name)
-        node_class = known.get(type_name)
+        node_class = known.get(type_name) if isinstance(type_name, str) else None
         if node_class is None:
             raise fail(
                 f"node {name!r}: unknown node type {type_name!r}; expected one of {sorted(known)}",

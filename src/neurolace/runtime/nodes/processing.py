@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from neurolace.core.errors import InvalidInputError
+from neurolace.core.geometry import MAX_ELECTRODES
 from neurolace.decode.registry import DECODERS
 from neurolace.dsp.defaults import DEFAULT_BIN_MS, DEFAULT_NOISE_WINDOW_S
 from neurolace.runtime.messages import Message
@@ -358,7 +359,7 @@ class DspNode(Node):
     outputs: ClassVar[dict[str, Port]] = {"features": Port("features")}
     parameters: ClassVar[dict[str, Parameter]] = {
         "fs_hz": Parameter(float, IMPLANT_FS_HZ, "sampling rate of the raw stream", minimum=1.0),
-        "n_channels": Parameter(int, 1024, "channels of the raw stream", minimum=1),
+        "n_channels": Parameter(int, 1024, "channels of the raw stream", minimum=1, maximum=MAX_ELECTRODES),
         "gain_uv": Parameter(float, 0.195, "µV per ADC code", minimum=1e-9),
         "bin_ms": Parameter(float, DEFAULT_BIN_MS, "feature bin width", minimum=0.1),
         "feature": Parameter(

@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from neurolace.core.errors import InvalidInputError
+from neurolace.core.geometry import MAX_ELECTRODES
 from neurolace.core.random import spawn_rngs
 from neurolace.runtime.clock import Pacer
 from neurolace.runtime.messages import now_ns
@@ -116,7 +117,7 @@ class SimParticipantNode(Node):
     }
     outputs: ClassVar[dict[str, Port]] = {"features": Port("features"), "intention": Port("intention")}
     parameters: ClassVar[dict[str, Parameter]] = {
-        "n_channels": Parameter(int, 1024, "implant channels", minimum=1),
+        "n_channels": Parameter(int, 1024, "implant channels", minimum=1, maximum=MAX_ELECTRODES),
         "loop_ms": Parameter(float, 20.0, "bin and control period in ms", minimum=1.0),
         "path": Parameter(
             str, "counts", "features: 'implant' (waveforms at 19.5 kHz -> on-implant chain -> crossings then "
@@ -302,7 +303,7 @@ class ReplayNode(_RecordingSource):
         ),
         **_PACING,
         "fs_hz": Parameter(float, 0.0, "raw files: sampling rate", minimum=0.0),
-        "n_channels": Parameter(int, 0, "raw files: channels", minimum=0),
+        "n_channels": Parameter(int, 0, "raw files: channels", minimum=0, maximum=MAX_ELECTRODES),
         "gain_uv": Parameter(float, 0.0, "µV per code (0: the file's or 1.0)", minimum=0.0),
     }
 
@@ -330,7 +331,8 @@ class SimImplantNode(_RecordingSource):
     type_name = "sim_implant"
     description = "simulated implant: 1024 channels at 19.5 kHz"
     parameters: ClassVar[dict[str, Parameter]] = {
-        "n_channels": Parameter(int, 1024, "electrodes (1-16 or a multiple of 16)", minimum=1),
+        "n_channels": Parameter(int, 1024, "electrodes (1-16 or a multiple of 16)", minimum=1,
+                                maximum=MAX_ELECTRODES),
         "duration_s": Parameter(float, 2.0, "seconds simulated at setup", minimum=0.01),
         **_PACING,
     }
