@@ -61,9 +61,9 @@ Run a simulated brain-computer-interface session end to end and print what it di
 Sizes: the implant path simulates every spike waveform and its decoders fit on two features
 per channel, so by default it runs 256 electrodes and calibration blocks of 60 s (observation)
 and 40 s (closed loop, ReFIT check): 200 s simulated with one 60 s Webgrid block. The counts
-path keeps 1024 electrodes and 120 s blocks (420 s simulated). Measured CPU time of the whole
-demo on the project's 2-core machine under load: implant path at its defaults 52 s;
-counts path 115 s; implant path at the counts path's sizes over 344 s (stopped). Any of
+path keeps 1024 electrodes and 120 s blocks (420 s simulated). Measured on the project's 2-core
+machine, quiet: implant path at its defaults 27 s wall (31 CPU s), counts path 38 s (52 CPU s);
+under load 52 and 115 CPU s; the implant path at the counts path's sizes over 344 CPU s. Any of
 --electrodes, --open-loop-seconds and --closed-loop-seconds overrides a path's default.
 
 Unless --headless, the live dashboard starts first on http://127.0.0.1:8000 (another free
