@@ -222,3 +222,12 @@ def test_detect_refuses_a_recording_larger_than_half_the_memory_before_reading_i
     monkeypatch.setattr(detect, "read_recording", lambda *a, **k: (_ for _ in ()).throw(SystemError("read")))
     with pytest.raises(SystemError, match="read"):
         run_cli(["detect", raw, "--fs-hz", "1000", "--channels", "1", "--dtype", "int32"], capsys)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_run_refuses_a_duration_that_is_not_a_positive_finite_number(value, capsys):
+    """Issue 17: ``run demo --duration-s nan`` never stopped."""
+    from neurolace.cli.main import main
+
+    assert main(["run", "demo", "--duration-s", value]) == 2
+    assert "argument --duration-s: must be a finite number > 0" in capsys.readouterr().err

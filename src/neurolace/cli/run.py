@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from neurolace.cli.args import Number
 from neurolace.cli.output import stdout_console
 from neurolace.core.errors import NeurolaceError
 
@@ -46,6 +47,11 @@ examples:
 """
 
 
+#: Accepted values of the numeric options (checked by argparse before the session starts, shown in --help).
+RUN_SECONDS = Number(float, minimum=0.0, exclusive_minimum=True, maximum=86400.0, unit="s")
+WARMUP_SECONDS = Number(float, minimum=0.0, maximum=3600.0, unit="s")
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help="run a real-time session file (node graph)", description=DESCRIPTION
@@ -54,7 +60,8 @@ def register(subparsers) -> None:
     parser.add_argument("--bus", help="bus URL: inprocess:// (default) or redis://HOST:PORT[/DB]")
     parser.add_argument("--nodes", help="comma-separated node names to run in this process (default: all)")
     parser.add_argument(
-        "--duration-s", type=float, help="run time in seconds (default: the session's duration_s)"
+        "--duration-s", type=RUN_SECONDS,
+        help=RUN_SECONDS.help("run time in seconds (default: the session's duration_s)"),
     )
     parser.add_argument(
         "--processes",
@@ -77,9 +84,9 @@ def register(subparsers) -> None:
     parser.add_argument("--barrier", help=argparse.SUPPRESS)
     parser.add_argument(
         "--measure-after-s",
-        type=float,
+        type=WARMUP_SECONDS,
         default=0.0,
-        help="forget latencies measured in the first seconds (warm-up)",
+        help=WARMUP_SECONDS.help("forget latencies measured in the first seconds (warm-up)"),
     )
     parser.add_argument("--log", help="also write the run's events (failures, restarts, gaps) as JSON lines")
     parser.add_argument("--check", action="store_true", help="validate the session file and exit")
