@@ -224,3 +224,13 @@ def test_cli_says_which_sections_need_a_session_run(bare_nwb, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "7 of 10 sections drawn" in out
     assert "needs a session run: BPS per block, Time to target, Loop latency" in out
+
+
+def test_a_binary_session_summary_is_a_clear_error(tmp_path):
+    """Issue 17: a binary --session-json raised UnicodeDecodeError inside the report module."""
+    from neurolace.web.report import load_session_summary
+
+    path = tmp_path / "summary.json"
+    path.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(InvalidInputError, match="not a text file"):
+        load_session_summary(path)

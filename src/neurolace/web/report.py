@@ -103,9 +103,12 @@ def load_session_summary(path: str | os.PathLike) -> dict:
     """Read a JSON session summary and check it has a ``blocks`` list (or a latency list)."""
     path = Path(path)
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"--session-json {path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"--session-json {path}: not a text file (JSON must be UTF-8): {exc.reason} "
+                                f"at byte {exc.start}") from None
     if not isinstance(summary, dict) or not ("blocks" in summary or "latency_ms" in summary):
         raise InvalidInputError(f"--session-json {path}: expected an object with 'blocks' "
                                 "(neurolace demo --json) or 'latency_ms'")
