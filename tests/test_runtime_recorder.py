@@ -164,3 +164,49 @@ def test_sigkill_loses_at_most_the_last_block(tmp_path):
     lost_ms = (killed_ns - features[-1].timestamp_ns) / 1e6
     assert lost_ms < block_ms + 150.0, f"lost {lost_ms:.0f} ms of data, more than one {block_ms:.0f} ms block"
     assert report.discarded_bytes == 0 or "truncated" in report.problem or "torn" in report.problem
+
+
+def test_a_record_is_never_truncated_and_a_rerun_gets_a_numbered_file(tmp_path):
+    """Issue 17: re-running a session opened the old record with O_TRUNC and erased a crashed run."""
+    from neurolace.core.errors import InvalidInputError
+    from neurolace.runtime.recorder import next_free_record_path
+
+    path = tmp_path / "run.nlrec"
+    writer = RecordWriter(path, fsync=False)
+    writer.close()
+    before = path.read_bytes()
+    with pytest.raises(InvalidInputError, match="already exists"):
+        RecordWriter(path, fsync=False)
+    assert path.read_bytes() == before
+    assert next_free_record_path(path) == tmp_path / "run.1.nlrec"
+    RecordWriter(tmp_path / "run.1.nlrec", fsync=False).close()
+    assert next_free_record_path(path) == tmp_path / "run.2.nlrec"
+    assert next_free_record_path(tmp_path / "new.nlrec") == tmp_path / "new.nlrec"
+
+
+def test_a_rerun_after_a_sigkill_keeps_the_killed_record(tmp_path):
+    """Issue 17, end to end: the re-run writes a numbered record and names it; the killed one stays whole."""
+    from neurolace.runtime.graph import run_session
+
+    path = tmp_path / "killed.nlrec"
+    script = KILLED_RUN.format(path=path.as_posix(), block_ms=100.0)
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30.0
+    try:
+        while not (path.exists() and path.stat().st_size > 64 * 4 * 50) and time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the recording run exited early: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    killed = path.read_bytes()
+    recovered = len(recover_record(path).streams["participant.features"])
+    session = KILLED_RUN.split("'''")[1].format(path=path.as_posix(), block_ms=100.0)
+    report = run_session(session.replace("\n    ", "\n"), duration_s=0.5)
+    assert path.read_bytes() == killed
+    assert len(recover_record(path).streams["participant.features"]) == recovered > 0
+    renamed = [event for event in report["events"] if event["event"] == "record_renamed"]
+    assert renamed and renamed[0]["path"] == str(tmp_path / "killed.1.nlrec")
+    assert (tmp_path / "killed.1.nlrec").exists()

@@ -237,6 +237,11 @@ def _event_sentence(event: dict) -> str | None:
         )
     if kind == "decoder_fit_failed":
         return f"[red]{node}: decoder could not be fitted:[/red] {event.get('error', 'unknown error')}"
+    if kind == "record_renamed":
+        return (
+            f"[yellow]{node}: {event.get('requested', '?')} already holds a record, so this run records to "
+            f"{event.get('path', '?')}[/yellow] (a record is never overwritten)"
+        )
     return None
 
 

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from neurolace.core.errors import FormatError
+from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.runtime.messages import Message, decode, encode
 
-__all__ = ["FILE_MAGIC", "RecordWriter", "RecoveryReport", "read_record", "record_to_nwb", "recover_record"]
+__all__ = ["FILE_MAGIC", "RecordWriter", "RecoveryReport", "next_free_record_path", "read_record", "record_to_nwb",
+           "recover_record"]
 
 FILE_MAGIC = b"NLREC1\n\x00"
 BLOCK_MAGIC = b"NLBK"
@@ -42,6 +43,20 @@ _BLOCK = struct.Struct("<4sIIIQ")
 _LENGTH = struct.Struct("<I")
 #: largest block a reader accepts (guards against a corrupt length field)
 MAX_BLOCK_BYTES = 1 << 30
+
+
+def next_free_record_path(path: str | Path) -> Path:
+    """``path`` if nothing is there, else the first free ``STEM.N.SUFFIX`` beside it (N = 1, 2, ...).
+
+    The recorder writes a re-run or a restart of a session to a new numbered file, so the record
+    of an earlier (perhaps crashed) run is never lost.
+    """
+    path = Path(path)
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    return candidate
 
 
 class RecordWriter:
@@ -75,7 +90,13 @@ class RecordWriter:
         self.block_ms = float(block_ms)
         self.block_bytes = int(block_bytes)
         self.fsync = bool(fsync)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:  # never truncate: an existing record may be the only copy of a crashed run
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError:
+            raise InvalidInputError(
+                f"record {self.path} already exists; a record is never overwritten (choose a new path, "
+                f"or see next_free_record_path)"
+            ) from None
         text = json.dumps({"format": "neurolace-record", "version": 1, **(header or {})}).encode()
         os.write(self._fd, FILE_MAGIC + _LENGTH.pack(len(text)) + text + _LENGTH.pack(zlib.crc32(text)))
         self._sync()

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from neurolace.runtime.messages import Message
 from neurolace.runtime.node import Node, Parameter, Port, register_node
-from neurolace.runtime.recorder import RecordWriter, record_to_nwb
+from neurolace.runtime.recorder import RecordWriter, next_free_record_path, record_to_nwb
 
 __all__ = ["RecorderNode"]
 
@@ -38,11 +38,11 @@ class RecorderNode(Node):
     }
 
     def setup(self) -> None:
-        self.path = Path(self.params["path"])
-        restarts = self.context.extra.get("starts", 0)
-        self.context.extra["starts"] = restarts + 1
-        if restarts:  # never overwrite what an earlier instance recorded
-            self.path = self.path.with_name(f"{self.path.stem}.{restarts}{self.path.suffix}")
+        requested = Path(self.params["path"])
+        # never overwrite what an earlier run or an earlier instance of this node recorded
+        self.path = next_free_record_path(requested)
+        if self.path != requested:
+            self.context.log("record_renamed", requested=str(requested), path=str(self.path))
         self.writer = RecordWriter(
             self.path,
             header={"session": self.context.extra.get("session", ""), "node": self.name},
