@@ -22,6 +22,7 @@ import numpy as np
 
 from neurolace.core.errors import InvalidInputError
 from neurolace.runtime.latency import LatencyLog
+from neurolace.runtime.loop import DEFAULT_CURSOR_GAIN_PER_S
 from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 
@@ -52,7 +53,8 @@ class CursorNode(_Effector):
     outputs: ClassVar[dict[str, Port]] = {"cursor": Port("cursor")}
     parameters: ClassVar[dict[str, Parameter]] = {
         "cursor_gain_per_s": Parameter(
-            float, 0.5, "workspace units per second per unit velocity (set once per session)", minimum=1e-6
+            float, DEFAULT_CURSOR_GAIN_PER_S, "workspace units per second per unit velocity (set once per session)",
+            minimum=1e-6
         ),
         "bin_ms": Parameter(float, 20.0, "time one velocity message stands for", minimum=0.1),
         "stale_ms": Parameter(

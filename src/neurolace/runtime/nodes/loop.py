@@ -22,6 +22,7 @@ import numpy as np
 
 from neurolace.decode.registry import DECODERS
 from neurolace.runtime.latency import LatencyLog
+from neurolace.runtime.loop import DEFAULT_CURSOR_GAIN_PER_S
 from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 
@@ -45,7 +46,8 @@ class ClosedLoopNode(Node):
     }
     parameters: ClassVar[dict[str, Parameter]] = {
         "decoder": Parameter(str, "kalman", "velocity decoder", choices=DECODERS),
-        "cursor_gain_per_s": Parameter(float, 0.5, "workspace units per second per unit velocity", minimum=1e-6),
+        "cursor_gain_per_s": Parameter(float, DEFAULT_CURSOR_GAIN_PER_S, "workspace units per second per unit velocity",
+                                       minimum=1e-6),
         "loop_ms": Parameter(float, 20.0, "bin and control period in ms", minimum=1.0),
         "grid_side": Parameter(int, 30, "Webgrid side of the scored blocks", minimum=2),
         "webgrid_s": Parameter(float, 60.0, "length of each scored Webgrid block", minimum=0.02),

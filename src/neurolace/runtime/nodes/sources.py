@@ -18,6 +18,7 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.geometry import MAX_ELECTRODES
 from neurolace.core.random import spawn_rngs
 from neurolace.runtime.clock import Pacer
+from neurolace.runtime.loop import DEFAULT_CURSOR_GAIN_PER_S
 from neurolace.runtime.messages import now_ns
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 
@@ -125,7 +126,8 @@ class SimParticipantNode(Node):
             "the fast mode)", choices=PATHS,
         ),
         "cursor_gain_per_s": Parameter(
-            float, 0.5, "cursor speed per unit velocity the participant expects (set once per session)",
+            float, DEFAULT_CURSOR_GAIN_PER_S,
+            "cursor speed per unit velocity the participant expects (set once per session)",
             minimum=1e-6,
         ),
         "visual_delay_s": Parameter(float, 0.0, "visual feedback delay (0: the participant model's)", minimum=0.0),
