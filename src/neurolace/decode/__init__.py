@@ -41,6 +41,8 @@ Closed-loop adaptation
     :class:`SpeedGain` (speed-dependent cursor gain), :func:`speed_click_threshold`;
     :class:`BiasCorrector` and :class:`ContinuousRecalibration` (bias correction and
     recalibration from retrospectively inferred targets, Jarosiewicz et al. 2015).
+Saved decoders
+    :func:`save_decoder` / :func:`load_decoder`: arrays in ``.npz`` and JSON, never pickles.
 Conformance
     :func:`check_decoder` runs the suite every decoder passes.
 
@@ -66,6 +68,7 @@ _EXPORTS = {
     "steady_state_gain": "kalman",
     "DECODERS": "registry", "make_decoder": "registry",
     "WienerFilter": "wiener",
+    "load_decoder": "persist", "save_decoder": "persist",
     "SpeedGain": "speed_gain", "speed_click_threshold": "click",
     "BiasCorrector": "adapt", "ContinuousRecalibration": "adapt", "RecalibrationSettings": "adapt",
     "rebuild_decoder": "adapt", "retrospective_click_labels": "adapt", "retrospective_targets": "adapt",
@@ -107,12 +110,14 @@ __all__ = [
     "estimate_label_lag",
     "fit_click_decoder",
     "intended_velocity",
+    "load_decoder",
     "make_decoder",
     "make_decoding_data",
     "rebuild_decoder",
     "retrospective_click_labels",
     "retrospective_targets",
     "retrospective_velocity_labels",
+    "save_decoder",
     "speed_click_threshold",
     "steady_state_gain",
 ]

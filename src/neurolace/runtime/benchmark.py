@@ -27,7 +27,6 @@ RNN decoder's output; earlier systems 15-33 ms.
 
 from __future__ import annotations
 
-import pickle
 import queue
 import tempfile
 import threading
@@ -115,8 +114,9 @@ def _fit_decoder(n_channels: int, path: Path, seed: int) -> None:
     rates = 0.2 + 0.1 * np.abs(velocity @ rng.normal(0.0, 1.0, (3, n_channels)))
     counts = rng.poisson(rates).astype(np.float64)
     decoder = KalmanFilter(feature_transform="sqrt").fit(counts, velocity)
-    with open(path, "wb") as stream:
-        pickle.dump(decoder, stream)
+    from neurolace.decode.persist import save_decoder
+
+    save_decoder(decoder, path)
 
 
 def _drain_times(watcher) -> list[int]:
@@ -247,7 +247,7 @@ def measure_latency(
         period_ns=period_ns,
     )
     with tempfile.TemporaryDirectory(prefix="neurolace-bench-") as directory:
-        model_path = Path(directory) / "kalman.pkl"
+        model_path = Path(directory) / "kalman.npz"
         _fit_decoder(n_channels, model_path, seed)
         text = latency_session_text(
             model_path=model_path.as_posix(),

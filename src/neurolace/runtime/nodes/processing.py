@@ -8,7 +8,6 @@ a time and publishes what it returns, carrying the source clocks along.
 from __future__ import annotations
 
 import collections
-import pickle
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -86,7 +85,7 @@ def fit_in_subprocess(name: str, X: np.ndarray, y: np.ndarray, loop_s: float, *,
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="neurolace-fit-") as directory:
-        data_path, model_path = Path(directory) / "data.npz", Path(directory) / "model.pkl"
+        data_path, model_path = Path(directory) / "data.npz", Path(directory) / "model.npz"
         np.savez(data_path, X=X, y=y)
         code = (
             "import sys; from neurolace.runtime.nodes.processing import _fit_main; "
@@ -102,16 +101,18 @@ def fit_in_subprocess(name: str, X: np.ndarray, y: np.ndarray, loop_s: float, *,
         if completed.returncode != 0:
             last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
             raise InvalidInputError(f"fitting decoder {name!r} failed: {last_line}")
-        with open(model_path, "rb") as stream:
-            return pickle.load(stream)
+        from neurolace.decode.persist import load_decoder
+
+        return load_decoder(model_path)
 
 
 def _fit_main(data_path: str, name: str, loop_s: float, model_path: str) -> None:
     """Entry point of the child process of :func:`fit_in_subprocess`."""
     with np.load(data_path) as data:
         decoder = fit_velocity_and_click(name, data["X"], data["y"], loop_s)
-    with open(model_path, "wb") as stream:
-        pickle.dump(decoder, stream)
+    from neurolace.decode.persist import save_decoder
+
+    save_decoder(decoder, model_path)
 
 
 @register_node
@@ -128,8 +129,9 @@ class DecoderNode(Node):
     through :meth:`neurolace.runtime.loop.ClosedLoop.decode` (the click
     policy of every loop: no click while the guard holds or the decoded speed
     is high, the click brake; a held bin gives zero velocity). ``model_path`` loads a
-    decoder fitted earlier instead (a pickle of any object with ``step``,
-    ``reset`` and ``last_status``).
+    decoder fitted earlier instead, written by
+    :func:`neurolace.decode.persist.save_decoder` (arrays and JSON: pickles are
+    refused, since loading one can run code).
 
     The fitted decoder survives a restart of the node (it is kept in the
     supervisor's per-node store), as a real system would reload it from disk.
@@ -149,7 +151,7 @@ class DecoderNode(Node):
         "decoder": Parameter(str, "kalman", "decoder", choices=DECODERS),
         "calibration_s": Parameter(float, 20.0, "length of the calibration block", minimum=0.0),
         "bin_ms": Parameter(float, DEFAULT_BIN_MS, "bin width of the features", minimum=0.1),
-        "model_path": Parameter(str, "", "pickled fitted decoder to load (skips calibration)"),
+        "model_path": Parameter(str, "", "fitted decoder to load, a neurolace.decode.save_decoder file (skips calibration)"),
         "assist": Parameter(bool, True, "during calibration, move the cursor with the intention"),
         "fail_after_bins": Parameter(
             int, 0, "fault injection: first instance raises after N bins", minimum=0
@@ -172,8 +174,9 @@ class DecoderNode(Node):
             path = Path(self.params["model_path"])
             if not path.is_absolute() and self.context.session_directory is not None:
                 path = Path(self.context.session_directory) / path
-            with open(path, "rb") as stream:
-                self.decoder = pickle.load(stream)
+            from neurolace.decode.persist import load_decoder
+
+            self.decoder = load_decoder(path)  # arrays and JSON only: a pickle is refused, never run
             store["decoder"] = self.decoder
         else:
             self.decoder = None
