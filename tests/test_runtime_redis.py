@@ -161,3 +161,28 @@ def test_barrier_times_out_with_a_count(redis_server):  # noqa: F811  (pytest fi
             bus.barrier("b", 2, timeout_s=0.2)
     finally:
         bus.close()
+
+
+def test_a_run_that_loses_its_redis_server_exits_with_the_reason(tmp_path, capsys):
+    """Issue 17: Redis killed mid-run gave 3884 publish failures and exit 0 with nothing on stderr."""
+    import threading
+
+    from neurolace.cli.main import main
+
+    server = RedisServer().start()
+    session = tmp_path / "lost.toml"
+    session.write_text(textwrap.dedent("""
+        [nodes.participant]
+        type = "sim_participant"
+        n_channels = 16
+    """))
+    killer = threading.Timer(1.5, server.stop)
+    killer.start()
+    try:
+        status = main(["run", str(session), "--bus", server.url, "--duration-s", "3"])
+    finally:
+        killer.cancel()
+        server.stop()
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "could not deliver" in err and "published messages" in err

@@ -279,7 +279,7 @@ def run_command(args) -> int:
             print(json.dumps(report, default=str))
         else:
             _print_report(report)
-        return 1 if report["failed_nodes"] else 0
+        return _exit_status(report)
     barrier = None
     if args.barrier:
         name, _, parties = args.barrier.rpartition(":")
@@ -310,7 +310,28 @@ def run_command(args) -> int:
         print(json.dumps(report, default=str))
     else:
         _print_report(report)
-    return 1 if report["failed_nodes"] else 0
+    return _exit_status(report)
+
+
+def run_failures(report: dict) -> list[str]:
+    """Why a finished run did not do its job, one sentence each (empty: it did).
+
+    A node that failed for good, and messages the bus could not deliver (a Redis server lost
+    mid-run: the loop kept going, but what it published is gone), both make the run fail.
+    """
+    failures = [f"node {name} failed" for name in report.get("failed_nodes", [])]
+    lost = int((report.get("bus_stats") or {}).get("publish_failures", 0))
+    if lost:
+        failures.append(f"the bus {report.get('bus', '')} could not deliver {lost} published messages "
+                        "(the Redis server was lost or refused them)")
+    return failures
+
+
+def _exit_status(report: dict) -> int:
+    failures = run_failures(report)
+    for failure in failures:
+        print(f"neurolace run: error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _run_processes(args, session, only, duration_s: float) -> dict:
