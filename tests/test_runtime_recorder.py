@@ -210,3 +210,16 @@ def test_a_rerun_after_a_sigkill_keeps_the_killed_record(tmp_path):
     renamed = [event for event in report["events"] if event["event"] == "record_renamed"]
     assert renamed and renamed[0]["path"] == str(tmp_path / "killed.1.nlrec")
     assert (tmp_path / "killed.1.nlrec").exists()
+
+
+def test_a_recorder_path_that_is_a_directory_stops_the_run_with_the_reason(tmp_path):
+    """Issue 17: the recorder failed on a directory, then its restart wrote '.wav' and NWB files into it."""
+    from neurolace.core.errors import NeurolaceError
+    from neurolace.runtime.graph import run_session
+
+    session = KILLED_RUN.split("'''")[1].format(path=tmp_path.as_posix(), block_ms=100.0)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(NeurolaceError, match="is a directory; expected a record file"):
+        run_session(session.replace("\n    ", "\n"), duration_s=0.5)
+    assert sorted(tmp_path.iterdir()) == before
+    assert not any(tmp_path.parent.glob(f"{tmp_path.name}.*"))

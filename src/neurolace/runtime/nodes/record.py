@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from neurolace.core.errors import InvalidInputError
 from neurolace.runtime.messages import Message
 from neurolace.runtime.node import Node, Parameter, Port, register_node
 from neurolace.runtime.recorder import RecordWriter, next_free_record_path, record_to_nwb
@@ -39,6 +40,10 @@ class RecorderNode(Node):
 
     def setup(self) -> None:
         requested = Path(self.params["path"])
+        if requested.is_dir():
+            raise InvalidInputError(
+                f"recorder path {requested} is a directory; expected a record file such as {requested / 'run.nlrec'}"
+            )
         # never overwrite what an earlier run or an earlier instance of this node recorded
         self.path = next_free_record_path(requested)
         if self.path != requested:
