@@ -78,6 +78,7 @@ from neurolace.core.random import SeedLike, check_rng, spawn_rngs
 from neurolace.dsp.chain import SignalChain
 from neurolace.dsp.defaults import DEFAULT_NOISE_WINDOW_S
 from neurolace.sim.implant import ImplantParameters, ImplantStream, implant_geometry
+from neurolace.sim.participant import nuisance_path
 from neurolace.sim.spiking import RATE_FS_HZ
 from neurolace.sim.tuning import TuningModel
 
@@ -199,7 +200,7 @@ class ImplantFeatureSource:
         self.layout_seed = check_int(layout_seed, "layout_seed", minimum=0)
         self.tuning = implant_tuning(participant)
         self.nuisance_loadings = np.asarray(participant.nuisance_loadings, dtype=np.float64)
-        self.nuisance_decay = float(np.exp(-self.loop_s / participant.neural.nuisance_tau_s))
+        self.nuisance_tau_s = float(participant.neural.nuisance_tau_s)
         self.unit_positions_um = self._unit_positions(low, high)
         options = dict(chain_options or {})
         for key in ("bin_ms", "fractional_bins", "reference_groups"):
@@ -363,14 +364,8 @@ class ImplantFeatureSource:
         n_nuisance = self.nuisance_loadings.shape[1]
         if n_nuisance == 0:
             return np.ones((n_bins, 2 * self.n_channels))
-        decay = self.nuisance_decay
-        innovation = self._nuisance_rng.normal(0.0, np.sqrt(1.0 - decay * decay), (n_bins, n_nuisance))
-        path = np.empty((n_bins, n_nuisance))
-        state = self._nuisance
-        for index in range(n_bins):
-            state = decay * state + innovation[index]
-            path[index] = state
-        self._nuisance = state
+        path, self._nuisance = nuisance_path(self._nuisance, n_bins, self.loop_s, self.nuisance_tau_s,
+                                             self._nuisance_rng)
         gain = np.exp(path @ self.nuisance_loadings.T)
         return np.concatenate([gain, gain], axis=1)
 

@@ -94,6 +94,7 @@ __all__ = [
     "Intention",
     "NeuralParameters",
     "SimulatedParticipant",
+    "nuisance_path",
 ]
 
 
@@ -307,6 +308,28 @@ class Intention:
     estimated_cursor_xy: np.ndarray
 
 
+def nuisance_path(state: np.ndarray, n_steps: int, step_s: float, tau_s: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Advance unit-variance Ornstein-Uhlenbeck processes ``n_steps`` of ``step_s`` from ``state``.
+
+    The shared gain fluctuation of :class:`NeuralParameters` (time constant ``tau_s``), written once for
+    the counts path and the implant path, so both draw the same path from the same generator.
+
+    Returns
+    -------
+    path : ndarray, shape (n_steps, n_processes)
+    state : ndarray, shape (n_processes,)
+        The state after the last step.
+    """
+    decay = np.exp(-step_s / tau_s)
+    innovation = rng.normal(0.0, np.sqrt(1.0 - decay * decay), (n_steps, state.shape[0]))
+    path = np.empty((n_steps, state.shape[0]))
+    for index in range(n_steps):
+        state = decay * state + innovation[index]
+        path[index] = state
+    return path, state
+
+
 class SimulatedParticipant:
     """A seeded simulated BCI user: feedback controller plus 1024 motor-cortex channels.
 
@@ -431,14 +454,7 @@ class SimulatedParticipant:
         return rng.poisson(rates * bin_s).astype(np.float64)
 
     def _nuisance_path(self, n_times: int, bin_s: float, rng: np.random.Generator) -> np.ndarray:
-        decay = np.exp(-bin_s / self.neural.nuisance_tau_s)
-        innovation = rng.normal(0.0, np.sqrt(1.0 - decay * decay), (n_times, self.neural.n_nuisance))
-        path = np.empty((n_times, self.neural.n_nuisance))
-        state = self._nuisance
-        for index in range(n_times):
-            state = decay * state + innovation[index]
-            path[index] = state
-        self._nuisance = state
+        path, self._nuisance = nuisance_path(self._nuisance, n_times, bin_s, self.neural.nuisance_tau_s, rng)
         return path
 
     def emit_counts(self, intention: Intention) -> np.ndarray:
