@@ -1,0 +1,24 @@
+"""The secure implant-host link: frames, Noise sessions, replay protection, a lossy radio simulator.
+
+One capability: everything that turns the implant's data products into sealed
+frames on a lossy byte channel and back, and nothing about what the products
+mean (the codec, the chain and the decoders know that). See docs/link.md.
+"""
+
+from neurolace.link.errors import (
+    REJECT_REASONS,
+    AuthenticationError,
+    FrameError,
+    HandshakeError,
+    LinkError,
+    ReplayError,
+)
+
+__all__ = [
+    "REJECT_REASONS",
+    "AuthenticationError",
+    "FrameError",
+    "HandshakeError",
+    "LinkError",
+    "ReplayError",
+]
