@@ -13,6 +13,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import time
 from pathlib import Path
 
 from benchmarks._common import AVX2_EMULATION_ENV, console, write_result
@@ -43,12 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(available())
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {available()}")
+    elapsed_s: dict[str, float] = {}
     for name in names:
         console.rule(f"benchmark: {name}")
+        start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.bench_{name}")
         result = module.run(quick=args.quick)
+        elapsed_s[name] = time.perf_counter() - start
         path = write_result(name, result)
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path} ({elapsed_s[name] / 60:.1f} min)")
+    if len(elapsed_s) > 1:  # what `make bench` costs, benchmark by benchmark (the README quotes the total)
+        console.rule("wall time")
+        for name, seconds in elapsed_s.items():
+            console.print(f"{name:>20}  {seconds / 60:6.1f} min")
+        console.print(f"{'total':>20}  {sum(elapsed_s.values()) / 60:6.1f} min")
     return 0
 
 
