@@ -243,3 +243,21 @@ def test_cli_bench_json_is_one_object(tmp_path, capsys):
     assert by_name["neurolace"] > max(
         ratio for name, ratio in by_name.items() if not name.startswith("neurolace")
     )
+
+
+def test_evaluate_names_the_file_it_cannot_code(tmp_path):
+    """A bad WAV among good ones stops the evaluation with an error naming that file."""
+    from neurolace.codec.errors import CodecError
+    from neurolace.codec.evaluate import evaluate_codecs
+    good = tmp_path / "good.wav"
+    with wave.open(str(good), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(19531)
+        handle.writeframes(np.arange(-2000, 2000, dtype="<i2").tobytes())
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    with pytest.raises(CodecError, match=r"bad\.wav: "):
+        evaluate_codecs([good, bad])
+    with pytest.raises(CodecError, match=r"cannot read .*missing\.wav"):
+        evaluate_codecs([good, tmp_path / "missing.wav"])

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from neurolace.codec.errors import CodecError
+from neurolace.core.errors import NeurolaceError
 from neurolace.codec.neural import NeuralCodec
 
 __all__ = ["default_codecs", "evaluate_codecs", "load_wav_samples"]
@@ -42,6 +43,24 @@ def default_codecs() -> list:
     from neurolace.codec.baselines import baseline_codecs
 
     return [NeuralCodec(mode="context"), NeuralCodec(mode="fast"), *baseline_codecs()]
+
+
+def _round_trip(codec, data: bytes) -> tuple[int, bool, tuple[float, float, float]]:
+    """Code one WAV file with ``codec``: (stored bytes, lossless, CPU clock before, between and after)."""
+    if isinstance(codec, NeuralCodec):
+        start = time.process_time()
+        packed = codec.encode_wav(data)
+        middle = time.process_time()
+        restored = codec.decode_wav(packed)
+        end = time.process_time()
+        return len(packed), restored == data, (start, middle, end)
+    samples, envelope_bytes = load_wav_samples(data)
+    start = time.process_time()
+    packed = codec.encode(samples)
+    middle = time.process_time()
+    restored = codec.decode(packed)
+    end = time.process_time()
+    return len(packed) + envelope_bytes, bool(np.array_equal(restored, samples)), (start, middle, end)
 
 
 def evaluate_codecs(
@@ -74,39 +93,33 @@ def evaluate_codecs(
     from threadpoolctl import threadpool_limits
 
     codecs = default_codecs() if codecs is None else list(codecs)
-    files = [Path(p).read_bytes() for p in paths]
+    names = [Path(p) for p in paths]
+    files = []
+    for path in names:
+        try:
+            files.append(path.read_bytes())
+        except OSError as exc:
+            raise CodecError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if not files:
         raise CodecError("paths must name at least one WAV file, got none")
     results = []
     with threadpool_limits(limits=1):
         for codec in codecs:
             start = time.process_time()
-            if isinstance(codec, NeuralCodec):
-                codec.decode_wav(codec.encode_wav(files[0]))
-            else:
-                codec.decode(codec.encode(load_wav_samples(files[0])[0]))
+            try:  # untimed warm-up (numba compiles, tables build)
+                _round_trip(codec, files[0])
+            except NeurolaceError as exc:
+                raise CodecError(f"{names[0]}: {exc}") from exc
             first_call_s = time.process_time() - start
             input_bytes = compressed_bytes = 0
             encode_s, decode_s, encode_rates, decode_rates = [], [], [], []
             lossless = True
             for done, data in enumerate(files):
-                if isinstance(codec, NeuralCodec):
-                    start = time.process_time()
-                    packed = codec.encode_wav(data)
-                    middle = time.process_time()
-                    restored = codec.decode_wav(packed)
-                    end = time.process_time()
-                    lossless &= restored == data
-                    size = len(packed)
-                else:
-                    samples, envelope_bytes = load_wav_samples(data)
-                    start = time.process_time()
-                    packed = codec.encode(samples)
-                    middle = time.process_time()
-                    restored = codec.decode(packed)
-                    end = time.process_time()
-                    lossless &= bool(np.array_equal(restored, samples))
-                    size = len(packed) + envelope_bytes
+                try:
+                    size, same, (start, middle, end) = _round_trip(codec, data)
+                except NeurolaceError as exc:  # a bad file is named, not only described
+                    raise CodecError(f"{names[done]}: {exc}") from exc
+                lossless &= same
                 input_bytes += len(data)
                 compressed_bytes += size
                 encode_s.append(middle - start)
