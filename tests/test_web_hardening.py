@@ -158,6 +158,29 @@ def test_the_socket_refuses_a_foreign_origin_and_accepts_its_own(server):
     assert asyncio.run(_handshake_status(url, token, None)) == 101  # a non-browser client sends no Origin
 
 
+def _raw_upgrade_status(server, host_header: str) -> str:
+    """Status line of a WebSocket handshake sent with ``host_header`` (a DNS-rebinding page sends its own name)."""
+    token = server.store.issue_token(server.store.user("rita"))
+    request = (f"GET /ws/sessions/live HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Protocol: neurolace.v1, bearer.{token}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+        connection.sendall(request.encode())
+        return connection.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+def test_a_foreign_host_header_is_refused_on_http_and_websocket(server):
+    """DNS rebinding: evil.example resolving to 127.0.0.1 still sends Host: evil.example, and is refused."""
+    refused = httpx.get(server.url + "/healthz", headers={"Host": f"evil.example:{server.port}"})
+    assert refused.status_code == 400
+    assert "Host header 'evil.example:" in refused.json()["detail"] and "127.0.0.1" in refused.json()["detail"]
+    assert refused.headers["x-frame-options"] == "DENY"
+    assert httpx.get(server.url + "/healthz", headers={"Host": f"localhost:{server.port}"}).status_code == 200
+    assert httpx.get(server.url + "/healthz").status_code == 200
+    assert " 403 " in _raw_upgrade_status(server, f"evil.example:{server.port}") + " "
+    assert " 101 " in _raw_upgrade_status(server, f"127.0.0.1:{server.port}") + " "
+
+
 @pytest.mark.parametrize("path,status", [("/", 200), ("/static/app.js", 200), ("/api/me", 401), ("/healthz", 200)])
 def test_every_answer_carries_the_security_headers(server, path, status):
     response = httpx.get(server.url + path)

@@ -93,6 +93,9 @@ SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 )
+#: Host header names the dashboard answers to (DNS-rebinding protection: a page from another site that
+#: resolves its own name to 127.0.0.1 sends its own name as Host, and is refused)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 #: the subprotocol the live WebSocket speaks
 WS_SUBPROTOCOL = "neurolace.v1"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -180,18 +183,46 @@ def parse_json_limited(raw: bytes | str, *, max_bytes: int, max_depth: int = MAX
         raise error from exc
 
 
-class _Hardening:
-    """ASGI middleware: security headers on every HTTP answer; 413 for bodies over ``max_bytes``.
+def _host_name(value: bytes) -> str:
+    """The name of a Host header without its port: ``127.0.0.1:8765`` -> ``127.0.0.1``, ``[::1]:80`` -> ``[::1]``."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[: text.find("]") + 1] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
 
-    Bodies are measured by Content-Length, or counted while reading a chunked body.
+
+class _Hardening:
+    """ASGI middleware: the Host check, security headers on every HTTP answer, 413 for bodies over ``max_bytes``.
+
+    A request or WebSocket whose Host header is not one of ``allowed_hosts``
+    is refused (HTTP 400; a WebSocket handshake is closed, which the server
+    answers with 403) before any route sees it. Bodies are measured by
+    Content-Length, or counted while reading a chunked body.
     """
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+
+    def _host_refusal(self, scope) -> str | None:
+        hosts = [value for name, value in scope.get("headers", ()) if name == b"host"]
+        name = _host_name(hosts[0]) if len(hosts) == 1 else ""
+        if name in self.allowed_hosts:
+            return None
+        shown = hosts[0].decode("latin-1")[:80] if hosts else "none"
+        return f"Host header {shown!r} refused; the dashboard answers to {sorted(self.allowed_hosts)}"
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refusal = self._host_refusal(scope)
+        if scope["type"] == "websocket":
+            if refusal is not None:
+                await receive()  # the websocket.connect event, then refuse the handshake
+                await send({"type": "websocket.close", "code": 1008, "reason": refusal[:120]})
+                return
             await self.app(scope, receive, send)
             return
 
@@ -200,6 +231,9 @@ class _Hardening:
                 message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
             await send(message)
 
+        if refusal is not None:
+            await _send_json(send_with_headers, 400, {"detail": refusal})
+            return
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -330,8 +364,12 @@ async def _send_json(send, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession]):
-    """Build the FastAPI app over a user store, a game book and the live sessions (by id)."""
+def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession], *,
+               allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS):
+    """Build the FastAPI app over a user store, a game book and the live sessions (by id).
+
+    ``allowed_hosts``: the names the Host header may carry (default the loopback names).
+    """
     from fastapi import Body, Depends, FastAPI, HTTPException, Request, WebSocket
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
@@ -558,7 +596,7 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return _Hardening(app, MAX_BODY_BYTES)
+    return _Hardening(app, MAX_BODY_BYTES, allowed_hosts)
 
 
 async def _receive(websocket, session: LiveSession, connection: _Connection, guard: _SocketGuard, apply_control,

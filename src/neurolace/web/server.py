@@ -39,12 +39,16 @@ SIMULATED_SHARING = ["clinician", "researcher"]
 
 
 def build_app(*, data_dir: str | os.PathLike | None = None, sessions: list[LiveSession] | None = None,
-              token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S) -> tuple[Any, WebStore, GameBook, dict]:
+              token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S,
+              host: str = "127.0.0.1") -> tuple[Any, WebStore, GameBook, dict]:
     """The app and its parts: ``(asgi_app, store, games, sessions_by_id)``.
 
-    ``sessions`` default to one ``LiveSession()`` (the ``demo`` preset, not started).
+    ``sessions`` default to one ``LiveSession()`` (the ``demo`` preset, not started). The app answers
+    to the loopback names and, when it listens on another address, to that address.
     """
-    from neurolace.web.app import create_app
+    from neurolace.web.app import LOOPBACK_HOSTS, create_app
+
+    allowed_hosts = LOOPBACK_HOSTS if host in ("127.0.0.1", "localhost", "::1") else (*LOOPBACK_HOSTS, host)
 
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     games = GameBook(directory)  # reads scores.json: a corrupt file stops us before the store writes a key
@@ -56,7 +60,7 @@ def build_app(*, data_dir: str | os.PathLike | None = None, sessions: list[LiveS
             raise NeurolaceError(f"two live sessions share the id {session.session_id!r}")
         by_id[session.session_id] = session
         store.ensure_participant(session.participant_id, SIMULATED_SHARING)
-    return create_app(store, games, by_id), store, games, by_id
+    return create_app(store, games, by_id, allowed_hosts=allowed_hosts), store, games, by_id
 
 
 @dataclass
@@ -173,7 +177,7 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         raise NeurolaceError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     try:
         app, store, games, by_id = build_app(data_dir=data_dir, sessions=sessions,
-                                             token_lifetime_s=token_lifetime_s)
+                                             token_lifetime_s=token_lifetime_s, host=host)
         token = _bootstrap(store)
     except BaseException:
         listener.close()
