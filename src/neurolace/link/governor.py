@@ -27,13 +27,16 @@ at the budget.
 
 Adapting to the link: :meth:`BandwidthGovernor.observe` takes the fraction of
 frames the host acknowledged (a number, or an ack report with ``sent`` and
-``delivered`` counts). A goodput estimate follows it with an asymmetric EWMA,
-fast down (``loss_alpha_down``) and slow up (``loss_alpha_up``), and the budget
-the governor spends is the link's nominal budget times that estimate (never
-below ``min_budget_fraction``): when loss rises, raw backs off at once and
-gives the mandatory streams room; when the link recovers, raw comes back
-gradually, as TCP's multiplicative decrease and slow recovery do (Jacobson
-1988, "Congestion avoidance and control", SIGCOMM).
+``delivered`` counts). A goodput estimate follows it (EWMA, weight
+``loss_alpha``), and the budget the governor spends is the link's nominal
+budget times an *effective fraction* that drops to the estimate at once when
+the estimate falls, and climbs back towards it by at most ``recovery_step`` per
+report (never below ``min_budget_fraction``): when loss rises, raw backs off at
+once and gives the mandatory streams room; when the link recovers, raw comes
+back gradually, as TCP's multiplicative decrease and additive increase do
+(Jacobson 1988, "Congestion avoidance and control", SIGCOMM). Loss from
+sending above what the radio carries shows up in the acks like any other, so
+an over-stated budget is corrected the same way.
 
 What was not sent is counted in raw channel-ticks (one channel for one tick),
 by reason (:data:`DROP_REASONS`); sent plus dropped equals ticks times channels.
@@ -194,8 +197,11 @@ class BandwidthGovernor:
         group sent.
     estimate_alpha : float, default 0.2
         EWMA weight of each new group's bytes per channel in the running estimate, (0, 1].
-    loss_alpha_down, loss_alpha_up : float, default 0.5 and 0.05
-        EWMA weights of a delivered fraction below / above the goodput estimate, (0, 1].
+    loss_alpha : float, default 0.2
+        EWMA weight of each reported delivered fraction in the goodput estimate, (0, 1].
+    recovery_step : float, default 0.02
+        Most the effective fraction of the budget rises per report, (0, 1] (0.5 back to 1 in
+        25 reports: 2.5 s at an ack every 100 ms).
     min_budget_fraction : float, default 0.25
         Lowest fraction of the nominal budget the loss backoff goes down to, (0, 1].
     frame_overhead_bytes : int, default :data:`FRAME_OVERHEAD_BYTES`
@@ -218,8 +224,8 @@ class BandwidthGovernor:
         group_size: int = 16,
         raw_bytes_per_channel_tick: float = 240.0,
         estimate_alpha: float = 0.2,
-        loss_alpha_down: float = 0.5,
-        loss_alpha_up: float = 0.05,
+        loss_alpha: float = 0.2,
+        recovery_step: float = 0.02,
         min_budget_fraction: float = 0.25,
         frame_overhead_bytes: int = FRAME_OVERHEAD_BYTES,
     ) -> None:
@@ -230,8 +236,8 @@ class BandwidthGovernor:
             raw_bytes_per_channel_tick, "raw_bytes_per_channel_tick"
         )
         self.estimate_alpha = _check_fraction(estimate_alpha, "estimate_alpha", allow_zero=False)
-        self.loss_alpha_down = _check_fraction(loss_alpha_down, "loss_alpha_down", allow_zero=False)
-        self.loss_alpha_up = _check_fraction(loss_alpha_up, "loss_alpha_up", allow_zero=False)
+        self.loss_alpha = _check_fraction(loss_alpha, "loss_alpha", allow_zero=False)
+        self.recovery_step = _check_fraction(recovery_step, "recovery_step", allow_zero=False)
         self.min_budget_fraction = _check_fraction(
             min_budget_fraction, "min_budget_fraction", allow_zero=False
         )
@@ -240,6 +246,7 @@ class BandwidthGovernor:
         edges = [*range(0, self.n_channels, self.group_size), self.n_channels]
         self.groups = tuple(np.arange(a, b, dtype=np.int64) for a, b in zip(edges[:-1], edges[1:]))
         self.goodput_fraction_ = 1.0
+        self.budget_fraction_ = 1.0
         self._next_group = 0
         self._carry_bytes = 0.0
         self._ticks = 0
@@ -267,8 +274,8 @@ class BandwidthGovernor:
 
     @property
     def effective_budget_fraction(self) -> float:
-        """Fraction of the nominal budget spent: the goodput estimate, floored at ``min_budget_fraction``."""
-        return max(self.min_budget_fraction, self.goodput_fraction_)
+        """Fraction of the nominal budget spent after the loss backoff, at least ``min_budget_fraction``."""
+        return max(self.min_budget_fraction, self.budget_fraction_)
 
     @property
     def effective_bytes_per_tick(self) -> float:
@@ -276,7 +283,7 @@ class BandwidthGovernor:
 
     # -- the link's feedback ---------------------------------------------------------------------
     def observe(self, report: float | Mapping | Any) -> float:
-        """Take the link's feedback and return the new goodput estimate.
+        """Take the link's feedback; return the new effective fraction of the budget.
 
         Parameters
         ----------
@@ -287,10 +294,10 @@ class BandwidthGovernor:
         """
         fraction = _delivered_fraction(report)
         if fraction is not None:
-            alpha = self.loss_alpha_down if fraction < self.goodput_fraction_ else self.loss_alpha_up
-            self.goodput_fraction_ += alpha * (fraction - self.goodput_fraction_)
+            self.goodput_fraction_ += self.loss_alpha * (fraction - self.goodput_fraction_)
+            self.budget_fraction_ = min(self.goodput_fraction_, self.budget_fraction_ + self.recovery_step)
             self._observations += 1
-        return self.goodput_fraction_
+        return self.effective_budget_fraction
 
     # -- one tick --------------------------------------------------------------------------------
     def _group_cost(self, group: np.ndarray) -> float:
