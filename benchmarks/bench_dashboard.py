@@ -52,6 +52,10 @@ def _demo_spec(calibration_s: float):
     # the demo preset's closed-loop node ("task") runs the session schedule; a short observation block
     # gets the first decoder fitted quickly, then the dashboard is measured while the loop runs
     spec.node("task").params["open_loop_s"] = calibration_s
+    # and Webgrid goes on for the whole measurement: the preset's session ends after 180 s, and a
+    # finished session publishes no cursor, so the dashboard would have no frames to measure
+    spec.node("task").params["n_webgrid_blocks"] = 1000
+    spec.duration_s = 0.0
     return spec
 
 
@@ -186,6 +190,9 @@ def run(quick: bool = False) -> dict:
                 bare.append(_served_phase(graph, None, phase_s, None))
                 live.watch(bus)
                 served.append(_served_phase(graph, None, phase_s, None))
+                if live.latest_frame is None:
+                    raise SystemExit("the live session made no dashboard frame while fed: "
+                                     f"state {live.state}, error {live.error}")
                 frame_bytes = len(live.latest_frame)
                 socket_only.append(_ws_client_phase(graph, live, server, phase_s))
                 page = context.new_page()
