@@ -16,6 +16,28 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: a closed loop without feedback, small enough to split across processes: participant -> decoder -> cursor
+SPLIT_SESSION = """\
+[session]
+name = "split"
+seed = 2
+
+[nodes.participant]
+type = "sim_participant"
+n_channels = 16
+max_bins = 60
+realtime = true
+
+[nodes.decoder]
+type = "decoder"
+calibration_s = 0.4
+inputs = { features = "participant.features", intention = "participant.intention" }
+
+[nodes.cursor]
+type = "cursor"
+inputs = { velocity = "decoder.velocity" }
+"""
+
 
 def require_binary(name: str, package: str) -> str:
     path = shutil.which(name)
@@ -35,15 +57,31 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A throw-away redis-server on a free 127.0.0.1 port, without persistence."""
+    """A throw-away redis-server on a free 127.0.0.1 port, without persistence.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``password`` starts it with ``--requirepass`` (the ``default`` user's password);
+    ``users`` maps ACL user names to passwords, each allowed every command on the keys
+    ``neurolace:*`` only. :attr:`url` carries no credentials.
+    """
+
+    def __init__(
+        self, port: int | None = None, *, password: str | None = None, users: dict[str, str] | None = None
+    ) -> None:
         self.binary = require_binary("redis-server", "redis-server")
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
+        self.password = password
+        self.users = dict(users or {})
         self.process: subprocess.Popen | None = None
 
+    def url_with(self, user: str, password: str) -> str:
+        """The server's URL logging in as ``user`` (empty: the default user) with ``password``."""
+        return f"redis://{user}:{password}@127.0.0.1:{self.port}"
+
     def start(self) -> RedisServer:
+        authentication = ["--requirepass", self.password] if self.password is not None else []
+        for user, password in self.users.items():
+            authentication += ["--user", user, "on", f">{password}", "~neurolace:*", "+@all"]
         self.process = subprocess.Popen(
             [
                 self.binary,
@@ -55,6 +93,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *authentication,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -64,7 +103,8 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as connection:
                     connection.sendall(b"PING\r\n")
-                    if connection.recv(16).startswith(b"+PONG"):
+                    # up, and answering or asking for a password
+                    if connection.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 time.sleep(0.02)
@@ -79,10 +119,22 @@ class RedisServer:
 
 
 @pytest.fixture
-def redis_server():
-    server = RedisServer().start()
+def redis_server(request):
+    """A redis-server; ``@pytest.mark.parametrize("redis_server", [{"password": ...}], indirect=True)``
+    passes :class:`RedisServer`'s keyword arguments (a password, ACL users)."""
+    server = RedisServer(**getattr(request, "param", {})).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def bus_key(monkeypatch):
+    """A fresh session key for the Redis bus, in ``NEUROLACE_BUS_KEY`` (child processes inherit it)."""
+    from neurolace.runtime.bus_auth import BUS_KEY_ENV, new_bus_key
+
+    key = new_bus_key()
+    monkeypatch.setenv(BUS_KEY_ENV, key.hex())
+    return key
 
 
 @pytest.fixture

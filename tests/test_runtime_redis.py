@@ -10,13 +10,23 @@ import time
 
 import numpy as np
 import pytest
-from runtime_fixtures import REPO_ROOT, RedisServer, redis_server  # noqa: F401  (fixture)
+from runtime_fixtures import (  # noqa: F401  (fixtures)
+    REPO_ROOT,
+    SPLIT_SESSION,
+    RedisServer,
+    bus_key,
+    redis_server,
+)
 
 from neurolace.core.errors import NeurolaceError
 from neurolace.runtime.bus import open_bus
 from neurolace.runtime.graph import Graph
 from neurolace.runtime.messages import Message
 from neurolace.runtime.session_file import parse_session
+
+# every bus here shares one session key through NEUROLACE_BUS_KEY (tests/test_runtime_redis_auth.py
+# covers the key, the credentials and the refusals)
+pytestmark = pytest.mark.usefixtures("bus_key")
 
 
 def test_round_trip_order_and_gap_counting(redis_server):  # noqa: F811  (pytest fixture)
@@ -83,28 +93,6 @@ def test_lost_connection_is_reestablished_without_stalling_the_publisher():
         subprocess.run(
             ["redis-cli", "-p", str(server.port), "shutdown", "nosave"], capture_output=True, check=False
         )
-
-
-SPLIT_SESSION = """\
-[session]
-name = "split"
-seed = 2
-
-[nodes.participant]
-type = "sim_participant"
-n_channels = 16
-max_bins = 60
-realtime = true
-
-[nodes.decoder]
-type = "decoder"
-calibration_s = 0.4
-inputs = { features = "participant.features", intention = "participant.intention" }
-
-[nodes.cursor]
-type = "cursor"
-inputs = { velocity = "decoder.velocity" }
-"""
 
 
 def test_same_session_split_across_two_processes(redis_server, tmp_path):  # noqa: F811  (pytest fixture)

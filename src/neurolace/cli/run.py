@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,13 @@ exactly, even with a fixed seed: what the participant sees of the cursor depends
 threads were scheduled. --clock stepped (or clock = "stepped" in [session]) advances the
 session one source step at a time, each step seeing the feedback of the one before, and ends
 after duration_s on the source's own clock, so the same seed gives the same run.
+
+On a Redis bus every message is authenticated with a session key (HMAC-SHA256): a run of the
+whole session in one process draws its own, --processes draws one and hands it to its children,
+and processes started by hand share one through NEUROLACE_BUS_KEY (64 hex digits) or a key file
+named in the session's [bus] table. The server's password goes in the URL or, better, in
+NEUROLACE_REDIS_PASSWORD (and NEUROLACE_REDIS_USERNAME for an ACL user). A run that refused
+forged or replayed messages says so and exits 1.
 
 examples:
   neurolace run demo                       # through the implant: crossings + spike-band power
@@ -186,6 +194,12 @@ def _print_report(report: dict) -> None:
             f"{end_to_end:.0f}" if end_to_end is not None and not math.isnan(end_to_end) else "-",
         )
     console.print(table)
+    refused = bus_refusals(report)
+    if any(refused.values()):
+        console.print(
+            f"[red]bus {report['bus']}: refused {refused['forged']} forged and "
+            f"{refused['replayed']} replayed messages[/red] (none reached a node)"
+        )
     fitted = any(event["event"] == "decoder_fitted" for event in report["events"])
     for name, node in report["nodes"].items():
         if "bps" not in node:
@@ -237,12 +251,38 @@ def _event_sentence(event: dict) -> str | None:
         )
     if kind == "decoder_fit_failed":
         return f"[red]{node}: decoder could not be fitted:[/red] {event.get('error', 'unknown error')}"
+    if kind == "bus_refused":
+        counts = event.get("refused", {})
+        return (
+            f"[red]the bus refused a {event.get('reason', '?')} message on {event.get('stream', '?')}[/red] "
+            f"(so far: {counts.get('forged', 0)} forged, {counts.get('replayed', 0)} replayed)"
+        )
+    if kind == "bus_unauthenticated":
+        return (
+            f"[yellow]the bus {event.get('bus', '?')} runs without message authentication[/yellow] "
+            "(authenticate = false: any client of the server can publish messages the nodes act on)"
+        )
     if kind == "record_renamed":
         return (
             f"[yellow]{node}: {event.get('requested', '?')} already holds a record, so this run records to "
             f"{event.get('path', '?')}[/yellow] (a record is never overwritten)"
         )
     return None
+
+
+def _bus_options(session, only: list[str] | None) -> dict:
+    """How this process's bus authenticates: the session's [bus] table, else the environment's key.
+
+    A run of the whole session in one process that was given no key draws a fresh one: no
+    other process needs it, and no other process can then publish messages its nodes accept.
+    """
+    from neurolace.runtime.bus_auth import BUS_KEY_ENV, new_bus_key
+
+    options = session.bus_options()
+    whole = only is None or {spec.name for spec in session.nodes} <= set(only)
+    if options["authenticate"] and "key_file" not in options and not os.environ.get(BUS_KEY_ENV) and whole:
+        options["key"] = new_bus_key()
+    return options
 
 
 def run_command(args) -> int:
@@ -285,8 +325,13 @@ def run_command(args) -> int:
         name, _, parties = args.barrier.rpartition(":")
         barrier = (name, int(parties))
     directory = Path(session.path).resolve().parent if Path(session.path).exists() else None
-    bus = open_bus(args.bus if args.bus is not None else session.bus)
     log = RunLog(args.log)
+    try:
+        url = args.bus if args.bus is not None else session.bus
+        bus = open_bus(url, log=log, **_bus_options(session, only))
+    except BaseException:
+        log.close()
+        raise
     try:
         graph = Graph(
             session,
@@ -313,17 +358,46 @@ def run_command(args) -> int:
     return _exit_status(report)
 
 
+def _bus_stats_parts(report: dict) -> list[dict]:
+    """The bus counters of a report: one dict for one process, one per process for ``--processes``."""
+    stats = report.get("bus_stats") or {}
+    if not stats or "publish_failures" in stats:
+        return [stats]
+    return [part for part in stats.values() if isinstance(part, dict)]
+
+
+def bus_refusals(report: dict) -> dict[str, int]:
+    """Messages the bus refused in a run, by reason (``forged``, ``replayed``), over every process."""
+    from neurolace.runtime.bus_auth import REFUSAL_REASONS
+
+    totals = dict.fromkeys(REFUSAL_REASONS, 0)
+    for part in _bus_stats_parts(report):
+        for reason, count in (part.get("refused") or {}).items():
+            totals[reason] = totals.get(reason, 0) + int(count)
+    return totals
+
+
 def run_failures(report: dict) -> list[str]:
     """Why a finished run did not do its job, one sentence each (empty: it did).
 
-    A node that failed for good, and messages the bus could not deliver (a Redis server lost
-    mid-run: the loop kept going, but what it published is gone), both make the run fail.
+    A node that failed for good, messages the bus could not deliver (a Redis server lost
+    mid-run: the loop kept going, but what it published is gone), and messages the bus refused
+    as forged or replayed (another client wrote to the Redis server) all make the run fail.
     """
     failures = [f"node {name} failed" for name in report.get("failed_nodes", [])]
-    lost = int((report.get("bus_stats") or {}).get("publish_failures", 0))
+    bus = report.get("bus", "")
+    lost = sum(int(part.get("publish_failures", 0)) for part in _bus_stats_parts(report))
     if lost:
-        failures.append(f"the bus {report.get('bus', '')} could not deliver {lost} published messages "
+        failures.append(f"the bus {bus} could not deliver {lost} published messages "
                         "(the Redis server was lost or refused them)")
+    refused = bus_refusals(report)
+    if refused["forged"]:
+        failures.append(f"the bus {bus} refused {refused['forged']} forged messages (without a valid tag "
+                        "under the session key: another client published on the Redis server); "
+                        "no node acted on them")
+    if refused["replayed"]:
+        failures.append(f"the bus {bus} refused {refused['replayed']} replayed messages (genuine messages "
+                        "published again by another client); no node acted on them")
     return failures
 
 
@@ -336,6 +410,7 @@ def _exit_status(report: dict) -> int:
 
 def _run_processes(args, session, only, duration_s: float) -> dict:
     """One child ``neurolace run --nodes NAME`` per node on a Redis bus, released together by a barrier."""
+    from neurolace.runtime.bus_auth import BUS_KEY_ENV, new_bus_key, redact_url, split_credentials
     from neurolace.runtime.graph import backlogged_hops, hop_backlog
     from neurolace.runtime.presets import PRESETS, preset_text
 
@@ -347,6 +422,11 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
     if (args.clock or session.clock) == "stepped":
         raise NeurolaceError("--processes runs on the wall clock; the stepped clock needs one process")
     names = only or [spec.name for spec in session.nodes]
+    # no secret on a command line: the password and the run's key reach the children in their environment
+    child_url, environment = split_credentials(url)
+    environment = {**os.environ, **environment}
+    if session.bus_authenticate and session.bus_key_file is None and not environment.get(BUS_KEY_ENV):
+        environment[BUS_KEY_ENV] = new_bus_key().hex()
     with tempfile.TemporaryDirectory(prefix="neurolace-run-") as directory:
         path = session.path
         if not Path(path).exists() and args.session in PRESETS:
@@ -362,7 +442,7 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
                     "run",
                     path,
                     "--bus",
-                    url,
+                    child_url,
                     "--nodes",
                     name,
                     "--barrier",
@@ -377,13 +457,14 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                env=environment,
             )
             for name in names
         }
         outputs = {name: child.communicate(timeout=duration_s + 180.0) for name, child in children.items()}
     report = {
         "session": session.name,
-        "bus": url,
+        "bus": redact_url(url),
         "wall_s": 0.0,
         "nodes": {},
         "dropped": 0,

@@ -60,6 +60,9 @@ class Subscription:
         numbers (a message dropped upstream or by the broker).
     received : int
         Messages handed to the reader.
+    refused : dict of str to int
+        Entries refused by reason (``forged``, ``replayed``; see
+        :mod:`neurolace.runtime.bus_auth`); only a shared bus refuses any.
     """
 
     def __init__(self, streams: Iterable[str], *, maxlen: int, mode: str) -> None:
@@ -71,6 +74,7 @@ class Subscription:
         self.dropped = 0
         self.received = 0
         self.superseded = 0
+        self.refused: dict[str, int] = {}
         #: messages put in this queue (counted by the in-process bus, which the stepped clock needs)
         self.delivered = 0
         self._next_sequence: dict[str, int] = {}

@@ -9,6 +9,10 @@ A session declares nodes and wires outputs to inputs::
     clock = "realtime"   # or "stepped": one source step at a time, the same result on every run
     cursor_gain_per_s = 0.5   # set once: every node with this parameter gets it
 
+    [bus]                  # only for a shared (Redis) bus; see neurolace.runtime.bus_auth
+    key_file = "bus.key"   # the session's message key (64 hex digits, mode 0600); default: NEUROLACE_BUS_KEY
+    authenticate = true    # false: no message authentication (the bus warns)
+
     [nodes.participant]
     type = "sim_participant"
     n_units = 96
@@ -50,6 +54,11 @@ _SESSION_KEYS = {
     "description": (str, "a string"),
     "clock": (str, "'realtime' (paced on the wall clock) or 'stepped' (one source step at a time)"),
     "cursor_gain_per_s": ((int, float), "a number > 0 (workspace units per second per unit velocity)"),
+}
+#: keys of the [bus] table: how a shared bus authenticates its messages (never a secret itself)
+_BUS_KEYS = {
+    "key_file": (str, "the path of a key file (64 hex digits, mode 0600), relative to the session file"),
+    "authenticate": (bool, "true (tag and check every message, the default) or false"),
 }
 #: a parameter a session sets once: every node that declares it gets the one value
 GAIN_PARAMETER = "cursor_gain_per_s"
@@ -95,6 +104,19 @@ class SessionSpec:
     bus: str | None = None
     description: str = ""
     clock: str = "realtime"
+    #: ``[bus] key_file`` as written (resolved against the session file's folder by :meth:`bus_options`)
+    bus_key_file: str | None = None
+    bus_authenticate: bool = True
+
+    def bus_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~neurolace.runtime.bus.open_bus` from the ``[bus]`` table."""
+        options: dict[str, Any] = {"authenticate": self.bus_authenticate}
+        if self.bus_key_file is not None:
+            key_file = Path(self.bus_key_file).expanduser()
+            if not key_file.is_absolute():
+                key_file = Path(self.path).parent / key_file
+            options["key_file"] = key_file
+        return options
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:
@@ -169,10 +191,19 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
     def fail(message: str, *path: str) -> SessionError:
         return SessionError(f"{source}:{locate.line(*path)}: {message}")
 
-    unknown_top = set(document) - {"session", "nodes"}
+    unknown_top = set(document) - {"session", "nodes", "bus"}
     if unknown_top:
         name = min(unknown_top)
-        raise fail(f"unknown table [{name}]; expected [session] and [nodes.NAME]", name)
+        raise fail(f"unknown table [{name}]; expected [session], [bus] and [nodes.NAME]", name)
+    bus_settings = document.get("bus", {})
+    if not isinstance(bus_settings, dict):
+        raise fail(f"bus must be a table [bus], got {bus_settings!r}", "bus")
+    for key, value in bus_settings.items():
+        if key not in _BUS_KEYS:
+            raise fail(f"unknown key {key!r} in [bus]; expected one of {sorted(_BUS_KEYS)}", "bus", key)
+        expected_type, description = _BUS_KEYS[key]
+        if not isinstance(value, expected_type) or (key == "key_file" and not value.strip()):
+            raise fail(f"[bus] {key} must be {description}, got {value!r}", "bus", key)
     settings = document.get("session", {})
     for key, value in settings.items():
         if key not in _SESSION_KEYS:
@@ -373,6 +404,8 @@ def parse_session(text: str, *, source: str = "<session>") -> SessionSpec:
         bus=settings.get("bus"),
         description=settings.get("description", ""),
         clock=settings.get("clock", "realtime"),
+        bus_key_file=bus_settings.get("key_file"),
+        bus_authenticate=bus_settings.get("authenticate", True),
     )
 
 

@@ -10,8 +10,9 @@ stale data, and effectors hold still on silence (see
 :class:`~neurolace.runtime.nodes.effectors.CursorNode`).
 
 Each runner also measures what crossed it: the hop latency of every input
-message (receive time minus publish time), the backlog of its input queue
-(depth over time and its slope, see :meth:`Subscription.backlog
+message (receive time minus publish time), the messages a shared bus refused
+on its inputs as forged or replayed (``refused``, never handed to the node),
+the backlog of its input queue (depth over time and its slope, see :meth:`Subscription.backlog
 <neurolace.runtime.bus.Subscription.backlog>`) and the CPU time of its thread.
 
 A node that sets ``max_batch`` above 1 (the dsp node) is handed, when several
@@ -320,6 +321,15 @@ class NodeRunner:
                 break
             time.sleep(0.005)
 
+    def _refused(self) -> dict[str, int]:
+        """Entries the bus refused on this node's inputs and feedback, by reason (forged, replayed)."""
+        totals: dict[str, int] = {}
+        subscriptions = [self.subscription, *self.feedback_subscriptions.values()]
+        for subscription in subscriptions:
+            for reason, count in getattr(subscription, "refused", {}).items():
+                totals[reason] = totals.get(reason, 0) + count
+        return totals
+
     def summary(self) -> dict:
         dropped = self.subscription.dropped if self.subscription is not None else 0
         result = {
@@ -336,6 +346,7 @@ class NodeRunner:
             "cpu_share": round(self.cpu_s / self.wall_s, 4) if self.wall_s > 0 else 0.0,
             "hop_latency_us": {stream: log.summary_us() for stream, log in self.hop_latency.items()},
             "backlog": self.subscription.backlog() if self.subscription is not None else {},
+            "refused": self._refused(),
         }
         result.update(self._node_summary)
         return result
