@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from neurolace.core.errors import InvalidInputError
+from neurolace.core.events import SpikeEvents
 from neurolace.link.governor import DROP_REASONS, FRAME_OVERHEAD_BYTES, BandwidthGovernor
 
 BYTES_PER_CHANNEL = 100  # the fake raw encoder's exact cost, so the estimate is right from the start
@@ -254,3 +255,190 @@ def test_bad_calls_name_the_parameter():
         gov.tick(features=0, events=0, encode_raw=lambda channels: "text")
     assert gov.report()["ticks"] == 0 and gov.goodput_fraction_ == 1.0  # refused calls changed nothing
 
+
+
+# -- the uplink: payloads, and raw back at the host sample for sample ----------------------------
+
+FS_HZ = 19531.25
+
+
+def random_walk_codes(n_samples, n_channels, seed=0):
+    """10-bit ADC codes that wander like a band-limited signal (seeded)."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0, 6, size=(n_samples, n_channels)).cumsum(axis=0) * 0.2
+    return np.clip(np.round(512 + steps + rng.normal(0, 4, size=steps.shape)), 0, 1023).astype(np.int16)
+
+
+def tick_edges(n_ticks):
+    return np.floor(np.arange(n_ticks + 1) * 0.02 * FS_HZ).astype(np.int64)  # 390 and 391 alternate
+
+
+def run_uplink(sender, codes, n_ticks, n_features, events_for=None):
+    edges = tick_edges(n_ticks)
+    sent = []
+    for k in range(n_ticks):
+        block = codes[edges[k] : edges[k + 1]]
+        features = np.full((1, n_features), k, dtype=np.float32)
+        events = None if events_for is None else events_for(k, edges[k])
+        sent.append(sender.tick(block, sample_clock=int(edges[k]), features=features, events=events))
+    return edges, sent
+
+
+def make_sender(n_channels=40, budget_kbps=1500.0, resync_frames=4, group_size=8):
+    from neurolace.runtime.uplink import UplinkSender
+
+    governor = BandwidthGovernor(n_channels=n_channels, budget_kbps=budget_kbps, group_size=group_size)
+    return UplinkSender(governor, fs_hz=FS_HZ, resync_frames=resync_frames)
+
+
+def test_uplink_round_trip_is_lossless_for_every_channel_delivered():
+    from neurolace.link.frames import StreamType
+    from neurolace.runtime.uplink import ReceivedFeatures, ReceivedRaw, UplinkReceiver
+
+    n_channels, n_ticks = 40, 30
+    codes = random_walk_codes(int(tick_edges(n_ticks)[-1]), n_channels)
+    sender = make_sender(n_channels)
+    receiver = UplinkReceiver(n_channels=n_channels, n_features=2 * n_channels, group_size=8)
+    edges, sent = run_uplink(sender, codes, n_ticks, 2 * n_channels)
+    decoded_channel_ticks = 0
+    for k, payloads in enumerate(sent):
+        assert [stream for stream, _, _ in payloads[:2]] == [StreamType.FEATURES, StreamType.EVENTS]
+        for stream, payload, clock in payloads:
+            got = receiver.receive(stream, payload, clock)
+            if isinstance(got, ReceivedFeatures):
+                assert got.sample_clock == edges[k]
+                assert np.array_equal(got.data, np.full((1, 80), k, np.float32))
+            if isinstance(got, ReceivedRaw):
+                assert clock == edges[k]
+                assert np.array_equal(got.samples, codes[edges[k] : edges[k + 1], got.channel_index])
+                decoded_channel_ticks += got.channel_index.size
+    report = sender.governor.report()
+    assert decoded_channel_ticks == report["sent"]["raw_channel_ticks"]
+    assert decoded_channel_ticks == receiver.counts["raw_channel_ticks"]
+    assert 0 < report["raw_fraction"] < 1 and receiver.counts["raw_undecodable"] == 0
+
+
+def test_lost_raw_frames_cost_their_group_until_the_next_resync_and_what_decodes_is_exact():
+    from neurolace.link.frames import StreamType
+    from neurolace.runtime.uplink import ReceivedRaw, UplinkReceiver
+
+    n_channels, n_ticks = 32, 80
+    codes = random_walk_codes(int(tick_edges(n_ticks)[-1]), n_channels, seed=5)
+    sender = make_sender(n_channels, budget_kbps=2500.0, resync_frames=3)
+    receiver = UplinkReceiver(n_channels=n_channels, n_features=64, group_size=8)
+    edges, sent = run_uplink(sender, codes, n_ticks, 64)
+    rng = np.random.default_rng(1)
+    raw_sent = lost = 0
+    resumed_after_loss = False
+    broken = set()
+    for k, payloads in enumerate(sent):
+        for stream, payload, clock in payloads:
+            if stream != StreamType.RAW:
+                continue
+            raw_sent += 1
+            group = int.from_bytes(payload[:2], "little")
+            if rng.random() < 0.2:
+                lost += 1
+                broken.add(group)
+                continue
+            got = receiver.receive(stream, payload, clock)
+            if got is not None:
+                assert isinstance(got, ReceivedRaw) and got.group_index == group
+                assert np.array_equal(got.samples, codes[edges[k] : edges[k + 1], got.channel_index])
+                resumed_after_loss |= group in broken
+    counts = receiver.counts
+    assert lost > 0 and counts["raw_undecodable"] > 0 and resumed_after_loss
+    assert counts["raw_frames"] + counts["raw_undecodable"] + lost == raw_sent
+
+
+def test_the_stream_header_rides_on_each_groups_first_frame_and_every_resync():
+    from neurolace.link.frames import StreamType
+
+    n_channels, n_ticks = 16, 24
+    codes = random_walk_codes(int(tick_edges(n_ticks)[-1]), n_channels, seed=2)
+    sender = make_sender(n_channels, budget_kbps=20000.0, resync_frames=5)  # every group every tick
+    _, sent = run_uplink(sender, codes, n_ticks, 4)
+    for k, payloads in enumerate(sent):
+        raw = [payload for stream, payload, _ in payloads if stream == StreamType.RAW]
+        assert len(raw) == 2
+        for payload in raw:
+            header_length = int.from_bytes(payload[2:4], "little")
+            assert (header_length > 0) == (k % 5 == 0)
+            if header_length:
+                assert payload[4:8] == b"NLXS"
+
+
+def test_events_round_trip_split_where_offsets_would_overflow():
+    from neurolace.link.frames import StreamType
+    from neurolace.runtime.uplink import UplinkReceiver
+
+    sender = make_sender(8, budget_kbps=100.0)
+    receiver = UplinkReceiver(n_channels=8, n_features=3, group_size=8)
+    samples = np.array([70_000, 70_010, 100_000, 135_535, 135_536, 300_000])  # 65,535 is the last offset
+    channels = np.array([1, 7, 0, 3, 3, 2])
+    events = SpikeEvents(samples, channels, fs_hz=FS_HZ, n_channels=8)
+    block = np.full((390, 8), 512, dtype=np.int16)
+    payloads = sender.tick(block, sample_clock=300_000, features=np.zeros(3), events=events)
+    event_frames = [(payload, clock) for stream, payload, clock in payloads if stream == StreamType.EVENTS]
+    assert [clock for _, clock in event_frames] == [70_000, 135_536, 300_000]
+    got = [receiver.receive(StreamType.EVENTS, payload, clock) for payload, clock in event_frames]
+    assert np.concatenate([g.sample_index for g in got]).tolist() == samples.tolist()
+    assert np.concatenate([g.channel_index for g in got]).tolist() == channels.tolist()
+    quiet = sender.tick(block, sample_clock=300_390, features=np.zeros(3))
+    assert [(s, p, c) for s, p, c in quiet if s == StreamType.EVENTS] == [(StreamType.EVENTS, b"", 300_390)]
+    empty = receiver.receive(StreamType.EVENTS, b"", 300_390)
+    assert empty.sample_index.size == 0 and empty.sample_clock == 300_390
+
+
+def test_uplink_refuses_bad_arguments_by_name():
+    from neurolace.runtime.uplink import UplinkSender
+
+    sender = make_sender(8)
+    block = np.full((390, 8), 512, dtype=np.int16)
+    with pytest.raises(InvalidInputError, match="raw must be int16 of shape"):
+        sender.tick(block.astype(np.int32), sample_clock=0, features=np.zeros(2))
+    with pytest.raises(InvalidInputError, match="raw must be int16 of shape"):
+        sender.tick(np.zeros((500, 8), np.int16), sample_clock=0, features=np.zeros(2))
+    with pytest.raises(InvalidInputError, match="raw must have shape"):
+        sender.tick(np.zeros((390, 9), np.int16), sample_clock=0, features=np.zeros(2))
+    with pytest.raises(InvalidInputError, match="sample_clock must be >= 0"):
+        sender.tick(block, sample_clock=-1, features=np.zeros(2))
+    with pytest.raises(InvalidInputError, match="features must be finite"):
+        sender.tick(block, sample_clock=0, features=np.array([1.0, np.nan]))
+    with pytest.raises(InvalidInputError, match="events must be SpikeEvents"):
+        sender.tick(block, sample_clock=0, features=np.zeros(2), events=[1, 2])
+    with pytest.raises(InvalidInputError, match="governor must be a BandwidthGovernor"):
+        UplinkSender(None, fs_hz=FS_HZ)
+    with pytest.raises(InvalidInputError, match="resync_frames must be >= 1"):
+        UplinkSender(governor(), fs_hz=FS_HZ, resync_frames=0)
+    with pytest.raises(InvalidInputError, match="fs_hz must be a positive"):
+        UplinkSender(governor(), fs_hz=float("nan"))
+    with pytest.raises(InvalidInputError, match="value_table"):
+        UplinkSender(governor(), fs_hz=FS_HZ, value_table=np.array([3, 1], np.int16))
+
+
+def test_receiver_refuses_payloads_without_their_layout():
+    from neurolace.core.errors import FormatError
+    from neurolace.link.frames import StreamType
+    from neurolace.runtime.uplink import UplinkReceiver
+
+    receiver = UplinkReceiver(n_channels=8, n_features=3, group_size=8)
+    with pytest.raises(FormatError, match="not whole bins of 3 float32"):
+        receiver.receive(StreamType.FEATURES, bytes(10), 0)
+    with pytest.raises(FormatError, match="not whole"):
+        receiver.receive(StreamType.EVENTS, bytes(3), 0)
+    with pytest.raises(FormatError, match="names channel 9 of 8"):
+        receiver.receive(StreamType.EVENTS, bytes([9, 0, 0, 0]), 0)
+    with pytest.raises(FormatError, match="names group 4 of 1"):
+        receiver.receive(StreamType.RAW, bytes([4, 0, 0, 0, 1]), 0)
+    with pytest.raises(FormatError, match="shorter than its group prefix"):
+        receiver.receive(StreamType.RAW, b"\x00", 0)
+    assert receiver.receive(StreamType.RAW, bytes([0, 0, 0, 0]) + b"junk", 0) is None  # no header yet
+    assert receiver.counts["raw_undecodable"] == 1
+
+
+def test_the_frame_overhead_is_the_link_header_and_the_aead_tag():
+    from neurolace.link.frames import HEADER_BYTES
+    from neurolace.link.noise import TAG_BYTES
+
+    assert FRAME_OVERHEAD_BYTES == HEADER_BYTES + TAG_BYTES

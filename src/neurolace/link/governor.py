@@ -67,7 +67,8 @@ __all__ = [
     "TickPlan",
 ]
 
-#: bytes every frame costs beyond its payload: the 28-byte link header and the 16-byte AEAD tag
+#: bytes every frame costs beyond its payload: the 28-byte link header (``frames.HEADER_BYTES``) and the
+#: 16-byte AEAD tag (``noise.TAG_BYTES``), written out so the governor imports nothing of the crypto
 FRAME_OVERHEAD_BYTES = 28 + 16
 
 #: why raw channel-ticks were not sent: the link's nominal budget had no room ("budget"), or it had
