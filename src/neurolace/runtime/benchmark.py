@@ -27,6 +27,7 @@ RNN decoder's output; earlier systems 15-33 ms.
 
 from __future__ import annotations
 
+import os
 import queue
 import tempfile
 import threading
@@ -37,6 +38,7 @@ import numpy as np
 
 from neurolace.core.errors import InvalidInputError, NeurolaceError
 from neurolace.runtime.bus import open_bus, wait_until_ns
+from neurolace.runtime.bus_auth import BUS_KEY_ENV, whole_graph_bus_key
 from neurolace.runtime.graph import Graph, RunLog, backlogged_hops, hop_backlog
 from neurolace.runtime.latency import LatencyLog, summarise_ns
 from neurolace.runtime.messages import now_ns
@@ -138,7 +140,9 @@ def _run_in_process(
     text: str, bus: str | None, duration_s: float, warmup_s: float, progress
 ) -> tuple[dict, list]:
     session = parse_session(text, source="<latency bench>")
-    options = {"prefix": f"neurolace:bench:{time.time_ns()}:"} if bus and bus.startswith("redis") else {}
+    options = {}
+    if bus and bus.startswith("redis"):
+        options = {"prefix": f"neurolace:bench:{time.time_ns()}:", "key": whole_graph_bus_key()}
     active_bus = open_bus(bus, **options)
     try:
         graph = Graph(session, active_bus, log=RunLog())
@@ -169,7 +173,8 @@ def _run_in_processes(
         raise InvalidInputError(f"processes=True needs a redis:// bus, got {bus!r}")
     session_path = directory / "latency.toml"
     session_path.write_text(text)
-    active_bus = open_bus(bus)
+    key = whole_graph_bus_key()  # the children and this watcher share it through the environment
+    active_bus = open_bus(bus, key=key)
     watcher = active_bus.subscribe("cursor.cursor", maxlen=1_000_000)
     try:
         child = subprocess.Popen(
@@ -191,6 +196,7 @@ def _run_in_processes(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, BUS_KEY_ENV: key.hex()},
         )
         # the children need a few seconds to start; measure cursor moves from their warm-up's end
         while not _drain_times(watcher):

@@ -40,6 +40,7 @@ from pathlib import Path
 from neurolace.core.errors import InvalidInputError, NeurolaceError
 
 __all__ = [
+    "whole_graph_bus_key",
     "BUS_KEY_ENV",
     "BusCredentialsError",
     "KEY_BYTES",
@@ -147,6 +148,15 @@ def resolve_bus_key(
     if text:
         return parse_bus_key(text, source=f"the environment variable {BUS_KEY_ENV}")
     return None
+
+
+def whole_graph_bus_key(*, key_file: str | os.PathLike | None = None) -> bytes:
+    """The key of a bus that only this process's graph uses: the configured one, else a fresh one.
+
+    A run of the whole graph in one process (``neurolace run`` without ``--nodes``, the latency
+    bench, the dashboard's live session) shares its key with nobody, so it may draw its own.
+    """
+    return resolve_bus_key(key_file=key_file) or new_bus_key()
 
 
 class MessageAuthenticator:

@@ -331,7 +331,16 @@ def run_session(
     else:
         spec = parse_session(session)
     own_bus = not isinstance(bus, Bus)
-    active_bus = bus if isinstance(bus, Bus) else open_bus(bus if bus is not None else spec.bus)
+    if isinstance(bus, Bus):
+        active_bus = bus
+    else:
+        url = bus if bus is not None else spec.bus
+        options = spec.bus_options() if url and url.startswith(("redis", "unix")) else {}
+        if options and only is None and options.get("authenticate", True) and "key" not in options:
+            from neurolace.runtime.bus_auth import whole_graph_bus_key
+
+            options["key"] = whole_graph_bus_key(key_file=options.pop("key_file", None))
+        active_bus = open_bus(url, **options)
     log = RunLog(log_path)
     try:
         graph = Graph(spec, active_bus, only=only, log=log, session_directory=directory, clock=clock)

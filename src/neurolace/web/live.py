@@ -318,10 +318,12 @@ class LiveSession:
 
     def _start_graph(self, ready: threading.Event, generation: int) -> None:
         from neurolace.runtime.bus import open_bus
+        from neurolace.runtime.bus_auth import whole_graph_bus_key
         from neurolace.runtime.graph import Graph, RunLog
 
         try:
-            bus = open_bus(self.bus_url)
+            redis = bool(self.bus_url) and not self.bus_url.startswith("inprocess")
+            bus = open_bus(self.bus_url, **({"key": whole_graph_bus_key()} if redis else {}))
             graph = Graph(self._session_with_controls(), bus, log=RunLog(echo=self._on_event))
             subscription = _FeedSubscriptions(bus, self.streams)
             graph.start()
