@@ -13,8 +13,30 @@ from neurolace.link.errors import (
     LinkError,
     ReplayError,
 )
+from neurolace.link.frames import (
+    FRAME_SYNC,
+    HEADER_BYTES,
+    LINK_VERSION,
+    MAX_BODY_BYTES,
+    SUPPORTED_VERSIONS,
+    Frame,
+    FrameReader,
+    StreamType,
+    build_header,
+    parse_frame,
+)
 
 __all__ = [
+    "FRAME_SYNC",
+    "HEADER_BYTES",
+    "LINK_VERSION",
+    "MAX_BODY_BYTES",
+    "SUPPORTED_VERSIONS",
+    "Frame",
+    "FrameReader",
+    "StreamType",
+    "build_header",
+    "parse_frame",
     "REJECT_REASONS",
     "AuthenticationError",
     "FrameError",
