@@ -5,6 +5,7 @@ frames on a lossy byte channel and back, and nothing about what the products
 mean (the codec, the chain and the decoders know that). See docs/link.md.
 """
 
+from neurolace.link.channel import BLE_2M_THROUGHPUT_KBPS, ChannelSettings, LinkChannel, gilbert_elliott
 from neurolace.link.errors import (
     REJECT_REASONS,
     AuthenticationError,
@@ -27,6 +28,10 @@ from neurolace.link.frames import (
 )
 
 __all__ = [
+    "BLE_2M_THROUGHPUT_KBPS",
+    "ChannelSettings",
+    "LinkChannel",
+    "gilbert_elliott",
     "FRAME_SYNC",
     "HEADER_BYTES",
     "LINK_VERSION",
