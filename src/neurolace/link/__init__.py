@@ -26,6 +26,27 @@ from neurolace.link.frames import (
     build_header,
     parse_frame,
 )
+from neurolace.link.keys import (
+    DeviceIdentity,
+    Keystore,
+    PairedPeer,
+    PairingResult,
+    comparison_code,
+    ephemeral_pairing,
+    pair,
+)
+from neurolace.link.noise import HandshakeState
+from neurolace.link.replay import ReplayWindow
+from neurolace.link.session import (
+    DEFAULT_REKEY_FRAMES,
+    DEFAULT_REKEY_S,
+    SEAL_OVERHEAD_BYTES,
+    PendingSession,
+    Sealer,
+    SecureSession,
+    initiate,
+    respond,
+)
 
 __all__ = [
     "BLE_2M_THROUGHPUT_KBPS",
@@ -48,4 +69,21 @@ __all__ = [
     "HandshakeError",
     "LinkError",
     "ReplayError",
+    "DeviceIdentity",
+    "Keystore",
+    "PairedPeer",
+    "PairingResult",
+    "comparison_code",
+    "ephemeral_pairing",
+    "pair",
+    "HandshakeState",
+    "ReplayWindow",
+    "DEFAULT_REKEY_FRAMES",
+    "DEFAULT_REKEY_S",
+    "SEAL_OVERHEAD_BYTES",
+    "PendingSession",
+    "Sealer",
+    "SecureSession",
+    "initiate",
+    "respond",
 ]

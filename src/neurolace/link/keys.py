@@ -66,13 +66,18 @@ PEER_STATES = ("paired", "unpaired", "revoked")
 
 def _check_name(name: Any, what: str = "name") -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME_CHARS or not name.isprintable():
-        raise InvalidInputError(f"{what} must be a printable, non-empty string of at most {_MAX_NAME_CHARS} characters, got {name!r}")
+        raise InvalidInputError(
+            f"{what} must be a printable, non-empty string of at most {_MAX_NAME_CHARS} characters, "
+            f"got {name!r}"
+        )
     return name
 
 
 def _check_public_key(public_key: Any, name: str = "public_key") -> bytes:
     if not isinstance(public_key, (bytes, bytearray)) or len(public_key) != DH_BYTES:
-        raise InvalidInputError(f"{name} must be {DH_BYTES} bytes (a raw X25519 public key), got {public_key!r:.60}")
+        raise InvalidInputError(
+            f"{name} must be {DH_BYTES} bytes (a raw X25519 public key), got {public_key!r:.60}"
+        )
     return bytes(public_key)
 
 
@@ -96,7 +101,9 @@ class DeviceIdentity:
 
     def __init__(self, private_key: X25519PrivateKey) -> None:
         if not isinstance(private_key, X25519PrivateKey):
-            raise InvalidInputError(f"private_key must be an X25519PrivateKey, got {type(private_key).__name__}")
+            raise InvalidInputError(
+                f"private_key must be an X25519PrivateKey, got {type(private_key).__name__}"
+            )
         self.private_key = private_key
         self.public_key = public_key_bytes(private_key)
 
@@ -214,7 +221,9 @@ class Keystore:
         if isinstance(name_or_public, str):
             return self._peers.get(name_or_public)
         if not isinstance(name_or_public, (bytes, bytearray, memoryview)):
-            raise InvalidInputError(f"a peer is found by name (str) or public key (bytes), got {type(name_or_public).__name__}")
+            raise InvalidInputError(
+                f"a peer is found by name (str) or public key (bytes), got {type(name_or_public).__name__}"
+            )
         for peer in self._peers.values():
             if peer.public_key == bytes(name_or_public):
                 return peer
@@ -315,7 +324,8 @@ class Keystore:
         if not isinstance(document, dict) or document.get("format") != KEYSTORE_FORMAT:
             raise refuse(f"its 'format' is not {KEYSTORE_FORMAT!r}")
         if document.get("version") != _KEYSTORE_VERSION:
-            raise refuse(f"version {document.get('version')!r}; this neurolace reads version {_KEYSTORE_VERSION}")
+            version = document.get("version")
+            raise refuse(f"version {version!r}; this neurolace reads version {_KEYSTORE_VERSION}")
 
         def key(record: dict, field: str) -> bytes:
             value = record.get(field)
@@ -389,7 +399,9 @@ def _peer_name(payload: bytes) -> str:
     try:
         return _check_name(payload.decode("utf-8"), "peer name")
     except (UnicodeDecodeError, InvalidInputError):
-        raise HandshakeError("bad_handshake", "the pairing message does not carry a valid device name") from None
+        raise HandshakeError(
+            "bad_handshake", "the pairing message does not carry a valid device name"
+        ) from None
 
 
 def _no_relay(message: bytes, to_implant: bool) -> bytes:
@@ -430,11 +442,13 @@ def pair(
         if not isinstance(store, Keystore):
             raise InvalidInputError(f"{name} must be a Keystore, got {type(store).__name__}")
     relay = _no_relay if relay is None else relay
-    host = HandshakeState("XX", initiator=True, static=host_store.identity.private_key, prologue=PAIRING_PROLOGUE)
+    host = HandshakeState("XX", initiator=True, static=host_store.identity.private_key,
+                          prologue=PAIRING_PROLOGUE)
     implant = HandshakeState("XX", initiator=False, static=implant_store.identity.private_key,
                              prologue=PAIRING_PROLOGUE)
     implant.read_message(relay(host.write_message(), True))
-    implant_name = _peer_name(host.read_message(relay(implant.write_message(implant_store.name.encode()), False)))
+    message2 = relay(implant.write_message(implant_store.name.encode()), False)
+    implant_name = _peer_name(host.read_message(message2))
     host_name = _peer_name(implant.read_message(relay(host.write_message(host_store.name.encode()), True)))
     implant_code, host_code = comparison_code(implant.handshake_hash), comparison_code(host.handshake_hash)
     if not bool(confirm(implant_code, host_code)):

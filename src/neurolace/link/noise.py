@@ -1,4 +1,4 @@
-"""The Noise Protocol Framework handshake (revision 34): patterns IK and XX over X25519, ChaChaPoly, SHA256 or BLAKE2s.
+"""The Noise Protocol Framework handshake (revision 34): IK and XX over 25519, ChaChaPoly, SHA256 or BLAKE2s.
 
 This module owns the protocol logic of the Noise specification (Perrin,
 "The Noise Protocol Framework", revision 34, 2018), written from the spec:
@@ -317,7 +317,8 @@ class HandshakeState:
         needs_remote = initiator and "s" in pre_messages
         if needs_remote != (remote_static is not None):
             what = "requires" if needs_remote else "takes no"
-            raise InvalidInputError(f"the {'initiator' if initiator else 'responder'} of {pattern} {what} remote_static")
+            role = "initiator" if initiator else "responder"
+            raise InvalidInputError(f"the {role} of {pattern} {what} remote_static")
         if remote_static is not None:
             remote_static = _bytes(remote_static, "remote_static")
             if len(remote_static) != DH_BYTES:
@@ -380,7 +381,9 @@ class HandshakeState:
             raise HandshakeError("bad_handshake", "the handshake is already finished")
         if self.my_turn != writing:
             verb = "read" if writing else "write"
-            raise HandshakeError("bad_handshake", f"out of turn: this side must {verb} message {self._index + 1}")
+            raise HandshakeError(
+                "bad_handshake", f"out of turn: this side must {verb} message {self._index + 1}"
+            )
 
     def write_message(self, payload: bytes = b"") -> bytes:
         """WriteMessage(payload): the next handshake message, with ``payload`` encrypted if a key is set."""
@@ -422,12 +425,14 @@ class HandshakeState:
             raise
         except (AuthenticationError, InvalidInputError) as exc:
             self._failed = True
-            raise HandshakeError("bad_handshake", f"handshake message {self._index + 1} refused: {exc}") from None
+            what = f"handshake message {self._index + 1} refused: {exc}"
+            raise HandshakeError("bad_handshake", what) from None
 
     def _read(self, message) -> bytes:
         message = _bytes(message, "handshake message")
         if len(message) > MAX_MESSAGE_BYTES:
-            raise HandshakeError("bad_handshake", f"handshake message of {len(message)} bytes exceeds {MAX_MESSAGE_BYTES}")
+            what = f"handshake message of {len(message)} bytes exceeds {MAX_MESSAGE_BYTES}"
+            raise HandshakeError("bad_handshake", what)
         position = 0
 
         def take(n_bytes: int) -> bytes:

@@ -1,4 +1,4 @@
-"""The sealed session: per-direction transport keys, explicit nonces, the replay window, key epochs; the IK handshake drivers.
+"""The sealed session (explicit nonces, replay window, key epochs) and the IK handshake drivers.
 
 A :class:`SecureSession` is what an endpoint holds once a Noise_IK handshake
 finished (:func:`initiate` and :meth:`PendingSession.finish` on the host,
@@ -22,10 +22,14 @@ the sequence number alone. The sender moves to the next epoch when the
 sequence crosses a boundary, or, through :meth:`SecureSession.next_sequence`,
 when its epoch is older than ``rekey_s`` (the sequence jumps to the next
 boundary); the old send key is dropped at once. The receiver follows the
-sequence numbers (a tag must verify under the new key before it moves), keeps
-the previous epoch's key only while frames of it can still be inside the
-replay window, then drops it. Python cannot wipe memory; dropping the last
-reference is what "erase" means here.
+sequence numbers (a tag must verify under the new key before it moves).
+Each receive epoch has its own replay window, so the jump of a time rekey
+(up to ``rekey_frames`` sequence numbers) does not push the old epoch's late
+frames behind the window. The previous epoch's key and window are kept only
+while its frames could still be inside the window, that is until the new
+epoch has accepted a sequence number ``window_size`` past its first; then
+they are dropped and the old epoch's frames are refused as too old. Python
+cannot wipe memory; dropping the last reference is what "erase" means here.
 
 Every refusal raises a :class:`~neurolace.link.errors.LinkError` and is
 counted by reason (:meth:`SecureSession.report`).
@@ -128,8 +132,9 @@ class SecureSession:
         for key, name in ((send_key, "send_key"), (receive_key, "receive_key")):
             if len(_check_bytes(key, name)) != KEY_BYTES:
                 raise InvalidInputError(f"{name} must be {KEY_BYTES} bytes, got {len(key)}")
-        self.window = ReplayWindow(window_size)
-        self.rekey_frames = check_int(rekey_frames, "rekey_frames", minimum=self.window.size, maximum=MAX_NONCE)
+        self.window_size = check_int(window_size, "window_size", minimum=1)
+        self.rekey_frames = check_int(rekey_frames, "rekey_frames", minimum=self.window_size,
+                                      maximum=MAX_NONCE)
         self.rekey_s = check_positive(rekey_s, "rekey_s", allow_inf=True)
         self.max_epoch_skip = check_int(max_epoch_skip, "max_epoch_skip", minimum=1)
         self.handshake_hash = _check_bytes(handshake_hash, "handshake_hash")
@@ -140,7 +145,10 @@ class SecureSession:
         self._send_epoch = 0
         self._send_epoch_started_s = clock()
         self._last_sealed: int | None = None
-        self._receive: dict[int, CipherState] = {0: CipherState(receive_key)}
+        # receive epoch -> (its key, its replay window): the current epoch, and the previous while needed
+        self._receive: dict[int, tuple[CipherState, ReplayWindow]] = {
+            0: (CipherState(receive_key), ReplayWindow(self.window_size))
+        }
         self._receive_epoch = 0
         self.sealed = 0
         self.opened = 0
@@ -254,7 +262,6 @@ class SecureSession:
         if isinstance(nonce, bool) or not isinstance(nonce, numbers.Integral) or not 0 <= nonce < MAX_NONCE:
             raise AuthenticationError("tag_mismatch", f"sequence {nonce!r} is outside 0 .. 2**64 - 2")
         nonce = int(nonce)
-        self.window.check(nonce)
         epoch = nonce // self.rekey_frames
         advanced: list[CipherState] = []
         if epoch > self._receive_epoch:
@@ -262,29 +269,37 @@ class SecureSession:
             if steps > self.max_epoch_skip:
                 raise AuthenticationError("tag_mismatch", f"sequence {nonce} is {steps} key epochs ahead "
                                           f"(at most {self.max_epoch_skip} are followed)")
-            key = self._receive[self._receive_epoch].key
+            key = self._receive[self._receive_epoch][0].key
             for _ in range(steps):
                 key = rekey(key)
                 advanced.append(CipherState(key))
-            cipher = advanced[-1]
+            cipher, window = advanced[-1], ReplayWindow(self.window_size)
+        elif epoch in self._receive:
+            cipher, window = self._receive[epoch]
+            window.check(nonce)
         else:
-            cipher = self._receive.get(epoch)
-            if cipher is None:  # cannot pass the window with rekey_frames >= window size; kept as a guard
-                raise ReplayError("too_old", f"sequence {nonce} is of key epoch {epoch}, already erased")
+            raise ReplayError("too_old", f"sequence {nonce} is of key epoch {epoch}, whose key was erased: "
+                              "behind the replay window")
         plaintext = cipher.decrypt(nonce, header, body)
-        self.window.accept(nonce)
+        window.accept(nonce)
         if advanced:
-            previous = advanced[-2] if len(advanced) > 1 else self._receive[self._receive_epoch]
-            self._receive = {epoch - 1: previous, epoch: cipher}
+            previous = ((advanced[-2], ReplayWindow(self.window_size)) if len(advanced) > 1
+                        else self._receive[self._receive_epoch])
+            self._receive = {epoch - 1: previous, epoch: (cipher, window)}
             self.rekeys_received += len(advanced)
             self._receive_epoch = epoch
-        previous_epoch = self._receive_epoch - 1
-        if previous_epoch in self._receive and self.window.lowest >= self._receive_epoch * self.rekey_frames:
-            del self._receive[previous_epoch]  # no frame of it can pass the window any more
+        current_window = self._receive[self._receive_epoch][1]
+        if len(self._receive) > 1 and current_window.lowest >= self._receive_epoch * self.rekey_frames:
+            del self._receive[self._receive_epoch - 1]  # no frame of it could pass a window any more
         self.opened += 1
         return plaintext
 
     # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def window(self) -> ReplayWindow:
+        """The replay window of the current receive epoch."""
+        return self._receive[self._receive_epoch][1]
 
     @property
     def send_epoch(self) -> int:
@@ -400,8 +415,8 @@ def initiate(
     if isinstance(host_keys, Keystore):
         _refuse_unless_paired(host_keys, implant_public, "implant")
     pattern, hash_name = SESSION_PROTOCOL
-    handshake = HandshakeState(pattern, initiator=True, static=identity.private_key, remote_static=implant_public,
-                               prologue=LINK_PROLOGUE, hash_name=hash_name)
+    handshake = HandshakeState(pattern, initiator=True, static=identity.private_key,
+                               remote_static=implant_public, prologue=LINK_PROLOGUE, hash_name=hash_name)
     return handshake.write_message(), PendingSession(handshake, _check_options(session_options))
 
 
