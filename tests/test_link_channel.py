@@ -248,3 +248,9 @@ def test_stats_and_repr():
     assert stats["delivered"] == 500 - stats["lost"] - stats["dropped"] + stats["duplicated"]
     assert stats["bytes_delivered"] == 100 * stats["delivered"]
     assert repr(channel).startswith("LinkChannel('uplink', 800 kbit/s, loss=0.1, sent=500")
+
+
+def test_for_loss_builds_the_settings_with_the_loss_chain():
+    settings = ChannelSettings.for_loss(0.1, 4.0, latency_ms=5.0)
+    assert settings == ChannelSettings(latency_ms=5.0).with_loss(0.1, 4.0)
+    assert settings.latency_ms == 5.0 and settings.mean_loss_rate == pytest.approx(0.1)

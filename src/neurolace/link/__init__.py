@@ -6,6 +6,7 @@ mean (the codec, the chain and the decoders know that). See docs/link.md.
 """
 
 from neurolace.link.channel import BLE_2M_THROUGHPUT_KBPS, ChannelSettings, LinkChannel, gilbert_elliott
+from neurolace.link.endpoint import MAX_PAYLOAD_BYTES, Delivered, LinkEndpoint
 from neurolace.link.errors import (
     REJECT_REASONS,
     AuthenticationError,
@@ -50,6 +51,9 @@ from neurolace.link.session import (
 
 __all__ = [
     "BLE_2M_THROUGHPUT_KBPS",
+    "MAX_PAYLOAD_BYTES",
+    "Delivered",
+    "LinkEndpoint",
     "ChannelSettings",
     "LinkChannel",
     "gilbert_elliott",

@@ -162,6 +162,15 @@ class ChannelSettings:
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
+    @classmethod
+    def for_loss(cls, loss_rate: float, burst_frames: float = 1.0, **settings) -> ChannelSettings:
+        """Settings with Gilbert's bursty loss of a mean rate and burst length (frames, one a packet).
+
+        ``ChannelSettings.for_loss(0.1, 4, latency_ms=5.0)`` is
+        ``ChannelSettings(latency_ms=5.0).with_loss(0.1, 4)``.
+        """
+        return cls(**settings).with_loss(loss_rate, burst_frames)
+
     def with_loss(self, loss_rate: float, mean_burst_packets: float = 1.0) -> ChannelSettings:
         """A copy with Gilbert's bursty loss at a mean rate and burst length (:func:`gilbert_elliott`)."""
         p_good_to_bad, p_bad_to_good = gilbert_elliott(loss_rate, mean_burst_packets)

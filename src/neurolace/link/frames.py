@@ -233,9 +233,11 @@ class FrameReader:
     (in :attr:`rejected`, by reason):
 
     - ``"garbage"``: a run of bytes that is no frame, counted once a run;
-    - ``"bad_header"``: a sync word whose header CRC fails (a corrupted header,
-      or a sync word inside garbage); the search goes on from the next byte, and
-      the bytes up to the next good header are part of the same refusal;
+    - ``"bad_header"``: a sync word whose header CRC fails (a corrupted
+      header), counted each time; the search goes on from the next byte, and
+      the bytes skipped up to the next good header (the damaged frame's body)
+      are not counted again as garbage. A sync word inside garbage is a
+      ``"bad_header"`` too (one a 65536 bytes of random garbage);
     - ``"oversized"``: a good header declaring more than :data:`MAX_BODY_BYTES`;
       the header is dropped and the search goes on after it (its body is not
       waited for, nor counted again as garbage);
@@ -287,10 +289,10 @@ class FrameReader:
     def _refuse(self, reason: str) -> None:
         self.rejected[reason] += 1
 
-    def _skip(self, reason: str) -> None:
-        """Bytes are dropped here: count a run of them once, by the reason it began with."""
+    def _skip_garbage(self) -> None:
+        """Bytes are dropped here: count a run of them once, unless they follow a refused header."""
         if not self._in_refusal:
-            self._refuse(reason)
+            self._refuse("garbage")
             self._in_refusal = True
 
     def _embedded_header(self, data, start: int, stop: int, available: int) -> tuple[int | None, int]:
@@ -344,7 +346,7 @@ class FrameReader:
                     if found < 0:  # keep a last byte that may begin a sync word
                         found = available - 1 if buffer[available - 1] == _SYNC_FIRST else available
                     if found > position:
-                        self._skip("garbage")
+                        self._skip_garbage()
                         position, scan_from = found, HEADER_BYTES
                         continue
                 if available - position < HEADER_BYTES:
@@ -353,14 +355,13 @@ class FrameReader:
                 try:
                     version, stream, sequence, sample_clock, body_length = _check_header(view, position)
                 except FrameError as error:
-                    if error.reason == "bad_header":
-                        self._skip("bad_header")
-                        position, scan_from = position + 1, HEADER_BYTES
-                        continue
-                    if error.reason == "oversized":
-                        self._refuse("oversized")
+                    if error.reason in ("bad_header", "oversized"):
+                        # no body to wait for: search on after the sync word (a bad CRC may be a false
+                        # sync before a real header) or after the header; what is skipped is this refusal's
+                        self._refuse(error.reason)
                         self._in_refusal = True
-                        position, scan_from = position + HEADER_BYTES, HEADER_BYTES
+                        position += 1 if error.reason == "bad_header" else HEADER_BYTES
+                        scan_from = HEADER_BYTES
                         continue
                     refusal = error.reason  # unknown version or stream: skip the body
                     body_length = _FIELDS.unpack_from(view, position)[-1]
