@@ -30,7 +30,9 @@ TARGET_FRAMES_PER_S = 2000
 
 def _frames(n: int, rng: np.random.Generator) -> list[bytes]:
     bodies = (rng.bytes(FRAME_BODY_BYTES) for _ in range(n))
-    return [Frame(1, StreamType.RAW, index, index * 391, body).to_bytes() for index, body in enumerate(bodies)]
+    return [
+        Frame(1, StreamType.RAW, index, index * 391, body).to_bytes() for index, body in enumerate(bodies)
+    ]
 
 
 def _damaged_stream(frames: list[bytes], rng: np.random.Generator) -> bytes:

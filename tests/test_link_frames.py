@@ -209,6 +209,26 @@ def test_a_frame_cut_short_by_lost_bytes_does_not_swallow_the_next():
     assert reader.rejected == {"truncated": 1}
 
 
+@PROPERTY
+@given(st.lists(st.tuples(frame_strategy, st.one_of(st.none(), st.integers(1, 400))), min_size=1, max_size=6))
+def test_frames_after_one_cut_short_are_recovered(pieces):
+    """Lost bytes at the end of a frame: every intact frame after it still comes out (stream fed whole)."""
+    stream = b""
+    intact = []
+    for one, lost_bytes in pieces:
+        data = one.to_bytes()
+        if lost_bytes is None or lost_bytes >= len(data):
+            stream += data if lost_bytes is None else b""
+            intact += [one] if lost_bytes is None else []
+        else:
+            stream += data[:-lost_bytes]
+    reader = FrameReader()
+    frames = reader.feed(stream)
+    reader.finish()
+    assert frames == intact
+    assert set(reader.rejected) <= {"truncated", "bad_header"}
+
+
 def test_only_a_header_that_has_arrived_cuts_a_frame():
     """A lost tail seen only once the next header is whole: the reader waits for it, not longer."""
     first, second = frame(1, bytes(100)), frame(2, b"x" * 50)
