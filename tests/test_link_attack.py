@@ -159,3 +159,22 @@ def test_cli_pair_refuses_a_file_as_dir(tmp_path, capsys):
     target.write_text("x")
     code, _, err = run_cli(["link", "pair", target, "--yes"], capsys)
     assert code == 2 and "is a file, not a folder" in error_line(err, "link")
+
+
+def test_cli_bench_every_numeric_option_refuses_bad_numbers(capsys):
+    """Generated from the parser, so an option added later is probed too."""
+    import argparse
+
+    from neurolace.cli.args import Number
+    from neurolace.cli.main import build_parser
+
+    parser = build_parser()
+    for path in ("link", "bench"):
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[path]
+    options = [action for action in parser._actions if isinstance(action.type, Number)]
+    assert {action.option_strings[0] for action in options} == {"--loss", "--seconds", "--seed"}
+    for action in options:
+        for value in ("nan", "inf", "-1e400", "abc", "1e300"):
+            code, _, err = run_cli(["link", "bench", "--seconds", "1", f"{action.option_strings[0]}={value}"], capsys)
+            assert code == 2, (action.option_strings[0], value)
+            assert f"argument {action.option_strings[0]}: must be" in error_line(err, "link")
