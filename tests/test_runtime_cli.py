@@ -25,7 +25,8 @@ def test_check_accepts_the_example_and_the_preset(capsys):
         "valid session 'closed-loop-sim' with nodes participant (sim_participant)" in capsys.readouterr().out
     )
     assert cli_main.main(["run", "demo", "--check", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["nodes"] == {"participant": "sim_participant", "task": "closed_loop"}
+    assert json.loads(capsys.readouterr().out)["nodes"] == {
+        "participant": "sim_participant", "implant_link": "link_implant", "host_link": "link_host", "task": "closed_loop"}
 
 
 def test_the_demo_preset_is_the_closed_loop_sim_graph_through_the_implant():

@@ -102,9 +102,21 @@ class LiveStreams:
     grid_side: int
     decoder_node: str | None
     calibration_parameter: str | None = None
+    link: str | None = None
+
+    def with_link(self, spec: Any) -> LiveStreams:
+        """These streams plus the health stream of the session's secure link, if it has one."""
+        from dataclasses import replace
+
+        hosts = [node for node in spec.nodes if node.type_name == "link_host"]
+        return replace(self, link=f"{hosts[0].name}.link") if hosts else self
 
     @classmethod
     def from_session(cls, spec: Any) -> LiveStreams:
+        return cls._node_streams(spec).with_link(spec)
+
+    @classmethod
+    def _node_streams(cls, spec: Any) -> LiveStreams:
         by_type: dict[str, Any] = {}
         for node in spec.nodes:
             by_type.setdefault(node.type_name, node)
@@ -132,7 +144,7 @@ class LiveStreams:
         )
 
     def names(self) -> list[str]:
-        return [name for name in (self.features, self.cursor, self.target, self.score) if name]
+        return [name for name in (self.features, self.cursor, self.target, self.score, self.link) if name]
 
 
 def encode_frame(header: dict, channels: bytes = b"") -> bytes:
@@ -247,6 +259,7 @@ class LiveSession:
         self._cursor = [0.5, 0.5, 0.0]
         self._target = [0.5, 0.5, 0.0]
         self._score = [0, 0, 0.0]
+        self._link: dict | None = None  # the secure link's health (runtime.nodes.link.LINK_STATUS_FIELDS)
         self._latency_ns: collections.deque = collections.deque(maxlen=500)  # recent: the live quantiles
         self._latency_log_ns: collections.deque = collections.deque(maxlen=60_000)  # 20 min of bins: export
         self._feature_counts: collections.deque = collections.deque()  # (time_ns, messages so far), last second
@@ -480,6 +493,7 @@ class LiveSession:
         features_latest = subscriptions.latest.get(streams.features)
         target_latest = subscriptions.latest.get(streams.target) if streams.target else None
         score_latest = subscriptions.latest.get(streams.score) if streams.score else None
+        link_latest = subscriptions.latest.get(streams.link) if streams.link else None
         while not self._feed_stop.is_set():
             message = subscriptions.trigger.get(timeout_s=0.1)
             if message is None:
@@ -504,6 +518,10 @@ class LiveSession:
                 self._target = [float(v) for v in target.payload[:3]]
             if score_latest is not None and (score := score_latest.latest()) is not None:
                 self._score = [int(score.payload[0]), int(score.payload[1]), float(score.payload[2])]
+            if link_latest is not None and (link := link_latest.latest()) is not None:
+                from neurolace.runtime.nodes.link import LINK_STATUS_FIELDS
+
+                self._link = {name: float(value) for name, value in zip(LINK_STATUS_FIELDS, link.payload)}
             if self._last_features is not None:
                 self._make_frame(message.received_ns or now_ns())
 
@@ -570,6 +588,7 @@ class LiveSession:
             "score": self._score,
             "latency_ms": self._latency_summary,
             "link_bytes_per_s": link_bytes,
+            "link": self._link,
             "sbp_scale": sbp_scale,
             "series": list(self.series)[-3:],
             "block": self._public_block(),

@@ -335,6 +335,11 @@ function drawFrame(frame) {
   drawLines($("latency-chart"), state.latency, [{ index: 1, color: "#ef5350", label: "ms", digits: 2 }]);
   $("latency").textContent = latency.p50 === null ? "-" : `${latency.p50.toFixed(2)} ms p50, ${latency.p99.toFixed(2)} ms p99`;
   $("link").textContent = `${(header.link_bytes_per_s / 1024).toFixed(1)} kB/s`;
+  const link = header.link;  // the secure link's health, when the session runs one
+  $("link-health").textContent = !link ? "no secure link in this session" :
+    `${link.established ? "sealed" : "handshaking"}: ${(link.uplink_bytes_per_s / 1024).toFixed(1)} kB/s on air, ` +
+    `${link.delivered_bins} bins, ${link.missing_bins} missing, ${link.late_bins} late, ` +
+    `${link.rejected_frames} frames rejected, ${link.rekeys} rekeys`;
   $("state").textContent = header.state;
   $("state").className = "pill " + header.state;
   $("decoder").textContent = header.decoder || "-";

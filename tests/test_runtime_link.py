@@ -1,0 +1,91 @@
+"""The secure link in the node graph: the demo's loop through link_implant -> radio -> link_host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurolace.core.errors import FormatError, InvalidInputError
+from neurolace.runtime.bus import InProcessBus
+from neurolace.runtime.graph import Graph
+from neurolace.runtime.nodes.link import decode_features, encode_features, link_keystores
+from neurolace.runtime.session_file import parse_session
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = (REPO_ROOT / "sessions" / "closed_loop_sim.toml").read_text()
+
+
+def _small(text: str, **link) -> str:
+    """The shipped session, small (32 channels, counts path, 4 s on the stepped clock), link options added."""
+    for old, new in (("duration_s = 180.0", 'duration_s = 4.0\nclock = "stepped"'), ("n_channels = 1024", "n_channels = 32"),
+                     ('path = "implant"   # or "counts"', 'path = "counts"'), ("open_loop_s = 60.0", "open_loop_s = 1.5"),
+                     ("closed_loop_s = 40.0", "closed_loop_s = 0.5"), ("webgrid_s = 40.0", "webgrid_s = 1.4")):
+        assert old in text, f"sessions/closed_loop_sim.toml no longer holds {old!r}"
+        text = text.replace(old, new)
+    options = "".join(f"{key} = {value}\n" for key, value in link.items())
+    for node in ('type = "link_implant"\n', 'type = "link_host"\n'):
+        assert node in text, "the shipped session no longer runs through the secure link"
+        text = text.replace(node, node + options)
+    return text
+
+
+def _run(text: str):
+    bus = InProcessBus()
+    tap = bus.subscribe("host_link.features", maxlen=100_000)
+    report = Graph(parse_session(text, source="link.toml"), bus).run()
+    bins = []
+    while (message := tap.get(timeout_s=0)) is not None:
+        bins.append(np.asarray(message.payload))
+    return report, bins
+
+
+def _node(report: dict, name: str) -> dict:
+    return report["nodes"][name]
+
+
+def test_the_shipped_loop_runs_through_a_sealed_link_and_loses_nothing_on_a_clean_radio():
+    report, bins = _run(_small(SHIPPED))
+    host, implant, task = (_node(report, n) for n in ("host_link", "implant_link", "task"))
+    assert host["handshakes"] == 1 and implant["handshakes"] == 1
+    assert host["missing_bins"] == 0 and host["late_bins"] == 0
+    assert host["delivered_bins"] == len(bins) >= 190  # 200 bins, the last ones still on the air
+    assert sum(host["endpoint"]["rejected"].values()) == 0
+    assert host["session"]["opened"] == host["delivered_bins"]
+    assert task["complete"], task
+
+
+def test_bursty_loss_with_reordering_is_survived_and_gaps_reach_the_decoder_as_missing_bins():
+    report, bins = _run(_small(SHIPPED, loss=0.1, burst_frames=3.0, reorder=0.05, duplicate=0.02))
+    host, task = _node(report, "host_link"), _node(report, "task")
+    nan_bins = sum(bool(np.isnan(b).all()) for b in bins)
+    assert host["missing_bins"] > 5 and nan_bins == host["missing_bins"]
+    assert not any(np.isnan(b).any() and not np.isnan(b).all() for b in bins)  # a bin is whole or missing
+    assert task["missing_bins"] == host["missing_bins"]
+    assert task["complete"]
+    # duplicates and late copies are refused once accepted: nothing is passed on twice
+    assert host["delivered_bins"] + host["missing_bins"] == len(bins)
+
+
+def test_a_bit_error_radio_rejects_the_corrupted_frames_and_counts_why():
+    report, _ = _run(_small(SHIPPED, bit_error_rate=2e-5))
+    rejected = {k: v for k, v in _node(report, "host_link")["endpoint"]["rejected"].items() if v}
+    assert sum(rejected.values()) > 0 and set(rejected) <= {"bad_header", "tag_mismatch", "garbage", "truncated"}
+
+
+def test_feature_payload_is_exact_for_counts_and_close_for_power():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 20, 64).astype(np.float32)
+    power = rng.gamma(2.0, 30.0, 64).astype(np.float32)
+    back = decode_features(encode_features(np.concatenate([counts, power])))
+    assert np.array_equal(back[:64], counts)
+    np.testing.assert_allclose(back[64:], power, rtol=1e-3)
+    assert len(encode_features(np.concatenate([counts, power]))) == 2 + 64 + 2 * 64
+    with pytest.raises(FormatError, match="uint8 then float16"):
+        decode_features(b"\x05\x00\x01")
+
+
+def test_a_pairing_directory_without_keystores_is_refused_with_the_command_that_makes_them(tmp_path):
+    with pytest.raises(InvalidInputError, match=r"neurolace link pair"):
+        link_keystores(str(tmp_path), 0)
