@@ -62,6 +62,8 @@ _CRC = struct.Struct("<I")
 _CRC_OFFSET = _FIELDS.size
 assert _CRC_OFFSET + _CRC.size == HEADER_BYTES
 _SYNC_FIRST = FRAME_SYNC[0]
+#: a good header starting after a frame's own sync word (in its header too) means the frame lost bytes
+_SCAN_START = len(FRAME_SYNC)
 
 
 class StreamType(IntEnum):
@@ -245,9 +247,14 @@ class FrameReader:
       not speak; the frame's body is skipped;
     - ``"truncated"``: a frame cut short by lost bytes. A frame's body is
       ciphertext or a handshake message and never holds a good header, so one
-      that does is taken as a frame whose tail was lost, and the reader starts
-      again at that header (the next frame is recovered, not swallowed).
-      :meth:`finish` counts a partial frame left at the end the same way.
+      that does (anywhere after its sync word) is taken as a frame whose tail
+      was lost, and the reader starts again at that header: the next frame is
+      recovered, not swallowed. A header that has not fully arrived when the
+      frame completes is looked for again when the next bytes come (the frame
+      is returned at once; the session will refuse its body). When the lost
+      bytes are made up by the next frame's fragment exactly, the cut frame
+      cannot be told from a whole one and is returned: the AEAD refuses it.
+      :meth:`finish` counts a partial frame left at the end as truncated too.
 
     The reader holds at most one maximum frame (``HEADER_BYTES + MAX_BODY_BYTES``
     bytes) between calls.
@@ -276,15 +283,17 @@ class FrameReader:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._in_refusal = False  # the bytes being skipped were already counted
-        self._scan_from = HEADER_BYTES  # where the pending frame's body scan for a header resumes
+        self._scan_from = _SCAN_START  # where the pending frame's scan for a header inside it resumes
+        self._resume = 0  # where parsing goes on: past the tail below, while it is kept
+        self._recheck: int | None = None  # a returned frame's last bytes, kept: a header may begin there
         self.rejected: Counter = Counter()
         self.frames = 0
         self.bytes_fed = 0
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes held for a frame not yet complete."""
-        return len(self._buffer)
+        """Bytes held for a frame not yet complete (not the < 28 bytes of a returned frame's tail kept)."""
+        return len(self._buffer) - self._resume
 
     def _refuse(self, reason: str) -> None:
         self.rejected[reason] += 1
@@ -299,12 +308,16 @@ class FrameReader:
         """Find a good header starting in ``[start, stop)``, wholly inside the ``available`` bytes.
 
         Returns the position of the first one (or None) and where a later scan
-        has to resume (a sync word whose header has not fully arrived yet).
+        has to resume: ``stop`` when every position was checked, else the first
+        sync word (or last-byte half of one) whose header has not fully arrived.
         """
         while True:
-            position = data.find(FRAME_SYNC, start, stop)
-            if position < 0:
-                return None, stop
+            search_end = min(stop + 1, available)  # a sync word starting at stop - 1 ends at stop
+            position = data.find(FRAME_SYNC, start, search_end)
+            if position < 0:  # a last byte may begin a sync word the next chunk completes
+                last = search_end - 1
+                waiting = search_end == available and last >= start and data[last] == _SYNC_FIRST
+                return None, last if waiting else stop
             if position + HEADER_BYTES > available:
                 return None, position
             try:
@@ -335,19 +348,30 @@ class FrameReader:
         buffer += data
         available = len(buffer)
         frames: list[Frame] = []
-        position = 0
-        scan_from = self._scan_from  # body offset of the frame pending at byte 0 already scanned
-        self._scan_from = HEADER_BYTES
+        position, recheck = self._resume, self._recheck
+        scan_from = self._scan_from  # offset in the frame pending at byte 0 scanned already
+        self._scan_from = _SCAN_START
         view = memoryview(buffer)
         try:
-            while position < available:
+            while True:
+                if recheck is not None:
+                    # the frame returned last ended with bytes a header may begin at (its tail was lost)
+                    cut, resume = self._embedded_header(buffer, recheck, position, available)
+                    if cut is None and resume < position:
+                        break  # that header has not fully arrived yet
+                    if cut is not None:
+                        self._in_refusal = False
+                        position, scan_from = cut, _SCAN_START
+                    recheck = None
+                if position >= available:
+                    break
                 if not buffer.startswith(FRAME_SYNC, position):
                     found = buffer.find(FRAME_SYNC, position)
                     if found < 0:  # keep a last byte that may begin a sync word
                         found = available - 1 if buffer[available - 1] == _SYNC_FIRST else available
                     if found > position:
                         self._skip_garbage()
-                        position, scan_from = found, HEADER_BYTES
+                        position, scan_from = found, _SCAN_START
                         continue
                 if available - position < HEADER_BYTES:
                     break
@@ -361,17 +385,17 @@ class FrameReader:
                         self._refuse(error.reason)
                         self._in_refusal = True
                         position += 1 if error.reason == "bad_header" else HEADER_BYTES
-                        scan_from = HEADER_BYTES
+                        scan_from = _SCAN_START
                         continue
                     refusal = error.reason  # unknown version or stream: skip the body
                     body_length = _FIELDS.unpack_from(view, position)[-1]
                 end = position + HEADER_BYTES + body_length
                 stop = min(end, available)
                 cut, resume = self._embedded_header(buffer, position + scan_from, stop, available)
-                if cut is not None:
+                if cut is not None:  # a header inside the body: this frame lost its tail
                     self._refuse(refusal or "truncated")
                     self._in_refusal = False
-                    position, scan_from = cut, HEADER_BYTES
+                    position, scan_from = cut, _SCAN_START
                     continue
                 if end > available:
                     self._scan_from = resume - position
@@ -382,10 +406,14 @@ class FrameReader:
                 else:
                     body = bytes(view[position + HEADER_BYTES : end])
                     frames.append(Frame(version, StreamType(stream), sequence, sample_clock, body))
-                position, scan_from = end, HEADER_BYTES
+                if resume < end:  # a header may begin in the body's last bytes: look again with more
+                    recheck = resume
+                position, scan_from = end, _SCAN_START
         finally:
             view.release()
-        del buffer[:position]
+        keep_from = position if recheck is None else recheck
+        del buffer[:keep_from]
+        self._resume, self._recheck = position - keep_from, None if recheck is None else 0
         self.frames += len(frames)
         assert len(buffer) <= HEADER_BYTES + MAX_BODY_BYTES, len(buffer)
         return frames
@@ -397,18 +425,20 @@ class FrameReader:
         counted by that reason; a partial sync word at the end of a garbage run
         is part of that run. The reader is then empty and ready for a new stream.
         """
-        left = len(self._buffer)
+        leftover = self._buffer[self._resume :]  # a returned frame's kept tail is not left over
+        left = len(leftover)
         if left >= HEADER_BYTES or (left and not self._in_refusal):
             reason = "truncated"
             if left >= HEADER_BYTES:
                 try:
-                    _check_header(self._buffer, 0)
+                    _check_header(leftover, 0)
                 except FrameError as error:
                     reason = error.reason
             self._refuse(reason)
         self._buffer.clear()
         self._in_refusal = False
-        self._scan_from = HEADER_BYTES
+        self._scan_from = _SCAN_START
+        self._resume, self._recheck = 0, None
         return []
 
     def __repr__(self) -> str:
