@@ -34,6 +34,12 @@ the participant's channels, 50 ms bins, as long as the real recording);
 the full 1024 channels at 20 ms are listed for information.
 
 Run: ``python -m benchmarks closed_loop [--quick]``.
+
+``python -m benchmarks.bench_closed_loop --loss 0,0.05,0.1,0.2 [--quick]`` runs only the
+lossy-link sweep instead (:func:`run_loss`): the demo-like counts-path session with the
+Kalman filter, its bins dropped in 100 ms bursts (:class:`neurolace.runtime.loss.BurstDrops`)
+through the whole session, lost bins decoded as missing bins; it writes
+bench-results/closed_loop_loss.json.
 """
 
 from __future__ import annotations
@@ -286,3 +292,60 @@ def _participant_calibration(quick: bool) -> dict:
              for s, r in zip(seeds, matched)]
           + [row(f"simulated seed {s}, all 1024 ch, 120 s (information)", "20 ms", r) for s, r in zip(seeds, full)])
     return {"real": real, "matched_subset": matched, "full_1024_20ms": full}
+
+
+def run_loss(loss_fractions: list[float], quick: bool = False) -> dict:
+    """Webgrid BPS of a short demo-like session (counts path, Kalman + ReFIT) at each bursty bin-loss fraction.
+
+    Same participant, tasks and noise at every fraction (the lost bins are
+    still simulated, then dropped), so the rows differ by the losses only.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from neurolace.runtime.closed_loop import run_calibration_session
+    from neurolace.runtime.loop import CountsSource
+    from neurolace.runtime.loss import BurstDrops, LossySource
+
+    seeds = [0] if quick else [0, 1, 2]
+    session = {"n_channels": 1024, "decoder": "kalman", "grid_side": GRID_SIDE, "webgrid_seconds": 60.0,
+               "n_webgrid_blocks": 1, "open_loop_seconds": 60.0, "closed_loop_seconds": 60.0}
+    rows: dict[float, list] = {}
+    started = time.perf_counter()
+    with threadpool_limits(1):
+        for fraction in loss_fractions:
+            for seed in seeds:
+                participant = SimulatedParticipant(seed=seed)
+                source = LossySource(CountsSource(participant), BurstDrops(fraction, burst_bins=5))
+                result = run_calibration_session(seed=seed, participant=participant, source=source, **session)
+                webgrid = result.webgrid_blocks
+                rows.setdefault(fraction, []).append({
+                    "seed": seed, "bps": result.bps, "correct": sum(b.correct for b in webgrid),
+                    "incorrect": sum(b.incorrect for b in webgrid), "missing_bins": source.n_lost,
+                    "bins": source.n_bins, "webgrid_missing_bins": sum(b.missing_bins for b in webgrid)})
+                console.print(f"loss {fraction:.0%} seed {seed}: {result.bps:.2f} BPS, "
+                              f"{source.n_lost} of {source.n_bins} bins lost")
+    table(f"Lossy link: Webgrid {GRID_SIDE}x{GRID_SIDE} BPS, counts path 1024 ch, Kalman + ReFIT, open/closed loop "
+          f"60 s, 1 x 60 s Webgrid, bins lost in 100 ms bursts through the whole session, seeds {seeds}",
+          ["bins lost", "BPS median [min-max]", "correct / incorrect per seed", "bins lost (measured)"],
+          [[f"{fraction:.0%}", _spread([r["bps"] for r in runs]),
+            ", ".join(f"{r['correct']}/{r['incorrect']}" for r in runs),
+            f"{sum(r['missing_bins'] for r in runs) / max(sum(r['bins'] for r in runs), 1):.1%}"]
+           for fraction, runs in rows.items()])
+    return {"session": session, "seeds": seeds, "burst_bins": 5, "loss": {str(k): v for k, v in rows.items()},
+            "wall_s": time.perf_counter() - started}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from benchmarks._common import write_result
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_closed_loop")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--loss", type=lambda text: [float(v) for v in text.split(",")], default=None,
+                        help="comma-separated fractions of bins lost (e.g. 0,0.05,0.1,0.2): run the lossy-link sweep only")
+    arguments = parser.parse_args()
+    if arguments.loss is None:
+        console.print(f"wrote {write_result('closed_loop', run(quick=arguments.quick))}")
+    else:
+        console.print(f"wrote {write_result('closed_loop_loss', run_loss(arguments.loss, quick=arguments.quick))}")

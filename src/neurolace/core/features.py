@@ -4,6 +4,12 @@
 ``(n_bins, n_features)``, for example threshold-crossing counts or spike-band
 power per channel, with the bin width and the sample clock of the first bin so
 every row can be traced to the samples it came from.
+
+A *missing bin* is a bin the decoder never received (a frame the radio link
+lost): it is written once here as a row of NaN of the bin's shape
+(:func:`missing_bin`, tested by :func:`is_missing_bin`), never as zeros, which
+are a real (silent) bin. A ``features`` message on the bus whose payload is all
+NaN is a missing bin; a bin with only some NaN is malformed input.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 from neurolace.core.checks import check_array, check_int, check_positive
 from neurolace.core.errors import InvalidInputError
 
-__all__ = ["BinnedFeatures"]
+__all__ = ["BinnedFeatures", "is_missing_bin", "missing_bin"]
 
 
 class BinnedFeatures:
@@ -105,3 +111,29 @@ class BinnedFeatures:
             f"BinnedFeatures(kind={self.kind!r}, n_bins={self.n_bins}, n_features={self.n_features}, "
             f"bin_width_s={self.bin_width_s:g})"
         )
+
+
+def missing_bin(n_features: int) -> np.ndarray:
+    """The missing bin of ``n_features`` features: all NaN, shape (n_features,), float64."""
+    return np.full(check_int(n_features, "n_features", minimum=1), np.nan)
+
+
+def is_missing_bin(features: Any) -> bool:
+    """Whether ``features`` is a missing bin: ``None``, or a non-empty float array that is NaN everywhere.
+
+    Parameters
+    ----------
+    features : None or array-like, shape (n_features,)
+
+    Returns
+    -------
+    bool
+        False for any bin with at least one number in it (a partly NaN bin is
+        not missing; the decoders refuse it as non-finite input).
+    """
+    if features is None:
+        return True
+    array = np.asarray(features)
+    if not array.size or array.dtype.kind != "f" or not np.isnan(array.flat[0]):
+        return False  # the real-time path: a present bin costs one look at its first value
+    return bool(np.isnan(array).all())

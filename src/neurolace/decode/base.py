@@ -14,6 +14,15 @@ subclass only writes its maths:
 state (and leaves the streaming state alone); ``step(x)`` runs it on one bin
 with the state carried since the last ``reset()``. Because the same function
 handles both, stepping through an array gives the same output as predicting it.
+
+``step_missing()`` is the real-time step of a bin that never arrived (a frame
+the link lost; :func:`neurolace.core.features.is_missing_bin`): the decoder sees
+no features at all, neither zeros nor the training mean. A subclass writes it
+as ``_decode_missing(state)``; the default holds the last output, shrunk by
+:data:`MISSING_OUTPUT_DECAY` per missing bin, and leaves the model's history
+(lag buffer, GRU state) and the guard's state as the last real bin left them,
+so the next bin follows the last one received. The Kalman filters instead run
+their prediction step only (no measurement update).
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from neurolace.decode.guard import HOLD_REASONS, GuardReport, PassThroughGuard, 
 
 __all__ = [
     "FEATURE_TRANSFORMS",
+    "MISSING_OUTPUT_DECAY",
+    "MISSING_REASON",
     "BaseDecoder",
     "StepStatus",
     "build_guard",
@@ -46,6 +57,14 @@ __all__ = [
 #: allowed values of the ``feature_transform`` hyperparameter
 FEATURE_TRANSFORMS = ("none", "sqrt")
 
+#: ``StepStatus.reason`` of a :meth:`BaseDecoder.step_missing` (the bin never arrived; not a hold)
+MISSING_REASON = "missing_bin"
+
+#: Factor by which the default :meth:`BaseDecoder.step_missing` shrinks the last output per missing bin:
+#: a chosen value, not a measured one (0.9 per 20 ms bin leaves 35 % after a 200 ms burst, so a long gap
+#: brings the cursor to rest instead of letting it run on at the last velocity).
+MISSING_OUTPUT_DECAY = 0.9
+
 
 @dataclass(frozen=True)
 class StepStatus:
@@ -56,7 +75,8 @@ class StepStatus:
     held : bool
         The output was forced to zero (the cursor stays put).
     reason : str
-        ``"ok"``, ``"zero_bin"``, ``"baseline_jump"`` or ``"dead_channels"``.
+        ``"ok"``, ``"zero_bin"``, ``"baseline_jump"`` or ``"dead_channels"``, or
+        :data:`MISSING_REASON` after :meth:`BaseDecoder.step_missing` (not held).
     n_dead_channels : int
         Live channels currently judged dead (their values were replaced by the training mean).
     clipped : bool
@@ -173,10 +193,11 @@ def build_guard(guard: Any) -> SignalGuard:
 
 
 class BaseDecoder(RegressorMixin, BaseEstimator):
-    """Base of continuous decoders: checks, guard, ``step``/``reset``.
+    """Base of continuous decoders: checks, guard, ``step``/``step_missing``/``reset``.
 
     Subclasses declare ``feature_transform`` and ``guard`` hyperparameters and
-    implement ``_fit_model``, ``_initial_model_state`` and ``_decode``.
+    implement ``_fit_model``, ``_initial_model_state`` and ``_decode``, and
+    may override ``_decode_missing`` (module docstring).
     """
 
     # -- fitting ---------------------------------------------------------------
@@ -214,6 +235,7 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
         )
         self._fit_model(cleaned, y, segments)
         self._stream = None
+        self._last_output = None
         return self
 
     def _build_guard(self) -> SignalGuard:
@@ -294,12 +316,44 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
             n_dead_channels=int(report.n_dead[0]),
             clipped=report.n_clipped > 0,
         )
+        self._last_output = Y[0]
         return Y[0]
+
+    def step_missing(self) -> np.ndarray:
+        """Decode a bin that never arrived (a missing bin), carrying state like :meth:`step`.
+
+        No features enter the decoder. By default the last output is held,
+        shrunk by :data:`MISSING_OUTPUT_DECAY` (zero before the first bin), and
+        the model and guard states are left as the last real bin left them;
+        the Kalman filters run their prediction step instead. ``last_status``
+        reports ``reason == MISSING_REASON`` and ``held == False``.
+
+        Returns
+        -------
+        ndarray, shape (n_dims,)
+        """
+        self._check_fitted()
+        if getattr(self, "_stream", None) is None:
+            self._stream = self._initial_state()
+        guard_state, model_state = self._stream
+        output, model_state = self._decode_missing(model_state)
+        self._stream = (guard_state, model_state)
+        self._last_status = StepStatus(held=False, reason=MISSING_REASON, n_dead_channels=0, clipped=False)
+        self._last_output = output
+        return output.copy()
+
+    def _decode_missing(self, state: Any) -> tuple[np.ndarray, Any]:
+        """The output of a missing bin and the model state after it: the decayed last output, state kept."""
+        last = getattr(self, "_last_output", None)
+        if last is None:
+            return np.zeros(self.n_dims_), state
+        return MISSING_OUTPUT_DECAY * last, state
 
     def reset(self) -> BaseDecoder:
         """Forget the streaming state (lag buffer, filter state); the fitted model is kept."""
         self._stream = None
         self._last_status = None
+        self._last_output = None
         return self
 
     @property
@@ -311,6 +365,7 @@ class BaseDecoder(RegressorMixin, BaseEstimator):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_stream", None)
+        state.pop("_last_output", None)
         return state
 
 

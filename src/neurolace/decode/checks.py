@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from neurolace.core.errors import InvalidInputError, NotFittedError
 from neurolace.core.random import SeedLike, check_rng
+from neurolace.decode.base import MISSING_REASON
 
 __all__ = ["DECODER_CHECKS", "check_decoder", "make_decoding_data"]
 
@@ -254,6 +255,58 @@ def check_baseline_jump_holds(
     )
 
 
+def check_missing_bin(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
+    """``step_missing``: refused before fit; bounded from a fresh state; no click evidence; repeatable; not a hold."""
+    fresh = clone(decoder)
+    try:
+        fresh.step_missing()
+    except NotFittedError as error:
+        assert "fit" in str(error), "the not-fitted message must say to call fit"
+    else:
+        raise AssertionError("step_missing before fit must raise NotFittedError")
+    fitted = make_fitted()
+    rest = getattr(fitted, "rest_class_", 0)
+    first = [np.asarray(fitted.step_missing()) for _ in range(3)]
+    if is_classifier(decoder):
+        assert all(np.array_equal(output, rest) for output in first), (
+            f"missing bins from a fresh state must decode to the rest class {rest!r}, got {first}"
+        )
+    else:
+        largest = float(np.max(np.linalg.norm(y, axis=1)))
+        for output in first:
+            assert output.shape == (y.shape[1],) and np.all(np.isfinite(output)), (
+                f"step_missing must return {y.shape[1]} finite numbers, got {output!r}"
+            )
+            assert np.linalg.norm(output) <= largest, (
+                f"missing bins from a fresh state decoded to speed {np.linalg.norm(output):.3g}, above the "
+                f"largest training speed {largest:.3g} (a missing bin carries no data to move on)"
+            )
+    status = fitted.last_status
+    assert status is not None and status.reason == MISSING_REASON and not status.held, (
+        f"after step_missing, last_status must say reason={MISSING_REASON!r} and not held, got {status}"
+    )
+    fitted.reset()
+    gap = 5
+    outputs = [*(_step_all(fitted, X[:gap]))]
+    outputs += [np.asarray(fitted.step_missing()) for _ in range(4)]
+    outputs += [*(_step_all(fitted, X[gap : 4 * gap]))]
+    outputs = np.asarray(outputs, dtype=np.float64)
+    assert np.all(np.isfinite(outputs)), "step_missing and the bins after it must decode to finite numbers"
+    fitted.reset()
+    again = [*(_step_all(fitted, X[:gap]))]
+    again += [np.asarray(fitted.step_missing()) for _ in range(4)]
+    again += [*(_step_all(fitted, X[gap : 4 * gap]))]
+    assert np.allclose(outputs, np.asarray(again, dtype=np.float64), rtol=_tolerance(decoder),
+                       atol=_tolerance(decoder)), "after reset, the same bins and gaps must decode the same"
+    if is_classifier(decoder):
+        fitted.reset()
+        for row in X:
+            output = fitted.step(row)
+            if output != rest:  # a missing bin carries no evidence: it neither ends nor changes the output
+                assert fitted.step_missing() == output, "a missing bin must leave a non-rest output as it was"
+                break
+
+
 def check_segments(decoder: Any, X: np.ndarray, y: np.ndarray, make_fitted: Callable[[], Any]) -> None:
     if is_classifier(decoder):
         return
@@ -295,6 +348,7 @@ DECODER_CHECKS: tuple[Callable[[Any, np.ndarray, np.ndarray, Callable[[], Any]],
     check_pickle,
     check_zero_bin_holds,
     check_baseline_jump_holds,
+    check_missing_bin,
     check_segments,
     check_learns,
 )

@@ -34,6 +34,12 @@ memory) without integration, the filtered posterior from a fresh state with
 stepping through an array gives ``predict`` of that array. With
 ``on_probability=0``, ``off_probability=0``, ``dwell_bins=1`` and no
 integration the output is the plain LDA ``argmax``.
+
+A missing bin (``step_missing``: a frame the link lost) carries no click
+evidence: the HMM runs its prediction step only (``posterior @ A``, no
+likelihood), without integration the probability is the LDA's class prior,
+and the dwell/hysteresis state is left as it was (a missing bin neither
+counts towards a dwell nor ends one), so the output stays what it was.
 """
 
 from __future__ import annotations
@@ -47,7 +53,14 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from neurolace.core.checks import check_array, check_in, check_int, check_nonnegative
 from neurolace.core.errors import InvalidInputError, NotFittedError
-from neurolace.decode.base import FEATURE_TRANSFORMS, StepStatus, build_guard, check_bin, check_features
+from neurolace.decode.base import (
+    FEATURE_TRANSFORMS,
+    MISSING_REASON,
+    StepStatus,
+    build_guard,
+    check_bin,
+    check_features,
+)
 from neurolace.decode.guard import HOLD_REASONS
 
 __all__ = [
@@ -323,6 +336,26 @@ class ClickDecoder(ClassifierMixin, BaseEstimator):
         )
         return self.classes_[decisions[0]]
 
+    def step_missing(self) -> Any:
+        """A bin that never arrived: no evidence (module docstring); returns the class label, unchanged.
+
+        ``last_probability`` is the HMM's prediction (or the class priors without
+        integration); ``last_status.reason`` is ``MISSING_REASON``.
+        """
+        self._check_fitted()
+        if getattr(self, "_stream", None) is None:
+            self._stream = self._initial_state()
+        guard_state, decision_state, posterior = self._stream
+        if self.integration == "hmm":
+            posterior = posterior @ self.transition_
+            probability = posterior
+        else:
+            probability = np.asarray(self.lda_.priors_, dtype=np.float64)
+        self._stream = (guard_state, decision_state, posterior)
+        self._last_probability = probability.copy()
+        self._last_status = StepStatus(held=False, reason=MISSING_REASON, n_dead_channels=0, clipped=False)
+        return self.classes_[decision_state[0]]
+
     def reset(self) -> ClickDecoder:
         """Forget the streaming state (guard runs and the dwell counter)."""
         self._stream = None
@@ -466,6 +499,10 @@ class SmoothedClickDecoder:
 
     def step(self, features: np.ndarray) -> Any:
         return self.decoder.step(self.smoother.step(features))
+
+    def step_missing(self) -> Any:
+        """A missing bin: the smoother keeps its state, the decoder gets no evidence (``ClickDecoder.step_missing``)."""
+        return self.decoder.step_missing()
 
     @property
     def last_status(self) -> Any:

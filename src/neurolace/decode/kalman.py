@@ -14,6 +14,13 @@ costs one ``(n_dims, n_features)`` matrix-vector product::
 
     v_t = (I - K H) A v_{t-1} + K (z_{t-k} - b)
 
+A missing bin (:meth:`~neurolace.decode.base.BaseDecoder.step_missing`: a
+frame the link lost) gets the prediction step only, ``v_t = A v_{t-1}``, with
+no measurement update; with ``lag_bins = k`` the update that bin's features
+would have made ``k`` bins later is skipped instead, and the bins in between
+still use the features they are paired with. The gain stays the steady-state
+one after a gap (the covariance grown during a short gap is not tracked).
+
 The steady-state prior covariance solves the discrete algebraic Riccati
 equation. Only ``J = H^T Q^{-1} H`` (n_dims x n_dims) enters it, so it is
 solved in that reduced form with :func:`scipy.linalg.solve_discrete_are`
@@ -190,18 +197,38 @@ class KalmanFilter(BaseDecoder):
         return np.zeros(self.A_.shape[0]), np.tile(self.guard_.mean_, (lag, 1))
 
     def _decode(self, X: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        # rows of NaN are missing bins (only step_missing puts them here: predict and step refuse NaN)
         velocity, history = state
         observed, history = _delay(X, history)
-        out, velocity = _filter(observed @ self._gain_t - self._offset, self.transition_, velocity)
+        drive = observed @ self._gain_t - self._offset
+        missing = np.isnan(observed[:, 0]) if observed.shape[1] else np.zeros(observed.shape[0], dtype=bool)
+        if missing.any():
+            drive[missing] = 0.0
+            out, velocity = _filter(drive, self.transition_, velocity, missing=missing, prediction=self.A_)
+        else:
+            out, velocity = _filter(drive, self.transition_, velocity)
         return out, (velocity, history)
 
+    def _decode_missing(self, state: tuple) -> tuple[np.ndarray, tuple]:
+        """A missing bin: predict only (``v = A v``) when its update is due, i.e. at once when ``lag_bins = 0``."""
+        out, state = self._decode(np.full((1, self.n_features_in_), np.nan), state)
+        return out[0], state
 
-def _filter(drive: np.ndarray, transition: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``v_t = transition v_{t-1} + drive_t`` from ``velocity``; all decoded bins and the last one."""
+
+def _filter(drive: np.ndarray, transition: np.ndarray, velocity: np.ndarray, *,
+            missing: np.ndarray | None = None, prediction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``v_t = transition v_{t-1} + drive_t`` from ``velocity``; all decoded bins and the last one.
+
+    Where ``missing`` is True the bin has no measurement: ``v_t = prediction v_{t-1}``
+    (the Kalman prediction step, ``prediction = A``).
+    """
     out = np.empty_like(drive)
     v = velocity
     for index in range(drive.shape[0]):
-        v = transition @ v + drive[index]
+        if missing is not None and missing[index]:
+            v = prediction @ v
+        else:
+            v = transition @ v + drive[index]
         out[index] = v
     return out, v.copy()
 

@@ -15,6 +15,15 @@ In an open-loop (observation) block there is no decoder: the cursor moves
 exactly as intended and clicks happen when intended, and the block records
 the labels the first decoder is fitted on.
 
+Missing bins (a frame the link lost: ``None`` or an all-NaN bin,
+:func:`neurolace.core.features.is_missing_bin`) are recorded as NaN rows and
+counted (:attr:`BlockRecord.missing`, :attr:`BlockResult.missing_bins`); the
+loop decodes them with the decoders' ``step_missing`` (:mod:`neurolace.runtime.loop`),
+and the fits after a block (first decoder, click decoder, ReFIT) use only the
+bins that arrived, each gap starting a new segment.
+:class:`~neurolace.runtime.loss.LossySource` drops bins from any feature
+source with a seeded loss model, to measure what a lossy link costs.
+
 :class:`SessionPlan` writes the schedule of an automated session once:
 open-loop observation (labels shifted by the neural lag
 :func:`~neurolace.decode.estimate_label_lag` finds), first decoder,
@@ -37,6 +46,7 @@ import numpy as np
 
 from neurolace.core.checks import check_in, check_int, check_positive
 from neurolace.core.errors import InvalidInputError
+from neurolace.core.features import is_missing_bin, missing_bin
 from neurolace.core.random import SeedLike
 from neurolace.decode.calibration import estimate_label_lag
 from neurolace.decode.click import fit_click_decoder
@@ -55,6 +65,7 @@ from neurolace.runtime.loop import (
     LoopStep,
     check_feature_source,
 )
+from neurolace.runtime.loss import LossySource
 from neurolace.sim.participant import SimulatedParticipant
 from neurolace.tasks import BlockSummary, PointAndClickTask, WebgridTask, net_targets_per_minute, webgrid_bps
 
@@ -104,6 +115,8 @@ class BlockRecord:
         Cursor before the step's movement, and the lit target's centre.
     target_width : ndarray, shape (n_steps,)
     summary : BlockSummary
+    missing : ndarray of bool, shape (n_steps,)
+        Missing bins (never received; their ``counts`` rows are NaN).
     """
 
     name: str
@@ -118,6 +131,12 @@ class BlockRecord:
     target_xy: np.ndarray
     target_width: np.ndarray
     summary: BlockSummary
+    missing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    @property
+    def missing_bins(self) -> int:
+        """Number of missing bins in the block."""
+        return int(np.count_nonzero(self.missing))
 
 
 class BlockRun:
@@ -161,6 +180,7 @@ class BlockRun:
         self.decoded_velocity = np.empty((n, 2))
         self.clicks = np.zeros(n, dtype=bool)
         self.held = np.zeros(n, dtype=bool)
+        self.missing = np.zeros(n, dtype=bool)
         self.cursor_trace = np.empty((n, 2))
         self.target_trace = np.empty((n, 2))
         self.width_trace = np.empty(n)
@@ -180,13 +200,22 @@ class BlockRun:
     def finished(self) -> bool:
         return self.index >= self.n_steps
 
-    def step(self, features: np.ndarray, intention: Any) -> LoopStep:
-        """One control step with the participant's ``features`` (n_features,) for ``intention``."""
+    def step(self, features: np.ndarray | None, intention: Any) -> LoopStep:
+        """One control step with the participant's ``features`` (n_features,) for ``intention``.
+
+        ``features`` None or all NaN is a missing bin (recorded as NaN, never faulted).
+        """
         if self.finished:
             raise InvalidInputError(f"block {self.name!r} has ended ({self.n_steps} steps)")
         index = self.index
+        if features is None:
+            if self.n_features is None:
+                raise InvalidInputError(f"block {self.name!r}: a missing bin (None) before the first bin gives no "
+                                        "width; send an all-NaN bin of the features' shape instead")
+            features = missing_bin(self.n_features)
         features = np.asarray(features, dtype=np.float64)
-        if self.feature_fault is not None:
+        missing = is_missing_bin(features)
+        if self.feature_fault is not None and not missing:
             features = np.asarray(self.feature_fault(index, features), dtype=np.float64)
         if self.features is None and features.ndim == 1 and features.size:  # width taken from the first bin
             self.n_features = features.shape[0]
@@ -206,6 +235,7 @@ class BlockRun:
         self.decoded_velocity[index] = result.velocity
         self.clicks[index] = result.click
         self.held[index] = result.held
+        self.missing[index] = missing
         self.index += 1
         return result
 
@@ -216,7 +246,7 @@ class BlockRun:
         return BlockRecord(
             self.name, self.kind, features[:n], self.intended_velocity[:n], self.intended_click[:n],
             self.decoded_velocity[:n], self.clicks[:n], self.held[:n], self.cursor_trace[:n],
-            self.target_trace[:n], self.width_trace[:n], summary,
+            self.target_trace[:n], self.width_trace[:n], summary, missing=self.missing[:n].copy(),
         )
 
 
@@ -340,7 +370,7 @@ def refit_decoder(decoder_name: str, decoder: Any, block: BlockRecord) -> Any:
     a :class:`~neurolace.decode.ReFITKalmanFilter` is refitted with its own
     ``refit``; any other decoder is fitted afresh on the block's counts with
     those intentions as labels (the same intention-estimation idea). Bins the
-    signal guard held are left out.
+    signal guard held and missing bins are left out.
 
     Returns
     -------
@@ -348,7 +378,7 @@ def refit_decoder(decoder_name: str, decoder: Any, block: BlockRecord) -> Any:
     """
     from neurolace import decode
 
-    keep = ~block.held
+    keep = ~block.held & ~block.missing if block.missing.shape == block.held.shape else ~block.held
     if keep.sum() < 10:
         raise InvalidInputError(f"block {block.name!r} has too few usable bins ({int(keep.sum())}) to refit")
     radius = 0.5 * float(np.median(block.target_width))
@@ -377,6 +407,7 @@ class BlockResult:
     mean_path_efficiency: float
     throughput_bps: float
     held_fraction: float
+    missing_bins: int = 0
 
     @classmethod
     def from_record(cls, record: BlockRecord) -> BlockResult:
@@ -384,7 +415,7 @@ class BlockResult:
         return cls(
             record.name, record.kind, s.duration_s, s.grid_side, s.ntpm, s.bps, s.correct, s.incorrect,
             s.success_rate, s.mean_time_to_target_s, s.mean_dial_in_time_s, s.mean_path_efficiency,
-            s.throughput.throughput_bps, float(record.held.mean()),
+            s.throughput.throughput_bps, float(record.held.mean()), record.missing_bins,
         )
 
     def to_dict(self) -> dict:
@@ -855,13 +886,16 @@ class SessionRunner:
         plan = self.block_plan
         if plan.kind == "open-loop":
             loop_s = self.settings.loop_s
-            lag = estimate_label_lag(record.counts, record.decoded_velocity, loop_s=loop_s)
-            n_observed = record.counts.shape[0]
-            name = self.plan.decoder
-            self.decoders["first"] = _fit_named(name, record.counts[lag:], record.decoded_velocity[: n_observed - lag])
-            self.click_decoder = fit_click_decoder(record.counts, record.intended_click, loop_s=loop_s)
-            self._calibration_data = (record.counts[lag:], record.decoded_velocity[: n_observed - lag],
-                                      record.intended_click[lag:])
+            counts, present = record.counts, ~record.missing
+            filled = counts if present.all() else np.where(present[:, np.newaxis], counts,
+                                                          np.nanmean(counts[present], axis=0))
+            lag = estimate_label_lag(filled, record.decoded_velocity, loop_s=loop_s)
+            n_observed = counts.shape[0]
+            keep, segment_starts = _present_runs(present[lag:])
+            features, velocity = counts[lag:][keep], record.decoded_velocity[: n_observed - lag][keep]
+            self.decoders["first"] = _fit_named(self.plan.decoder, features, velocity, segment_starts)
+            self.click_decoder = fit_click_decoder(counts[present], record.intended_click[present], loop_s=loop_s)
+            self._calibration_data = (features, velocity, record.intended_click[lag:][keep])
         elif plan.kind == "closed-loop":
             self.closed_record = record
         result = BlockResult.from_record(record)
@@ -870,11 +904,18 @@ class SessionRunner:
         return record
 
 
-def _fit_named(name: str, X: np.ndarray, y: np.ndarray) -> Any:
+def _present_runs(present: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Indices of the bins that arrived, and where a run of them starts after a gap (in the kept bins; None: no gap)."""
+    index = np.flatnonzero(present)
+    starts = np.flatnonzero(np.diff(index) > 1) + 1
+    return index, (starts if starts.size else None)
+
+
+def _fit_named(name: str, X: np.ndarray, y: np.ndarray, segment_starts: Any = None) -> Any:
     """``make_decoder(name).fit(X, y)``; a failing fit is a :class:`DecoderError` naming the decoder."""
     decoder = make_decoder(name)
     try:
-        return decoder.fit(X, y)
+        return decoder.fit(X, y) if segment_starts is None else decoder.fit(X, y, segment_starts=segment_starts)
     except Exception as exc:
         raise DecoderError(f"fitting decoder {name!r} ({type(decoder).__name__}) failed: "
                            f"{type(exc).__name__}: {exc}") from exc
@@ -1068,8 +1109,9 @@ def run_webgrid(calibration: Calibration, participant: SimulatedParticipant | No
         source = CountsSource(participant)
     else:
         source = copy.deepcopy(check_feature_source(source))
-        if isinstance(source, CountsSource):
-            source.participant = participant
+        counts = source.source if isinstance(source, LossySource) else source
+        if isinstance(counts, CountsSource):
+            counts.participant = participant
     plan = calibration.plan
     result = SessionResult(plan.decoder, calibration.n_channels, plan.grid_side, plan.seed, driver == "refit",
                            settings.cursor_gain_per_s)

@@ -17,6 +17,16 @@
 5. the cursor moves by ``cursor_gain_per_s * loop_s * velocity`` in the unit
    square and the task registers a selection on a click's rising edge.
 
+A *missing bin* (``features`` None or all NaN,
+:func:`neurolace.core.features.is_missing_bin`: a frame the link lost) never
+reaches a decoder as data: the velocity decoder's ``step_missing()`` predicts
+through it (the Kalman filters' prediction step; others hold a decaying last
+output), the click decoder's ``step_missing()`` adds no click evidence, no
+click is sent and the click's re-arming waits for a real bin, the adapter
+neither learns from it (its bias is subtracted, not updated; the recalibration
+records it as unusable) nor sees its features, and the cursor moves by the
+prediction. :attr:`ClosedLoop.missing_bins` counts them per block.
+
 Without a decoder it is the open-loop driver of an observation block
 (``observation="autopilot"``: the computer moves the cursor; ``"intention"``:
 the cursor follows the participant's intention exactly, a perfect decoder).
@@ -39,6 +49,7 @@ import numpy as np
 
 from neurolace.core.checks import check_in, check_nonnegative, check_positive
 from neurolace.core.errors import InvalidInputError, NeurolaceError
+from neurolace.core.features import is_missing_bin
 
 __all__ = [
     "AUTOPILOT_SETTLE_S",
@@ -174,12 +185,16 @@ class LoopSettings:
 
 
 class LoopStep(NamedTuple):
-    """What one control step did: the velocity that moved the cursor, the click sent, the guard's hold."""
+    """What one control step did: the velocity that moved the cursor, the click sent, the guard's hold.
+
+    ``missing`` is True for a missing bin (decoded by the decoders' ``step_missing``).
+    """
 
     velocity: np.ndarray
     click: bool
     held: bool
     selection: Any
+    missing: bool = False
 
 
 def _decoder_name(decoder: Any) -> str:
@@ -246,6 +261,7 @@ class ClosedLoop:
         self._locked_until = -1
         self._cursor_velocity = np.zeros(2)
         self._settle_steps = 0
+        self.missing_bins = 0
         for role, decoder in (("velocity", self.decoder), ("click", self.click_decoder)):
             if decoder is not None:
                 self._call(role, decoder, decoder.reset)
@@ -272,7 +288,8 @@ class ClosedLoop:
 
         Parameters
         ----------
-        features : ndarray, shape (n_features,)
+        features : ndarray, shape (n_features,), or None
+            One bin; None or all NaN is a missing bin (module docstring).
         intention : Intention, optional
             Open loop with ``observation="intention"``: the participant's intention.
         target : Target, optional
@@ -284,6 +301,9 @@ class ClosedLoop:
             ``selection`` is None (the task has not been updated).
         """
         held = False
+        missing = is_missing_bin(features)
+        if missing:
+            self.missing_bins += 1
         if self.decoder is None:
             if self.observation == "intention":
                 if intention is None:
@@ -295,7 +315,7 @@ class ClosedLoop:
                     raise InvalidInputError("the observation autopilot needs the lit target")
                 velocity, click = self._autopilot(target)
         else:
-            velocity = np.asarray(self._call("velocity", self.decoder, self.decoder.step, features),
+            velocity = np.asarray(self._step_decoder("velocity", self.decoder, features, missing),
                                   dtype=np.float64)[:2]
             if not np.all(np.isfinite(velocity)):
                 raise DecoderError(
@@ -303,16 +323,20 @@ class ClosedLoop:
                     "of the block; expected finite numbers (the signal guard holds bad bins at zero)"
                 )
             status = self.decoder.last_status
-            held = bool(status is not None and status.held)
-            self._last_features = features
+            held = bool(status is not None and status.held) and not missing
+            self._last_features = None if missing else features
             self._last_raw_velocity = velocity
-            if self.adapter is not None and not held:
+            if self.adapter is not None and missing:
+                velocity = self._unbias(velocity)
+            elif self.adapter is not None and not held:
                 velocity = self.adapter.correct(velocity)
             click = False
             if self.click_decoder is not None:
-                output = self._call("click", self.click_decoder, self.click_decoder.step, features)
+                output = self._step_decoder("click", self.click_decoder, features, missing)
                 click = bool(np.asarray(output, dtype=np.float64).ravel()[0] > 0.5) and not held
-            if not self._armed and not click and self.index >= self._locked_until:
+            if missing:
+                click = False  # no click from a bin that never arrived; re-arming waits for a real bin
+            elif not self._armed and not click and self.index >= self._locked_until:
                 self._armed = True
             click = click and self._armed
             settings = self.settings
@@ -334,7 +358,26 @@ class ClosedLoop:
                 self._cursor_velocity = np.zeros(2)
             velocity = self._cursor_velocity
         self.index += 1
-        return LoopStep(velocity, click, held, None)
+        return LoopStep(velocity, click, held, None, missing)
+
+    def _step_decoder(self, role: str, decoder: Any, features: Any, missing: bool) -> Any:
+        """``decoder.step(features)``, or ``decoder.step_missing()`` on a missing bin (never the NaN row)."""
+        if not missing:
+            return self._call(role, decoder, decoder.step, features)
+        step_missing = getattr(decoder, "step_missing", None)
+        if step_missing is None:
+            raise DecoderError(
+                f"{role} decoder {_decoder_name(decoder)} has no step_missing(), so it cannot decode the missing "
+                f"bin at step {self.index} of the block (a lost frame); give it one (neurolace.decode.BaseDecoder "
+                "has a default)"
+            )
+        return self._call(role, decoder, step_missing)
+
+    def _unbias(self, velocity: np.ndarray) -> np.ndarray:
+        """The adapter's current bias subtracted from a missing bin's prediction, without updating it."""
+        if not self.adapter.settings.bias_correction:
+            return velocity
+        return velocity - self.adapter.bias_
 
     def move(self, velocity: np.ndarray) -> np.ndarray:
         """Cursor integration: ``cursor += cursor_gain_per_s * loop_s * velocity``, kept in the unit square.

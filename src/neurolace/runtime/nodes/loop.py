@@ -9,7 +9,9 @@ the participant node reseeds exactly as :func:`run_calibration_session`
 does) and, in scored Webgrid blocks, the score (correct, incorrect, BPS of
 the current block). Like an effector it logs the end-to-end latency of each
 cursor it publishes (publish time minus the feature bin's ``origin_ns``). The block schedule, the fits
-and ReFIT are the runner's; the node adds none. Fits run in the node's thread
+and ReFIT are the runner's; the node adds none. A ``features`` message whose payload is all NaN is a
+missing bin (a frame the link lost, :func:`neurolace.core.features.is_missing_bin`): the runner's loop
+decodes it without data, and the summary counts it in ``missing_bins``. Fits run in the node's thread
 (on the real-time clock the loop pauses at a block boundary for the fit).
 """
 
@@ -20,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from neurolace.core.features import is_missing_bin
 from neurolace.decode.registry import DECODERS
 from neurolace.runtime.latency import LatencyLog
 from neurolace.runtime.loop import DEFAULT_CURSOR_GAIN_PER_S
@@ -38,7 +41,7 @@ class ClosedLoopNode(Node):
     type_name = "closed_loop"
     description = "calibration session + closed loop: decoder, click policy, cursor and Webgrid in one"
     inputs: ClassVar[dict[str, Port]] = {
-        "features": Port("features", help="one feature bin of the participant"),
+        "features": Port("features", help="one feature bin of the participant (all NaN: a missing bin)"),
         "intention": Port("intention", help="the participant's intention (observation labels, ideal decoder)"),
     }
     outputs: ClassVar[dict[str, Port]] = {
@@ -76,6 +79,7 @@ class ClosedLoopNode(Node):
         self.control = ControlParameters(loop_s=loop_s)
         self.pending: dict[int, dict] = {}
         self.extra_bins = 0
+        self.missing_bins = 0
         # cursor publish time minus the feature bin's origin_ns, as the cursor node measures it
         self.end_to_end = LatencyLog()
         self.runner = SessionRunner(self.plan, self.settings, autopilot_control=self.control,
@@ -108,6 +112,8 @@ class ClosedLoopNode(Node):
             return
         del self.pending[message.sample_index]
         features = np.asarray(entry["features"].payload, dtype=np.float64)
+        if is_missing_bin(features):
+            self.missing_bins += 1
         if self.runner.done:
             self.extra_bins += 1
             return
@@ -137,5 +143,6 @@ class ClosedLoopNode(Node):
             "selections": [(b.name, b.correct, b.incorrect) for b in result.blocks],
             "complete": self.runner.done,
             "ignored_bins": self.extra_bins,
+            "missing_bins": self.missing_bins,
             "end_to_end_us": self.end_to_end.summary_us(),
         }
