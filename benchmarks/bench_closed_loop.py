@@ -37,9 +37,9 @@ Run: ``python -m benchmarks closed_loop [--quick]``.
 
 ``python -m benchmarks.bench_closed_loop --loss 0,0.05,0.1,0.2 [--quick]`` runs only the
 lossy-link sweep instead (:func:`run_loss`): the demo-like counts-path session with the
-Kalman filter, its bins dropped in 100 ms bursts (:class:`neurolace.runtime.loss.BurstDrops`)
-through the whole session, lost bins decoded as missing bins; it writes
-bench-results/closed_loop_loss.json.
+Kalman filter, its bins dropped by the link's Gilbert-Elliott radio in bursts of 100 ms
+on average (:class:`neurolace.runtime.loss.ChannelDrops`) through the whole session, lost
+bins decoded as missing bins; it writes bench-results/closed_loop_loss.json.
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def run_loss(loss_fractions: list[float], quick: bool = False) -> dict:
 
     from neurolace.runtime.closed_loop import run_calibration_session
     from neurolace.runtime.loop import CountsSource
-    from neurolace.runtime.loss import BurstDrops, LossySource
+    from neurolace.runtime.loss import ChannelDrops, LossySource
 
     seeds = [0] if quick else [0, 1, 2]
     session = {"n_channels": 1024, "decoder": "kalman", "grid_side": GRID_SIDE, "webgrid_seconds": 60.0,
@@ -315,7 +315,7 @@ def run_loss(loss_fractions: list[float], quick: bool = False) -> dict:
         for fraction in loss_fractions:
             for seed in seeds:
                 participant = SimulatedParticipant(seed=seed)
-                source = LossySource(CountsSource(participant), BurstDrops(fraction, burst_bins=5))
+                source = LossySource(CountsSource(participant), ChannelDrops.for_loss(fraction, burst_bins=5))
                 result = run_calibration_session(seed=seed, participant=participant, source=source, **session)
                 webgrid = result.webgrid_blocks
                 rows.setdefault(fraction, []).append({
@@ -325,13 +325,14 @@ def run_loss(loss_fractions: list[float], quick: bool = False) -> dict:
                 console.print(f"loss {fraction:.0%} seed {seed}: {result.bps:.2f} BPS, "
                               f"{source.n_lost} of {source.n_bins} bins lost")
     table(f"Lossy link: Webgrid {GRID_SIDE}x{GRID_SIDE} BPS, counts path 1024 ch, Kalman + ReFIT, open/closed loop "
-          f"60 s, 1 x 60 s Webgrid, bins lost in 100 ms bursts through the whole session, seeds {seeds}",
+          f"60 s, 1 x 60 s Webgrid, bins lost by Gilbert-Elliott loss in 100 ms bursts on average through the "
+          f"whole session, seeds {seeds}",
           ["bins lost", "BPS median [min-max]", "correct / incorrect per seed", "bins lost (measured)"],
           [[f"{fraction:.0%}", _spread([r["bps"] for r in runs]),
             ", ".join(f"{r['correct']}/{r['incorrect']}" for r in runs),
             f"{sum(r['missing_bins'] for r in runs) / max(sum(r['bins'] for r in runs), 1):.1%}"]
            for fraction, runs in rows.items()])
-    return {"session": session, "seeds": seeds, "burst_bins": 5, "loss": {str(k): v for k, v in rows.items()},
+    return {"session": session, "seeds": seeds, "mean_burst_bins": 5, "loss": {str(k): v for k, v in rows.items()},
             "wall_s": time.perf_counter() - started}
 
 
@@ -343,7 +344,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_closed_loop")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--loss", type=lambda text: [float(v) for v in text.split(",")], default=None,
-                        help="comma-separated fractions of bins lost (e.g. 0,0.05,0.1,0.2): run the lossy-link sweep only")
+                        help="comma-separated fractions of bins lost (e.g. 0,0.05,0.1,0.2): "
+                             "run the lossy-link sweep only")
     arguments = parser.parse_args()
     if arguments.loss is None:
         console.print(f"wrote {write_result('closed_loop', run(quick=arguments.quick))}")

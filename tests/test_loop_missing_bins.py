@@ -11,7 +11,7 @@ from neurolace.decode import ClickDecoder, KalmanFilter, WienerFilter, make_deco
 from neurolace.decode.base import MISSING_OUTPUT_DECAY, MISSING_REASON, StepStatus
 from neurolace.runtime.closed_loop import BlockResult, run_block, run_calibration_session
 from neurolace.runtime.loop import ClosedLoop, CountsSource, DecoderError, LoopSettings
-from neurolace.runtime.loss import BurstDrops, LossySource, MaskDrops
+from neurolace.runtime.loss import BurstDrops, ChannelDrops, LossySource, MaskDrops
 from neurolace.sim.participant import SimulatedParticipant
 from neurolace.tasks import WebgridTask
 
@@ -261,3 +261,20 @@ def test_the_closed_loop_node_takes_an_all_nan_features_message_as_a_missing_bin
     assert summary["blocks"][0]["name"] == "open-loop"
     assert summary["blocks"][0]["missing_bins"] == len([i for i in lost if i < 600])
     assert node.runner.block.kind == "closed-loop" and node.runner.block.missing.sum() == 2  # bins 620 and 660
+
+
+def test_channel_drops_lose_bins_as_the_links_gilbert_elliott_radio_does():
+    from neurolace.link.channel import ChannelSettings
+
+    drops = ChannelDrops.for_loss(0.1, burst_bins=5)
+    drops.start(3)
+    mask = np.array([drops.dropped() for _ in range(40_000)])
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]]))))[::2]
+    assert abs(mask.mean() - 0.1) < 0.02 and abs(runs.mean() - 5) < 0.75  # ~800 bursts
+    assert mask.sum() == drops.channel.lost
+    drops.start(3)
+    assert np.array_equal([drops.dropped() for _ in range(40_000)], mask)
+    lossless = ChannelDrops(ChannelSettings())
+    assert not any(lossless.dropped() for _ in range(1000))
+    with pytest.raises(InvalidInputError, match="settings must be a ChannelSettings"):
+        ChannelDrops(0.1)

@@ -11,16 +11,16 @@ participant's, are the same at every loss rate and runs differ by the losses onl
 
 A drop model has two members: ``start(seed)`` at each block start (seeded
 from the block's source seed, independently of the wrapped source) and
-``dropped() -> bool`` once per bin. Two are here:
+``dropped() -> bool`` once per bin. Three are here:
 
-- :class:`BurstDrops`: bursts of ``burst_bins`` consecutive bins, each burst
-  lost with probability ``loss_fraction`` (a simple bursty model, mean loss
-  ``loss_fraction``);
+- :class:`ChannelDrops`: the simulated radio of :mod:`neurolace.link.channel`
+  (Gilbert-Elliott bursty loss, the radio queue's drops), one packet a bin:
+  ``ChannelDrops.for_loss(0.1, burst_bins=5)`` loses 10 % of the bins in
+  bursts of 5 bins on average;
+- :class:`BurstDrops`: bursts of exactly ``burst_bins`` consecutive bins, each
+  lost with probability ``loss_fraction`` (a fixed burst length);
 - :class:`MaskDrops`: a fixed mask, repeated (a known pattern for tests, or
-  the loss trace a link simulation recorded).
-
-The radio simulator's Gilbert-Elliott model (``neurolace.link.channel``) can
-drive the same wrapper through this protocol.
+  the loss trace a link run recorded).
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from neurolace.core.checks import check_array, check_int, check_nonnegative
+from neurolace.core.checks import check_array, check_int, check_nonnegative, check_positive
 from neurolace.core.errors import InvalidInputError
 from neurolace.core.features import missing_bin
 from neurolace.core.random import SeedLike, check_rng
 from neurolace.runtime.loop import check_feature_source
 
-__all__ = ["BurstDrops", "LossySource", "MaskDrops", "check_drop_model"]
+__all__ = ["BurstDrops", "ChannelDrops", "LossySource", "MaskDrops", "check_drop_model"]
 
 
 def check_drop_model(drops: Any) -> Any:
@@ -86,6 +86,66 @@ class BurstDrops:
 
     def __repr__(self) -> str:
         return f"BurstDrops(loss_fraction={self.loss_fraction:g}, burst_bins={self.burst_bins})"
+
+
+class ChannelDrops:
+    """Bins lost by the simulated radio (:class:`neurolace.link.channel.LinkChannel`), one packet a bin.
+
+    Each bin is sent as one packet of ``packet_bytes`` at its time on the
+    loop's clock; it is lost when the channel loses it in the air (its
+    Gilbert-Elliott chain) or drops it from a full radio queue. Delay,
+    reordering, duplication and bit errors are the link's business (a
+    corrupted frame is refused there); here a bin either arrives or not.
+
+    Parameters
+    ----------
+    settings : ChannelSettings
+        The radio model (:class:`neurolace.link.channel.ChannelSettings`).
+    loop_s : float, default 0.02
+        Bin width, seconds (the time between packets).
+    packet_bytes : int, default 1
+        Size of one bin's packet (1: the radio's throughput never matters).
+    """
+
+    def __init__(self, settings: Any, *, loop_s: float = 0.02, packet_bytes: int = 1) -> None:
+        from neurolace.link.channel import ChannelSettings
+
+        if not isinstance(settings, ChannelSettings):
+            raise InvalidInputError(f"settings must be a ChannelSettings, got {type(settings).__name__}")
+        self.settings = settings
+        self.loop_s = check_positive(loop_s, "loop_s")
+        self.packet = bytes(check_int(packet_bytes, "packet_bytes", minimum=1))
+        self.start(0)
+
+    @classmethod
+    def for_loss(cls, loss_fraction: float, *, burst_bins: float = 5.0, loop_s: float = 0.02) -> ChannelDrops:
+        """Gilbert's bursty loss of a mean fraction of bins in bursts of ``burst_bins`` bins on average.
+
+        ``loss_fraction`` 0 gives a lossless channel.
+        """
+        from neurolace.link.channel import ChannelSettings
+
+        return cls(ChannelSettings.for_loss(loss_fraction, burst_bins), loop_s=loop_s)
+
+    def start(self, seed: SeedLike = None) -> None:
+        """A new block: a fresh channel seeded with ``seed`` (its chain starts in its stationary law)."""
+        from neurolace.link.channel import LinkChannel
+
+        self.channel = LinkChannel(self.settings, seed=seed, name="bins")
+        self._index = 0
+
+    def dropped(self) -> bool:
+        """Whether the next bin is lost."""
+        channel = self.channel
+        now_s = self._index * self.loop_s
+        before = channel.lost + channel.dropped
+        channel.send(self.packet, now_s)
+        channel.receive(now_s)  # let the delivered packets go, so nothing piles up
+        self._index += 1
+        return channel.lost + channel.dropped > before
+
+    def __repr__(self) -> str:
+        return f"ChannelDrops(mean_loss_rate={self.settings.mean_loss_rate:g}, loop_s={self.loop_s:g})"
 
 
 class MaskDrops:
