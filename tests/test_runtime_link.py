@@ -10,7 +10,7 @@ import pytest
 from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.runtime.bus import InProcessBus
 from neurolace.runtime.graph import Graph
-from neurolace.runtime.nodes.link import decode_features, encode_features, link_keystores
+from neurolace.runtime.secure_link import decode_features, encode_features, link_keystores
 from neurolace.runtime.session_file import parse_session
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +89,27 @@ def test_feature_payload_is_exact_for_counts_and_close_for_power():
 def test_a_pairing_directory_without_keystores_is_refused_with_the_command_that_makes_them(tmp_path):
     with pytest.raises(InvalidInputError, match=r"neurolace link pair"):
         link_keystores(str(tmp_path), 0)
+
+
+def test_the_offline_runner_sees_the_link_through_a_source_wrapper():
+    """``neurolace demo``'s loop: SecureLinkSource seals, radios and opens each bin; losses become missing bins."""
+    from neurolace.runtime.loop import CountsSource
+    from neurolace.runtime.secure_link import LinkSettings, SecureLinkSource
+    from neurolace.sim.participant import Intention, SimulatedParticipant
+
+    participant = SimulatedParticipant(n_channels=16, seed=3)
+    clean = SecureLinkSource(CountsSource(participant), LinkSettings(), seed=1)
+    lossy = SecureLinkSource(CountsSource(participant), LinkSettings(loss=0.2, burst_frames=3.0), seed=1)
+    intention = Intention(np.array([0.3, -0.2]), 0.0, np.array([0.5, 0.5]))
+    for source in (clean, lossy):
+        source.start(5)
+        rows = np.array([source.emit(intention) for _ in range(300)])
+        missing = np.isnan(rows).all(axis=1)
+        assert not (np.isnan(rows).any(axis=1) & ~missing).any()
+        host = source.report()["host"]
+        assert host["handshakes"] == 1 and missing[0]  # the first bin waits for the handshake
+        if source is clean:
+            assert missing.sum() <= 3 and host["missing_bins"] == 0
+        else:
+            assert missing.sum() > 30 and host["missing_bins"] > 30
+        assert np.all(rows[~missing] >= 0) and np.all(rows[~missing] == np.round(rows[~missing]))  # exact counts

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolace.cli.args import Number
 from neurolace.cli.output import stdout_console
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode.registry import DECODERS  # light: the names, no scipy
@@ -97,6 +98,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "implant's units, spike waveforms at 19.5 kHz go through the on-implant chain, and each "
                         "20 ms bin holds every channel's threshold crossings and spike-band power; 'counts': the "
                         "participant's Poisson counts (fast mode, no waveforms)")
+    parser.add_argument("--no-link", action="store_true",
+                        help="hand the bins to the decoder in memory instead of across the secure link (sealed "
+                        "Noise_IK frames on a simulated BLE-class radio, the default)")
+    parser.add_argument("--link-loss", type=Number(float, minimum=0.0, maximum=0.99), default=0.0, metavar="P",
+                        help="mean frame loss of the simulated radio, in bursts (default 0); lost bins reach "
+                        "the decoder as missing bins")
     parser.add_argument("--open-loop-seconds", type=float, default=None,
                         help=f"length of the observation block (default {DEFAULT_OPEN_LOOP_S['implant']:g} on the "
                         f"implant path, {DEFAULT_OPEN_LOOP_S['counts']:g} on the counts path)")
@@ -279,6 +286,10 @@ def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
     started, cpu_started = time.perf_counter(), time.process_time()
     participant = SimulatedParticipant(n_channels=args.electrodes, seed=args.seed)
     source = build_feature_source(participant, args.path)
+    if not args.no_link:  # implant -> sealed frames -> radio -> host, one bin at a time
+        from neurolace.runtime.secure_link import LinkSettings, SecureLinkSource
+
+        source = SecureLinkSource(source, LinkSettings(loss=args.link_loss), seed=args.seed)
     webgrid = {"seed": args.seed, "n_channels": args.electrodes, "grid_side": args.grid_side,
                "webgrid_seconds": args.seconds, "n_webgrid_blocks": args.blocks, "participant": participant}
     session = run_calibration_session(decoder=args.decoder, refit=not args.no_refit, progress=progress,
@@ -293,8 +304,22 @@ def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
     simulated_s = sum(block["duration_s"] for block in closed_loop["blocks"])
     return {**closed_loop, "path": args.path, "features": list(PATH_FEATURES[args.path]),
             "n_features": int(source.n_features), "ideal_bps": ideal_bps, "run_id": run_id, "implant": implant,
+            "link": _link_summary(source),
             "nwb_path": implant["nwb_path"], "closed_loop_elapsed_s": loop_elapsed_s,
             "closed_loop_cpu_s": loop_cpu_s, "closed_loop_simulated_s": simulated_s}
+
+
+def _link_summary(source) -> dict | None:
+    """What the secure link did in the closed loop (None with ``--no-link``)."""
+    report = getattr(source, "report", None)
+    if report is None:
+        return None
+    link = report()
+    host = link["host"]
+    return {"handshakes": host["handshakes"], "delivered_bins": host["delivered_bins"],
+            "missing_bins": host["missing_bins"], "late_bins": host["late_bins"] + link["late_for_loop"],
+            "rejected_frames": host["endpoint"]["rejected_total"],
+            "uplink_bytes": link["implant"]["radio"]["bytes_sent"], "radio_lost": link["implant"]["radio"]["lost"]}
 
 
 def _report(args: argparse.Namespace, summary: dict, dashboard) -> int:
@@ -345,6 +370,13 @@ def _print_summary(summary: dict) -> None:
         f"perfect decoder on the same participant and targets: {summary['ideal_bps']:.2f} bits/s "
         f"({_path_text(summary)})"
     )
+    link = summary.get("link")
+    if link is not None:
+        console.print(
+            f"secure link: {link['delivered_bins']} bins sealed and opened, {link['missing_bins']} missing, "
+            f"{link['late_bins']} late, {link['rejected_frames']} frames rejected ({link['uplink_bytes'] / 1e6:.1f} MB "
+            f"on the simulated radio; --no-link hands the bins over in memory)"
+        )
 
 
 def _path_text(summary: dict) -> str:

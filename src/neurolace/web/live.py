@@ -259,7 +259,7 @@ class LiveSession:
         self._cursor = [0.5, 0.5, 0.0]
         self._target = [0.5, 0.5, 0.0]
         self._score = [0, 0, 0.0]
-        self._link: dict | None = None  # the secure link's health (runtime.nodes.link.LINK_STATUS_FIELDS)
+        self._link: dict | None = None  # the secure link's health (runtime.secure_link.LINK_STATUS_FIELDS)
         self._latency_ns: collections.deque = collections.deque(maxlen=500)  # recent: the live quantiles
         self._latency_log_ns: collections.deque = collections.deque(maxlen=60_000)  # 20 min of bins: export
         self._feature_counts: collections.deque = collections.deque()  # (time_ns, messages so far), last second
@@ -519,7 +519,7 @@ class LiveSession:
             if score_latest is not None and (score := score_latest.latest()) is not None:
                 self._score = [int(score.payload[0]), int(score.payload[1]), float(score.payload[2])]
             if link_latest is not None and (link := link_latest.latest()) is not None:
-                from neurolace.runtime.nodes.link import LINK_STATUS_FIELDS
+                from neurolace.runtime.secure_link import LINK_STATUS_FIELDS
 
                 self._link = {name: float(value) for name, value in zip(LINK_STATUS_FIELDS, link.payload)}
             if self._last_features is not None:

@@ -1,0 +1,408 @@
+"""The secure link between the implant and the host, one bin at a time: both sides and the radio, written once.
+
+:class:`ImplantLinkSide` seals each feature bin (:func:`encode_features`) into
+a FEATURES frame and puts it on its radio; :class:`HostLinkSide` opens what
+arrives and gives the bins back in order, a bin the radio lost (or one that
+arrives after a later bin was passed on) as the **missing bin**
+(:func:`neurolace.core.features.missing_bin`), never as zeros. The host
+starts a Noise_IK handshake and repeats it every ``handshake_retry_s`` until it
+completes; the implant keeps its bins (up to ``queue_bins``) until then. Each
+direction has its own seeded radio (:class:`neurolace.link.channel.LinkChannel`)
+and everything steps on the implant's bin clock: what a radio delivers before
+the next bin ends is handed over at this bin.
+
+Two users, one implementation: the graph's ``link_implant`` and ``link_host``
+nodes (:mod:`neurolace.runtime.nodes.link`, one side each, the bytes on the
+bus between them) and :class:`SecureLinkSource`, which puts both sides around
+any feature source of the offline session runner (``neurolace demo``).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolace.core.checks import check_positive
+from neurolace.core.errors import FormatError, InvalidInputError
+from neurolace.core.features import missing_bin
+from neurolace.core.random import SeedLike, check_rng
+
+__all__ = [
+    "LINK_STATUS_FIELDS",
+    "HostLinkSide",
+    "ImplantLinkSide",
+    "LinkSettings",
+    "SecureLinkSource",
+    "decode_features",
+    "encode_features",
+    "link_keystores",
+]
+
+#: the host's link status vector, in this order (the ``link`` stream the dashboard reads)
+LINK_STATUS_FIELDS = ("delivered_bins", "missing_bins", "late_bins", "rejected_frames", "rekeys",
+                      "uplink_bytes_per_s", "handshakes", "established")
+
+#: in-process pairings (``pairing = ""``), by session seed: both sides of one session share one
+_EPHEMERAL: dict[int, tuple] = {}
+_EPHEMERAL_LOCK = threading.Lock()  # the graph sets its nodes up in parallel threads
+
+
+def link_keystores(pairing: str, seed: int):
+    """(implant keystore, host keystore) for a ``pairing`` setting.
+
+    ``""``: a fresh pairing made in this process, shared by the session's two sides (the demo);
+    a directory: ``implant.json`` and ``host.json`` there, made by ``neurolace link pair DIR``.
+    """
+    from neurolace.link.keys import Keystore, ephemeral_pairing
+
+    if not pairing:
+        with _EPHEMERAL_LOCK:
+            if seed not in _EPHEMERAL:
+                _EPHEMERAL[seed] = ephemeral_pairing()
+            return _EPHEMERAL[seed]
+    directory = Path(pairing).expanduser()
+    files = [directory / "implant.json", directory / "host.json"]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise InvalidInputError(f"pairing directory {directory} lacks {', '.join(missing)}; "
+                                f"make them with `neurolace link pair {directory}`")
+    return Keystore.load(files[0]), Keystore.load(files[1])
+
+
+def encode_features(features: Any) -> bytes:
+    """One feature bin as the implant sends it: a u16 count ``k``, then ``k`` uint8, then float16.
+
+    The first ``k`` features are the longest prefix of whole numbers 0-255 (threshold
+    crossings per bin), sent exactly as uint8; the rest (spike-band power) as float16
+    (relative error below 5e-4). 1024 channels of crossings and power: 3 kB a bin,
+    1.2 Mbit/s at 50 bins/s, inside a BLE 2M PHY link (float32 would need 3.3 Mbit/s).
+    """
+    values = np.asarray(features, dtype=np.float64).ravel()
+    whole = (values >= 0) & (values <= 255) & (values == np.round(values))
+    k = min(int(values.size if whole.all() else np.argmin(whole)), 0xFFFF)
+    return k.to_bytes(2, "little") + values[:k].astype(np.uint8).tobytes() + values[k:].astype("<f2").tobytes()
+
+
+def decode_features(payload: bytes) -> np.ndarray:
+    """The bin :func:`encode_features` sent, float32; a malformed payload is a :class:`FormatError`."""
+    if len(payload) < 2:
+        raise FormatError(f"a features payload has a 2-byte count first, got {len(payload)} bytes")
+    k = int.from_bytes(payload[:2], "little")
+    rest = len(payload) - 2 - k
+    if rest < 0 or rest % 2:
+        raise FormatError(f"features payload of {len(payload)} bytes does not hold {k} uint8 then float16 values")
+    counts = np.frombuffer(payload, dtype=np.uint8, count=k, offset=2).astype(np.float32)
+    power = np.frombuffer(payload, dtype="<f2", offset=2 + k).astype(np.float32)
+    return np.concatenate([counts, power])
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """The radio and session settings of one link (both directions share them).
+
+    Attributes
+    ----------
+    loss : float
+        Mean frame loss of the radio, 0-0.99 (Gilbert-Elliott bursts of mean ``burst_frames``).
+    burst_frames : float
+    throughput_kbps : float
+        Radio throughput, kbit/s (1400: BLE 2M PHY application rate).
+    latency_ms : float
+        Radio latency (7.5 ms: one BLE connection interval); jitter is a third of it, at most 2.5 ms.
+    reorder, duplicate : float
+        Probability a frame is overtaken / arrives twice.
+    bit_error_rate : float
+    pairing : str
+        ``""`` (pair in this process) or a directory of ``neurolace link pair``.
+    loop_s : float
+        The bin period the link steps on.
+    queue_bins : int
+        Bins the implant keeps while no session is up (oldest dropped).
+    handshake_retry_s : float
+        Seconds between the host's handshake attempts until one completes.
+    """
+
+    loss: float = 0.0
+    burst_frames: float = 4.0
+    throughput_kbps: float = 1400.0
+    latency_ms: float = 7.5
+    reorder: float = 0.0
+    duplicate: float = 0.0
+    bit_error_rate: float = 0.0
+    pairing: str = ""
+    loop_s: float = 0.02
+    queue_bins: int = 100
+    handshake_retry_s: float = 0.2
+
+    def radio(self, seed: SeedLike, name: str):
+        """The seeded radio of one direction."""
+        from neurolace.link.channel import ChannelSettings, LinkChannel
+
+        settings = ChannelSettings(
+            throughput_kbps=self.throughput_kbps, latency_ms=self.latency_ms,
+            jitter_ms=min(2.5, self.latency_ms / 3), reorder_probability=self.reorder,
+            duplicate_probability=self.duplicate, bit_error_rate=self.bit_error_rate,
+        )
+        if self.loss > 0:
+            settings = settings.with_loss(self.loss, self.burst_frames)
+        return LinkChannel(settings, seed=seed, name=name)
+
+
+class _Side:
+    """What both sides share: keys, endpoint, the radio of the direction this side sends on."""
+
+    def __init__(self, keys, radio, settings: LinkSettings, name: str) -> None:
+        from neurolace.link.endpoint import LinkEndpoint
+
+        self.keys, self.radio, self.settings = keys, radio, settings
+        self.endpoint = LinkEndpoint(None, name=name)
+        self.session = None
+        self.handshakes = 0
+        self.handshake_refusals: collections.Counter = collections.Counter()
+
+    def _send(self, stream, payload: bytes, sample_clock: int, now_s: float) -> None:
+        self.radio.send(self.endpoint.send(stream, payload, sample_clock), now_s)
+
+    def _air(self, bin_index: int) -> bytes:
+        """What this side's radio delivers by the end of the next bin."""
+        return b"".join(self.radio.receive((bin_index + 2) * self.settings.loop_s))
+
+    def report(self) -> dict:
+        report = {"endpoint": self.endpoint.stats(), "radio": self.radio.stats(),
+                  "handshakes": self.handshakes, "handshake_refused": dict(self.handshake_refusals)}
+        if self.session is not None:
+            report["session"] = self.session.report()
+        return report
+
+
+class ImplantLinkSide(_Side):
+    """The implant's end: answers the host's handshake, seals each bin, puts it on the radio.
+
+    Parameters
+    ----------
+    keys : Keystore
+        The implant's keys and paired hosts.
+    radio : LinkChannel
+        The uplink radio.
+    settings : LinkSettings
+    """
+
+    def __init__(self, keys, radio, settings: LinkSettings, *, name: str = "implant") -> None:
+        super().__init__(keys, radio, settings, name)
+        self.queue: collections.deque = collections.deque(maxlen=settings.queue_bins)
+        self.queued_dropped = 0
+        self._ready = False  # the first bins wait one bin after message 2: the host opens with it
+
+    def _read(self, downlink: bytes, now_s: float) -> None:
+        from neurolace.link.errors import HandshakeError
+        from neurolace.link.frames import StreamType
+        from neurolace.link.session import respond
+
+        for delivered in self.endpoint.receive(downlink):
+            if delivered.stream != StreamType.HANDSHAKE:
+                continue
+            try:
+                message2, session = respond(self.keys, delivered.payload)
+            except HandshakeError as exc:
+                self.handshake_refusals[exc.reason] += 1
+                continue
+            self.session, self._ready = session, False
+            self.endpoint.sealer = session
+            self.handshakes += 1
+            self._send(StreamType.HANDSHAKE, message2, delivered.sample_clock, now_s)
+
+    def tick(self, bin_index: int, sample_index: int, features: Any, downlink: bytes = b"") -> bytes:
+        """One bin: read the downlink, send the bin (or keep it until a session is up); the uplink bytes."""
+        from neurolace.link.frames import StreamType
+
+        now_s = (bin_index + 1) * self.settings.loop_s
+        if downlink:
+            self._read(downlink, now_s)
+        if len(self.queue) == self.queue.maxlen:
+            self.queued_dropped += 1
+        self.queue.append((sample_index, encode_features(features)))
+        if self.session is not None and self._ready:
+            while self.queue:
+                sample, payload = self.queue.popleft()
+                self._send(StreamType.FEATURES, payload, sample, now_s)
+        self._ready = self.session is not None
+        return self._air(bin_index)
+
+    def report(self) -> dict:
+        return {**super().report(), "queued_dropped": self.queued_dropped}
+
+
+class HostLinkSide(_Side):
+    """The host's end: starts the handshake, opens frames, gives bins back in order with gaps as missing.
+
+    Parameters
+    ----------
+    keys : Keystore
+        The host's keys and paired implants.
+    implant_public : bytes
+        The implant's static public key (from pairing).
+    radio : LinkChannel
+        The downlink radio.
+    settings : LinkSettings
+    samples_per_bin : float
+        Implant samples per bin (sample clock -> bin index).
+    """
+
+    def __init__(self, keys, implant_public: bytes, radio, settings: LinkSettings, *, samples_per_bin: float,
+                 name: str = "host") -> None:
+        super().__init__(keys, radio, settings, name)
+        self.implant_public = implant_public
+        self.samples_per_bin = check_positive(samples_per_bin, "samples_per_bin")
+        self.pending = None
+        self.last_attempt_s: float | None = None
+        self.last_bin: int | None = None
+        self.n_features: int | None = None
+        self.counts: collections.Counter = collections.Counter()
+        self.uplink_bytes: collections.deque = collections.deque(maxlen=50)
+
+    def _handshake(self, now_s: float, sample_index: int) -> None:
+        from neurolace.link.frames import StreamType
+        from neurolace.link.session import initiate
+
+        if self.last_attempt_s is not None and now_s - self.last_attempt_s < self.settings.handshake_retry_s:
+            return
+        self.last_attempt_s = now_s
+        message1, self.pending = initiate(self.keys, self.implant_public)
+        self._send(StreamType.HANDSHAKE, message1, sample_index, now_s)
+
+    def _finish(self, message2: bytes) -> None:
+        from neurolace.link.errors import HandshakeError
+
+        if self.pending is None:
+            self.handshake_refusals["bad_handshake"] += 1
+            return
+        try:
+            self.session = self.pending.finish(message2)
+        except HandshakeError as exc:
+            self.handshake_refusals[exc.reason] += 1
+            return
+        self.pending = None
+        self.endpoint.sealer = self.session
+        self.handshakes += 1
+
+    def _bins(self, payload: bytes, sample_clock: int) -> list[tuple[int, np.ndarray]]:
+        try:
+            features = decode_features(payload)
+        except FormatError:
+            self.counts["malformed_bins"] += 1
+            return []
+        index = round(sample_clock / self.samples_per_bin)
+        if self.n_features is None:
+            self.n_features = features.size
+        if self.last_bin is not None and index <= self.last_bin:
+            self.counts["late_bins"] += 1  # its place in the loop was taken: a bin goes on once, in order
+            return []
+        out = []
+        if self.last_bin is not None:
+            for gap in range(self.last_bin + 1, index):
+                self.counts["missing_bins"] += 1
+                out.append((round(gap * self.samples_per_bin), missing_bin(self.n_features).astype(np.float32)))
+        self.last_bin = index
+        self.counts["delivered_bins"] += 1
+        out.append((sample_clock, features))
+        return out
+
+    def tick(self, bin_index: int, sample_index: int, uplink: bytes) -> tuple[list[tuple[int, np.ndarray]], bytes]:
+        """One bin: open what arrived; (bins in order as (sample_index, features), downlink bytes)."""
+        from neurolace.link.frames import StreamType
+
+        now_s = (bin_index + 1) * self.settings.loop_s
+        self.uplink_bytes.append(len(uplink))
+        bins: list[tuple[int, np.ndarray]] = []
+        for delivered in self.endpoint.receive(uplink):
+            if delivered.stream == StreamType.HANDSHAKE:
+                self._finish(delivered.payload)
+            elif delivered.stream == StreamType.FEATURES:
+                bins.extend(self._bins(delivered.payload, delivered.sample_clock))
+        if self.session is None:
+            self._handshake(now_s, sample_index)
+        return bins, self._air(bin_index)
+
+    def status(self) -> np.ndarray:
+        """The link's health now, in :data:`LINK_STATUS_FIELDS` order."""
+        rejected = self.endpoint.stats()["rejected_total"] + sum(self.handshake_refusals.values())
+        rekeys = 0 if self.session is None else self.session.report()["rekeys_received"]
+        n = len(self.uplink_bytes)
+        rate = sum(self.uplink_bytes) / (n * self.settings.loop_s) if n else 0.0
+        return np.array([self.counts["delivered_bins"], self.counts["missing_bins"], self.counts["late_bins"],
+                         rejected, rekeys, rate, self.handshakes, float(self.session is not None)])
+
+    def report(self) -> dict:
+        counts = {key: int(self.counts[key]) for key in ("delivered_bins", "missing_bins", "late_bins",
+                                                         "malformed_bins")}
+        return {**super().report(), **counts}
+
+
+class SecureLinkSource:
+    """A feature source whose bins cross the secure link: the offline runner's loop through implant, radio, host.
+
+    Each ``emit`` runs one bin of both sides: the wrapped source's bin is sealed
+    and put on the uplink radio, and the host gives the loop the newest bin that
+    opened by the end of this bin; with none (lost, still on the air, before the
+    handshake) the loop gets the missing bin. Older bins that opened at the same
+    bin are late for the loop and counted (``late_bins``). The link (keys, radios,
+    session) lives across blocks; ``start`` restarts only the wrapped source.
+
+    Parameters
+    ----------
+    source : feature source
+        Any source of :func:`~neurolace.runtime.loop.check_feature_source`.
+    settings : LinkSettings, optional
+    seed : optional
+        Seeds the two radios.
+    samples_per_bin : float
+        Implant samples per bin.
+    """
+
+    def __init__(self, source: Any, settings: LinkSettings | None = None, *, seed: SeedLike = 0,
+                 samples_per_bin: float = 390.625) -> None:
+        from neurolace.runtime.loop import check_feature_source
+
+        self.source = check_feature_source(source)
+        self.settings = settings or LinkSettings()
+        rng = check_rng(seed)
+        implant_keys, host_keys = link_keystores(self.settings.pairing, int(rng.integers(2**31)))
+        self.implant = ImplantLinkSide(implant_keys, self.settings.radio(rng, "uplink"), self.settings)
+        self.host = HostLinkSide(host_keys, implant_keys.public_key, self.settings.radio(rng, "downlink"),
+                                 self.settings, samples_per_bin=samples_per_bin)
+        self.samples_per_bin = samples_per_bin
+        self._bin = 0
+        self._downlink = b""
+        self.late_for_loop = 0
+
+    @property
+    def n_features(self) -> int:
+        return self.source.n_features
+
+    def start(self, seed: SeedLike = None) -> None:
+        self.source.start(seed)
+
+    def emit(self, intention: Any) -> np.ndarray:
+        features = np.asarray(self.source.emit(intention))
+        index = self._bin
+        self._bin += 1
+        sample_index = round(index * self.samples_per_bin)
+        uplink = self.implant.tick(index, sample_index, features, self._downlink)
+        bins, self._downlink = self.host.tick(index, sample_index, uplink)
+        if not bins:
+            return missing_bin(features.size)
+        self.late_for_loop += len(bins) - 1
+        return np.asarray(bins[-1][1], dtype=np.float64)
+
+    def report(self) -> dict:
+        """Both sides' counters and the bins the loop could not use."""
+        return {"implant": self.implant.report(), "host": self.host.report(), "late_for_loop": self.late_for_loop}
+
+    def __repr__(self) -> str:
+        return f"SecureLinkSource({self.source!r}, {self.settings})"
+
