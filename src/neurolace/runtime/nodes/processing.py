@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from neurolace.core.errors import InvalidInputError
+from neurolace.core.features import is_missing_bin
 from neurolace.core.geometry import MAX_ELECTRODES
 from neurolace.decode.registry import DECODERS
 from neurolace.dsp.defaults import DEFAULT_BIN_MS, DEFAULT_NOISE_WINDOW_S
@@ -225,9 +226,11 @@ class DecoderNode(Node):
                 output = np.array([step.velocity[0], step.velocity[1], float(step.click), 0.0])
                 self.emit("velocity", output, parent=message)
                 return
-            # not decoding yet: this bin's velocity comes from its intention (assist), if any
+            # not decoding yet: this bin's velocity comes from its intention (assist), if any; a missing
+            # bin (the link lost it) is no training data
+            features = np.asarray(message.payload, dtype=np.float64)
             self.awaiting_intention[message.sample_index] = (
-                np.asarray(message.payload, dtype=np.float64) if self.fit_thread is None else None
+                features if self.fit_thread is None and not is_missing_bin(features) else None
             )
             while len(self.awaiting_intention) > 1000:
                 self.awaiting_intention.pop(next(iter(self.awaiting_intention)))
