@@ -272,4 +272,5 @@ def test_timed_block_is_scored_and_exported(server):
         export = client.get("/api/sessions/live/export").json()
         assert export["blocks"][-1]["name"] == "b1" and len(export["latency_ms"]) > 10
         runtime = client.get("/api/sessions/live/runtime").json()
-        assert set(runtime["nodes"]) == {"participant", "task"}  # the task node is the one closed loop
+        # the task node is the one closed loop; the secure link's two nodes carry its features
+        assert set(runtime["nodes"]) == {"participant", "implant_link", "host_link", "task"}
