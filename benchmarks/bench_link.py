@@ -121,6 +121,47 @@ def _added_latency(n_frames: int) -> dict:
     }
 
 
+def _loop_latency(seconds: float, n_channels: int) -> dict:
+    """End-to-end latency of the live loop with and without the link, in the same run.
+
+    The demo preset in real time (counts path), once as shipped and once with the link nodes taken out
+    (the closed loop reads the participant's features directly). Latency of a bin: the cursor's publish
+    time minus the ``origin_ns`` of the participant's features message with the same sample index (so a
+    bin the link delivers a bin later counts that delay).
+    """
+    import numpy as np
+
+    from neurolace.runtime.bus import InProcessBus
+    from neurolace.runtime.graph import Graph
+    from neurolace.runtime.presets import preset_text
+    from neurolace.runtime.session_file import parse_session
+
+    shipped = preset_text("demo").replace('path = "implant"', 'path = "counts"')
+    shipped = shipped.replace("n_channels = 1024", f"n_channels = {n_channels}")
+    start, end = shipped.index("\n[nodes.implant_link]"), shipped.index("\n[nodes.task]")
+    bare = (shipped[:start] + shipped[end:]).replace('features = "host_link.features"',
+                                                      'features = "participant.features"')
+    out = {}
+    for label, text in (("with link", shipped), ("without link", bare)):
+        spec = parse_session(text, source=f"<demo {label}>")
+        spec.duration_s = seconds
+        bus = InProcessBus()
+        features = bus.subscribe("participant.features", maxlen=1_000_000)
+        cursor = bus.subscribe("task.cursor", maxlen=1_000_000)
+        Graph(spec, bus).run()
+        origins = {}
+        while (message := features.get(timeout_s=0)) is not None:
+            origins[message.sample_index] = message.origin_ns
+        latencies_us = []
+        while (message := cursor.get(timeout_s=0)) is not None:
+            if message.sample_index in origins:
+                latencies_us.append((message.timestamp_ns - origins[message.sample_index]) / 1e3)
+        values = np.array(latencies_us[50:]) if len(latencies_us) > 100 else np.array(latencies_us)
+        out[label] = {"n": int(values.size), "p50_us": float(np.percentile(values, 50)),
+                      "p99_us": float(np.percentile(values, 99))}
+    return out
+
+
 def run(quick: bool = False) -> dict:
     n_frames = 2000 if quick else 20000
     sizes = {"features (8 kB)": FEATURE_BYTES, f"raw codec group ({RAW_FRAME_BYTES} B)": RAW_FRAME_BYTES}
@@ -155,6 +196,13 @@ def run(quick: bool = False) -> dict:
              f"{latency['thread_cpu_p50_us']:.1f} / {latency['thread_cpu_p99_us']:.1f}", "-"],
             ["Noise_IK handshake, median of 50, ms", "-", round(handshake["median_ms"], 3), "-"],
         ],
+    )
+    loop = _loop_latency(5.0 if quick else 20.0, 1024)
+    table(
+        "the live loop's end to end (cursor publish - the bin's origin), demo preset, counts path, 1024 ch, "
+        "real time, same run; the link delivers at bin ticks, so a bin later than its tick costs one bin",
+        ["loop", "bins", "p50 ms", "p99 ms"],
+        [[label, r["n"], r["p50_us"] / 1e3, r["p99_us"] / 1e3] for label, r in loop.items()],
     )
     seconds = 2.0 if quick else 20.0
     attack_rows, attacks = [], {}
@@ -192,6 +240,7 @@ def run(quick: bool = False) -> dict:
         "throughput": throughput,
         "handshake": handshake,
         "added_latency": latency,
+        "loop_end_to_end": loop,
         "attack_bench": attacks,
         "aims": {
             "seal_open_x_feature_rate": slowest_x,
