@@ -10,6 +10,7 @@ open across the boundary; unpaired and revoked hosts are refused.
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -142,10 +143,10 @@ def _noise_pair(ours_initiator: bool):
                              remote_static=None if ours_initiator else implant_store.public_key)
     if ours_initiator:
         message1, pending = initiate(host_store, implant_store.public_key)
-        theirs.read_message(message1)
+        assert len(bytes(theirs.read_message(message1))) == 8  # the host's timestamp, as a Noise payload
         session = pending.finish(bytes(theirs.write_message()))
-    else:
-        message2, session = respond(implant_store, bytes(theirs.write_message()))
+    else:  # their host sends the timestamp payload the implant requires
+        message2, session = respond(implant_store, bytes(theirs.write_message(time.time_ns().to_bytes(8, "big"))))
         theirs.read_message(message2)
     assert session.handshake_hash == bytes(theirs.get_handshake_hash())
     return session, theirs
@@ -387,5 +388,21 @@ def test_handshake_message_sizes_are_fixed():
     implant_store, host_store = ephemeral_pairing()
     message1, pending = initiate(host_store, "implant")
     message2, _ = respond(implant_store, message1)
-    assert (len(message1), len(message2)) == (96, 48)
+    assert (len(message1), len(message2)) == (96 + 8, 48)  # message 1 carries the 8-byte timestamp
     assert isinstance(pending.finish(message2), SecureSession)
+
+
+def test_a_replayed_handshake_message_1_is_refused_and_the_live_session_goes_on():
+    """A recorded message 1 played again must not make the implant answer (and drop its working session)."""
+    implant_store, host_store = ephemeral_pairing()
+    message1, pending = initiate(host_store, "implant")
+    message2, implant_session = respond(implant_store, message1)
+    host_session = pending.finish(message2)
+    with pytest.raises(HandshakeError) as refused:
+        respond(implant_store, message1)
+    assert refused.value.reason == "replayed"
+    # the live session still carries frames, and a fresh handshake from the host is answered
+    header = b"h" * 28
+    assert implant_session.open(0, header, host_session.seal(0, header, b"still up")) == b"still up"
+    newer, _ = initiate(host_store, "implant")
+    assert len(respond(implant_store, newer)[0]) == 48

@@ -188,6 +188,8 @@ class Keystore:
         if not isinstance(self.identity, DeviceIdentity):
             raise InvalidInputError(f"identity must be a DeviceIdentity, got {type(identity).__name__}")
         self._peers: dict[str, PairedPeer] = {}
+        #: newest handshake timestamp (ns) seen from, or sent to, each peer public key; kept in memory only
+        self.handshake_times_ns: dict[bytes, int] = {}
         for peer in peers:
             self._store(peer)
         self.path = None if path is None else Path(path)

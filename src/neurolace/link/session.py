@@ -38,6 +38,7 @@ counted by reason (:meth:`SecureSession.report`).
 from __future__ import annotations
 
 import numbers
+import struct
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -74,6 +75,11 @@ DEFAULT_MAX_EPOCH_SKIP = 64
 SESSION_PROTOCOL = ("IK", "SHA256")
 #: mixed into the handshake hash: a peer speaking another link version gets a different hash and fails
 LINK_PROLOGUE = b"neurolace link v1"
+
+#: message 1's payload: the host's wall clock in ns, which must grow from one handshake to the next, so
+#: a recorded message 1 played again is refused ("replayed") instead of replacing the live session (the
+#: same defence as WireGuard's TAI64N timestamp)
+_STAMP = struct.Struct(">Q")
 
 
 class Sealer(Protocol):
@@ -400,7 +406,7 @@ def initiate(
     Returns
     -------
     message1 : bytes
-        To carry to the implant (a HANDSHAKE frame's body); 96 bytes.
+        To carry to the implant (a HANDSHAKE frame's body); 104 bytes (96 + the 8-byte timestamp payload).
     pending : PendingSession
         ``pending.finish(message2)`` gives the :class:`SecureSession`.
     """
@@ -417,7 +423,12 @@ def initiate(
     pattern, hash_name = SESSION_PROTOCOL
     handshake = HandshakeState(pattern, initiator=True, static=identity.private_key,
                                remote_static=implant_public, prologue=LINK_PROLOGUE, hash_name=hash_name)
-    return handshake.write_message(), PendingSession(handshake, _check_options(session_options))
+    stamp_ns = time.time_ns()
+    if isinstance(host_keys, Keystore):  # strictly increasing per implant, even within one clock tick
+        stamp_ns = max(stamp_ns, host_keys.handshake_times_ns.get(implant_public, 0) + 1)
+        host_keys.handshake_times_ns[implant_public] = stamp_ns
+    message1 = handshake.write_message(_STAMP.pack(stamp_ns))
+    return message1, PendingSession(handshake, _check_options(session_options))
 
 
 def respond(implant_keys: Keystore, message1: bytes, **session_options) -> tuple[bytes, SecureSession]:
@@ -442,7 +453,8 @@ def respond(implant_keys: Keystore, message1: bytes, **session_options) -> tuple
     ------
     HandshakeError
         ``"bad_handshake"`` (malformed, or not for this implant's key), ``"unpaired"`` (a host
-        key this implant never paired with) or ``"revoked"`` (a host revoked since).
+        key this implant never paired with), ``"revoked"`` (a host revoked since) or ``"replayed"``
+        (a message 1 whose timestamp is not newer than the last from that host).
     """
     if not isinstance(implant_keys, Keystore):
         raise InvalidInputError(f"implant_keys must be a Keystore, got {type(implant_keys).__name__}")
@@ -450,7 +462,15 @@ def respond(implant_keys: Keystore, message1: bytes, **session_options) -> tuple
     pattern, hash_name = SESSION_PROTOCOL
     handshake = HandshakeState(pattern, initiator=False, static=implant_keys.identity.private_key,
                                prologue=LINK_PROLOGUE, hash_name=hash_name)
-    handshake.read_message(message1)
+    payload = handshake.read_message(message1)
     _refuse_unless_paired(implant_keys, handshake.remote_static, "host")
+    if len(payload) != _STAMP.size:
+        raise HandshakeError("bad_handshake", f"message 1 carries {len(payload)} payload bytes, expected a "
+                                              f"{_STAMP.size}-byte timestamp")
+    (stamp_ns,) = _STAMP.unpack(payload)
+    last_ns = implant_keys.handshake_times_ns.get(handshake.remote_static, -1)
+    if stamp_ns <= last_ns:  # a recorded message 1 played again: answering it would drop the live session
+        raise HandshakeError("replayed", "message 1 is not newer than the last one from this host")
+    implant_keys.handshake_times_ns[handshake.remote_static] = stamp_ns
     message2 = handshake.write_message()
     return message2, _session_from(handshake, session_options)
