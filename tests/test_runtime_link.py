@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from runtime_fixtures import redis_server  # noqa: F401  (fixtures)
 
 from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.runtime.bus import InProcessBus
@@ -113,3 +116,21 @@ def test_the_offline_runner_sees_the_link_through_a_source_wrapper():
         else:
             assert missing.sum() > 30 and host["missing_bins"] > 30
         assert np.all(rows[~missing] >= 0) and np.all(rows[~missing] == np.round(rows[~missing]))  # exact counts
+
+
+def test_the_shipped_loop_runs_its_link_ends_in_separate_processes_on_redis(redis_server, tmp_path, capsys):  # noqa: F811
+    """`run --processes`: each link end in its own process, paired for the run on disk, sealed over Redis."""
+    from neurolace.cli import main as cli_main
+
+    text = _small(SHIPPED).replace('duration_s = 4.0\nclock = "stepped"', 'duration_s = 6.0')
+    path = tmp_path / "link.toml"
+    path.write_text(text)
+    code = cli_main.main(["run", str(path), "--bus", redis_server.url, "--processes", "--json"])
+    captured = capsys.readouterr()
+    assert captured.out, captured.err
+    report = json.loads(captured.out)
+    host = report["nodes"]["host_link"]
+    assert code == 0 and report["processes"] == 4
+    assert host["handshakes"] == 1 and host["delivered_bins"] > 100
+    assert sum(host["endpoint"]["rejected"].values()) == 0
+    assert report["nodes"]["task"]["complete"]

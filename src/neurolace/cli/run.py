@@ -413,6 +413,7 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
     from neurolace.runtime.bus_auth import BUS_KEY_ENV, new_bus_key, redact_url, split_credentials
     from neurolace.runtime.graph import backlogged_hops, hop_backlog
     from neurolace.runtime.presets import PRESETS, preset_text
+    from neurolace.runtime.secure_link import LINK_PAIRING_ENV, write_run_pairing
 
     url = args.bus if args.bus is not None else session.bus
     if not url or not url.startswith(("redis://", "rediss://", "unix://")):
@@ -428,6 +429,10 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
     if session.bus_authenticate and session.bus_key_file is None and not environment.get(BUS_KEY_ENV):
         environment[BUS_KEY_ENV] = new_bus_key().hex()
     with tempfile.TemporaryDirectory(prefix="neurolace-run-") as directory:
+        linked = [spec for spec in session.nodes if spec.type_name in ("link_implant", "link_host")]
+        if any(not spec.params.get("pairing") for spec in linked) and not environment.get(LINK_PAIRING_ENV):
+            # the two ends of the secure link run in different processes: pair them for this run on disk
+            environment[LINK_PAIRING_ENV] = str(write_run_pairing(Path(directory) / "link"))
         path = session.path
         if not Path(path).exists() and args.session in PRESETS:
             path = str(Path(directory) / f"{args.session}.toml")

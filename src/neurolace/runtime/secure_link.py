@@ -33,6 +33,7 @@ from neurolace.core.features import missing_bin
 from neurolace.core.random import SeedLike, check_rng
 
 __all__ = [
+    "LINK_PAIRING_ENV",
     "LINK_STATUS_FIELDS",
     "HostLinkSide",
     "ImplantLinkSide",
@@ -41,11 +42,16 @@ __all__ = [
     "decode_features",
     "encode_features",
     "link_keystores",
+    "write_run_pairing",
 ]
 
 #: the host's link status vector, in this order (the ``link`` stream the dashboard reads)
 LINK_STATUS_FIELDS = ("delivered_bins", "missing_bins", "late_bins", "rejected_frames", "rekeys",
                       "uplink_bytes_per_s", "handshakes", "established")
+
+#: where ``pairing = ""`` finds its keystores when the session's nodes run in several processes
+#: (``neurolace run --processes`` pairs a fresh implant and host there for the run and sets it)
+LINK_PAIRING_ENV = "NEUROLACE_LINK_PAIRING"
 
 #: in-process pairings (``pairing = ""``), by session seed: both sides of one session share one
 _EPHEMERAL: dict[int, tuple] = {}
@@ -55,11 +61,16 @@ _EPHEMERAL_LOCK = threading.Lock()  # the graph sets its nodes up in parallel th
 def link_keystores(pairing: str, seed: int):
     """(implant keystore, host keystore) for a ``pairing`` setting.
 
-    ``""``: a fresh pairing made in this process, shared by the session's two sides (the demo);
-    a directory: ``implant.json`` and ``host.json`` there, made by ``neurolace link pair DIR``.
+    ``""``: a fresh pairing made in this process, shared by the session's two sides (the demo), or,
+    when :data:`LINK_PAIRING_ENV` is set, the run's pairing directory it names; a directory:
+    ``implant.json`` and ``host.json`` there, made by ``neurolace link pair DIR``.
     """
+    import os
+
     from neurolace.link.keys import Keystore, ephemeral_pairing
 
+    if not pairing and os.environ.get(LINK_PAIRING_ENV):
+        pairing = os.environ[LINK_PAIRING_ENV]
     if not pairing:
         with _EPHEMERAL_LOCK:
             if seed not in _EPHEMERAL:
@@ -72,6 +83,18 @@ def link_keystores(pairing: str, seed: int):
         raise InvalidInputError(f"pairing directory {directory} lacks {', '.join(missing)}; "
                                 f"make them with `neurolace link pair {directory}`")
     return Keystore.load(files[0]), Keystore.load(files[1])
+
+
+def write_run_pairing(directory: str | Path) -> Path:
+    """Pair a fresh implant and host for one run and save them in ``directory`` (0600 keystores)."""
+    from neurolace.link.keys import ephemeral_pairing
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    implant, host = ephemeral_pairing()
+    implant.save(directory / "implant.json")
+    host.save(directory / "host.json")
+    return directory
 
 
 def encode_features(features: Any) -> bytes:
