@@ -58,6 +58,8 @@ import numpy as np
 
 from neurolace.core.checks import check_int, check_nonnegative, check_positive
 from neurolace.core.errors import InvalidInputError
+from neurolace.link.frames import HEADER_BYTES
+from neurolace.link.noise import TAG_BYTES
 
 __all__ = [
     "DROP_REASONS",
@@ -69,7 +71,7 @@ __all__ = [
 
 #: bytes every frame costs beyond its payload: the 28-byte link header (``frames.HEADER_BYTES``) and the
 #: 16-byte AEAD tag (``noise.TAG_BYTES``), written out so the governor imports nothing of the crypto
-FRAME_OVERHEAD_BYTES = 28 + 16
+FRAME_OVERHEAD_BYTES = HEADER_BYTES + TAG_BYTES
 
 #: why raw channel-ticks were not sent: the link's nominal budget had no room ("budget"), or it had
 #: room that the loss backoff took away ("backoff")

@@ -353,8 +353,8 @@ class HostLinkSide(_Side):
 
     def status(self) -> np.ndarray:
         """The link's health now, in :data:`LINK_STATUS_FIELDS` order."""
-        rejected = self.endpoint.stats()["rejected_total"] + sum(self.handshake_refusals.values())
-        rekeys = 0 if self.session is None else self.session.report()["rekeys_received"]
+        rejected = sum(self.endpoint.rejected.values()) + sum(self.handshake_refusals.values())
+        rekeys = 0 if self.session is None else self.session.rekeys_received
         n = len(self.uplink_bytes)
         rate = sum(self.uplink_bytes) / (n * self.settings.loop_s) if n else 0.0
         return np.array([self.counts["delivered_bins"], self.counts["missing_bins"], self.counts["late_bins"],

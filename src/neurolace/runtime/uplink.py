@@ -51,9 +51,9 @@ from neurolace.codec.stream import StreamDecoder, StreamEncoder
 from neurolace.core.checks import check_array, check_int, check_positive
 from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.core.events import SpikeEvents
-from neurolace.link.frames import MAX_BODY_BYTES, StreamType
+from neurolace.link.endpoint import MAX_PAYLOAD_BYTES
+from neurolace.link.frames import StreamType
 from neurolace.link.governor import BandwidthGovernor
-from neurolace.link.noise import TAG_BYTES
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -65,8 +65,6 @@ __all__ = [
     "adc_value_table",
 ]
 
-#: the largest plaintext payload one sealed frame carries (its body holds the AEAD tag too)
-MAX_PAYLOAD_BYTES = MAX_BODY_BYTES - TAG_BYTES
 _EVENT = np.dtype([("channel", "<u2"), ("offset", "<u2")])
 _RAW_PREFIX = struct.Struct("<HH")
 _MAX_OFFSET = 0xFFFF

@@ -494,6 +494,7 @@ class LiveSession:
         target_latest = subscriptions.latest.get(streams.target) if streams.target else None
         score_latest = subscriptions.latest.get(streams.score) if streams.score else None
         link_latest = subscriptions.latest.get(streams.link) if streams.link else None
+        from neurolace.runtime.secure_link import LINK_STATUS_FIELDS
         while not self._feed_stop.is_set():
             message = subscriptions.trigger.get(timeout_s=0.1)
             if message is None:
@@ -519,8 +520,6 @@ class LiveSession:
             if score_latest is not None and (score := score_latest.latest()) is not None:
                 self._score = [int(score.payload[0]), int(score.payload[1]), float(score.payload[2])]
             if link_latest is not None and (link := link_latest.latest()) is not None:
-                from neurolace.runtime.secure_link import LINK_STATUS_FIELDS
-
                 self._link = {name: float(value) for name, value in zip(LINK_STATUS_FIELDS, link.payload)}
             if self._last_features is not None:
                 self._make_frame(message.received_ns or now_ns())
