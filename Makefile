@@ -9,12 +9,13 @@ PIP := $(PY) -m pip
 STAMP_DEMO := $(VENV)/.stamp-demo
 STAMP_TEST := $(VENV)/.stamp-test
 
-.PHONY: demo test bench system-deps clean help
+.PHONY: demo test bench sbom system-deps clean help
 
 help:
 	@echo "make demo   - create .venv, install neurolace, run the simulated session"
 	@echo "make test   - install test extras and system packages, run the whole test suite"
 	@echo "make bench  - run the benchmarks (tables printed, JSON in bench-results/)"
+	@echo "make sbom   - write a CycloneDX SBOM of the installed dependencies to sbom.cdx.json"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,12 @@ test: $(STAMP_TEST) system-deps
 
 bench: $(STAMP_TEST)
 	$(PY) -m benchmarks
+
+# the SBOM lists what `make test` installs (every extra), so it covers what users run
+SBOM ?= sbom.cdx.json
+sbom: $(STAMP_TEST)
+	$(VENV)/bin/cyclonedx-py environment --of JSON --output-reproducible -o $(SBOM) $(PY)
+	@echo "wrote $(SBOM)"
 
 clean:
 	rm -rf $(VENV) bench-results .pytest_cache
