@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from neurolace.core.checks import check_int
 from neurolace.core.errors import InvalidInputError
 from neurolace.link.errors import REJECT_REASONS, AuthenticationError, LinkError
-from neurolace.link.frames import MAX_BODY_BYTES, FrameReader, StreamType, build_header
+from neurolace.link.frames import MAX_BODY_BYTES, FrameReader, StreamType, pack_header
 from neurolace.link.session import SEAL_OVERHEAD_BYTES, Sealer
 
 __all__ = ["MAX_PAYLOAD_BYTES", "Delivered", "LinkEndpoint"]
@@ -155,10 +155,11 @@ class LinkEndpoint:
             raise InvalidInputError(
                 f"payload of {len(payload)} bytes is above the {limit}-byte maximum of a frame"
             )
-        sample_clock = check_int(sample_clock, "sample_clock", minimum=-(2**63), maximum=2**63 - 1)
+        if type(sample_clock) is not int or not -(2**63) <= sample_clock < 2**63:  # the common case, checked fast
+            sample_clock = check_int(sample_clock, "sample_clock", minimum=-(2**63), maximum=2**63 - 1)
         sequence = self._sequence_for(stream)
         body_length = len(payload) + SEAL_OVERHEAD_BYTES if sealed else len(payload)
-        header = build_header(stream, sequence, sample_clock, body_length)
+        header = pack_header(stream, sequence, sample_clock, body_length)
         if sealed:
             body = self._sealer.seal(sequence, header, payload)
             if len(body) != body_length:

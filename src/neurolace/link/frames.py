@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from neurolace.core.checks import check_int
@@ -43,6 +43,7 @@ __all__ = [
     "FrameReader",
     "StreamType",
     "build_header",
+    "pack_header",
     "parse_frame",
 ]
 
@@ -108,14 +109,22 @@ def build_header(
     -------
     header : bytes, length :data:`HEADER_BYTES`
     """
-    fields = _FIELDS.pack(
-        FRAME_SYNC,
-        check_int(version, "version", minimum=0, maximum=0xFF),
+    return pack_header(
         check_int(stream, "stream", minimum=0, maximum=0xFF),
         check_int(sequence, "sequence", minimum=0, maximum=2**64 - 1),
         check_int(sample_clock, "sample_clock", minimum=-(2**63), maximum=2**63 - 1),
         check_int(body_length, "body_length", minimum=0, maximum=2**32 - 1),
+        check_int(version, "version", minimum=0, maximum=0xFF),
     )
+
+
+def pack_header(stream: int, sequence: int, sample_clock: int, body_length: int,
+                version: int = LINK_VERSION) -> bytes:
+    """:func:`build_header` for values already checked (the endpoint's send path: one frame a bin per stream).
+
+    No range checks: ``struct`` still refuses a value that does not fit its field.
+    """
+    fields = _FIELDS.pack(FRAME_SYNC, version, stream, sequence, sample_clock, body_length)
     return fields + _CRC.pack(zlib.crc32(fields))
 
 
@@ -142,9 +151,13 @@ class Frame:
     sequence: int
     sample_clock: int
     body: bytes
+    #: the header as received (a parsed frame keeps it, so opening it does not rebuild it)
+    header: bytes | None = field(default=None, compare=False, repr=False)
 
     def header_bytes(self) -> bytes:
         """The 28-byte header of this frame (the AEAD associated data of a sealed frame)."""
+        if self.header is not None:
+            return self.header
         return build_header(
             self.stream, self.sequence, self.sample_clock, len(self.body), version=self.version
         )
@@ -223,7 +236,7 @@ def parse_frame(data: bytes) -> Frame:
         raise FrameError("truncated", f"frame declares a {body_length}-byte body, {present} present")
     if len(data) > end:
         raise FrameError("garbage", f"{len(data) - end} bytes after the frame")
-    return Frame(version, StreamType(stream), sequence, sample_clock, data[HEADER_BYTES:])
+    return Frame(version, StreamType(stream), sequence, sample_clock, data[HEADER_BYTES:], data[:HEADER_BYTES])
 
 
 class FrameReader:
@@ -404,8 +417,9 @@ class FrameReader:
                 if refusal is not None:
                     self._refuse(refusal)
                 else:
+                    header = bytes(view[position : position + HEADER_BYTES])
                     body = bytes(view[position + HEADER_BYTES : end])
-                    frames.append(Frame(version, StreamType(stream), sequence, sample_clock, body))
+                    frames.append(Frame(version, StreamType(stream), sequence, sample_clock, body, header))
                 if resume < end:  # a header may begin in the body's last bytes: look again with more
                     recheck = resume
                 position, scan_from = end, _SCAN_START
