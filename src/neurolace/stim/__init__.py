@@ -1,0 +1,32 @@
+"""Intracortical microstimulation: pulse trains, the safety envelope, the implant-side interlock.
+
+One capability: describing stimulation (:mod:`~neurolace.stim.pulses`), judging it
+against published safety limits (:mod:`~neurolace.stim.envelope`) and letting only
+signed, fresh, in-envelope commands reach a stimulator (:mod:`~neurolace.stim.interlock`).
+See docs/stimulation.md.
+"""
+
+from neurolace.stim.errors import CommandError, PatternError
+from neurolace.stim.materials import MATERIAL_NAMES, MATERIALS, Material
+from neurolace.stim.pulses import (
+    PATTERN_FIELDS,
+    Electrode,
+    PulseTrain,
+    StimPattern,
+    load_pattern,
+    pattern_from_dict,
+)
+
+__all__ = [
+    "MATERIALS",
+    "MATERIAL_NAMES",
+    "PATTERN_FIELDS",
+    "CommandError",
+    "Electrode",
+    "Material",
+    "PatternError",
+    "PulseTrain",
+    "StimPattern",
+    "load_pattern",
+    "pattern_from_dict",
+]
