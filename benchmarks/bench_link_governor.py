@@ -21,8 +21,9 @@ sample for sample against the implant's codes, and every 5 ticks (100 ms) an ack
   where they alone exceed a tick's budget: they go anyway) and the effective budget the loss
   backoff settled on.
 
-Two feature sets: the chain's full bin (crossing counts and spike-band power per channel:
-2 x 1024 float32 = 8,192 bytes a tick, 3.3 Mbit/s) and counts alone (1024 float32, 1.6 Mbit/s).
+Two feature sets, in the FEATURES layout (:func:`neurolace.runtime.uplink.encode_features`): the
+chain's full bin (crossing counts as uint8 and spike-band power as float16 per channel: 3,074 bytes a
+tick, 1.2 Mbit/s) and counts alone (1,026 bytes, 0.4 Mbit/s).
 """
 
 from __future__ import annotations
@@ -212,10 +213,11 @@ def run(quick: bool = False) -> dict:
                         f"{cell['effective_budget_kbps']:.0f}",
                     ]
                 )
-        features_kbps = (4 * n_features + FRAME_OVERHEAD_BYTES) * 8 / 1000 / TICK_S
+        bin_bytes = 2 + N_CHANNELS + 2 * (n_features - N_CHANNELS)  # encode_features: u16, uint8 counts, f16 SBP
+        features_kbps = (bin_bytes + FRAME_OVERHEAD_BYTES) * 8 / 1000 / TICK_S
         table(
             f"governor, {N_CHANNELS} channels, {len(products['ticks'])} ticks; features = {name} "
-            f"({n_features} float32 a bin, {features_kbps:.0f} kbit/s with its frame). bins, events: "
+            f"({bin_bytes} bytes a bin, {features_kbps:.0f} kbit/s with its frame). bins, events: "
             f"fraction delivered; raw sent / raw dec: channels a tick sent / decoded at the host (groups "
             f"of 16, resync every {RESYNC_FRAMES} frames); raw %: decoded share of the array's raw rate; "
             f"kbit/s: frames sent; overrun: share of ticks where features + events alone exceed the "

@@ -423,8 +423,10 @@ def test_receiver_refuses_payloads_without_their_layout():
     from neurolace.runtime.uplink import UplinkReceiver
 
     receiver = UplinkReceiver(n_channels=8, n_features=3, group_size=8)
-    with pytest.raises(FormatError, match="not whole bins of 3 float32"):
-        receiver.receive(StreamType.FEATURES, bytes(10), 0)
+    with pytest.raises(FormatError, match="does not hold 10 uint8 then float16"):
+        receiver.receive(StreamType.FEATURES, bytes([10, 0, 0, 0]), 0)
+    with pytest.raises(FormatError, match="holds 4 values, not one bin of 3"):
+        receiver.receive(StreamType.FEATURES, bytes([4, 0, 1, 2, 3, 4]), 0)
     with pytest.raises(FormatError, match="not whole"):
         receiver.receive(StreamType.EVENTS, bytes(3), 0)
     with pytest.raises(FormatError, match="names channel 9 of 8"):

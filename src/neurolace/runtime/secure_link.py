@@ -31,6 +31,7 @@ from neurolace.core.checks import check_positive
 from neurolace.core.errors import FormatError, InvalidInputError
 from neurolace.core.features import missing_bin
 from neurolace.core.random import SeedLike, check_rng
+from neurolace.runtime.uplink import decode_features, encode_features
 
 __all__ = [
     "LINK_PAIRING_ENV",
@@ -95,33 +96,6 @@ def write_run_pairing(directory: str | Path) -> Path:
     implant.save(directory / "implant.json")
     host.save(directory / "host.json")
     return directory
-
-
-def encode_features(features: Any) -> bytes:
-    """One feature bin as the implant sends it: a u16 count ``k``, then ``k`` uint8, then float16.
-
-    The first ``k`` features are the longest prefix of whole numbers 0-255 (threshold
-    crossings per bin), sent exactly as uint8; the rest (spike-band power) as float16
-    (relative error below 5e-4). 1024 channels of crossings and power: 3 kB a bin,
-    1.2 Mbit/s at 50 bins/s, inside a BLE 2M PHY link (float32 would need 3.3 Mbit/s).
-    """
-    values = np.asarray(features, dtype=np.float64).ravel()
-    whole = (values >= 0) & (values <= 255) & (values == np.round(values))
-    k = min(int(values.size if whole.all() else np.argmin(whole)), 0xFFFF)
-    return k.to_bytes(2, "little") + values[:k].astype(np.uint8).tobytes() + values[k:].astype("<f2").tobytes()
-
-
-def decode_features(payload: bytes) -> np.ndarray:
-    """The bin :func:`encode_features` sent, float32; a malformed payload is a :class:`FormatError`."""
-    if len(payload) < 2:
-        raise FormatError(f"a features payload has a 2-byte count first, got {len(payload)} bytes")
-    k = int.from_bytes(payload[:2], "little")
-    rest = len(payload) - 2 - k
-    if rest < 0 or rest % 2:
-        raise FormatError(f"features payload of {len(payload)} bytes does not hold {k} uint8 then float16 values")
-    counts = np.frombuffer(payload, dtype=np.uint8, count=k, offset=2).astype(np.float32)
-    power = np.frombuffer(payload, dtype="<f2", offset=2 + k).astype(np.float32)
-    return np.concatenate([counts, power])
 
 
 @dataclass(frozen=True)
