@@ -87,13 +87,14 @@ def test_every_login_runs_the_key_derivation_once_with_the_same_work(tmp_path, m
     store.create_user("with-pw", "clinician", password="a long password")
     store.create_user("without-pw", "clinician")
     calls = []
-    real = hashlib.pbkdf2_hmac
+    real = hashlib.scrypt
 
-    def spy(name, password, salt, iterations, *rest):
-        calls.append(iterations)
-        return real(name, password, salt, iterations, *rest)
+    def spy(password, *, salt, n, r, p, **rest):
+        calls.append((n, r, p))
+        return real(password, salt=salt, n=n, r=r, p=p, **rest)
 
-    monkeypatch.setattr(auth.hashlib, "pbkdf2_hmac", spy)
+    monkeypatch.setattr(auth.hashlib, "scrypt", spy)
+    monkeypatch.setattr(auth.hashlib, "pbkdf2_hmac", lambda *a: calls.append("pbkdf2"))
     for name, password in [("with-pw", "a long password"), ("with-pw", "wrong"), ("without-pw", "anything"),
                            ("nobody", "anything"), ("without-pw", "")]:
         calls.clear()
@@ -101,7 +102,7 @@ def test_every_login_runs_the_key_derivation_once_with_the_same_work(tmp_path, m
             store.login(name, password)
         except AuthError as exc:
             assert exc.reason == "unknown user or wrong password"
-        assert calls == [auth._PBKDF2_ITERATIONS], (name, password, calls)
+        assert calls == [(auth.SCRYPT_N, auth.SCRYPT_R, auth.SCRYPT_P)], (name, password, calls)
 
 
 class FakeClock:

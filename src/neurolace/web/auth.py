@@ -11,19 +11,27 @@ the classic "alg: none" and key-confusion attacks do not apply.
 
 Tokens live at most :data:`MAX_TOKEN_LIFETIME_S` (30 days); a longer, infinite
 or NaN lifetime is refused where it is asked for. :meth:`WebStore.revoke_tokens`
-ends every token of a user issued so far.
+ends every token of a user issued so far; :meth:`WebStore.revoke_token` ends one
+token (logout) by its ``jti``, kept in the store with the token's expiry so the
+set of revoked ids is pruned as they expire.
 
 Passwords (optional: a dev user can live on printed tokens alone) are stored
-as PBKDF2-HMAC-SHA256 with a random salt (:func:`hashlib.pbkdf2_hmac`). Every
-login runs the key derivation once, with or without a password on record and
-for unknown users alike, so its timing does not tell which users exist or
-have passwords. :class:`LoginLimiter` caps failed logins per user name and per
+as scrypt (:func:`hashlib.scrypt`, memory-hard; Percival, 2009, RFC 7914) with
+a random salt, the parameters written in the hash string
+(``scrypt$n=16384,r=8,p=1$<salt hex>$<hash hex>``), so they can be raised
+later without breaking stored hashes. Hashes of the earlier PBKDF2-HMAC-SHA256
+format still verify and are re-hashed with scrypt at the next successful
+login. Every login runs one key derivation, with or without a password on
+record and for unknown users alike (scrypt with the default parameters on a
+dummy salt), so its timing does not tell which users exist or have
+passwords. :class:`LoginLimiter` caps failed logins per user name and per
 client address.
 
 The store is one JSON file, ``users.json``, in the data directory (default
-``./out/web``): users (name, role, participant id, password hash) and
-participants (who may see their data, read by
-:func:`neurolace.web.access.can_view`). Every change is a read-modify-write
+``./out/web``): users (name, role, participant id, password hash),
+participants (who may see their data when no site's consent records govern,
+read by :func:`neurolace.web.access.can_view`) and the ids of single revoked
+tokens with their expiry. Every change is a read-modify-write
 under an exclusive file lock (``users.json.lock``, :func:`fcntl.flock`) ending
 in an atomic rename, so a ``neurolace serve --create-user`` beside a running
 server loses nobody's change; the server notices the new file (inode, size,
@@ -64,9 +72,13 @@ __all__ = [
     "User",
     "WebStore",
     "check_lifetime",
+    "SCRYPT_N",
+    "SCRYPT_P",
+    "SCRYPT_R",
     "check_password",
     "default_data_dir",
     "hash_password",
+    "needs_rehash",
 ]
 
 #: roles a user can have
@@ -79,6 +91,16 @@ MAX_TOKEN_LIFETIME_S = 30 * 24 * 3600.0
 
 _TOKEN_PREFIX = "nl1"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: scrypt cost of new password hashes: N=2**14, r=8, p=1 (16 MiB, about 50 ms on one core; the
+#: interactive-login parameters of Percival's scrypt paper and OWASP's password storage guidance)
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+#: largest scrypt parameters a stored hash may ask for (a hand-edited users.json cannot make a login cost 1 GB)
+_SCRYPT_MAX_MEMORY_BYTES = 256 * 2**20
+_SCRYPT_MAX_P = 16
+_SCRYPT_HASH_BYTES = 32
+#: iterations of the legacy PBKDF2 hashes (verified and migrated, never written)
 _PBKDF2_ITERATIONS = 120_000
 
 
@@ -226,13 +248,63 @@ class TokenSigner:
         return claims
 
 
-def hash_password(password: str, *, iterations: int = _PBKDF2_ITERATIONS) -> str:
-    """``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`` of ``password``."""
+def _scrypt_maxmem(n: int, r: int, p: int) -> int:
+    """Memory limit :func:`hashlib.scrypt` must be given for these parameters (OpenSSL's own accounting)."""
+    return 128 * r * (n + p + 2) + 2**16
+
+
+def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=_scrypt_maxmem(n, r, p),
+                          dklen=_SCRYPT_HASH_BYTES)
+
+
+def _check_scrypt_parameters(n: int, r: int, p: int) -> bool:
+    """Whether ``(n, r, p)`` is a valid scrypt cost no larger than this store computes for one login."""
+    return (n > 1 and n & (n - 1) == 0 and 1 <= r and 1 <= p <= _SCRYPT_MAX_P
+            and 128 * r * (n + p) <= _SCRYPT_MAX_MEMORY_BYTES)
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """``scrypt$n=<n>,r=<r>,p=<p>$<salt hex>$<hash hex>`` of ``password`` (16-byte random salt, 32-byte hash).
+
+    Parameters
+    ----------
+    password : str
+        At least 8 characters.
+    n, r, p : int
+        scrypt's CPU/memory cost (a power of two), block size and parallelism; at least the
+        defaults (:data:`SCRYPT_N`, :data:`SCRYPT_R`, :data:`SCRYPT_P`), at most 256 MiB of memory.
+    """
     if not isinstance(password, str) or len(password) < 8:
         raise InvalidInputError("password must be at least 8 characters")
+    for name, value in (("n", n), ("r", r), ("p", p)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInputError(f"scrypt {name} must be an integer, got {value!r:.40}")
+    if not (_check_scrypt_parameters(n, r, p) and n >= SCRYPT_N and r >= SCRYPT_R and p >= SCRYPT_P):
+        raise InvalidInputError(f"scrypt parameters must be n a power of two >= {SCRYPT_N}, r >= {SCRYPT_R}, "
+                                f"p in [{SCRYPT_P}, {_SCRYPT_MAX_P}], using at most 256 MiB; got n={n}, r={r}, p={p}")
     salt = secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+    digest = _scrypt(password.encode(), salt, n, r, p)
+    return f"scrypt$n={n},r={r},p={p}${salt.hex()}${digest.hex()}"
+
+
+def _parse_hash(stored: str | None) -> tuple[str, tuple[int, ...], bytes, str] | None:
+    """``(scheme, parameters, salt, expected hex)`` of a stored hash, None when it is not a usable one."""
+    try:
+        scheme, parameters_text, salt_hex, expected = (stored or "").split("$")
+        salt = bytes.fromhex(salt_hex)
+        if scheme == "scrypt":
+            fields = dict(item.split("=", 1) for item in parameters_text.split(","))
+            if set(fields) != {"n", "r", "p"}:
+                return None
+            parameters = (int(fields["n"]), int(fields["r"]), int(fields["p"]))
+            return (scheme, parameters, salt, expected) if _check_scrypt_parameters(*parameters) else None
+        if scheme == "pbkdf2_sha256":
+            iterations = int(parameters_text)
+            return (scheme, (iterations,), salt, expected) if 0 < iterations <= 10 * _PBKDF2_ITERATIONS else None
+    except (ValueError, AttributeError):
+        return None
+    return None
 
 
 #: salt of the key derivation run for users without a usable password hash (its result is thrown away)
@@ -240,24 +312,39 @@ _DUMMY_SALT = bytes(16)
 
 
 def check_password(password: str, stored: str | None) -> bool:
-    """Whether ``password`` matches a :func:`hash_password` string (False for users without one).
+    """Whether ``password`` matches a stored hash: scrypt (:func:`hash_password`) or legacy PBKDF2.
 
-    The key derivation runs once on every call, with the stored iterations or,
-    when there is no usable hash, with the default ones on a dummy salt, so the
-    answer takes as long for a user without a password as for a wrong one.
+    One key derivation runs on every call: the stored one, or, when there is no
+    usable hash (unknown user, no password on record, a mangled string), scrypt
+    with the default parameters on a dummy salt, so the answer takes as long for
+    a user without a password as for a wrong one. False for a non-string password.
     """
     candidate = password.encode("utf-8", "replace") if isinstance(password, str) else b""
-    try:
-        scheme, iterations_text, salt_hex, expected = (stored or "").split("$")
-        iterations, salt = int(iterations_text), bytes.fromhex(salt_hex)
-        usable = scheme == "pbkdf2_sha256" and 0 < iterations <= 10 * _PBKDF2_ITERATIONS and isinstance(password, str)
-    except ValueError:
-        usable = False
-    if not usable:
-        hashlib.pbkdf2_hmac("sha256", candidate, _DUMMY_SALT, _PBKDF2_ITERATIONS)
+    parsed = _parse_hash(stored) if isinstance(password, str) else None
+    if parsed is None:
+        _scrypt(candidate, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P)
         return False
-    digest = hashlib.pbkdf2_hmac("sha256", candidate, salt, iterations)
+    scheme, parameters, salt, expected = parsed
+    if scheme == "scrypt":
+        digest = _scrypt(candidate, salt, *parameters)
+    else:
+        digest = hashlib.pbkdf2_hmac("sha256", candidate, salt, parameters[0])
     return hmac.compare_digest(digest.hex(), expected)
+
+
+def needs_rehash(stored: str | None) -> bool:
+    """Whether a stored hash should be replaced at the next successful login.
+
+    True for legacy PBKDF2 hashes and for scrypt hashes weaker than the current
+    defaults; False for None (no password on record) and current scrypt hashes.
+    """
+    if stored is None:
+        return False
+    parsed = _parse_hash(stored)
+    if parsed is None or parsed[0] != "scrypt":
+        return True
+    n, r, p = parsed[1]
+    return n < SCRYPT_N or r < SCRYPT_R or p < SCRYPT_P
 
 
 class LoginLimiter:
@@ -327,7 +414,7 @@ class LoginLimiter:
 
 
 class WebStore:
-    """Users, participants' sharing choices and the token secret, in ``data_dir``.
+    """Users, participants' sharing choices, revoked token ids and the token secret, in ``data_dir``.
 
     Parameters
     ----------
@@ -376,14 +463,16 @@ class WebStore:
 
     def _read(self) -> dict:
         if not self._path.exists():
-            return {"users": {}, "participants": {}}
+            return {"users": {}, "participants": {}, "revoked_tokens": {}}
         try:
             data = json.loads(self._path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidInputError(f"{self._path} is not valid JSON: {exc}") from exc
         if (not isinstance(data, dict) or not isinstance(data.setdefault("users", {}), dict)
-                or not isinstance(data.setdefault("participants", {}), dict)):
-            raise InvalidInputError(f"{self._path} must hold an object with 'users' and 'participants' objects")
+                or not isinstance(data.setdefault("participants", {}), dict)
+                or not isinstance(data.setdefault("revoked_tokens", {}), dict)):
+            raise InvalidInputError(f"{self._path} must hold an object with 'users', 'participants' and "
+                                    "'revoked_tokens' objects")
         return data
 
     def _write(self) -> None:
@@ -484,12 +573,28 @@ class WebStore:
         """The user if ``password`` is theirs; :class:`AuthError` with one message for every failure.
 
         The key derivation runs once whatever the case (unknown user, no
-        password on record, wrong or right password).
+        password on record, wrong or right password). A right password whose
+        hash is legacy PBKDF2 (or weaker scrypt) is re-hashed with the current
+        scrypt parameters (:func:`needs_rehash`), unless the password changed
+        meanwhile.
         """
         record = self._record(name)
-        if not check_password(password, record.get("password") if record else None) or record is None:
+        stored = record.get("password") if record else None
+        if not check_password(password, stored) or record is None:
             raise AuthError("unknown user or wrong password")
+        if needs_rehash(stored):
+            self._rehash(name, stored, hash_password(password))
         return User(name, record["role"], record.get("participant_id"))
+
+    def _rehash(self, name: str, verified: str, rehashed: str) -> None:
+        """Replace user ``name``'s password hash ``verified`` by ``rehashed`` (kept if it changed meanwhile)."""
+
+        def change(data: dict) -> None:
+            record = data["users"].get(name)
+            if isinstance(record, dict) and record.get("password") == verified:
+                record["password"] = rehashed
+
+        self._update(change)
 
     def issue_token(self, user: User, *, lifetime_s: float | None = None, now_s: float | None = None) -> str:
         return self.signer.issue(user, lifetime_s=lifetime_s, now_s=now_s)
@@ -505,14 +610,44 @@ class WebStore:
 
         self._update(change)
 
+    def revoke_token(self, token: str, *, now_s: float | None = None) -> TokenClaims:
+        """End this one token (logout); the user's other tokens stay valid. Returns its claims.
+
+        The token's id (``jti``) is kept with its expiry; ids of tokens that have
+        expired are pruned from the store on every revocation. A token that does
+        not verify (forged, expired) raises :class:`AuthError`.
+        """
+        claims = self.signer.verify(token, now_s=now_s)
+        now_s = time.time() if now_s is None else float(now_s)
+
+        def change(data: dict) -> None:
+            revoked = data["revoked_tokens"]
+            for token_id in [k for k, expires_s in revoked.items()
+                             if not isinstance(expires_s, (int, float)) or expires_s <= now_s]:
+                del revoked[token_id]
+            revoked[claims.token_id] = claims.expires_s
+
+        self._update(change)
+        return claims
+
+    def revoked_token_ids(self) -> dict[str, float]:
+        """Ids of single revoked tokens not yet pruned, with each one's expiry (Unix seconds)."""
+        with self._lock:
+            return dict(self._current()["revoked_tokens"])
+
     def authenticate(self, token: str | None, *, now_s: float | None = None) -> User:
         """The current user behind a valid token (a deleted user, changed role or revocation invalidates it)."""
         claims = self.signer.verify(token, now_s=now_s)
-        record = self._record(claims.subject)
-        if record is None or record.get("role") != claims.role:
+        with self._lock:
+            data = self._current()
+            record = data["users"].get(claims.subject)
+            logged_out = claims.token_id in data["revoked_tokens"]
+        if not isinstance(record, dict) or record.get("role") != claims.role:
             raise AuthError("token no longer valid: the user was removed or changed role")
         if claims.issued_s < float(record.get("tokens_not_before_s", 0.0)):
             raise AuthError("token revoked; log in again")
+        if logged_out:
+            raise AuthError("token revoked (logged out); log in again")
         return User(claims.subject, record["role"], record.get("participant_id"))
 
     def token_expires_s(self, token: str) -> float:
