@@ -22,6 +22,11 @@ What is delayed and why:
   crossing) is complete, so up to ``dead_time_ms`` after it;
 - a feature row is returned once its bin has ended and every event in it is final.
 
+Stimulation blanking (optional, ``blanking=``
+:class:`~neurolace.dsp.blanking.Blanker`): the ADC codes are held across each
+scheduled pulse before both band-passes, and detection waits while the spike
+band still carries the hold's edges; streaming still equals whole.
+
 Memory is bounded by the chunk size plus one noise window, whatever the
 recording length.
 """
@@ -38,6 +43,7 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.core.events import SpikeEvents
 from neurolace.core.features import BinnedFeatures
 from neurolace.core.recording import Recording
+from neurolace.dsp.blanking import Blanker
 from neurolace.dsp.defaults import (
     DEFAULT_BIN_MS,
     DEFAULT_CHUNK_MS,
@@ -172,6 +178,10 @@ class SignalChain:
         spike-band signal instead (cheaper: no second filter).
     sbp_order : int, default 2
     sbp_statistic : {"mean_abs", "mean_square"}, default "mean_abs"
+    blanking : Blanker, optional
+        Stimulation blanking (:mod:`neurolace.dsp.blanking`): codes inside its windows are held
+        before filtering and no crossing is detected while the filter rings; schedule the pulse
+        onsets on it (or with :meth:`schedule_blanking`) before their chunk. None: no blanking.
     """
 
     def __init__(
@@ -197,6 +207,7 @@ class SignalChain:
         sbp_order: int = 2,
         sbp_statistic: str = "mean_abs",
         fractional_bins: bool = False,
+        blanking: Blanker | None = None,
     ) -> None:
         self.fs_hz = check_positive(fs_hz, "fs_hz")
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
@@ -260,6 +271,15 @@ class SignalChain:
         self.sbp = SpikeBandPower(
             self.fs_hz, self.n_channels, bin_ms=bin_ms, statistic=sbp_statistic, fractional_bins=fractional_bins
         )
+        if blanking is not None and (
+            not isinstance(blanking, Blanker) or blanking.n_channels != self.n_channels
+            or blanking.fs_hz != self.fs_hz
+        ):
+            raise InvalidInputError(
+                f"blanking must be a Blanker for {self.n_channels} channels at {self.fs_hz:g} Hz or None, "
+                f"got {blanking!r}"
+            )
+        self.blanking = blanking
         self.counter = CrossingCounter(self.fs_hz, self.n_channels, bin_ms=bin_ms, fractional_bins=fractional_bins)
         self.feature_names = [f"count/ch{index:04d}" for index in range(self.n_channels)] + [
             f"sbp/ch{index:04d}" for index in range(self.n_channels)
@@ -300,6 +320,7 @@ class SignalChain:
             self.detector,
             self.sbp,
             self.counter,
+            self.blanking,
         ):
             if stage is not None:
                 stage.reset()
@@ -327,12 +348,17 @@ class SignalChain:
             Events and feature bins finalized by this block.
         """
         codes = check_chunk(chunk, self.n_channels)
+        start = self._samples_seen
         self._samples_seen += codes.shape[0]
+        if self.blanking is not None:
+            codes = self.blanking._hold(codes)
         if codes.shape[0]:
             self._last_codes = codes[-1:].copy()
         filtered = self.bandpass._process(codes)
         if self.reference is not None:
             self.reference._process(filtered)
+        if self.blanking is not None:
+            self._suppress(filtered, start)
         if self.sbp_bandpass is None:
             sbp_rows = self.sbp._process(filtered)
         else:
@@ -355,6 +381,8 @@ class SignalChain:
             filtered = self.bandpass._process(padding)
             if self.reference is not None:
                 self.reference._process(filtered)
+            if self.blanking is not None:
+                self._suppress(filtered, self._samples_seen)
             parts.append(self._detect(filtered))
         if not self.noise.ready:
             self.noise.finish()
@@ -366,6 +394,19 @@ class SignalChain:
                 )
         parts.append(self._on_recording_clock(self.detector.finish()))
         return self._output(SpikeEvents.concatenate(parts), np.zeros((0, self.n_channels)), final=True)
+
+    def schedule_blanking(self, onset_samples: Any) -> None:
+        """Blank stimulation pulses at ``onset_samples`` (sample indices; see :class:`Blanker.schedule`)."""
+        if self.blanking is None:
+            raise InvalidInputError("this SignalChain has no blanking; build it with blanking=Blanker(...)")
+        self.blanking.schedule(onset_samples)
+
+    def _suppress(self, filtered: np.ndarray, start: int) -> None:
+        """Zero the spike band where detection waits for the blanking (outputs from ``start``), in place."""
+        mask = self.blanking.detection_mask(start, filtered.shape[0], self.delay_samples)
+        if mask.any():
+            filtered[mask] = 0.0
+        self.blanking.forget_before(start + filtered.shape[0], self.delay_samples)
 
     def _current_thresholds(self) -> np.ndarray:
         noise = self.noise.noise_uv
