@@ -6,6 +6,18 @@ signed, fresh, in-envelope commands reach a stimulator (:mod:`~neurolace.stim.in
 See docs/stimulation.md.
 """
 
+from neurolace.stim.envelope import (
+    CERESTIM_R96,
+    RULES,
+    SHANNON_K_CEILING,
+    ElectrodeState,
+    EnvelopeLimits,
+    EnvelopeResult,
+    HardwareRange,
+    SafetyEnvelope,
+    Violation,
+    shannon_k,
+)
 from neurolace.stim.errors import CommandError, PatternError
 from neurolace.stim.materials import MATERIAL_NAMES, MATERIALS, Material
 from neurolace.stim.pulses import (
@@ -18,6 +30,16 @@ from neurolace.stim.pulses import (
 )
 
 __all__ = [
+    "CERESTIM_R96",
+    "RULES",
+    "SHANNON_K_CEILING",
+    "ElectrodeState",
+    "EnvelopeLimits",
+    "EnvelopeResult",
+    "HardwareRange",
+    "SafetyEnvelope",
+    "Violation",
+    "shannon_k",
     "MATERIALS",
     "MATERIAL_NAMES",
     "PATTERN_FIELDS",
