@@ -37,6 +37,8 @@ SUBCOMMAND_MODULES = (
     "neurolace.cli.bench",
     "neurolace.cli.serve",
     "neurolace.cli.report",
+    "neurolace.cli.audit",
+    "neurolace.cli.consent",
 )
 
 EXIT_USAGE = 2

@@ -98,6 +98,7 @@ __all__ = [
     "head_path_for",
     "read_entries",
     "read_head",
+    "verify_head",
     "verify_log",
 ]
 
@@ -301,25 +302,40 @@ def read_entries(path: str | os.PathLike) -> Iterator[tuple[int, dict | None]]:
 
 
 def read_head(path: str | os.PathLike) -> dict:
-    """The signed head of a log (the content of ``audit.head``) as a dict.
-
-    ``path`` is the log (its head file beside it is read) or the head file itself.
+    """A signed head file (``audit.head``, or a copy kept off the site) as a dict; signature not checked.
 
     Raises
     ------
     AuditError
-        There is no head (no checkpoint was written yet) or it is not a head.
+        The file does not exist or is not a head.
     """
-    given = Path(path)
-    head_file = given if given.suffix == ".head" else head_path_for(given)
+    head_file = Path(path)
     try:
         head = json.loads(head_file.read_bytes())
     except FileNotFoundError:
-        raise AuditError(f"no signed head {head_file}: the log has no checkpoint yet") from None
+        raise AuditError(f"no signed head {head_file} (a log has one from its first checkpoint)") from None
     except (ValueError, RecursionError) as exc:
         raise AuditError(f"signed head {head_file} is not JSON: {exc}") from exc
     if not isinstance(head, dict) or set(head) != HEAD_FIELDS:
-        raise AuditError(f"signed head {head_file} must hold the fields {sorted(HEAD_FIELDS)}")
+        raise AuditError(f"signed head {head_file} must hold the fields {', '.join(sorted(HEAD_FIELDS))}")
+    return head
+
+
+def verify_head(log_path: str | os.PathLike, *, public_key_path: str | os.PathLike | None = None) -> dict:
+    """The signed head of the log at ``log_path`` after checking its signature (what to escrow off the site).
+
+    Raises
+    ------
+    AuditError
+        No head yet, or its signature does not verify with the public key
+        (default: ``audit_signing.pub`` beside the log).
+    """
+    log = Path(log_path)
+    head_file = head_path_for(log)
+    head = read_head(head_file)
+    key_path = Path(public_key_path) if public_key_path is not None else log.parent / AUDIT_PUBLIC_KEY_FILE
+    if not _signature_ok(_load_public_key(key_path), head["signature"], _head_message(head)):
+        raise AuditError(f"signed head {head_file} does not verify with the public key {key_path}")
     return head
 
 
