@@ -35,7 +35,9 @@ from neurolace.privacy.vault import MAGIC, EntryMissingError, Vault, keyring_use
 PASSPHRASE = "correct horse battery staple"
 SMALL_N = 2**4  # scrypt cost for tests only (the default is 2**15)
 MARKER = b"CLEAR-TEXT-MARKER-7f3a"
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture
@@ -75,11 +77,7 @@ def install_keyring(monkeypatch, secrets: dict):
         def delete_password(self, service, username):
             secrets.pop((service, username), None)
 
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    monkeypatch.setattr(keyring.core, "_keyring_backend", keyring.get_keyring())
-    yield_back = previous  # restored by the next install (monkeypatch undoes the attribute)
-    return yield_back
+    monkeypatch.setattr(keyring.core, "_keyring_backend", MemoryKeyring())  # undone after the test
 
 
 def chunk_spans(data: bytes) -> list[tuple[int, int]]:
@@ -115,7 +113,9 @@ def test_participant_ids_refused(pid):
         check_participant_id(pid)
 
 
-@pytest.mark.parametrize("name", ["..", ".", "../x", "a/b", "/etc/passwd", ".hidden", "a\\b", "x.partial", "", "a\0b"])
+@pytest.mark.parametrize(
+    "name", ["..", ".", "../x", "a/b", "/etc/passwd", ".hidden", "a\\b", "x.partial", "", "a\0b"]
+)
 def test_entry_names_cannot_leave_the_vault(vault, name):
     with pytest.raises(InvalidInputError, match="vault entry name"):
         check_name(name)

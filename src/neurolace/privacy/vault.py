@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import getpass
+import threading
 import json
 import os
 import struct
@@ -74,6 +74,7 @@ from neurolace.privacy.errors import (
     ShreddedError,
     WrongPassphraseError,
 )
+from neurolace.privacy.locking import locked
 from neurolace.privacy.site import (
     KEYS_DIR,
     PARTIAL_SUFFIX,
@@ -121,6 +122,7 @@ _STREAM_INFO = b"neurolace vault stream v1\x00"
 _SCRYPT_N_RANGE = (2, 1 << 20)
 
 AuditHook = Callable[..., object]
+_SITE_THREAD_LOCK = threading.RLock()
 
 
 class EntryMissingError(PrivacyError, FileNotFoundError):
@@ -231,7 +233,8 @@ def _resolve_passphrase(site_dir: Path, passphrase: str | None) -> str:
         return from_keyring
     raise KeyMissingError(
         f"no passphrase for site {site_dir}: set {PASSPHRASE_ENV}, or keep it in the OS keyring "
-        f"(service {KEYRING_SERVICE!r}, user {keyring_username(site_dir)!r}; pip install 'neurolace[keyring]')"
+        f"(service {KEYRING_SERVICE!r}, user {keyring_username(site_dir)!r}; "
+        f"pip install 'neurolace[keyring]')"
     )
 
 
@@ -321,7 +324,9 @@ class Vault:
         r = check_int(scrypt_r, "scrypt_r", minimum=1, maximum=64)
         p = check_int(scrypt_p, "scrypt_p", minimum=1, maximum=16)
         if (site_dir / SITE_FILE).exists():
-            raise InvalidInputError(f"site {site_dir} already has a vault ({SITE_FILE}); a vault is never replaced")
+            raise InvalidInputError(
+                f"site {site_dir} already has a vault ({SITE_FILE}); a vault is never replaced"
+            )
         passphrase = _resolve_passphrase(site_dir, passphrase)
         make_private_dir(site_dir)
         make_private_dir(site_dir / KEYS_DIR)
@@ -404,16 +409,9 @@ class Vault:
             self.audit(action, actor=actor or _default_actor(), participant_id=participant_id,
                        site=str(self.site_dir), **details)
 
-    @contextlib.contextmanager
-    def _site_lock(self) -> Iterator[None]:
+    def _site_lock(self):
         """Exclusive lock on the site's key operations, across threads and processes."""
-        with open(self.site_dir / (SITE_FILE + ".lock"), "a") as handle:
-            os.chmod(handle.name, 0o600)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return locked(self.site_dir / (SITE_FILE + ".lock"), _SITE_THREAD_LOCK)
 
     def shredded(self) -> list[str]:
         """Participant ids whose data key was destroyed (read from ``site.json`` now)."""
@@ -447,14 +445,18 @@ class Vault:
         pid = check_participant_id(pid)
         with self._site_lock():
             if pid in self.shredded():
-                raise ShreddedError(f"participant {pid} was shredded in site {self.site_dir}; an id is never reused")
+                raise ShreddedError(
+                    f"participant {pid} was shredded in site {self.site_dir}; an id is never reused"
+                )
             path = self._key_path(pid)
             if path.exists():
                 raise InvalidInputError(f"participant {pid} already has a data key in site {self.site_dir}")
             nonce = os.urandom(12)
-            wrapped = self._site_aead.encrypt(nonce, os.urandom(_KEY_BYTES), _DATA_KEY_AD + pid.encode("ascii"))
-            document = {"format": _KEY_FORMAT, "version": 1, "participant_id": pid, "created_ns": time.time_ns(),
-                        "nonce": _b64(nonce), "wrapped": _b64(wrapped)}
+            wrapped = self._site_aead.encrypt(
+                nonce, os.urandom(_KEY_BYTES), _DATA_KEY_AD + pid.encode("ascii")
+            )
+            document = {"format": _KEY_FORMAT, "version": 1, "participant_id": pid,
+                        "created_ns": time.time_ns(), "nonce": _b64(nonce), "wrapped": _b64(wrapped)}
             make_private_dir(self.site_dir / VAULT_DIR / pid)
             write_secret_file(path, json.dumps(document) + "\n", overwrite=False)
         self._audit("key_create", actor=actor, participant_id=pid, key="data")
@@ -463,7 +465,8 @@ class Vault:
         pid = check_participant_id(pid)
         if pid in self.shredded():
             raise ShreddedError(
-                f"participant {pid}'s data key was shredded in site {self.site_dir}: their files can never be read"
+                f"participant {pid}'s data key was shredded in site {self.site_dir}: "
+                f"their files can never be read"
             )
         path = self._key_path(pid)
         try:
@@ -506,7 +509,9 @@ class Vault:
                 raise ShreddedError(f"participant {pid} was already shredded in site {self.site_dir}")
             path = self._key_path(pid)
             if not path.exists():
-                raise KeyMissingError(f"participant {pid} has no data key in site {self.site_dir}; nothing to shred")
+                raise KeyMissingError(
+                    f"participant {pid} has no data key in site {self.site_dir}; nothing to shred"
+                )
             document.setdefault("shredded", []).append(pid)
             write_secret_file(self.site_dir / SITE_FILE, json.dumps(document, indent=1) + "\n")
             size = path.stat().st_size
@@ -577,7 +582,9 @@ class Vault:
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"metadata must be JSON-serialisable: {exc}") from None
         if len(header_bytes) > _MAX_HEADER_BYTES:
-            raise InvalidInputError(f"metadata is too large ({len(header_bytes)} bytes; at most {_MAX_HEADER_BYTES})")
+            raise InvalidInputError(
+                f"metadata is too large ({len(header_bytes)} bytes; at most {_MAX_HEADER_BYTES})"
+            )
         data_key = self._data_key(pid)
         make_private_dir(path.parent)
         return VaultWriter(path, data_key, pid, header_bytes, fsync=fsync, overwrite=overwrite)
@@ -645,7 +652,8 @@ def _read_site_file(site_dir: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise KeyMissingError(
-            f"no vault in site {site_dir} ({path} is missing); create one with `neurolace vault init --site {site_dir}`"
+            f"no vault in site {site_dir} ({path} is missing); "
+            f"create one with `neurolace vault init --site {site_dir}`"
         ) from None
     try:
         document = json.loads(text)
@@ -656,7 +664,9 @@ def _read_site_file(site_dir: Path) -> dict:
             or not isinstance(document.get("shredded", []), list)):
         raise IntegrityError(f"{path} is not a neurolace vault site file")
     if document.get("version") != 1:
-        raise IntegrityError(f"{path}: vault version {document.get('version')!r} is not supported (this reads 1)")
+        raise IntegrityError(
+            f"{path}: vault version {document.get('version')!r} is not supported (this reads 1)"
+        )
     return document
 
 
@@ -697,8 +707,8 @@ class VaultWriter:
             )
         except FileExistsError:
             raise InvalidInputError(
-                f"{self.partial_path} exists: a write of {path.name} was interrupted; read what it holds with "
-                f"reader(..., strict=False) and remove it before writing again"
+                f"{self.partial_path} exists: a write of {path.name} was interrupted; "
+                f"read what it holds with reader(..., strict=False) and remove it before writing again"
             ) from None
         self.chunks = 0
         self.plaintext_bytes = 0
@@ -888,24 +898,27 @@ class VaultReader:
                 return
             (length,) = _LENGTH.unpack(prefix)
             if not _TAG_BYTES <= length <= MAX_CHUNK_BYTES + _TAG_BYTES:
-                self._stop(f"chunk {index} has an impossible length {length} (the file was altered)", size=size)
+                self._stop(f"chunk {index} has an impossible length {length} (the file was altered)",
+                           size=size)
                 return
             ciphertext = self._file.read(length)
             if len(ciphertext) != length:
-                self._stop(f"stream truncated inside chunk {index} ({len(ciphertext)} of {length} bytes)", size=size)
+                self._stop(f"stream truncated inside chunk {index} ({len(ciphertext)} of {length} bytes)",
+                           size=size)
                 return
             plaintext, last = self._open_chunk(index, ciphertext)
             if plaintext is None:
                 self._stop(
-                    f"chunk {index} fails authentication (a flipped bit, chunks reordered, a chunk from another "
-                    f"stream, or a wrong key)", size=size,
+                    f"chunk {index} fails authentication (a flipped bit, chunks reordered, "
+                    f"a chunk from another stream, or a wrong key)", size=size,
                 )
                 return
             self.good_bytes += _LENGTH.size + length
             if last:
                 self.complete = True
                 if self.good_bytes != size:
-                    self._stop(f"{size - self.good_bytes} bytes after the last chunk (chunk {index})", size=size)
+                    self._stop(f"{size - self.good_bytes} bytes after the last chunk (chunk {index})",
+                               size=size)
                 if plaintext:
                     self.chunks_read += 1
                     yield plaintext

@@ -13,6 +13,14 @@ possibly a torn last block, which its checksum rejects) is lost. Reading stops
 at the first block whose magic, length or CRC-32 is wrong and reports what
 follows it (:class:`RecoveryReport`). :func:`record_to_nwb` converts a file to
 NWB (one ``TimeSeries`` per stream) when a run ends.
+
+Into the vault: give :class:`RecordWriter` a :class:`neurolace.privacy.vault.VaultRef` instead
+of a path and the same bytes go into an encrypted vault stream, the file header as chunk 0
+and each block as one sealed, ``fsync``'d chunk, so a killed run still loses at most the
+block being assembled. :func:`read_record`, :func:`recover_record` and
+:func:`record_to_nwb` take a ``VaultRef`` too; the NWB file of a vault record is built in
+memory (h5py on a ``BytesIO``) and stored in the vault, so no clear byte reaches the disk.
+A vault stream decrypted whole (``neurolace vault cat``) is a plain record file.
 """
 
 from __future__ import annotations
@@ -32,10 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from neurolace.core.errors import FormatError, InvalidInputError
+from neurolace.privacy.vault import VaultRef
 from neurolace.runtime.messages import Message, decode, encode
 
-__all__ = ["FILE_MAGIC", "RecordWriter", "RecoveryReport", "next_free_record_path", "read_record", "record_to_nwb",
-           "recover_record"]
+__all__ = ["FILE_MAGIC", "NWB_KIND", "RECORD_KIND", "RecordWriter", "RecoveryReport", "next_free_record_path",
+           "read_record", "record_to_nwb", "recover_record"]
 
 FILE_MAGIC = b"NLREC1\n\x00"
 BLOCK_MAGIC = b"NLBK"
@@ -45,12 +54,25 @@ _LENGTH = struct.Struct("<I")
 MAX_BLOCK_BYTES = 1 << 30
 
 
-def next_free_record_path(path: str | Path) -> Path:
+#: vault stream kinds of a record and of its NWB export
+RECORD_KIND = "record"
+NWB_KIND = "nwb"
+
+
+def next_free_record_path(path: str | Path | VaultRef) -> Path | VaultRef:
     """``path`` if nothing is there, else the first free ``STEM.N.SUFFIX`` beside it (N = 1, 2, ...).
 
     The recorder writes a re-run or a restart of a session to a new numbered file, so the record
-    of an earlier (perhaps crashed) run is never lost.
+    of an earlier (perhaps crashed) run is never lost. A vault entry gets the same numbering
+    among the participant's entries.
     """
+    if isinstance(path, VaultRef):
+        ref, name = path, Path(path.name)
+        candidate, number = ref, 0
+        while candidate.vault.exists(candidate.participant_id, candidate.name):
+            number += 1
+            candidate = ref.vault.ref(ref.participant_id, f"{name.stem}.{number}{name.suffix}")
+        return candidate
     path = Path(path)
     candidate, number = path, 0
     while candidate.exists():
@@ -59,13 +81,54 @@ def next_free_record_path(path: str | Path) -> Path:
     return candidate
 
 
+class _FileSink:
+    """Blocks appended to a plain file (O_APPEND, one write each)."""
+
+    def __init__(self, path: Path, fsync: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        try:  # never truncate: an existing record may be the only copy of a crashed run
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError:
+            raise InvalidInputError(
+                f"record {path} already exists; a record is never overwritten (choose a new path, "
+                f"or see next_free_record_path)"
+            ) from None
+
+    def write(self, data: bytes) -> None:
+        os.write(self._fd, data)  # one write: O_APPEND keeps blocks whole and in order
+        if self.fsync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class _VaultSink:
+    """Blocks sealed as chunks of a vault stream (one chunk each, fsync'd by the vault writer)."""
+
+    def __init__(self, ref: VaultRef, fsync: bool) -> None:
+        self.ref = ref
+        self._writer = ref.vault.writer(
+            ref.participant_id, ref.name, kind=RECORD_KIND, metadata={"format": "neurolace-record"},
+            fsync=fsync,
+        )
+
+    def write(self, data: bytes) -> None:
+        self._writer.write_chunk(data)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class RecordWriter:
     """Append messages to a record file in checksummed blocks.
 
     Parameters
     ----------
-    path : path
-        The file; created (or truncated) on open.
+    path : path or VaultRef
+        The file, created on open (an existing one is refused); or a vault entry
+        (``vault.ref(participant_id, name)``), written as an encrypted stream.
     header : dict
         JSON-serialisable description of the session.
     block_ms : float
@@ -78,28 +141,24 @@ class RecordWriter:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | VaultRef,
         *,
         header: dict | None = None,
         block_ms: float = 100.0,
         block_bytes: int = 4 << 20,
         fsync: bool = True,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.block_ms = float(block_ms)
         self.block_bytes = int(block_bytes)
         self.fsync = bool(fsync)
-        try:  # never truncate: an existing record may be the only copy of a crashed run
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        except FileExistsError:
-            raise InvalidInputError(
-                f"record {self.path} already exists; a record is never overwritten (choose a new path, "
-                f"or see next_free_record_path)"
-            ) from None
+        if isinstance(path, VaultRef):
+            self.path = path
+            self._sink = _VaultSink(path, self.fsync)
+        else:
+            self.path = Path(path)
+            self._sink = _FileSink(self.path, self.fsync)
         text = json.dumps({"format": "neurolace-record", "version": 1, **(header or {})}).encode()
-        os.write(self._fd, FILE_MAGIC + _LENGTH.pack(len(text)) + text + _LENGTH.pack(zlib.crc32(text)))
-        self._sync()
+        self._sink.write(FILE_MAGIC + _LENGTH.pack(len(text)) + text + _LENGTH.pack(zlib.crc32(text)))
         self._parts: list[bytes] = []
         self._buffered_bytes = 0
         self._first_ns: int | None = None
@@ -107,10 +166,6 @@ class RecordWriter:
         self.messages = 0
         self.bytes_written = 0
         self._lock = threading.Lock()
-
-    def _sync(self) -> None:
-        if self.fsync:
-            os.fsync(self._fd)
 
     def append(self, message: Message) -> None:
         """Buffer one message; write the block if it is old or big enough."""
@@ -137,8 +192,7 @@ class RecordWriter:
         payload = b"".join(self._parts)
         n_messages = len(self._parts) // 2
         header = _BLOCK.pack(BLOCK_MAGIC, len(payload), n_messages, zlib.crc32(payload), self.blocks)
-        os.write(self._fd, header + payload)  # one write: O_APPEND keeps blocks whole and in order
-        self._sync()
+        self._sink.write(header + payload)
         self.blocks += 1
         self.messages += n_messages
         self.bytes_written += len(header) + len(payload)
@@ -148,11 +202,11 @@ class RecordWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd is None:
+            if self._sink is None:
                 return
             self._write_block()
-            os.close(self._fd)
-            self._fd = None
+            self._sink.close()
+            self._sink = None
 
 
 @dataclass
@@ -193,72 +247,126 @@ class RecoveryReport:
         return text
 
 
-def recover_record(path: str | Path) -> RecoveryReport:
+def recover_record(path: str | Path | VaultRef) -> RecoveryReport:
     """Read every intact block of a record file; stop at the first bad one and report the rest.
 
     The file is memory-mapped and the payloads are views on it, so a long
     raw recording is not copied into memory; do not truncate the file while
     the report is in use (appending, as a running recorder does, is fine).
 
+    ``path`` may be a vault entry (:class:`~neurolace.privacy.vault.VaultRef`): its chunks
+    are authenticated and decrypted in memory, one block each; the stream of a killed run
+    (no last chunk) reads up to its last whole block and says so in ``problem``.
+
     Raises
     ------
     FormatError
         The file header itself is missing or corrupt (nothing can be recovered).
     """
+    if isinstance(path, VaultRef):
+        return _recover_from_vault(path)
     path = Path(path)
     data = _map(path)  # memory-mapped: payloads are views on the file, not copies
-    if data[: len(FILE_MAGIC)] != FILE_MAGIC:
-        raise FormatError(f"{path} is not a neurolace record file (expected it to start with {FILE_MAGIC!r})")
-    offset = len(FILE_MAGIC)
-    if len(data) < offset + 4:
-        raise FormatError(f"{path}: record header is truncated")
-    (length,) = _LENGTH.unpack_from(data, offset)
-    offset += 4
-    text = data[offset : offset + length]
-    if len(text) != length or len(data) < offset + length + 4:
-        raise FormatError(f"{path}: record header is truncated")
-    (crc,) = _LENGTH.unpack_from(data, offset + length)
-    if zlib.crc32(text) != crc:
-        raise FormatError(f"{path}: record header fails its CRC-32 check")
-    header = json.loads(text)
-    offset += length + 4
+    header, offset = _parse_file_header(data, path)
     streams: dict[str, list[Message]] = defaultdict(list)
     blocks = messages = 0
     problem = ""
     while offset < len(data):
-        if len(data) - offset < _BLOCK.size:
-            problem = f"torn block header at byte {offset} ({len(data) - offset} bytes)"
-            break
-        magic, size, count, checksum, index = _BLOCK.unpack_from(data, offset)
-        if magic != BLOCK_MAGIC:
-            problem = f"bad block magic at byte {offset}"
-            break
-        if index != blocks:
-            problem = f"block {blocks} expected at byte {offset}, found index {index}"
-            break
-        if size > MAX_BLOCK_BYTES or offset + _BLOCK.size + size > len(data):
-            problem = f"block {index} at byte {offset} is truncated (needs {size} payload bytes)"
-            break
-        payload = memoryview(data)[offset + _BLOCK.size : offset + _BLOCK.size + size]
-        if zlib.crc32(payload) != checksum:
-            problem = f"block {index} at byte {offset} fails its CRC-32 check"
-            break
-        try:
-            decoded = _split_messages(payload, count)
-        except FormatError as exc:
-            problem = f"block {index} at byte {offset}: {exc}"
+        decoded, end, problem = _parse_block(data, offset, blocks)
+        if problem:
             break
         for message in decoded:
             streams[message.stream].append(message)
         blocks += 1
-        messages += count
-        offset += _BLOCK.size + size
+        messages += len(decoded)
+        offset = end
     return RecoveryReport(
         header=header,
         good_blocks=blocks,
         messages=messages,
         good_bytes=offset,
         discarded_bytes=len(data) - offset,
+        problem=problem,
+        streams=dict(streams),
+    )
+
+
+def _parse_file_header(data, where) -> tuple[dict, int]:
+    """The record's JSON header and the offset of its first block; FormatError naming ``where``."""
+    if data[: len(FILE_MAGIC)] != FILE_MAGIC:
+        raise FormatError(
+            f"{where} is not a neurolace record file (expected it to start with {FILE_MAGIC!r})"
+        )
+    offset = len(FILE_MAGIC)
+    if len(data) < offset + 4:
+        raise FormatError(f"{where}: record header is truncated")
+    (length,) = _LENGTH.unpack_from(data, offset)
+    offset += 4
+    text = data[offset : offset + length]
+    if len(text) != length or len(data) < offset + length + 4:
+        raise FormatError(f"{where}: record header is truncated")
+    (crc,) = _LENGTH.unpack_from(data, offset + length)
+    if zlib.crc32(text) != crc:
+        raise FormatError(f"{where}: record header fails its CRC-32 check")
+    return json.loads(text), offset + length + 4
+
+
+def _parse_block(data, offset: int, expected_index: int) -> tuple[list[Message], int, str]:
+    """Messages of the block at ``offset``, the offset after it, and "" (or why it is bad)."""
+    if len(data) - offset < _BLOCK.size:
+        return [], offset, f"torn block header at byte {offset} ({len(data) - offset} bytes)"
+    magic, size, count, checksum, index = _BLOCK.unpack_from(data, offset)
+    if magic != BLOCK_MAGIC:
+        return [], offset, f"bad block magic at byte {offset}"
+    if index != expected_index:
+        return [], offset, f"block {expected_index} expected at byte {offset}, found index {index}"
+    if size > MAX_BLOCK_BYTES or offset + _BLOCK.size + size > len(data):
+        return [], offset, f"block {index} at byte {offset} is truncated (needs {size} payload bytes)"
+    payload = memoryview(data)[offset + _BLOCK.size : offset + _BLOCK.size + size]
+    if zlib.crc32(payload) != checksum:
+        return [], offset, f"block {index} at byte {offset} fails its CRC-32 check"
+    try:
+        decoded = _split_messages(payload, count)
+    except FormatError as exc:
+        return [], offset, f"block {index} at byte {offset}: {exc}"
+    return decoded, offset + _BLOCK.size + size, ""
+
+
+def _recover_from_vault(ref: VaultRef) -> RecoveryReport:
+    """:func:`recover_record` of a vault stream: chunk 0 is the file header, each later chunk one block."""
+    streams: dict[str, list[Message]] = defaultdict(list)
+    blocks = messages = good_bytes = 0
+    problem = ""
+    with ref.vault.reader(ref.participant_id, ref.name, strict=False) as reader:
+        chunks = iter(reader)
+        first = next(chunks, None)
+        if first is None:
+            raise FormatError(f"{ref}: the record header is missing ({reader.problem or 'empty stream'})")
+        header, end = _parse_file_header(first, ref)
+        if end != len(first):
+            raise FormatError(f"{ref}: {len(first) - end} stray bytes after the record header")
+        good_bytes = len(first)
+        for chunk in chunks:
+            decoded, end, problem = _parse_block(chunk, 0, blocks)
+            if not problem and end != len(chunk):
+                problem = f"block {blocks}: {len(chunk) - end} stray bytes after it in its chunk"
+            if problem:
+                problem = f"chunk {blocks + 1}: {problem}"
+                break
+            for message in decoded:
+                streams[message.stream].append(message)
+            blocks += 1
+            messages += len(decoded)
+            good_bytes += len(chunk)
+        discarded = reader.discarded_bytes
+        if not problem:
+            problem = reader.problem
+    return RecoveryReport(
+        header=header,
+        good_blocks=blocks,
+        messages=messages,
+        good_bytes=good_bytes,
+        discarded_bytes=discarded,
         problem=problem,
         streams=dict(streams),
     )
@@ -289,8 +397,8 @@ def _split_messages(payload: memoryview, count: int) -> list[Message]:
     return found
 
 
-def read_record(path: str | Path, *, strict: bool = True) -> RecoveryReport:
-    """Read a record file; with ``strict`` raise :class:`FormatError` if any part is damaged."""
+def read_record(path: str | Path | VaultRef, *, strict: bool = True) -> RecoveryReport:
+    """Read a record file or vault entry; with ``strict`` raise :class:`FormatError` if any part is damaged."""
     report = recover_record(path)
     if strict and not report.clean:
         raise FormatError(f"{path}: {report.describe()}; use recover_record to read the intact part")
@@ -353,8 +461,8 @@ def _block_iterator(blocks: list[np.ndarray]):
 
 
 def record_to_nwb(
-    record_path: str | Path,
-    nwb_path: str | Path,
+    record_path: str | Path | VaultRef,
+    nwb_path: str | Path | VaultRef,
     *,
     raw_fs_hz: float = 19531.25,
     session_description: str = "neurolace runtime session",
@@ -368,6 +476,11 @@ def record_to_nwb(
     of 1-D payloads (features, cursor, ...) are stacked one row per message
     with the publish time in seconds since the first message. A companion
     ``node__port__sample_index`` series keeps the source clock of every row.
+
+    Either side may be a vault entry (:class:`~neurolace.privacy.vault.VaultRef`). An NWB
+    file going into the vault is built in memory (h5py on a ``BytesIO``, so the file must
+    fit in memory) and stored as one encrypted stream of kind ``"nwb"``; no clear byte of
+    it is written to disk.
     """
     import datetime as dt
 
@@ -435,8 +548,21 @@ def record_to_nwb(
                 description=index_description,
             )
         )
+    if isinstance(nwb_path, VaultRef):
+        import io
+
+        import h5py
+
+        memory = io.BytesIO()
+        with h5py.File(memory, "w") as h5file, NWBHDF5IO(file=h5file, mode="w") as nwb_io:
+            nwb_io.write(nwbfile)
+        nwb_path.vault.write_bytes(
+            nwb_path.participant_id, nwb_path.name, memory.getbuffer(), kind=NWB_KIND,
+            metadata={"record": getattr(record_path, "name", str(record_path))},
+        )
+        return report
     with atomic_output(nwb_path) as temporary, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not end in '.nwb'", category=UserWarning)
-        with NWBHDF5IO(str(temporary), "w") as io:
-            io.write(nwbfile)
+        with NWBHDF5IO(str(temporary), "w") as nwb_io:
+            nwb_io.write(nwbfile)
     return report

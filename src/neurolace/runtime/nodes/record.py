@@ -1,4 +1,4 @@
-"""The recorder node: every stream it reads goes to a crash-safe record file, then to NWB."""
+"""The recorder node: every stream it reads goes to a crash-safe record file (or the vault), then to NWB."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ class RecorderNode(Node):
     ``streams = "*"`` records every output of the session. At the end of the
     run the file is converted to NWB (``nwb_path``; empty: beside the record
     with the suffix ``.nwb``; ``"none"``: no conversion).
+
+    With ``vault = true`` the record goes into the encrypted vault of the site
+    (``site``; empty: ``$NEUROLACE_SITE_DIR`` or ``./out/site``) as participant
+    ``participant``'s entry named after ``path``'s file name, one sealed chunk per
+    block, and the NWB export goes into the vault too (built in memory). The
+    passphrase comes from ``NEUROLACE_SITE_PASSPHRASE`` or the OS keyring. The
+    site's audit log gets ``record_start`` and ``record_end``.
     """
 
     type_name = "recorder"
@@ -36,14 +43,27 @@ class RecorderNode(Node):
         "raw_fs_hz": Parameter(
             float, 19531.25, "sample rate of raw streams, for NWB timestamps", minimum=1e-6
         ),
+        "vault": Parameter(bool, False, "record into the site's encrypted vault (needs participant)"),
+        "participant": Parameter(str, "", "participant id whose vault holds the record (with vault = true)"),
+        "site": Parameter(str, "", "site directory of the vault ('' : $NEUROLACE_SITE_DIR or ./out/site)"),
     }
 
     def setup(self) -> None:
-        requested = Path(self.params["path"])
-        if requested.is_dir():
+        self.audit = None
+        self.nwb_report = None
+        if self.params["vault"]:
+            requested = self._vault_target()
+        elif self.params["participant"]:
             raise InvalidInputError(
-                f"recorder path {requested} is a directory; expected a record file such as {requested / 'run.nlrec'}"
+                f"recorder {self.name}: participant = {self.params['participant']!r} needs vault = true"
             )
+        else:
+            requested = Path(self.params["path"])
+            if requested.is_dir():
+                raise InvalidInputError(
+                    f"recorder path {requested} is a directory; expected a record file such as "
+                    f"{requested / 'run.nlrec'}"
+                )
         # never overwrite what an earlier run or an earlier instance of this node recorded
         self.path = next_free_record_path(requested)
         if self.path != requested:
@@ -54,7 +74,25 @@ class RecorderNode(Node):
             block_ms=self.params["block_ms"],
             fsync=self.params["fsync"],
         )
-        self.nwb_report = None
+        if self.audit is not None:
+            self.audit.append("record_start", actor=self.actor, participant_id=self.path.participant_id,
+                              name=self.path.name)
+
+    def _vault_target(self):
+        """Open the site's vault (and its audit log); the entry the record goes to."""
+        from neurolace.privacy.audit import AuditLog
+        from neurolace.privacy.site import check_name, check_participant_id, resolve_site_dir
+        from neurolace.privacy.vault import Vault
+
+        if not self.params["participant"]:
+            raise InvalidInputError(f"recorder {self.name}: vault = true needs participant = \"<id>\"")
+        participant = check_participant_id(self.params["participant"])
+        site = resolve_site_dir(self.params["site"] or None)
+        name = check_name(Path(self.params["path"]).name)
+        self.audit = AuditLog.for_site(site)
+        self.actor = f"recorder:{self.context.extra.get('session', '') or 'session'}/{self.name}"
+        vault = Vault.open(site, audit=self.audit.append, actor=self.actor)
+        return vault.ref(participant, name)
 
     def on_message(self, port: str, message: Message) -> None:
         self.writer.append(message)
@@ -65,14 +103,25 @@ class RecorderNode(Node):
     def teardown(self) -> None:
         self.writer.close()
         nwb_path = self.params["nwb_path"]
-        if nwb_path.lower() == "none":
-            return
-        target = Path(nwb_path) if nwb_path else self.path.with_suffix(".nwb")
-        report = record_to_nwb(self.path, target, raw_fs_hz=self.params["raw_fs_hz"])
-        self.nwb_report = {"nwb_path": str(target), "recovery": report.describe()}
+        target = None
+        if nwb_path.lower() != "none":
+            if isinstance(self.path, Path):
+                target = Path(nwb_path) if nwb_path else self.path.with_suffix(".nwb")
+            else:  # a vault entry: the NWB export is an entry beside it
+                stem = Path(nwb_path).name if nwb_path else str(Path(self.path.name).with_suffix(".nwb"))
+                target = next_free_record_path(self.path.vault.ref(self.path.participant_id, stem))
+            report = record_to_nwb(self.path, target, raw_fs_hz=self.params["raw_fs_hz"])
+            self.nwb_report = {"nwb_path": str(target), "recovery": report.describe()}
+        if self.audit is not None:
+            self.audit.append(
+                "record_end", actor=self.actor, participant_id=self.path.participant_id, name=self.path.name,
+                blocks=self.writer.blocks, messages=self.writer.messages,
+                nwb=None if target is None else target.name,
+            )
 
     def summary(self) -> dict:
         return {
+            "vault": bool(self.params["vault"]),
             "record_path": str(self.path),
             "blocks": self.writer.blocks,
             "messages": self.writer.messages,
