@@ -6,6 +6,7 @@ signed, fresh, in-envelope commands reach a stimulator (:mod:`~neurolace.stim.in
 See docs/stimulation.md.
 """
 
+from neurolace.stim.commands import StimCommand, sign_command, verify_command
 from neurolace.stim.envelope import (
     CERESTIM_R96,
     RULES,
@@ -18,7 +19,8 @@ from neurolace.stim.envelope import (
     Violation,
     shannon_k,
 )
-from neurolace.stim.errors import CommandError, PatternError
+from neurolace.stim.errors import CommandError, DriverError, PatternError
+from neurolace.stim.interlock import DeliveredTrain, SimulatedStimDriver, StimInterlock, StimOutcome
 from neurolace.stim.materials import MATERIAL_NAMES, MATERIALS, Material
 from neurolace.stim.pulses import (
     PATTERN_FIELDS,
@@ -44,11 +46,19 @@ __all__ = [
     "MATERIAL_NAMES",
     "PATTERN_FIELDS",
     "CommandError",
+    "DeliveredTrain",
+    "DriverError",
     "Electrode",
     "Material",
     "PatternError",
     "PulseTrain",
+    "SimulatedStimDriver",
+    "StimCommand",
+    "StimInterlock",
+    "StimOutcome",
     "StimPattern",
     "load_pattern",
     "pattern_from_dict",
+    "sign_command",
+    "verify_command",
 ]

@@ -7,9 +7,9 @@ are for input that is not a stimulation pattern or command at all.
 
 from __future__ import annotations
 
-from neurolace.core.errors import InvalidInputError
+from neurolace.core.errors import InvalidInputError, NeurolaceError
 
-__all__ = ["CommandError", "PatternError"]
+__all__ = ["CommandError", "DriverError", "PatternError"]
 
 
 class PatternError(InvalidInputError):
@@ -36,4 +36,15 @@ class PatternError(InvalidInputError):
 
 
 class CommandError(InvalidInputError):
-    """Bytes that are not a well-formed, versioned stimulation command."""
+    """Bytes that are not a well-formed, signed, versioned stimulation command.
+
+    ``reason`` says why, one of :data:`neurolace.stim.commands.COMMAND_REFUSALS`.
+    """
+
+    def __init__(self, message: str, *, reason: str = "malformed") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class DriverError(NeurolaceError):
+    """A stimulator driver refused a train (its own hardware check: defence in depth)."""
