@@ -621,8 +621,13 @@ class _Line:
         return self.entry["hash"]
 
 
-def _build_chain(lines: list[_Line], problems: list[AuditProblem]) -> list[_Line]:
-    """Follow the ``prev`` links from the genesis; report where the chain breaks (``deleted``)."""
+def _build_chain(lines: list[_Line], problems: list[AuditProblem], signed) -> list[_Line]:
+    """Follow the ``prev`` links from the genesis; report where the chain breaks (``deleted``).
+
+    Where several entries claim the same predecessor, the one the chain goes on from wins,
+    then one vouched for by a signature (``signed(record)``), then the expected seq, then the
+    nearest line after the predecessor.
+    """
     successors: dict[str, list[_Line]] = {}
     for record in lines:
         successors.setdefault(record.entry["prev"], []).append(record)
@@ -632,9 +637,9 @@ def _build_chain(lines: list[_Line], problems: list[AuditProblem]) -> list[_Line
     head_hash, head_seq, head_line = GENESIS_HASH, -1, 0
     while len(used) < len(lines):
         candidates = [record for record in successors.get(head_hash, ()) if record.line not in used]
-        if candidates:  # prefer the one the chain goes on from, then the expected seq, then the nearest line
+        if candidates:
             chosen = min(candidates, key=lambda r: (
-                r.hash not in referenced, r.seq != head_seq + 1, r.line < head_line, r.line))
+                r.hash not in referenced, not signed(r), r.seq != head_seq + 1, r.line < head_line, r.line))
         else:
             later = [r for r in lines if r.line not in used and r.seq > head_seq]
             if not later:
@@ -759,7 +764,29 @@ def verify_log(
             continue
         lines.append(_Line(number, entry, entry_hash(entry) == entry["hash"]))
 
-    chain = _build_chain(lines, problems)
+    head_file = head_path_for(log_path)
+    head, head_problem = None, None
+    if head_file.exists():
+        try:
+            head = read_head(head_file)
+        except AuditError as exc:
+            head_problem = AuditProblem(None, None, "malformed", str(exc))
+    key_path = Path(public_key_path) if public_key_path is not None else log_path.parent / AUDIT_PUBLIC_KEY_FILE
+    needs_key = (head_file.exists() or expected_head is not None
+                 or any(record.entry["action"] == CHECKPOINT_ACTION for record in lines))
+    public_key = _load_public_key(key_path) if needs_key else None
+    signatures: dict[int, bool] = {}
+
+    def signed(record: _Line) -> bool:
+        """True for a checkpoint whose signature verifies with the public key."""
+        if record.entry["action"] != CHECKPOINT_ACTION:
+            return False
+        if record.line not in signatures:
+            signatures[record.line] = _signature_ok(
+                public_key, record.entry["details"].get("signature"), _checkpoint_message(record.entry))
+        return signatures[record.line]
+
+    chain = _build_chain(lines, problems, signed)
     on_chain = {record.line for record in chain}
     by_hash = {record.hash: record for record in chain}
     for record in lines:
@@ -774,14 +801,10 @@ def verify_log(
     _report_reordered(chain, problems)
 
     checkpoints = [index for index, record in enumerate(chain) if record.entry["action"] == CHECKPOINT_ACTION]
-    head_file = head_path_for(log_path)
-    key_path = Path(public_key_path) if public_key_path is not None else log_path.parent / AUDIT_PUBLIC_KEY_FILE
-    needs_key = bool(checkpoints) or head_file.exists() or expected_head is not None
-    public_key = _load_public_key(key_path) if needs_key else None
     last_signed = -1
     for index in checkpoints:
         record = chain[index]
-        if _signature_ok(public_key, record.entry["details"].get("signature"), _checkpoint_message(record.entry)):
+        if signed(record):
             last_signed = index
         else:
             problems.append(AuditProblem(
@@ -793,13 +816,10 @@ def verify_log(
         problems.append(AuditProblem(first.line, first.seq, "unsigned_tail",
                                      f"{unsigned_tail} entries from here on are covered by no checkpoint"))
 
-    if head_file.exists():
-        try:
-            head = read_head(head_file)
-        except AuditError as exc:
-            problems.append(AuditProblem(None, None, "malformed", str(exc)))
-        else:
-            _check_head(head, head_file.name, public_key, chain, len(raw_lines), problems)
+    if head_problem is not None:
+        problems.append(head_problem)
+    elif head is not None:
+        _check_head(head, head_file.name, public_key, chain, len(raw_lines), problems)
     elif checkpoints:
         problems.append(AuditProblem(None, None, "truncated",
                                      f"{head_file.name} is missing though the log holds checkpoints "
