@@ -33,12 +33,14 @@ SUBCOMMAND_MODULES = (
     "neurolace.cli.detect",
     "neurolace.cli.codec",
     "neurolace.cli.link",
+    "neurolace.cli.stim",
     "neurolace.cli.run",
     "neurolace.cli.bench",
     "neurolace.cli.serve",
     "neurolace.cli.report",
     "neurolace.cli.audit",
     "neurolace.cli.consent",
+    "neurolace.cli.vault",
 )
 
 EXIT_USAGE = 2
