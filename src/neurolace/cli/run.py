@@ -89,6 +89,15 @@ def register(subparsers) -> None:
         "(waveforms at 19.5 kHz -> on-implant chain -> threshold crossings + spike-band power; the demo "
         "preset's) or counts (Poisson counts, the fast mode)",
     )
+    parser.add_argument(
+        "--vault",
+        action="store_true",
+        help="every recorder writes into the site's encrypted vault (needs --participant; the passphrase "
+        "comes from NEUROLACE_SITE_PASSPHRASE or the OS keyring)",
+    )
+    parser.add_argument("--participant", metavar="PID", help="with --vault: whose vault holds the recording")
+    parser.add_argument("--site", metavar="DIR", help="with --vault: the site directory "
+                        "(default: $NEUROLACE_SITE_DIR, else ./out/site)")
     parser.add_argument("--barrier", help=argparse.SUPPRESS)
     parser.add_argument(
         "--measure-after-s",
@@ -113,16 +122,37 @@ def _load(name: str):
     return load_session(path)
 
 
+def _nodes_of_type(session, type_name: str, what_option_does: str) -> list:
+    """The ``type_name`` nodes of ``session``; an error saying what the option needs when there is none."""
+    found = [spec for spec in session.nodes if spec.type_name == type_name]
+    if not found:
+        raise NeurolaceError(
+            f"{what_option_does}, but session {session.name!r} has no {type_name} node; "
+            f"nodes: {[spec.name for spec in session.nodes]}"
+        )
+    return found
+
+
 def _set_feature_path(session, path: str) -> None:
     """``--path``: every ``sim_participant`` node of ``session`` emits ``path``'s features."""
-    participants = [spec for spec in session.nodes if spec.type_name == "sim_participant"]
-    if not participants:
-        raise NeurolaceError(
-            f"--path sets the features of a simulated participant, but session {session.name!r} has no "
-            f"sim_participant node; nodes: {[spec.name for spec in session.nodes]}"
-        )
-    for spec in participants:
+    for spec in _nodes_of_type(session, "sim_participant", "--path sets the features of a simulated participant"):
         spec.params["path"] = spec.node_class.parameters["path"].check(path)
+
+
+def _set_vault(session, args) -> None:
+    """``--vault --participant PID --site DIR``: every ``recorder`` node records into the vault."""
+    if not args.vault:
+        if args.participant is not None or args.site is not None:
+            raise NeurolaceError("--participant and --site go with --vault")
+        return
+    if not args.participant:
+        raise NeurolaceError("--vault needs --participant PID (whose vault holds the recording)")
+    for spec in _nodes_of_type(session, "recorder", "--vault records into the vault"):
+        parameters = spec.node_class.parameters
+        spec.params["vault"] = True
+        spec.params["participant"] = parameters["participant"].check(args.participant)
+        if args.site is not None:
+            spec.params["site"] = parameters["site"].check(args.site)
 
 
 def _list_types(as_json: bool) -> int:
@@ -296,6 +326,7 @@ def run_command(args) -> int:
     session = _load(args.session)
     if args.path is not None:
         _set_feature_path(session, args.path)
+    _set_vault(session, args)
     if args.check:
         summary = {
             "session": session.name,
@@ -457,6 +488,8 @@ def _run_processes(args, session, only, duration_s: float) -> dict:
                     "--measure-after-s",
                     repr(args.measure_after_s),
                     *(["--path", args.path] if args.path else []),
+                    *(["--vault", "--participant", args.participant] if args.vault else []),
+                    *(["--site", args.site] if args.vault and args.site else []),
                     "--json",
                 ],
                 stdout=subprocess.PIPE,
