@@ -9,8 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from process_helpers import run_together
 
 from neurolace.core.errors import InvalidInputError
 from neurolace.privacy.audit import (
@@ -168,7 +167,8 @@ def test_missing_log_or_key_is_a_clear_error(tmp_path, logs):
 # -- intact logs -----------------------------------------------------------------------------------
 DETAILS = st.dictionaries(st.text(min_size=1, max_size=6), st.none() | st.booleans() | st.integers()
                           | st.text(max_size=8), max_size=3)
-ENTRIES = st.lists(st.tuples(st.sampled_from(AUDIT_ACTIONS), st.text(min_size=1, max_size=10).filter(str.strip),
+ENTRIES = st.lists(st.tuples(st.sampled_from(AUDIT_ACTIONS),
+                             st.text(min_size=1, max_size=10).filter(str.strip),
                              st.none() | st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True), DETAILS),
                    min_size=0, max_size=10)
 
@@ -188,8 +188,8 @@ def test_an_intact_log_verifies_clean(entries, every, close):
         assert [entry["seq"] for entry in on_disk] == list(range(len(on_disk)))
         assert [entry for entry in on_disk if entry["action"] != CHECKPOINT_ACTION] == written
         assert report.n_entries == len(on_disk)
-        assert report.unsigned_tail == (0 if close else len(on_disk) - 1 - max(
-            [index for index, entry in enumerate(on_disk) if entry["action"] == CHECKPOINT_ACTION], default=-1))
+        checkpoints = [index for index, entry in enumerate(on_disk) if entry["action"] == CHECKPOINT_ACTION]
+        assert report.unsigned_tail == (0 if close else len(on_disk) - 1 - max(checkpoints, default=-1))
 
 
 # -- every edit is caught at its entry ----------------------------------------------------------
@@ -226,7 +226,8 @@ def test_a_deleted_entry_is_reported_at_the_entry_after_the_hole(logs, name, dat
     lines = _lines(logs[name])
     index = data.draw(st.integers(0, len(lines) - 1), label="index")
     report = _verify_edited(logs[name], lines[:index] + lines[index + 1:])
-    kind = "truncated" if index == len(lines) - 1 else "deleted"  # the last line is the signed head's checkpoint
+    # the last line is the checkpoint the signed head names
+    kind = "truncated" if index == len(lines) - 1 else "deleted"
     assert _where(report) == {(index + 1, kind)}, report.problems
 
 
@@ -295,7 +296,8 @@ def test_a_truncated_log_is_reported(logs, name, data):
         (Path(folder) / "audit.log").write_bytes(text[:cut])
         report = verify_log(Path(folder) / "audit.log")
     kept_lines = text[:cut].count(b"\n")
-    assert (kept_lines + (0 if text[:cut].endswith(b"\n") or cut == 0 else 1) + 1, "truncated") in _where(report)
+    n_lines = kept_lines + (0 if text[:cut].endswith(b"\n") or cut == 0 else 1)
+    assert (n_lines + 1, "truncated") in _where(report)
     if cut and not text[:cut].endswith(b"\n") and text[cut:cut + 1] != b"\n":  # a line cut inside
         assert (kept_lines + 1, "malformed") in _where(report)
 
@@ -304,7 +306,8 @@ def test_a_truncated_log_is_reported(logs, name, data):
 @given(kept=st.integers(1, 23))
 def test_cutting_the_last_checkpoint_and_the_tail_is_caught_the_tail_alone_is_unsigned(logs, kept):
     lines = _lines(logs["tail"])  # 20 entries, checkpoints after 6, 12 and 18 of them: 23 lines
-    last_checkpoint = max(index for index, line in enumerate(lines) if json.loads(line)["action"] == "checkpoint")
+    last_checkpoint = max(index for index, line in enumerate(lines)
+                          if json.loads(line)["action"] == CHECKPOINT_ACTION)
     assert (len(lines), last_checkpoint) == (23, 20)
     report = _verify_edited(logs["tail"], lines[:kept])
     if kept <= last_checkpoint:
@@ -312,7 +315,8 @@ def test_cutting_the_last_checkpoint_and_the_tail_is_caught_the_tail_alone_is_un
     else:
         assert report.ok and report.unsigned_tail == kept - 1 - last_checkpoint
         strict = _verify_edited(logs["tail"], lines[:kept], require_signed_tail=True)
-        assert _where(strict) == ({(last_checkpoint + 2, "unsigned_tail")} if kept > last_checkpoint + 1 else set())
+        tail_starts = last_checkpoint + 2
+        assert _where(strict) == ({(tail_starts, "unsigned_tail")} if kept >= tail_starts else set())
 
 
 def test_deleting_the_head_file_is_caught(logs):
@@ -429,14 +433,7 @@ log.close()
 
 def test_two_processes_append_to_one_chain(tmp_path):
     AuditLog(tmp_path / "audit.log").close()  # the key exists before both start
-    workers = [subprocess.Popen([sys.executable, "-c", APPENDER, str(tmp_path / "audit.log"), actor],
-                                stdin=subprocess.PIPE, stderr=subprocess.PIPE) for actor in ("proc_a", "proc_b")]
-    for worker in workers:
-        worker.stdin.write(b"go\n")
-        worker.stdin.flush()
-    for worker in workers:
-        _, error = worker.communicate(timeout=120)
-        assert worker.returncode == 0, error.decode()
+    run_together(APPENDER, [[tmp_path / "audit.log", actor] for actor in ("proc_a", "proc_b")])
     report = verify_log(tmp_path / "audit.log")
     assert report.ok, report.problems
     entries = [entry for _, entry in read_entries(tmp_path / "audit.log")]

@@ -40,7 +40,9 @@ examples:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("audit", help="verify, show and escrow the audit log", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "audit", help="verify, show and escrow the audit log", description=DESCRIPTION
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     verify = actions.add_parser("verify", help="check the chain and signatures; exit 3 on any problem",
                                 description=DESCRIPTION)
@@ -48,7 +50,7 @@ def register(subparsers) -> None:
     verify.add_argument("--public-key", type=Path, metavar="PUB",
                         help="Ed25519 public key, PEM (default: audit_signing.pub beside the log)")
     verify.add_argument("--head", type=Path, metavar="FILE",
-                        help="a head kept off the site ('neurolace audit head' output) the log must still hold")
+                        help="a head kept off the site ('neurolace audit head' output): the log must hold it")
     verify.add_argument("--require-signed-tail", action="store_true",
                         help="report entries after the last checkpoint as a problem")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -61,10 +63,13 @@ def register(subparsers) -> None:
     show.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     show.set_defaults(handler=show_command)
 
-    head = actions.add_parser("head", help="print the signed head for off-site escrow", description=DESCRIPTION)
+    head = actions.add_parser(
+        "head", help="print the signed head for off-site escrow", description=DESCRIPTION
+    )
     head.add_argument("log", type=Path, metavar="LOG", help="the audit log (site/audit.log)")
     head.add_argument("--public-key", type=Path, metavar="PUB",
-                      help="Ed25519 public key that must verify the head (default: audit_signing.pub beside the log)")
+                      help="Ed25519 public key that must verify the head "
+                           "(default: audit_signing.pub beside the log)")
     head.set_defaults(handler=head_command)
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
 
@@ -72,8 +77,8 @@ def register(subparsers) -> None:
 def verify_command(args) -> int:
     from neurolace.privacy.audit import verify_log
 
-    report = verify_log(args.log, public_key_path=args.public_key, require_signed_tail=args.require_signed_tail,
-                        expected_head=args.head)
+    report = verify_log(args.log, public_key_path=args.public_key,
+                        require_signed_tail=args.require_signed_tail, expected_head=args.head)
     if args.json:
         print(json.dumps({"log": str(args.log), **report.to_dict()}))
     else:
@@ -82,7 +87,8 @@ def verify_command(args) -> int:
             seq = f", seq {problem.seq}" if problem.seq is not None else ""
             print(f"{where}{seq}: {problem.kind}: {problem.message}")
         verdict = "intact" if report.ok else f"NOT intact, {len(report.problems)} problem(s)"
-        print(f"{args.log}: {verdict}; {report.n_entries} entries, {report.n_checkpoints} signed checkpoints, "
+        print(f"{args.log}: {verdict}; {report.n_entries} entries, "
+              f"{report.n_checkpoints} signed checkpoints, "
               f"{report.unsigned_tail} entries after the last checkpoint")
     return 0 if report.ok else EXIT_PROBLEMS
 

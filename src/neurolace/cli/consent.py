@@ -41,9 +41,11 @@ def register(subparsers) -> None:
                        ("withdraw", "record that the participant withdraws consent")):
         change = actions.add_parser(verb, help=f"{text} to a purpose", description=DESCRIPTION)
         change.add_argument("participant", metavar="PID", help="participant id")
-        change.add_argument("purpose", metavar="PURPOSE", choices=PURPOSES, help=f"one of {', '.join(PURPOSES)}")
+        change.add_argument("purpose", metavar="PURPOSE", choices=PURPOSES,
+                            help=f"one of {', '.join(PURPOSES)}")
         change.add_argument("--by", required=True, metavar="NAME", help="who records it (your name)")
-        change.add_argument("--note", default="", help="free text kept with the record (e.g. the form's version)")
+        change.add_argument("--note", default="",
+                            help="free text kept with the record (e.g. the form's version)")
         _site_option(change)
         change.set_defaults(handler=change_command, granted=verb == "grant")
     show = actions.add_parser("show", help="the participant's consent now, and its history",
@@ -61,7 +63,9 @@ def _site(args) -> Path:
 
     site = resolve_site_dir(args.site)
     if not site.is_dir():
-        raise InvalidInputError(f"site directory {site} does not exist (give --site DIR or set {SITE_DIR_ENV})")
+        raise InvalidInputError(
+            f"site directory {site} does not exist (give --site DIR or set {SITE_DIR_ENV})"
+        )
     return site
 
 

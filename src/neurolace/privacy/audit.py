@@ -66,6 +66,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -175,7 +176,9 @@ def _key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def _public_pem(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _signature_ok(public_key: Ed25519PublicKey, signature_b64, message: bytes) -> bool:
@@ -198,7 +201,9 @@ def _load_signing_key(key_path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
-        raise AuditError(f"audit signing key {key_path} is not an unencrypted PEM private key: {exc}") from exc
+        raise AuditError(
+            f"audit signing key {key_path} is not an unencrypted PEM private key: {exc}"
+        ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditError(f"audit signing key {key_path} is not an Ed25519 key")
     return key
@@ -208,7 +213,9 @@ def _load_public_key(path: Path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except FileNotFoundError:
-        raise AuditError(f"audit public key {path} not found (give the key the log was signed with)") from None
+        raise AuditError(
+            f"audit public key {path} not found (give the key the log was signed with)"
+        ) from None
     except ValueError as exc:
         raise AuditError(f"audit public key {path} is not a PEM public key: {exc}") from exc
     if not isinstance(key, Ed25519PublicKey):
@@ -271,7 +278,7 @@ def _parse_entry(raw: bytes) -> dict | None:
 
 
 def _reverse_lines(descriptor: int, size: int) -> Iterator[bytes]:
-    """The lines of the first ``size`` bytes of a file, last first (the piece after the last newline first)."""
+    """The lines of the first ``size`` bytes of a file, last first (what follows the last newline first)."""
     position, pending = size, b""
     while position > 0:
         start = max(0, position - _READ_BLOCK_BYTES)
@@ -291,11 +298,9 @@ def read_entries(path: str | os.PathLike) -> Iterator[tuple[int, dict | None]]:
         The log does not exist.
     """
     log_path = Path(path)
-    try:
-        handle = open(log_path, "rb")
-    except FileNotFoundError:
-        raise AuditError(f"audit log {log_path} not found") from None
-    with handle:
+    if not log_path.exists():
+        raise AuditError(f"audit log {log_path} not found")
+    with open(log_path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if raw.strip():
                 yield number, _parse_entry(raw)
@@ -356,7 +361,7 @@ class AuditLog:
     Examples
     --------
     >>> log = AuditLog.for_site("out/site")                                 # doctest: +SKIP
-    >>> log.append("access", actor="dr_lee", participant_id="P001", purpose="clinician_view")  # doctest: +SKIP
+    >>> log.append("access", actor="dr_lee", participant_id="P001")         # doctest: +SKIP
     """
 
     def __init__(
@@ -372,7 +377,8 @@ class AuditLog:
             raise InvalidInputError(f"audit log path {self.path} is a directory")
         self.head_path = head_path_for(self.path)
         self.signing_key_path = (
-            Path(signing_key_path) if signing_key_path is not None else self.path.parent / AUDIT_SIGNING_KEY_FILE
+            Path(signing_key_path) if signing_key_path is not None
+            else self.path.parent / AUDIT_SIGNING_KEY_FILE
         )
         self.public_key_path = self.signing_key_path.with_suffix(".pub")
         if not self.path.parent.exists():
@@ -525,8 +531,9 @@ class AuditLog:
         if action not in AUDIT_ACTIONS:
             raise InvalidInputError(f"audit action must be one of {', '.join(AUDIT_ACTIONS)}; got {action!r}")
         if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ACTOR_CHARS:
-            raise InvalidInputError(f"actor must be a non-empty string of at most {MAX_ACTOR_CHARS} characters, "
-                                    f"got {actor!r}")
+            raise InvalidInputError(
+                f"actor must be a non-empty string of at most {MAX_ACTOR_CHARS} characters, got {actor!r}"
+            )
         if participant_id is not None:
             check_participant_id(participant_id)
         try:
@@ -542,7 +549,7 @@ class AuditLog:
         return entry
 
     def checkpoint(self) -> dict | None:
-        """Append a signed checkpoint now (and update ``audit.head``); None if nothing is new since the last."""
+        """Append a signed checkpoint now and update ``audit.head``; None if nothing is new since the last."""
         with self._locked():
             self._refresh()
             if self._last_seq == self._last_checkpoint_seq or self._last_seq < 0:
@@ -563,7 +570,7 @@ class AuditLog:
                 os.close(descriptor)
         self._descriptor = self._reader = None
 
-    def __enter__(self) -> AuditLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -653,7 +660,8 @@ def _build_chain(lines: list[_Line], problems: list[AuditProblem], signed) -> li
             elif chosen.hash_ok:
                 problems.append(AuditProblem(
                     chosen.line, chosen.seq, "deleted",
-                    f"its prev is not the hash of seq {head_seq}: an entry before it was removed or replaced"))
+                    f"its prev is not the hash of seq {head_seq}: an entry before it was removed or replaced",
+                ))
         chain.append(chosen)
         used.add(chosen.line)
         head_hash, head_line = chosen.hash, chosen.line
@@ -704,7 +712,8 @@ def _check_head(head: dict, name: str, public_key, chain: list[_Line], n_lines: 
         ends = f"ends at seq {last}" if last is not None else "holds no entry"
         problems.append(AuditProblem(
             n_lines + 1, head["seq"], "truncated",
-            f"{name} covers {head['seq'] + 1} entries through the checkpoint at seq {head['seq']}, but the log "
+            f"{name} covers {head['seq'] + 1} entries through the checkpoint at seq {head['seq']}, "
+            "but the log "
             f"{ends}: entries were removed from its end"))
     elif at[0].hash != head["hash"]:
         problems.append(AuditProblem(at[0].line, head["seq"], "edited",
@@ -771,7 +780,8 @@ def verify_log(
             head = read_head(head_file)
         except AuditError as exc:
             head_problem = AuditProblem(None, None, "malformed", str(exc))
-    key_path = Path(public_key_path) if public_key_path is not None else log_path.parent / AUDIT_PUBLIC_KEY_FILE
+    key_path = (Path(public_key_path) if public_key_path is not None
+                else log_path.parent / AUDIT_PUBLIC_KEY_FILE)
     needs_key = (head_file.exists() or expected_head is not None
                  or any(record.entry["action"] == CHECKPOINT_ACTION for record in lines))
     public_key = _load_public_key(key_path) if needs_key else None

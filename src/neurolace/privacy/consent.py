@@ -72,7 +72,9 @@ def _check_text(value, name: str, *, maximum: int, allow_empty: bool) -> str:
 
 def _record_from(raw, path: Path, index: int) -> ConsentRecord:
     if not isinstance(raw, dict) or set(raw) != set(RECORD_FIELDS):
-        raise IntegrityError(f"consent file {path}: record {index} must hold the fields {', '.join(RECORD_FIELDS)}")
+        raise IntegrityError(
+            f"consent file {path}: record {index} must hold the fields {', '.join(RECORD_FIELDS)}"
+        )
     if (raw["purpose"] not in PURPOSES or not isinstance(raw["granted"], bool)
             or not isinstance(raw["time_ns"], int) or isinstance(raw["time_ns"], bool)
             or not isinstance(raw["recorded_by"], str) or not isinstance(raw["note"], str)
@@ -182,7 +184,7 @@ class ConsentRegistry:
         return self._record(pid, purpose, True, recorded_by, note)
 
     def withdraw(self, pid: str, purpose: str, *, recorded_by: str, note: str = "") -> ConsentRecord:
-        """Record that participant ``pid`` withdraws consent to ``purpose``; effective at every reader's next check."""
+        """Record that participant ``pid`` withdraws consent to ``purpose``: every reader's next check refuses."""
         return self._record(pid, purpose, False, recorded_by, note)
 
     def allowed(self, pid: str, purpose: str) -> bool:
@@ -199,7 +201,7 @@ class ConsentRegistry:
         return record is not None and record.granted
 
     def require(self, pid: str, purpose: str, *, actor: str) -> None:
-        """Refuse unless ``pid`` consents to ``purpose`` now; audit the check as ``access`` or ``access_refused``.
+        """Refuse unless ``pid`` consents to ``purpose`` now; audit it as ``access`` or ``access_refused``.
 
         Raises
         ------
