@@ -134,3 +134,59 @@ def test_the_shipped_loop_runs_its_link_ends_in_separate_processes_on_redis(redi
     assert host["handshakes"] == 1 and host["delivered_bins"] > 100
     assert sum(host["endpoint"]["rejected"].values()) == 0
     assert report["nodes"]["task"]["complete"]
+
+
+def _implant_path_through_the_link(loss: float, n_bins: int):
+    """A 32-channel implant path behind SecureLinkSource, every product the implant made kept for checking."""
+    from neurolace.runtime.secure_link import LinkSettings, SecureLinkSource
+    from neurolace.sim.neural_source import ImplantFeatureSource
+    from neurolace.sim.participant import Intention, SimulatedParticipant
+
+    implant = ImplantFeatureSource(SimulatedParticipant(n_channels=32, seed=2), features="both")
+    source = SecureLinkSource(implant, LinkSettings(loss=loss, burst_frames=3.0), seed=4)
+    made, take = [], implant.take_products
+
+    def keep():
+        products = take()
+        made.append(products)
+        return products
+
+    implant.take_products = keep
+    decoded = []
+    source.start(1)
+    intention = Intention(np.array([0.4, 0.1]), 0.0, np.array([0.5, 0.5]))
+    for _ in range(n_bins):
+        rows = source.emit(intention)
+        if source.host.last_raw is not None:
+            decoded.append(source.host.last_raw)
+            source.host.last_raw = None
+    return source, made, decoded, rows
+
+
+def test_the_implant_path_sends_events_and_lossless_raw_beside_the_bins_through_the_governor():
+    source, made, decoded, _ = _implant_path_through_the_link(0.0, 150)
+    report = source.report()
+    host, implant = report["host"], report["implant"]
+    governor = implant["governor"]
+    assert governor["n_channels"] == 32 and implant["endpoint"]["sent_by_stream"]["features"] == host["delivered_bins"]
+    assert governor["sent"]["features_frames"] == governor["ticks"] == implant["endpoint"]["sent_by_stream"]["events"]
+    made_events = sum(p.events.n_spikes for p in made[2:] if p is not None)  # the bins a session carried
+    assert host["events"] > 0 and host["events"] <= sum(p.events.n_spikes for p in made if p is not None)
+    assert host["events"] >= 0.9 * made_events
+    sent_raw = governor["sent"]["raw_channel_ticks"]
+    assert sent_raw > 0 and sent_raw - 8 <= host["raw_channel_ticks"] <= sent_raw  # the last bin's may be on the air
+    assert host.get("raw_undecodable", 0) == 0 and implant["acks"] > 0
+    by_clock = {p.raw_clock: p.raw_codes for p in made if p is not None}
+    assert decoded, "no raw group reached the host"
+    for raw in decoded:  # every decoded group is the implant's codes, sample for sample
+        np.testing.assert_array_equal(raw.samples, by_clock[raw.sample_clock][:, raw.channel_index])
+    assert host["late_bins"] + report["late_for_loop"] <= 2  # raw never pushes a bin past its deadline
+
+
+def test_under_loss_the_governor_backs_off_and_the_bins_still_come_as_missing_not_zeros():
+    source, _, _, _ = _implant_path_through_the_link(0.2, 250)
+    report = source.report()
+    governor = report["implant"]["governor"]
+    assert governor["observations"] > 10 and governor["goodput_estimate"] < 0.97
+    assert governor["dropped"]["budget"] > 0
+    assert report["host"]["missing_bins"] > 10

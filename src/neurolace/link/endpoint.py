@@ -93,6 +93,8 @@ class LinkEndpoint:
         self._refused: Counter = Counter()  # refusals after the reader: opening the body
         self._sealer: Sealer | None = None
         self._next_sequence = 0
+        #: sequence number of the last sealed frame sent (None before the first)
+        self.last_sequence: int | None = None
         self._handshake_sequence = 0
         self.sealer = sealer
         self.sent = self.delivered = 0
@@ -168,6 +170,7 @@ class LinkEndpoint:
                     f"expected {body_length} (payload + {SEAL_OVERHEAD_BYTES}-byte tag)"
                 )
             self._next_sequence = sequence + 1
+            self.last_sequence = sequence
         else:
             body = payload
             self._handshake_sequence += 1

@@ -68,12 +68,13 @@ them.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from neurolace.core.checks import check_array, check_in, check_int, check_nonnegative
 from neurolace.core.errors import InvalidInputError
+from neurolace.core.events import SpikeEvents
 from neurolace.core.random import SeedLike, check_rng, spawn_rngs
 from neurolace.dsp.chain import SignalChain
 from neurolace.dsp.defaults import DEFAULT_NOISE_WINDOW_S
@@ -82,7 +83,7 @@ from neurolace.sim.participant import nuisance_path
 from neurolace.sim.spiking import RATE_FS_HZ
 from neurolace.sim.tuning import TuningModel
 
-__all__ = ["FEATURE_KINDS", "ImplantFeatureSource", "implant_tuning"]
+__all__ = ["FEATURE_KINDS", "ImplantFeatureSource", "ImplantProducts", "implant_tuning"]
 
 #: What :meth:`ImplantFeatureSource.emit` returns: crossings, spike-band power, or both (crossings first).
 FEATURE_KINDS = ("crossings", "sbp", "both")
@@ -115,6 +116,24 @@ def implant_tuning(participant: Any) -> TuningModel:
         np.concatenate([visibility * tuning.speed_gain_hz, zeros]),
         np.concatenate([visibility * tuning.click_gain_hz, zeros]),
     )
+
+
+class ImplantProducts(NamedTuple):
+    """What the implant made in some steps besides the features: its samples and its spike events.
+
+    Attributes
+    ----------
+    raw_codes : ndarray of int16, shape (n_samples, n_channels)
+        The ADC codes, as the chain read them.
+    raw_clock : int
+        Chain sample index of ``raw_codes[0]`` (the events' clock too).
+    events : SpikeEvents
+        Threshold crossings the chain finished over these samples.
+    """
+
+    raw_codes: np.ndarray
+    raw_clock: int
+    events: Any
 
 
 class ImplantFeatureSource:
@@ -218,6 +237,9 @@ class ImplantFeatureSource:
         self._chain: SignalChain | None = None
         noise_window_s = float(options.get("noise_window_s", DEFAULT_NOISE_WINDOW_S))
         self.warmup_s = noise_window_s + 0.2 if warmup_s is None else check_nonnegative(warmup_s, "warmup_s")
+        #: keep each step's ADC codes and spike events for :meth:`take_products` (the link's uplink sets it)
+        self.keep_products = False
+        self._products: list[tuple[int, np.ndarray, Any]] = []
         self._started = False
 
     # -- layout ---------------------------------------------------------------------------------
@@ -302,6 +324,7 @@ class ImplantFeatureSource:
         self._skip_left = self._skip_samples
         self._started = True
         self._feed()
+        self._products.clear()  # the warm-up's samples are the implant's own business
 
     def emit(self, intention: Any) -> np.ndarray:
         """One control bin of features for one intention.
@@ -358,6 +381,22 @@ class ImplantFeatureSource:
             return rows[:, self.n_channels :].copy()
         return rows
 
+    def take_products(self) -> ImplantProducts | None:
+        """The ADC codes and spike events the implant made since the last call (``keep_products`` on).
+
+        Returns
+        -------
+        ImplantProducts or None
+            ``raw_codes`` int16, shape (n_samples, n_channels), from chain sample ``raw_clock``
+            on, and the chain's ``events`` over them; None when nothing was made.
+        """
+        if not self._products:
+            return None
+        parts, self._products = self._products, []
+        raw = parts[0][1] if len(parts) == 1 else np.concatenate([codes for _, codes, _ in parts])
+        events = parts[0][2] if len(parts) == 1 else SpikeEvents.concatenate([part[2] for part in parts])
+        return ImplantProducts(raw, parts[0][0], events)
+
     # -- internals ------------------------------------------------------------------------------
     def _gains(self, n_bins: int) -> np.ndarray:
         """Shared rate gain of every unit per bin, shape (n_bins, 2 n): the Ornstein-Uhlenbeck nuisance."""
@@ -378,7 +417,11 @@ class ImplantFeatureSource:
             self._skip_left -= dropped
         if self.dead_channels.size:
             codes[:, self.dead_channels] = 0
-        data = self._chain.process(codes).features.data
+        clock = self._chain.samples_seen
+        output = self._chain.process(codes)
+        if self.keep_products and codes.shape[0]:
+            self._products.append((clock, codes, output.events))
+        data = output.features.data
         if self._discard_rows:
             dropped = min(self._discard_rows, data.shape[0])
             data = data[dropped:]
