@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import tempfile
@@ -157,5 +156,5 @@ def run(quick: bool = False) -> dict:
         "throughput": throughput,
         "recorder": overhead,
         "quick": quick,
-        "temp_dir_filesystem": os.statvfs(tempfile.gettempdir()).f_fsid,
+        "temp_dir": tempfile.gettempdir(),
     }
