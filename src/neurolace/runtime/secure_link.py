@@ -225,8 +225,10 @@ class ImplantLinkSide(_Side):
     """
 
     def __init__(self, keys, radio, settings: LinkSettings, *, name: str = "implant",
-                 fs_hz: float = 19531.25) -> None:
+                 fs_hz: float = 19531.25, interlock: Any = None) -> None:
         super().__init__(keys, radio, settings, name)
+        self.interlock = interlock  # a stim.StimInterlock: every STIM frame the link opens goes to it
+        self.stim_outcomes: collections.deque = collections.deque(maxlen=256)
         self.queue: collections.deque = collections.deque(maxlen=settings.queue_bins)
         self.queued_dropped = 0
         self._ready = False  # the first bins wait one bin after message 2: the host opens with it
@@ -249,6 +251,9 @@ class ImplantLinkSide(_Side):
             if delivered.stream == StreamType.ACK:
                 self._acknowledged(delivered.payload)
                 continue
+            if delivered.stream == StreamType.STIM:
+                self._stimulate(delivered.payload, now_s)
+                continue
             if delivered.stream != StreamType.HANDSHAKE:
                 continue
             try:
@@ -262,6 +267,15 @@ class ImplantLinkSide(_Side):
             self._acked_delivered = 0
             self.handshakes += 1
             self._send(StreamType.HANDSHAKE, message2, delivered.sample_clock, now_s)
+
+    def _stimulate(self, payload: bytes, now_s: float) -> None:
+        """A STIM frame opened: the interlock (signature, freshness, envelope) decides, never the host."""
+        if self.interlock is None:
+            self.counts["stim_unhandled"] += 1  # this implant has no stimulator: nothing is delivered
+            return
+        outcome = self.interlock.submit(payload, now_ns=round(now_s * 1e9))
+        self.stim_outcomes.append(outcome)
+        self.counts["stim_delivered" if outcome.delivered else f"stim_refused_{outcome.reason}"] += 1
 
     def _acknowledged(self, payload: bytes) -> None:
         """An ack (frames delivered this session, highest sequence): the governor's delivered fraction."""
@@ -374,6 +388,7 @@ class HostLinkSide(_Side):
         self.n_channels = n_channels
         self.n_features: int | None = n_features
         self.receiver = None  # the UplinkReceiver of events and raw, made at the first such frame
+        self.stim_queue: collections.deque = collections.deque()
         self.last_raw = None  # the newest raw channel group decoded (ReceivedRaw)
         self._opened, self._highest = 0, -1
         self.counts: collections.Counter = collections.Counter()
@@ -426,6 +441,16 @@ class HostLinkSide(_Side):
         out.append((sample_clock, features))
         return out
 
+    def send_stim(self, command: bytes) -> None:
+        """Queue a signed stimulation command (:func:`neurolace.stim.commands.sign_command`) for the next bin.
+
+        It goes as a sealed STIM frame once a session is up; the implant's interlock, not
+        this side, decides whether it is delivered.
+        """
+        if not isinstance(command, (bytes, bytearray)):
+            raise InvalidInputError(f"a stimulation command is bytes, got {type(command).__name__}")
+        self.stim_queue.append(bytes(command))
+
     def _products(self, delivered) -> None:
         """A spike-events or raw frame: decoded (and counted) when the array's size is known."""
         if self.receiver is None:
@@ -464,8 +489,12 @@ class HostLinkSide(_Side):
                 self._products(delivered)
         if self.session is None:
             self._handshake(now_s, sample_index)
-        elif self._opened and bin_index % self.settings.ack_bins == 0:
-            self._send(StreamType.ACK, _ACK.pack(self._opened, self._highest), sample_index, now_s)
+        else:
+            while self.stim_queue:
+                self._send(StreamType.STIM, self.stim_queue.popleft(), sample_index, now_s)
+                self.counts["stim_sent"] += 1
+            if self._opened and bin_index % self.settings.ack_bins == 0:
+                self._send(StreamType.ACK, _ACK.pack(self._opened, self._highest), sample_index, now_s)
         return bins, self._air(bin_index)
 
     def status(self) -> np.ndarray:
@@ -480,7 +509,7 @@ class HostLinkSide(_Side):
     def report(self) -> dict:
         counts = {key: int(self.counts[key]) for key in ("delivered_bins", "missing_bins", "late_bins",
                                                          "malformed_bins", "events", "raw_channel_ticks",
-                                                         "malformed_frames", "undecoded_frames")}
+                                                         "malformed_frames", "undecoded_frames", "stim_sent")}
         if self.receiver is not None:
             counts["raw_undecodable"] = int(self.receiver.counts["raw_undecodable"])
         return {**super().report(), **counts}
@@ -508,14 +537,15 @@ class SecureLinkSource:
     """
 
     def __init__(self, source: Any, settings: LinkSettings | None = None, *, seed: SeedLike = 0,
-                 samples_per_bin: float = 390.625) -> None:
+                 samples_per_bin: float = 390.625, interlock: Any = None) -> None:
         from neurolace.runtime.loop import check_feature_source
 
         self.source = check_feature_source(source)
         self.settings = settings or LinkSettings()
         rng = check_rng(seed)
         implant_keys, host_keys = link_keystores(self.settings.pairing, int(rng.integers(2**31)))
-        self.implant = ImplantLinkSide(implant_keys, self.settings.radio(rng, "uplink"), self.settings)
+        self.implant = ImplantLinkSide(implant_keys, self.settings.radio(rng, "uplink"), self.settings,
+                                       interlock=interlock)
         n_channels = getattr(self.source, "n_channels", None)
         self.host = HostLinkSide(host_keys, implant_keys.public_key, self.settings.radio(rng, "downlink"),
                                  self.settings, samples_per_bin=samples_per_bin, n_channels=n_channels,
@@ -548,6 +578,15 @@ class SecureLinkSource:
             return missing_bin(features.size)
         self.late_for_loop += len(bins) - 1
         return np.asarray(bins[-1][1], dtype=np.float64)
+
+    @property
+    def now_ns(self) -> int:
+        """The link's clock (the implant's bin clock), ns: what a command's ``issued_ns`` is read against."""
+        return round(self._bin * self.settings.loop_s * 1e9)
+
+    def stimulate(self, command: bytes) -> None:
+        """Send a signed stimulation command down the link (see :meth:`HostLinkSide.send_stim`)."""
+        self.host.send_stim(command)
 
     def report(self) -> dict:
         """Both sides' counters and the bins the loop could not use."""
