@@ -440,3 +440,25 @@ def test_two_processes_append_to_one_chain(tmp_path):
     assert [entry["seq"] for entry in entries] == list(range(len(entries)))
     for actor in ("proc_a", "proc_b"):
         assert [e["details"]["index"] for e in entries if e["actor"] == actor] == list(range(25))
+
+
+def test_a_forked_child_appends_under_its_own_lock(tmp_path):
+    log = AuditLog(tmp_path / "audit.log", checkpoint_every=4)
+    log.append("login", actor="parent")  # the handles exist before the fork
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        try:
+            for index in range(20):
+                log.append("access", actor="child", index=index)
+        finally:
+            os._exit(0)
+    for index in range(20):
+        log.append("access", actor="parent", index=index)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    log.close()
+    report = verify_log(tmp_path / "audit.log")
+    assert report.ok, report.problems
+    entries = [entry for _, entry in read_entries(tmp_path / "audit.log")]
+    assert [entry["seq"] for entry in entries] == list(range(len(entries)))
+    assert len([e for e in entries if e["actor"] == "child"]) == 20

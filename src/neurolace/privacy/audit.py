@@ -404,6 +404,7 @@ class AuditLog:
             self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, SECRET_FILE_MODE
         )
         self._inode = os.fstat(self._descriptor).st_ino
+        self._pid = os.getpid()
         self._reader = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         self._offset = -1  # nothing known yet: the first refresh scans the tail
 
@@ -491,7 +492,9 @@ class AuditLog:
                 inode = os.stat(self.path).st_ino
             except FileNotFoundError:
                 inode = None
-            if inode != self._inode:  # the log was moved away or replaced: follow the path
+            # a moved or replaced log: follow the path; a forked child: its own handles, since a
+            # flock belongs to the open file the parent shares and would not exclude the parent
+            if inode != self._inode or os.getpid() != self._pid:
                 self._close_descriptors()
                 self._open()
             fcntl.flock(self._descriptor, fcntl.LOCK_EX)
