@@ -257,7 +257,7 @@ def _drive_block(participant: SimulatedParticipant, source: Any, block: BlockRun
                       seed=participant_seed)
     source.start(source_seed)
     while not block.finished:
-        intention = participant.step(block.cursor_xy, block.target)
+        intention = participant.step(block.cursor_xy, block.target, touch=block.loop.touch)
         block.step(source.emit(intention), intention)
     return block.record()
 
@@ -300,6 +300,7 @@ def run_block(
     speed_gain_exponent: float = DEFAULT_SPEED_GAIN_EXPONENT,
     click_speed_scale: float | None = DEFAULT_CLICK_SPEED_SCALE,
     adapter: Any = None,
+    feedback: Any = None,
 ) -> BlockRecord:
     """Run one block of ``duration_s`` with the participant in the loop.
 
@@ -344,6 +345,8 @@ def run_block(
         :class:`~neurolace.runtime.loop.LoopSettings` (closed loop only).
     adapter : ContinuousRecalibration, optional
         Bias correction and recalibration during the block (:mod:`neurolace.decode.adapt`).
+    feedback : SensoryFeedback, optional
+        Closed-loop sensory feedback (:mod:`neurolace.runtime.feedback`); the participant feels its touch.
 
     Returns
     -------
@@ -355,7 +358,7 @@ def run_block(
         speed_gain_exponent=speed_gain_exponent, click_speed_scale=click_speed_scale,
     )
     loop = ClosedLoop(settings, decoder=decoder, click_decoder=click_decoder, observation=observation,
-                      autopilot_control=participant.control, adapter=adapter)
+                      autopilot_control=participant.control, adapter=adapter, feedback=feedback)
     source = CountsSource(participant) if source is None else check_feature_source(source)
     block = BlockRun(task, loop, duration_s=duration_s, n_features=source.n_features, name=name, kind=kind,
                      feature_fault=feature_fault)
@@ -1058,7 +1061,7 @@ def calibrate_session(*, participant: SimulatedParticipant | None = None, source
 
 def run_webgrid(calibration: Calibration, participant: SimulatedParticipant | None = None, *, source: Any = None,
                 settings: LoopSettings | None = None, recalibration: Any = None,
-                driver: str | None = None) -> SessionResult:
+                driver: str | None = None, feedback: Any = None) -> SessionResult:
     """The session's Webgrid blocks with a :class:`Calibration`'s decoders (copies; the calibration is kept).
 
     By default (the calibration's participant and source, its settings, no
@@ -1081,6 +1084,9 @@ def run_webgrid(calibration: Calibration, participant: SimulatedParticipant | No
         Bias correction and continuous recalibration (:mod:`neurolace.decode.adapt`), carried across blocks.
     driver : {"first", "refit"}, optional
         Which decoder (default :attr:`Calibration.driver`).
+    feedback : SensoryFeedback, optional
+        Closed-loop sensory feedback in every Webgrid block (:mod:`neurolace.runtime.feedback`),
+        one path across the blocks (its clock and the envelope's state carry over).
 
     Returns
     -------
@@ -1130,9 +1136,10 @@ def run_webgrid(calibration: Calibration, participant: SimulatedParticipant | No
                                               calibration_click=click, target_radius=0.5 / block_plan.grid_side,
                                               loop_s=settings.loop_s)
         if adapter is not None:
-            loop = ClosedLoop(settings, decoder=adapter.decoder, click_decoder=adapter.click_decoder, adapter=adapter)
+            loop = ClosedLoop(settings, decoder=adapter.decoder, click_decoder=adapter.click_decoder, adapter=adapter,
+                              feedback=feedback)
         else:
-            loop = ClosedLoop(settings, decoder=decoder, click_decoder=click_decoder)
+            loop = ClosedLoop(settings, decoder=decoder, click_decoder=click_decoder, feedback=feedback)
         task = WebgridTask(grid_side=block_plan.grid_side, seed=plan.task_seed(index))
         block = BlockRun(task, loop, duration_s=block_plan.duration_s, n_features=source.n_features,
                          name=block_plan.name, kind="webgrid")

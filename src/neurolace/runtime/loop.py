@@ -27,6 +27,13 @@ neither learns from it (its bias is subtracted, not updated; the recalibration
 records it as unusable) nor sees its features, and the cursor moves by the
 prediction. :attr:`ClosedLoop.missing_bins` counts them per block.
 
+Sensory feedback (optional, ``feedback=``
+:class:`~neurolace.runtime.feedback.SensoryFeedback`): after each task update
+the step's events (cursor on the lit target, a selection) go through the
+feedback encoder to the stimulator; :attr:`ClosedLoop.touch` says whether a
+delivered train told the participant "on the target", for the participant's
+next step. Without it the loop is exactly the vision-only one.
+
 Without a decoder it is the open-loop driver of an observation block
 (``observation="autopilot"``: the computer moves the cursor; ``"intention"``:
 the cursor follows the participant's intention exactly, a perfect decoder).
@@ -222,11 +229,14 @@ class ClosedLoop:
         inferred targets (:class:`~neurolace.decode.adapt.ContinuousRecalibration`). It corrects
         each decoded velocity, sees every step and selection, and may swap in recalibrated
         velocity and click decoders between steps.
+    feedback : SensoryFeedback, optional
+        Task events -> feedback encoder -> stimulator each step (:mod:`neurolace.runtime.feedback`);
+        :attr:`touch` is the step's delivered touch. None: vision only.
     """
 
     def __init__(self, settings: LoopSettings, *, decoder: Any = None, click_decoder: Any = None,
                  observation: str = "autopilot", autopilot_control: Any = None,
-                 allow_no_click: bool = False, adapter: Any = None) -> None:
+                 allow_no_click: bool = False, adapter: Any = None, feedback: Any = None) -> None:
         if not isinstance(settings, LoopSettings):
             raise InvalidInputError(f"settings must be a LoopSettings, got {type(settings).__name__}")
         self.settings = settings
@@ -241,6 +251,9 @@ class ClosedLoop:
         if adapter is not None and decoder is None:
             raise InvalidInputError("an adapter (continuous recalibration) needs a velocity decoder to adapt")
         self.adapter = adapter
+        if feedback is not None and not callable(getattr(feedback, "step", None)):
+            raise InvalidInputError(f"feedback must be a SensoryFeedback, got {type(feedback).__name__}")
+        self.feedback = feedback
         self._speed_gain = None if settings.speed_gain_exponent == 1.0 else settings.speed_gain()
         self._lockout_steps = round(settings.click_lockout_s / settings.loop_s)
         smoothing_s = settings.velocity_smoothing_s
@@ -269,6 +282,9 @@ class ClosedLoop:
             self.adapter.start_block(self.settings.loop_s)
         self._last_features: np.ndarray | None = None
         self._last_raw_velocity = np.zeros(2)
+        self.touch = False
+        if self.feedback is not None:
+            self.feedback.start_block()
         return self
 
     def _call(self, role: str, decoder: Any, function: Any, *args: Any) -> Any:
@@ -404,12 +420,16 @@ class ClosedLoop:
 
         ``time_s`` is the task time at the end of the step.
         """
-        decoded = self.decode(features, intention=intention, target=task.target)
+        target = task.target
+        decoded = self.decode(features, intention=intention, target=target)
         cursor_before = self.cursor_xy.copy()
         self.move(decoded.velocity)
         selection = task.update(time_s, self.cursor_xy, decoded.click)
         if selection is not None:
             self.selected()
+        if self.feedback is not None:
+            self.touch = self.feedback.step(over_target=target is not None and target.contains(self.cursor_xy),
+                                            selected=selection is not None)
         if self.adapter is not None:
             self._adapt(cursor_before, decoded, selection is not None)
         return decoded._replace(selection=selection)

@@ -35,11 +35,15 @@ each default from human data (docs/participant.md lists the sources and ranges):
    one above, whatever ``loop_s``. The decoding noise of a BCI is not added
    here: the Poisson channels produce it.
 5. When the estimate has stayed inside the central part of the target for
-   ``dwell_s`` and the cursor it sees is on the target too, the participant
+   ``dwell_s`` and the cursor it perceives is on the target too, the participant
    attempts a click (still steering at the centre) (a grasp;
    Bacher et al. 2015) until it sees the click take effect (the target
    changes) or ``max_click_s`` passes, then pauses ``click_refractory_s``
-   before trying again.
+   before trying again. "Perceives on the target" is the earliest percept
+   that says so: the seen cursor (``visual_delay_s`` late) or, with sensory
+   feedback, an ICMS "touch" felt ``icms_delay_s`` after the stimulator
+   delivered it (:meth:`SimulatedParticipant.step`'s ``touch``). Without
+   touch the participant is exactly the vision-only one.
 
 Neural model (parameters in :class:`NeuralParameters`): channel ``c`` sees one
 unit-mix whose rate follows the shared :class:`~neurolace.sim.tuning.TuningModel`
@@ -185,6 +189,19 @@ class ControlParameters:
     forward_model_gain : float, default 1.0
         The participant's belief of the cursor gain as a multiple of the true
         one (1.0 = a perfect internal model, as after practice).
+    icms_delay_s : float, default 0.10
+        Delay from an ICMS feedback train (``touch`` in :meth:`SimulatedParticipant.step`)
+        to its percept being used, 20 ms shorter than ``visual_delay_s``. The published
+        comparisons disagree, and this is the favourable end: in monkeys, reaction times to
+        100 µA, 330 Hz single-electrode ICMS of area 2 were slightly faster than to a visual
+        cue, and multi-electrode ICMS (>= 480 µA over 16 electrodes) up to 20 ms faster than
+        a mechanical cue, itself faster than the visual one (Sombeck & Miller 2020, J Neural
+        Eng 17:016013); but ICMS was slower than both tactile and visual cues for a monkey
+        correcting a reach (Godlove, Whaite & Batista 2014, J Neural Eng 11), a human
+        reacted 48 ms slower to ICMS than to intensity-matched vibration although the two
+        felt simultaneous in temporal-order judgements (Christie et al. 2022, Brain
+        Stimul 15), and surface stimulation of human S1 was slower than touch (median 254-528
+        vs 198-313 ms; Caldwell et al. 2019, Sci Rep 9:3292). Used only when touch is given.
     """
 
     loop_s: float = 0.02
@@ -200,13 +217,14 @@ class ControlParameters:
     max_click_s: float = 0.6
     click_refractory_s: float = 0.2
     forward_model_gain: float = 1.0
+    icms_delay_s: float = 0.10
 
     def __post_init__(self) -> None:
         for name in ("loop_s", "max_speed", "slowdown_distance", "max_click_s", "click_zone_fraction",
                      "forward_model_gain"):
             check_positive(getattr(self, name), name)
         for name in ("visual_delay_s", "reaction_time_s", "motor_noise_cv", "motor_noise_floor_sd", "smoothing_s",
-                     "dwell_s", "click_refractory_s"):
+                     "dwell_s", "click_refractory_s", "icms_delay_s"):
             check_nonnegative(getattr(self, name), name)
         if self.reaction_time_s < self.visual_delay_s:
             raise InvalidInputError(
@@ -508,6 +526,8 @@ class SimulatedParticipant:
         self._reaction_steps = round(control.reaction_time_s / control.loop_s)
         self._seen = deque([cursor.copy()] * (self._delay_steps + 1), maxlen=self._delay_steps + 1)
         self._targets: deque = deque([None] * (self._reaction_steps + 1), maxlen=self._reaction_steps + 1)
+        self._icms_steps = round(control.icms_delay_s / control.loop_s)
+        self._touches: deque = deque([False] * (self._icms_steps + 1), maxlen=self._icms_steps + 1)
         self._sent: deque = deque([np.zeros(2)] * max(self._delay_steps, 1), maxlen=max(self._delay_steps, 1))
         self._velocity = np.zeros(2)
         self._planned = np.zeros(2)
@@ -516,7 +536,7 @@ class SimulatedParticipant:
         self._refractory_left_s = 0.0
         self._target_key: tuple | None = None
 
-    def step(self, cursor_xy: Any, target: Any = None) -> Intention:
+    def step(self, cursor_xy: Any, target: Any = None, *, touch: bool | None = None) -> Intention:
         """Advance one control step.
 
         Parameters
@@ -525,6 +545,9 @@ class SimulatedParticipant:
             True cursor position now (the participant sees it ``visual_delay_s`` later).
         target : object with ``center_xy`` and ``width`` (e.g. :class:`neurolace.tasks.Target`), or None
             The lit target now; ``shape`` ("square" or "circle") is used if present.
+        touch : bool, optional
+            Sensory feedback delivered now that says "the cursor is on the target" (an ICMS
+            contact train); felt ``icms_delay_s`` later. None or False: nothing felt (vision only).
 
         Returns
         -------
@@ -533,6 +556,7 @@ class SimulatedParticipant:
         control = self.control
         cursor = np.asarray(cursor_xy, dtype=np.float64)
         self._seen.append(cursor.copy())
+        self._touches.append(bool(touch))
         self._targets.append(None if target is None else (
             tuple(float(v) for v in target.center_xy), float(target.width), getattr(target, "shape", "square")))
         seen = self._seen[0]
@@ -560,7 +584,7 @@ class SimulatedParticipant:
             else:
                 self._refractory_left_s = max(0.0, self._refractory_left_s - control.loop_s)
                 zone = perceived[1] * control.click_zone_fraction
-                seen_inside = _inside(center - seen, perceived[1], perceived[2])
+                seen_inside = _inside(center - seen, perceived[1], perceived[2]) or self._touches[0]
                 if _inside(error, zone, perceived[2]) and seen_inside:
                     self._dwell_s += control.loop_s
                 else:
