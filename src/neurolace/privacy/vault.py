@@ -98,7 +98,9 @@ __all__ = [
     "VaultReader",
     "VaultRef",
     "VaultWriter",
+    "default_actor",
     "keyring_username",
+    "resolve_passphrase",
 ]
 
 MAGIC = b"NLVAULT\x01"
@@ -173,7 +175,8 @@ def keyring_username(site_dir: str | os.PathLike) -> str:
     return str(Path(site_dir).resolve())
 
 
-def _default_actor() -> str:
+def default_actor() -> str:
+    """Who is acting when no one is named: the OS user name (``uid:N`` where it has none)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name in a container without a passwd entry
@@ -220,7 +223,14 @@ def _chunk_ad(stream_id: bytes, index: int, last: bool, header_hash: bytes) -> b
     return stream_id + _INDEX_FLAG.pack(index, int(last)) + header_hash
 
 
-def _resolve_passphrase(site_dir: Path, passphrase: str | None) -> str:
+def resolve_passphrase(site_dir: Path, passphrase: str | None) -> str:
+    """``passphrase``, else ``$NEUROLACE_SITE_PASSPHRASE``, else the OS keyring.
+
+    Raises
+    ------
+    KeyMissingError
+        None of the three gives one (the message names the variable and the keyring entry).
+    """
     if passphrase is not None:
         if not isinstance(passphrase, str) or not passphrase:
             raise InvalidInputError("passphrase must be a non-empty string")
@@ -327,7 +337,7 @@ class Vault:
             raise InvalidInputError(
                 f"site {site_dir} already has a vault ({SITE_FILE}); a vault is never replaced"
             )
-        passphrase = _resolve_passphrase(site_dir, passphrase)
+        passphrase = resolve_passphrase(site_dir, passphrase)
         make_private_dir(site_dir)
         make_private_dir(site_dir / KEYS_DIR)
         make_private_dir(site_dir / VAULT_DIR)
@@ -375,7 +385,7 @@ class Vault:
         """
         site_dir = resolve_site_dir(site_dir)
         document = _read_site_file(site_dir)
-        passphrase = _resolve_passphrase(site_dir, passphrase)
+        passphrase = resolve_passphrase(site_dir, passphrase)
         path = site_dir / SITE_FILE
         kdf, wrap = document["kdf"], document["site_key"]
         try:
@@ -395,7 +405,7 @@ class Vault:
             )
         except InvalidTag:
             if audit is not None:
-                audit("access_refused", actor=actor or _default_actor(), participant_id=None,
+                audit("access_refused", actor=actor or default_actor(), participant_id=None,
                       resource="site_key", reason="wrong passphrase", site=str(site_dir))
             raise WrongPassphraseError(
                 f"the passphrase does not open the vault of site {site_dir} (or {path} was altered)"
@@ -406,7 +416,7 @@ class Vault:
 
     def _audit(self, action: str, *, actor: str | None, participant_id: str | None = None, **details) -> None:
         if self.audit is not None:
-            self.audit(action, actor=actor or _default_actor(), participant_id=participant_id,
+            self.audit(action, actor=actor or default_actor(), participant_id=participant_id,
                        site=str(self.site_dir), **details)
 
     def _site_lock(self):
