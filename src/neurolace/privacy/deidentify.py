@@ -65,6 +65,8 @@ __all__ = [
     "derive_date_offset_days",
     "derive_pseudonym",
     "deidentify_nwb",
+    "DEID_KEY_ENTRY",
+    "participant_secret",
 ]
 
 # -- sources (cited by every entry of DEID_FIELDS) -----------------------------------------------
@@ -179,6 +181,10 @@ _ISO_DURATION = re.compile(
 _OFFSET_LABEL = b"neurolace deidentify date offset v1\x00"
 _PSEUDONYM_LABEL = b"neurolace deidentify pseudonym v1\x00"
 _MIN_SECRET_BYTES = 16
+_SECRET_BYTES = 32
+DEID_KEY_ENTRY = "_deidentify.key"
+"""Vault entry holding a participant's de-identification secret (sealed under their data key)."""
+DEID_KEY_KIND = "deid_key"
 
 
 class IdentifierLeakError(PrivacyError):
@@ -280,6 +286,39 @@ def derive_pseudonym(secret: bytes, participant_id: str) -> str:
     to the id without the site's secret, and the same secret and id always give the same code.
     """
     return "P-" + _keyed_digest(secret, _PSEUDONYM_LABEL, participant_id)[:8].hex().upper()
+
+
+def participant_secret(vault: Any, participant_id: str) -> bytes:
+    """The participant's de-identification secret, kept in the vault (made at the first export).
+
+    32 random bytes in the vault entry :data:`DEID_KEY_ENTRY`, sealed under the participant's
+    data key: it is never in the clear on disk, and shredding the participant destroys it
+    with the rest of their data. Feed it to :func:`derive_date_offset_days` and
+    :func:`derive_pseudonym`.
+
+    Parameters
+    ----------
+    vault : neurolace.privacy.vault.Vault
+        The site's open vault; ``participant_id`` must have a data key in it.
+    participant_id : str
+
+    Raises
+    ------
+    KeyMissingError, ShreddedError
+        The participant has no data key (never added, or shredded).
+    """
+    participant_id = check_participant_id(participant_id)
+    if not vault.exists(participant_id, DEID_KEY_ENTRY):
+        try:
+            vault.write_bytes(participant_id, DEID_KEY_ENTRY, os.urandom(_SECRET_BYTES), kind=DEID_KEY_KIND)
+        except InvalidInputError:
+            if not vault.exists(participant_id, DEID_KEY_ENTRY):
+                raise
+            # another export made it meanwhile: use that one
+    secret = vault.read_bytes(participant_id, DEID_KEY_ENTRY)
+    if len(secret) != _SECRET_BYTES:
+        raise PrivacyError(f"vault entry {participant_id}/{DEID_KEY_ENTRY} is not a de-identification secret")
+    return secret
 
 
 # -- field changes ---------------------------------------------------------------------------------
