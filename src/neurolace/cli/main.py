@@ -41,6 +41,7 @@ SUBCOMMAND_MODULES = (
     "neurolace.cli.audit",
     "neurolace.cli.consent",
     "neurolace.cli.vault",
+    "neurolace.cli.export",
 )
 
 EXIT_USAGE = 2
