@@ -183,3 +183,31 @@ def test_feedback_loop_runs_end_to_end(calibration):
     assert sum(feedback.refused.values()) == 0
     times = [time_s for time_s, _, _ in feedback.log]
     assert times == sorted(times) and times[-1] < 15.0
+
+
+def test_feedback_through_the_signed_interlock():
+    """Every train signed, judged by the implant-side interlock, delivered to the simulated driver."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from neurolace.runtime.feedback import SignedStimulator
+    from neurolace.stim.interlock import SimulatedStimDriver, StimInterlock
+
+    key = Ed25519PrivateKey.generate()
+    driver = SimulatedStimDriver()
+    audited = []
+    interlock = StimInterlock(SafetyEnvelope(), driver, clinician_keys={"dr-a": key.public_key()},
+                              audit=lambda action, **details: audited.append(action), max_commands_per_s=60)
+    feedback = SensoryFeedback(stimulator=SignedStimulator(interlock, key, clinician_id="dr-a"))
+    pattern = [False] * 5 + [True] * 30 + [False] * 10 + [True] * 5
+    touches = [feedback.step(over_target=over, selected=index == 40) for index, over in enumerate(pattern)]
+    assert touches == [over and index != 40 for index, over in enumerate(pattern)]
+    n_trains = sum(pattern) + 1  # a touch train every step on a target, and the click at step 40
+    assert len(driver.delivered) == n_trains and interlock.counts["delivered"] == n_trains
+    assert audited.count("stim_delivered") == n_trains and feedback.delivered["click"] == 1
+    # at the interlock's default cap of 20 commands a second, one train per 20 ms step is refused
+    capped = StimInterlock(SafetyEnvelope(), SimulatedStimDriver(), clinician_keys={"dr-a": key.public_key()})
+    feedback = SensoryFeedback(stimulator=SignedStimulator(capped, key, clinician_id="dr-a"))
+    for _ in range(50):
+        feedback.step(over_target=True, selected=False)
+    assert feedback.delivered["contact"] + feedback.delivered["enter"] == 20
+    assert capped.counts["rate_limited"] == 30

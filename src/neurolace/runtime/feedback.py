@@ -16,7 +16,13 @@ calls after each step's task update (``ClosedLoop(..., feedback=...)``):
    simulated participant feels it ``icms_delay_s`` later
    (:meth:`neurolace.sim.participant.SimulatedParticipant.step`).
 
-Refused trains are counted and never felt.
+Refused trains are counted and never felt. :class:`SignedStimulator` puts the
+implant-side :class:`~neurolace.stim.interlock.StimInterlock` behind that
+``submit``: each train is signed as a clinician's command and judged by every
+gate of the interlock (signature, freshness, replay, rate, envelope). One train
+per 20 ms step is 50 commands a second while the cursor is on a target: the
+interlock's default rate cap (20 a second) refuses most of them, so a feedback
+session needs ``max_commands_per_s`` of at least ``1 / loop_s``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,38 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.stim.envelope import ElectrodeState, SafetyEnvelope
 from neurolace.stim.feedback import TOUCH_EVENTS, FeedbackEncoder
 
-__all__ = ["SensoryFeedback"]
+__all__ = ["SensoryFeedback", "SignedStimulator"]
+
+
+class SignedStimulator:
+    """``submit(train, start_s=...)`` through the implant-side interlock, each train a signed command.
+
+    Parameters
+    ----------
+    interlock : StimInterlock
+    clinician_key : Ed25519PrivateKey
+        The key of the clinician session that enabled feedback.
+    clinician_id : str
+        The id the interlock knows that key by.
+    """
+
+    def __init__(self, interlock: Any, clinician_key: Any, *, clinician_id: str) -> None:
+        if not callable(getattr(interlock, "submit", None)):
+            raise InvalidInputError(f"interlock must be a StimInterlock, got {type(interlock).__name__}")
+        self.interlock, self.clinician_key, self.clinician_id = interlock, clinician_key, clinician_id
+        self.n_submitted = 0
+        self.outcomes: list[Any] = []
+
+    def submit(self, train: Any, *, start_s: float) -> Any:
+        from neurolace.stim.commands import sign_command
+
+        now_ns = round(start_s * 1e9)
+        command = sign_command(train, self.clinician_key, clinician_id=self.clinician_id, issued_ns=now_ns,
+                               command_id=f"feedback-{self.n_submitted:09d}")
+        self.n_submitted += 1
+        outcome = self.interlock.submit(command, now_ns=now_ns)
+        self.outcomes.append(outcome)
+        return outcome
 
 
 class SensoryFeedback:
