@@ -274,3 +274,28 @@ def test_field_list_cites_a_source_for_every_field():
         assert field.action in {"pseudonymised", "removed", "replaced", "shifted", "generalised", "scrubbed",
                                 "refused", "kept"}
         assert "HIPAA" in field.source or "DANDI" in field.source or "not among" in field.source, field
+
+
+def _failing_checks(path: Path) -> set[tuple[str, str]]:
+    return {(message.check_function_name, message.location) for message in inspect_nwbfile(nwbfile_path=str(path))
+            if message.importance in FAILING_IMPORTANCE}
+
+
+def test_a_recorder_file_gains_no_inspector_failure_and_gets_a_subject(tmp_path):
+    from neurolace.runtime.messages import Message
+    from neurolace.runtime.recorder import RecordWriter, record_to_nwb
+
+    writer = RecordWriter(tmp_path / "run.nlrec", header={"session": f"visit of {PID}"}, fsync=False)
+    for index in range(6):
+        writer.append(Message("implant.raw", np.full((20, 2), index, np.int16), sequence=index,
+                              sample_index=20 * index, timestamp_ns=1_000 + 7 * index * index))
+    writer.close()
+    record_to_nwb(tmp_path / "run.nlrec", tmp_path / "run.nwb")
+    assert PID.encode() in (tmp_path / "run.nwb").read_bytes()
+    out = tmp_path / "run_deid.nwb"
+    report = _export(tmp_path / "run.nwb", out, subject={"species": "Homo sapiens", "sex": "U", "age": "P40Y"})
+    assert PID.encode() not in out.read_bytes() and report.pseudonym.encode() in out.read_bytes()
+    # the recorder's own layout may already draw results (a short run's shape); the export adds none,
+    # and the missing Subject (CRITICAL in the source) is gone
+    assert _failing_checks(out) <= _failing_checks(tmp_path / "run.nwb")
+    assert ("check_subject_exists", "/") in _failing_checks(tmp_path / "run.nwb")
