@@ -102,3 +102,34 @@ def test_readme_shell_examples_run_as_written_and_show_what_it_says(checkout_lik
     assert report.count("data:image/png;base64,") == len(SIGNAL_SECTIONS)
     # the report's crossings are the ones detect found in the same file
     assert f"<td>crossings</td><td>{detected['n_spikes']}</td>" in report
+
+
+PRIVACY_HEADING = "Privacy and stimulation, as written"
+
+
+def test_readme_privacy_and_stimulation_examples_run_as_written(tmp_path):
+    """The second shell block, in one bash (its first line exports the site): each line's exit status as it says."""
+    text = README.read_text()
+    assert PRIVACY_HEADING in text, f"README should keep its {PRIVACY_HEADING!r} examples"
+    block = re.search(r"```sh\n(.*?)```", text[text.index(PRIVACY_HEADING):], flags=re.S).group(1)
+    lines = [line for line in block.splitlines() if line.strip()]
+    work = tmp_path / "neurolace"
+    work.mkdir()
+    for name in ("sessions", "examples"):
+        (work / name).symlink_to(REPO_ROOT / name, target_is_directory=True)
+    script = "\n".join(f"{line.split('  #')[0]}\necho \"@@ $?\"" for line in lines)
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                   "COLUMNS": "160"}
+    environment.pop("NEUROLACE_SITE_DIR", None)
+    environment.pop("NEUROLACE_SITE_PASSPHRASE", None)
+    done = subprocess.run(["bash", "-c", script], cwd=work, env=environment, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    statuses = [int(code) for code in re.findall(r"^@@ (\d+)$", done.stdout, flags=re.M)]
+    expected = [3 if "# exits 3" in line else 0 for line in lines]
+    assert statuses == expected, f"exit statuses {statuses}, README says {expected}\n{done.stdout[-3000:]}\n" \
+                                 f"{done.stderr[-2000:]}"
+    assert "SAFE" in done.stdout and "Shannon k          1.30" in done.stdout
+    assert "intact" in done.stdout and (work / "share" / "P001.nwb").is_file()
+    assert b"P001" not in (work / "share" / "P001.nwb").read_bytes()  # the participant id left behind
+    stored = (work / "site" / "vault" / "P001" / "closed-loop.nlrec").read_bytes()
+    assert b"NLREC1" not in stored and b"closed-loop-recorded" not in stored  # nothing of the record in clear
