@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 from neurolace.cli.args import add_force, check_output
 
-__all__ = ["register", "run"]
+__all__ = ["REPORT_PURPOSE", "register", "run"]
+
+#: the consent a report of a vault session needs: a report is a clinical view of the session
+REPORT_PURPOSE = "clinician_view"
 
 DESCRIPTION = """\
 Write one self-contained HTML report of a session.
@@ -31,13 +35,20 @@ examples:
   neurolace report small.nwb --out report.html
   neurolace demo --headless --json > summary.json
   neurolace report out/demo/demo.nwb --session-json summary.json --out report.html
+  neurolace report vault:P001/closed-loop.nlrec --out report.html --by dr_lee
+
+A vault session (vault:PID/NAME) is read only with the participant's clinician_view consent
+('neurolace consent grant PID clinician_view --by NAME'); the read and the report are written to
+the site's audit log, and a refusal exits with status 3 and writes nothing.
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="HTML report of a session (NWB) with plots",
                                    description=DESCRIPTION)
-    parser.add_argument("session", help="session NWB file (neurolace simulate / demo output)")
+    parser.add_argument("session", help="session NWB file (neurolace simulate / demo output), or vault:PID/NAME "
+                                        "(a record or NWB in the site's vault: needs the participant's "
+                                        f"{REPORT_PURPOSE} consent; audited)")
     parser.add_argument(
         "--out", default="report.html", help="HTML file to write (default report.html; refused if it exists)"
     )
@@ -46,17 +57,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-other-run", action="store_true",
                         help="draw a --session-json of another run than the NWB file's (warns) instead of refusing")
     parser.add_argument("--json", action="store_true", help="print one JSON object describing the report")
+    from neurolace.cli.vault import _common
+
+    _common(parser)  # --site, --passphrase-file, --by: for a vault:PID/NAME session
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurolace.cli.export import VAULT_PREFIX
+
+    if not args.session.startswith(VAULT_PREFIX):
+        return _report(args, args.session)
+    return _report_from_vault(args)
+
+
+def _report_from_vault(args: argparse.Namespace) -> int:
+    """A vault session: consent first (audited either way), then the entry decrypted into the site's scratch."""
+    import tempfile
+
+    from neurolace.cli.consent import _site
+    from neurolace.cli.export import EXIT_REFUSED, VAULT_PREFIX, _nwb_source
+    from neurolace.cli.vault import _passphrase
+    from neurolace.privacy.audit import AuditLog
+    from neurolace.privacy.consent import ConsentRegistry
+    from neurolace.privacy.errors import PrivacyError
+    from neurolace.privacy.site import check_name, check_participant_id
+    from neurolace.privacy.vault import Vault, default_actor
+
+    pid, _, name = args.session[len(VAULT_PREFIX):].partition("/")
+    pid, name = check_participant_id(pid), check_name(name)
+    check_output(args.out, "--out", force=args.force)
+    site, actor = _site(args), args.by or default_actor()
+    try:
+        with AuditLog.for_site(site) as log:
+            ConsentRegistry.for_site(site, audit=log).require(pid, REPORT_PURPOSE, actor=actor)
+            vault = Vault.open(site, _passphrase(args), audit=log.append, actor=actor)
+            with tempfile.TemporaryDirectory(prefix=".report-", dir=site) as scratch:
+                source = _nwb_source(args, vault, pid, name, Path(scratch))
+                if isinstance(source, bytes):
+                    path = Path(scratch) / "session.nwb"
+                    path.write_bytes(source)
+                    source = path
+                status = _report(args, str(source))
+            log.append("access", actor=actor, participant_id=pid, purpose=REPORT_PURPOSE, session=args.session,
+                       report=str(Path(args.out).resolve()))
+            return status
+    except PrivacyError as exc:
+        print(f"neurolace report: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+def _report(args: argparse.Namespace, session: str) -> int:
     from rich.console import Console
 
+    from neurolace.io.paths import check_input_file
     from neurolace.web.report import NEEDS_SESSION_RUN, RunCheckWarning, build_report, load_session_summary
 
-    from neurolace.io.paths import check_input_file
-
-    check_input_file(args.session, "session NWB file")
+    check_input_file(session, "session NWB file")
     if args.session_json:
         check_input_file(args.session_json, "--session-json file")
     check_output(args.out, "--out", force=args.force)
@@ -65,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught, \
             console.status(f"reading {args.session} and drawing the report", spinner="dots"):
         warnings.simplefilter("always", RunCheckWarning)
-        sections = build_report(args.session, args.out, session_summary=summary,
+        sections = build_report(session, args.out, session_summary=summary,
                                 session_name=args.session_json or "the session summary",
                                 allow_other_run=args.allow_other_run)
     run_warnings = [str(w.message) for w in caught if issubclass(w.category, RunCheckWarning)]
