@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 from cli_helpers import error_line, run_cli
+from privacy_helpers import make_site
 
 from neurolace.core.recording import Recording
 from neurolace.io.nwb import write_nwb
 from neurolace.privacy.audit import AuditLog, read_entries, verify_log
 from neurolace.privacy.consent import ConsentRegistry
 from neurolace.privacy.deidentify import DEID_KEY_ENTRY
-from neurolace.privacy.site import AUDIT_LOG_FILE, PASSPHRASE_ENV
+from neurolace.privacy.site import AUDIT_LOG_FILE
 from neurolace.privacy.vault import Vault
 
 PASSPHRASE = "export test passphrase"
@@ -26,13 +27,7 @@ START = dt.datetime(2023, 11, 2, 15, 4, 5, tzinfo=dt.UTC)
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
-    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    monkeypatch.setattr("neurolace.privacy.vault._keyring_passphrase", lambda site_dir: None)
-    site = tmp_path / "site"
-    vault = Vault.create(site, PASSPHRASE, scrypt_n=16)
-    vault.add_participant(PID)
-    vault.add_participant("P002")
-    return site
+    return make_site(tmp_path, monkeypatch, PASSPHRASE, (PID, "P002"))[0]
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cli_helpers import run_cli
+from privacy_helpers import make_site
 
 from neurolace.io.nwb import write_nwb
 from neurolace.privacy.audit import read_entries, verify_log
 from neurolace.privacy.consent import ConsentRegistry
-from neurolace.privacy.site import AUDIT_LOG_FILE, PASSPHRASE_ENV
-from neurolace.privacy.vault import Vault
+from neurolace.privacy.site import AUDIT_LOG_FILE
 from neurolace.sim.implant import simulate_implant
 
 PASSPHRASE = "report test passphrase"
@@ -18,11 +18,7 @@ PASSPHRASE = "report test passphrase"
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
-    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    monkeypatch.setattr("neurolace.privacy.vault._keyring_passphrase", lambda site_dir: None)
-    site = tmp_path / "site"
-    vault = Vault.create(site, PASSPHRASE, scrypt_n=16)
-    vault.add_participant("P001")
+    site, vault = make_site(tmp_path, monkeypatch, PASSPHRASE)
     clear = tmp_path / "clear.nwb"
     write_nwb(clear, simulate_implant(duration_s=0.5, n_electrodes=16, seed=1).recording, subject_id="P001")
     vault.write_bytes("P001", "session.nwb", clear.read_bytes(), kind="nwb")
