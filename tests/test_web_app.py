@@ -56,6 +56,7 @@ def test_health_is_public(server):
     ("POST", "/api/webgrid/games/abc/clicks"), ("POST", "/api/webgrid/games/abc/finish"),
     ("GET", "/api/webgrid/scores"),
     ("PUT", "/api/participants/sim-001/sharing"), ("GET", "/api/sessions/does-not-exist"),
+    ("POST", "/api/logout"),
 ])
 def test_every_api_endpoint_needs_a_token(server, method, path):
     response = httpx.request(method, server.url + path, json={})
@@ -71,7 +72,7 @@ def test_every_route_of_the_app_is_covered_by_the_401_test(server):
     checked = {"/api/me", "/api/sessions", "/api/sessions/{session_id}", "/api/sessions/{session_id}/runtime",
                "/api/sessions/{session_id}/export", "/api/sessions/{session_id}/control", "/api/webgrid/games",
                "/api/webgrid/games/{game_id}/clicks", "/api/webgrid/games/{game_id}/finish", "/api/webgrid/scores",
-               "/api/participants/{participant_id}/sharing", "/ws/sessions/{session_id}"}
+               "/api/participants/{participant_id}/sharing", "/ws/sessions/{session_id}", "/api/logout"}
     assert routes - public == checked
 
 

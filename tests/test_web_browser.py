@@ -151,3 +151,25 @@ def test_scripted_mouse_plays_30_s_of_webgrid_and_the_server_confirms_the_score(
     page.wait_for_selector("#scores-table tbody tr")
     assert "admin" in page.locator("#scores-table tbody").inner_text()
     page.close()
+
+
+def test_sign_out_revokes_only_the_pages_token_and_shows_the_login(server, browser_context):
+    from neurolace.web.auth import AuthError
+
+    token = server.store.issue_token(server.store.user("admin"))
+    page = browser_context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}/#token={token}")
+    page.locator("#app").wait_for(state="visible", timeout=15000)
+    _wait_for(page, "window.neurolace.stats.framesReceived > 5")
+    page.locator("#btn-logout").click()
+    page.locator("#login").wait_for(state="visible", timeout=15000)
+    assert page.locator("#login-error").inner_text() == "signed out"
+    assert page.evaluate("() => window.neurolace.state.ws === null && sessionStorage.getItem('neurolace.token')") \
+        is None
+    with pytest.raises(AuthError, match="logged out"):
+        server.store.authenticate(token)
+    assert server.store.authenticate(server.bootstrap_token).name == "admin"  # the user's other tokens hold
+    assert errors == []
+    page.close()

@@ -1,4 +1,8 @@
-"""``neurolace serve``: the web dashboard, and its users (``--create-user``, ``--token-for``, ``--revoke-tokens``)."""
+"""``neurolace serve``: the web dashboard, and its users (``--create-user``, ``--token-for``, ``--revoke-tokens``).
+
+Which site governs (``--site DIR``, ``--no-site``, else the default site directory when it
+exists) is decided once, here, by :func:`site_for`.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,20 @@ examples:
   neurolace serve --revoke-tokens ana        # every token of ana issued so far stops working
 
 Tokens live at most 720 hours (30 days). A running server sees users created, changed or revoked
-here within a second, and closes the live views of tokens that no longer hold.
+here within a second, and closes the live views of tokens that no longer hold. POST /api/logout
+(the dashboard's "Sign out") ends only the token it is sent with.
+
+Consent and audit: with a site (--site DIR, or $NEUROLACE_SITE_DIR / ./out/site when that directory
+exists; --no-site ignores it), the site's consent records decide what clinicians ('clinician_view')
+and researchers ('research_sharing') see, a participant sees only their own data, and logins,
+logouts, revocations and every access go to the site's audit log. Nothing is granted on anyone's
+behalf: record consent with 'neurolace consent grant PID PURPOSE --by NAME --site DIR' (a withdrawal
+closes open live views within a second). Without a site (a plain 'neurolace demo'), participants'
+sharing choices in the user store decide and the simulated participant shares with clinicians
+and researchers.
+
+  neurolace serve --site /srv/site-a
+  neurolace serve --revoke-tokens ana --site /srv/site-a   # recorded as token_revoked
 """
 
 
@@ -57,7 +74,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token-hours", type=float, default=12.0,
                         help="validity of printed tokens in hours (default 12, at most 720)")
     parser.add_argument("--json", action="store_true", help="with --create-user/--token-for: print one JSON object")
+    site = parser.add_mutually_exclusive_group()
+    site.add_argument("--site", metavar="DIR", help="site directory whose consent records govern and whose audit "
+                      "log records access (default $NEUROLACE_SITE_DIR or out/site, used when it exists)")
+    site.add_argument("--no-site", action="store_true", help="ignore any site: the user store's sharing decides, "
+                      "nothing is audited")
     parser.set_defaults(handler=run)
+
+
+def site_for(args: argparse.Namespace) -> Path | None:
+    """The site directory ``serve`` works with: ``--site``, else the default one if it exists, else None.
+
+    ``--no-site`` gives None. An explicit ``--site`` is used (and its consent and audit files created)
+    even when new; the default (:func:`neurolace.privacy.site.default_site_dir`) only when it is
+    already a directory, so a first ``neurolace serve`` or ``demo`` runs without a site.
+    """
+    from neurolace.privacy.site import default_site_dir, resolve_site_dir
+
+    if args.no_site:
+        return None
+    if args.site is not None:
+        return resolve_site_dir(args.site)
+    default = default_site_dir()
+    return default if default.is_dir() else None
 
 
 def _store(args):
@@ -103,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     if args.revoke_tokens:
         store = _store(args)
         store.revoke_tokens(args.revoke_tokens)
+        _audit_revocation(args, store)
         if args.json:
             sys.stdout.write(json.dumps({"revoked": args.revoke_tokens}) + "\n")
         else:
@@ -113,6 +153,20 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise InvalidInputError(f"--port must be 0-65535, got {args.port}")
     return _serve(args)
+
+
+def _audit_revocation(args: argparse.Namespace, store) -> None:
+    """Record ``--revoke-tokens`` as ``token_revoked`` in the site's audit log (when there is a site)."""
+    site = site_for(args)
+    if site is None:
+        return
+    from neurolace.web.server import open_site_access
+
+    access = open_site_access(store, site)
+    try:
+        access.record("token_revoked", actor="cli", user=args.revoke_tokens, scope="every token issued so far")
+    finally:
+        access.audit.close()
 
 
 def _load_session(name: str):
@@ -137,12 +191,26 @@ def _serve(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"--summary-json {args.summary_json}: not JSON ({exc})") from exc
     session = LiveSession(args.session_id, args.participant_id or "sim-001", spec=_load_session(args.session))
+    site = site_for(args)
     console = Console(stderr=True)
 
     def ready(server) -> None:
         # soft_wrap: a URL with a token must stay on one line to be copied
         console.print(f"[bold]neurolace dashboard[/bold] at {server.url}/  (session '{session.spec.name}', "
                       f"data in {server.store.data_dir}); Ctrl-C stops", soft_wrap=True)
+        if site is None:
+            console.print("no site: participants' sharing in the user store decides; nothing is audited "
+                          "(serve --site DIR for consent and an audit log)", soft_wrap=True, highlight=False)
+        else:
+            console.print(f"site {site}: consent records decide who sees what; access is audited in "
+                          f"{site / 'audit.log'}", soft_wrap=True, highlight=False)
+            missing = [role for role in ("clinician", "researcher") if role not in server.access.sharing(
+                session.participant_id)]
+            if missing:
+                console.print(f"participant {session.participant_id!r} has not consented to "
+                              f"{' or '.join(missing)}s seeing the live session; record it with 'neurolace consent "
+                              f"grant {session.participant_id} PURPOSE --by NAME --site {site}'",
+                              soft_wrap=True, highlight=False)
         if server.bootstrap_token:
             console.print(f"first run: created researcher 'admin'; open {server.url}/#token={server.bootstrap_token}",
                           soft_wrap=True, highlight=False)
@@ -150,5 +218,5 @@ def _serve(args: argparse.Namespace) -> int:
             console.print("get a token with: neurolace serve --token-for NAME", soft_wrap=True)
 
     serve_forever(host=args.host, port=args.port, data_dir=args.data_dir, sessions=[session],
-                  start_sessions=not args.no_start, summary=summary, on_ready=ready)
+                  start_sessions=not args.no_start, summary=summary, on_ready=ready, site_dir=site)
     return 0

@@ -6,6 +6,7 @@ Endpoints (every one but ``/healthz`` and ``/api/login`` needs a token;
 ======================================  =====================================================
 ``GET  /healthz``                       200 ``{"status": "ok"}``
 ``POST /api/login``                     ``{username, password}`` -> ``{token, expires_s, user}``
+``POST /api/logout``                    revokes the token it is sent with (only that one)
 ``GET  /api/me``                        the caller
 ``GET  /api/sessions``                  live sessions the caller may see
 ``GET  /api/sessions/{id}``             state, BPS series, blocks, summary of one session
@@ -18,8 +19,14 @@ Endpoints (every one but ``/healthz`` and ``/api/login`` needs a token;
 ``POST /api/webgrid/games/{id}/clicks`` ``{x, y}`` -> the selection and the cell lit now (timed on arrival)
 ``POST /api/webgrid/games/{id}/finish`` the verified score, once the game's time is up
 ``GET  /api/webgrid/scores``            scores the caller may see, best first
-``PUT  /api/participants/{id}/sharing`` ``{shared_with_roles}`` (that participant only)
+``PUT  /api/participants/{id}/sharing`` ``{shared_with_roles}`` (that participant only; with a site:
+                                        grants or withdraws consent ``clinician_view`` /
+                                        ``research_sharing``)
 ======================================  =====================================================
+
+Who sees whose data is decided by :class:`neurolace.web.access.Access`: with a
+site, its consent records and audit log (login, login_failed, logout, access,
+access_refused are recorded); without one, the user store's sharing choices.
 
 Tokens come as ``Authorization: Bearer <token>``; browsers cannot set headers
 on a WebSocket, so there the token rides in the subprotocol list
@@ -30,11 +37,11 @@ handshake (403: an ``Origin`` other than the server's own).
 An open WebSocket stays under watch (:class:`_SocketGuard`, the one place
 for it): its token and the user's access to the session are checked again
 every :data:`RECHECK_S` seconds, at the token's expiry, on every change of
-users or sharing (this process's or, once seen, another's), and before every
-message the client sends; when they no longer allow it the socket is closed
-with code :data:`CLOSE_TOKEN` (4401: expired, revoked, user removed or role
-changed) or :data:`CLOSE_ACCESS` (4403: the participant withdrew the sharing)
-and the reason.
+users, sharing or consent (this process's or, once seen, another's), and before
+every message the client sends; when they no longer allow it the socket is
+closed with code :data:`CLOSE_TOKEN` (4401: expired, revoked, logged out, user
+removed or role changed) or :data:`CLOSE_ACCESS` (4403: the participant withdrew
+the sharing or consent) and the reason.
 
 Request bodies over :data:`MAX_BODY_BYTES` get 413 before they are read; a
 click body over :data:`MAX_CLICK_BODY_BYTES`, nested deeper than
@@ -61,8 +68,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from neurolace.core.errors import InvalidInputError
-from neurolace.web.access import can_view
-from neurolace.web.auth import AuthError, LoginLimiter, User, WebStore, check_role
+from neurolace.web.access import Access
+from neurolace.web.auth import AuthError, LoginLimiter, User, WebStore
 from neurolace.web.games import GameBook, GameError
 from neurolace.web.live import LiveSession
 
@@ -82,7 +89,7 @@ MAX_WS_MESSAGE_BYTES = 4096
 RECHECK_S = 1.0
 #: WebSocket close code when the token no longer holds (expired, revoked, user removed, role changed)
 CLOSE_TOKEN = 4401
-#: WebSocket close code when the user may no longer see the session (sharing withdrawn)
+#: WebSocket close code when the user may no longer see the session (sharing or consent withdrawn)
 CLOSE_ACCESS = 4403
 #: headers on every HTTP answer: own-origin code only, no framing, no MIME sniffing, no referrer
 SECURITY_HEADERS = (
@@ -205,6 +212,11 @@ class _Hardening:
         self.max_bytes = max_bytes
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
+    @property
+    def state(self):
+        """The inner app's state: ``store``, ``games``, ``sessions``, ``access``, ``guard``, ``login_limiter``."""
+        return self.app.state
+
     def _host_refusal(self, scope) -> str | None:
         hosts = [value for name, value in scope.get("headers", ()) if name == b"host"]
         name = _host_name(hosts[0]) if len(hosts) == 1 else ""
@@ -289,36 +301,54 @@ class _Connection:
 class _SocketGuard:
     """The one place that admits live WebSockets and keeps checking them while they are open.
 
-    :meth:`admit` is the handshake's check and :meth:`refusal` the same check
-    repeated: the token (signature, expiry, revocation, the user's existence
-    and role) and :func:`~neurolace.web.access.can_view` on the session.
-    :meth:`watch` repeats it every :data:`RECHECK_S`, at the token's expiry
-    and whenever :meth:`wake_all` is called (the user store calls it on every
-    change of users or sharing).
+    :meth:`admit` is the handshake's check (recorded in the site's audit log
+    as ``access`` or ``access_refused``) and :meth:`refusal` the same check
+    repeated, unrecorded until it closes the socket: the token (signature,
+    expiry, revocation, logout, the user's existence and role) and
+    :meth:`Access.can_view <neurolace.web.access.Access.can_view>` on the
+    session. :meth:`watch` repeats it every :data:`RECHECK_S`, at the token's
+    expiry and whenever :meth:`wake_all` is called (the user store and the
+    consent registry call it on every change, once they see it).
     """
 
-    def __init__(self, store: WebStore, sessions: dict[str, LiveSession]) -> None:
-        self.store = store
+    def __init__(self, access: Access, sessions: dict[str, LiveSession]) -> None:
+        self.access = access
+        self.store = access.store
         self.sessions = sessions
         self._lock = threading.Lock()
         self._open: set[_Connection] = set()
-        store.on_change(self.wake_all)
+        access.on_change(self.wake_all)
 
-    def admit(self, token: str | None, session_id: str) -> tuple[User, LiveSession]:
-        """The user and the session if the token is valid and the user may see it; :class:`AuthError` else."""
+    def admit(self, token: str | None, session_id: str, *, record: bool = True) -> tuple[User, LiveSession]:
+        """The user and the session if the token is valid and the user may see it; :class:`AuthError` else.
+
+        ``record``: write the decision on a participant's session to the audit log (the handshake does).
+        """
         user = self.store.authenticate(token)
         session = self.sessions.get(session_id)
-        if session is None or not can_view(self.store, user, session.participant_id):
+        if session is None:
+            raise AuthError(f"unknown session id {session_id[:64]!r}", status=404)
+        if record:
+            allowed = self.access.check(user, session.participant_id, resource="live_socket", session_id=session_id)
+        else:
+            allowed = self.access.can_view(user, session.participant_id)
+        if not allowed:
             raise AuthError(f"unknown session id {session_id[:64]!r}", status=404)
         return user, session
 
     def refusal(self, connection: _Connection) -> tuple[int, str] | None:
-        """None while ``connection`` may stay open, else the close code and reason."""
+        """None while ``connection`` may stay open, else the close code and reason (a lost access is recorded)."""
         try:
-            connection.user, _ = self.admit(connection.token, connection.session_id)
+            connection.user, _ = self.admit(connection.token, connection.session_id, record=False)
         except AuthError as exc:
             if exc.status == 401:
                 return CLOSE_TOKEN, exc.reason[:120]
+            session = self.sessions.get(connection.session_id)
+            with contextlib.suppress(AuthError):  # closing anyway: a log that cannot write changes nothing
+                self.access.record("access_refused", actor=connection.user.name,
+                                   participant_id=session.participant_id if session else None,
+                                   resource="live_socket", role=connection.user.role,
+                                   session_id=connection.session_id, closed=True)
             return CLOSE_ACCESS, f"you may no longer see session {connection.session_id[:40]!r}"[:120]
         return None
 
@@ -349,12 +379,23 @@ class _SocketGuard:
                 expires_in_s = self.store.signer.verify(connection.token).expires_s - time.time()
             except AuthError:
                 expires_in_s = 0.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(connection.changed.wait(), max(0.0, min(RECHECK_S, expires_in_s)) + 1e-3)
+            await _wait_event(connection.changed, max(0.0, min(RECHECK_S, expires_in_s)) + 1e-3)
             connection.changed.clear()
             refusal = self.refusal(connection)
             if refusal is not None:
                 return refusal
+
+
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait until ``event`` is set or ``timeout_s`` passed, and never swallow a cancellation.
+
+    Python 3.11's :func:`asyncio.wait_for` drops a cancellation that arrives as the awaited event
+    fires (CPython issue gh-86296, fixed in 3.12); with a frame every 25 ms, a live socket's sender
+    could then outlive its own closing and stream on. :func:`asyncio.timeout` does not.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
 
 
 async def _send_json(send, status: int, body: dict) -> None:
@@ -365,10 +406,12 @@ async def _send_json(send, status: int, body: dict) -> None:
 
 
 def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession], *,
-               allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS):
+               allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS, access: Access | None = None):
     """Build the FastAPI app over a user store, a game book and the live sessions (by id).
 
     ``allowed_hosts``: the names the Host header may carry (default the loopback names).
+    ``access``: who sees whose data and the audit trail (default ``Access(store)``: the store's
+    sharing choices, nothing recorded); give one with a site's consent registry and audit log.
     """
     from fastapi import Body, Depends, FastAPI, HTTPException, Request, WebSocket
     from fastapi.responses import FileResponse, JSONResponse
@@ -380,7 +423,12 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
     app.state.store = store
     app.state.games = games
     app.state.sessions = sessions
-    app.state.guard = guard = _SocketGuard(store, sessions)
+    if access is None:
+        access = Access(store)
+    elif access.store is not store:
+        raise InvalidInputError("access must be built over the app's own user store")
+    app.state.access = access
+    app.state.guard = guard = _SocketGuard(access, sessions)
     app.state.login_limiter = limiter = LoginLimiter()
 
     class Login(BaseModel):
@@ -418,11 +466,25 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
 
     CurrentUser = Annotated[User, Depends(current_user)]
 
-    def visible_session(session_id: str, user: User) -> LiveSession:
+    def checked(decide):
+        """``decide()``, its :class:`AuthError` (an audit log that cannot write: 503) as an HTTP answer."""
+        try:
+            return decide()
+        except AuthError as exc:
+            raise HTTPException(exc.status, detail=exc.reason) from exc
+
+    def visible_session(session_id: str, user: User, resource: str) -> LiveSession:
         session = sessions.get(session_id)
-        if session is None or not can_view(store, user, session.participant_id):
+        if session is None or not checked(lambda: access.check(user, session.participant_id, resource=resource,
+                                                               session_id=session_id)):
             raise HTTPException(404, detail=f"unknown session id {session_id[:64]!r}")
         return session
+
+    def record_views(user: User, participant_ids, resource: str) -> None:
+        """One ``access`` entry per participant whose data a listing showed ``user``."""
+        for participant_id in sorted({pid for pid in participant_ids if pid is not None}):
+            checked(lambda pid=participant_id: access.record("access", actor=user.name, participant_id=pid,
+                                                             resource=resource, role=user.role))
 
     def client_json(raw: bytes, max_bytes: int) -> Any:
         try:
@@ -470,6 +532,8 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
             limiter.check(body.username, address)
             user = store.login(body.username, body.password)
         except AuthError as exc:
+            checked(lambda: access.record("login_failed", actor=body.username, address=address,
+                                          reason="rate limited" if exc.status == 429 else "wrong credentials"))
             if exc.status == 429:
                 raise HTTPException(429, detail=exc.reason,
                                     headers={"Retry-After": str(math.ceil(exc.retry_after_s))}) from exc
@@ -477,7 +541,16 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
             raise HTTPException(401, detail=exc.reason) from exc
         limiter.succeeded(body.username)
         token = store.issue_token(user)
+        checked(lambda: access.record("login", actor=user.name, address=address, role=user.role,
+                                      token_id=store.signer.verify(token).token_id))
         return {"token": token, "expires_s": store.signer.lifetime_s, "user": user.to_dict()}
+
+    @app.post("/api/logout")
+    def logout(request: Request, user: CurrentUser) -> dict:
+        """Revoke the token of this request (the user's other tokens stay valid); its sockets close at once."""
+        claims = checked(lambda: store.revoke_token(_bearer(request.headers.get("authorization"))))
+        checked(lambda: access.record("logout", actor=user.name, role=user.role, token_id=claims.token_id))
+        return {"logged_out": user.name, "token_id": claims.token_id}
 
     @app.get("/api/me")
     def me(user: CurrentUser) -> dict:
@@ -485,27 +558,29 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
 
     @app.get("/api/sessions")
     def list_sessions(user: CurrentUser) -> list[dict]:
+        visible = [s for s in sessions.values() if checked(lambda s=s: access.can_view(user, s.participant_id))]
+        record_views(user, (s.participant_id for s in visible), "session_list")
         return [{"session_id": s.session_id, "participant_id": s.participant_id, "state": s.state,
-                 "name": s.spec.name} for s in sessions.values() if can_view(store, user, s.participant_id)]
+                 "name": s.spec.name} for s in visible]
 
     @app.get("/api/sessions/{session_id}")
     def get_session(session_id: str, user: CurrentUser) -> dict:
-        return visible_session(session_id, user).snapshot()
+        return visible_session(session_id, user, "session").snapshot()
 
     @app.get("/api/sessions/{session_id}/runtime")
     def get_runtime(session_id: str, user: CurrentUser) -> dict:
-        report = visible_session(session_id, user).graph_report()
+        report = visible_session(session_id, user, "session_runtime").graph_report()
         if report is None:
             raise HTTPException(409, detail=f"session {session_id!r} is not running")
         return json.loads(json.dumps(report, default=str))
 
     @app.get("/api/sessions/{session_id}/export")
     def export_session(session_id: str, user: CurrentUser) -> dict:
-        return visible_session(session_id, user).export()
+        return visible_session(session_id, user, "session_export").export()
 
     @app.post("/api/sessions/{session_id}/control")
     def control(session_id: str, body: Control, user: CurrentUser) -> dict:
-        session = visible_session(session_id, user)
+        session = visible_session(session_id, user, "session_control")
         try:
             return apply_control(session, user, body.model_dump())
         except (InvalidInputError, AuthError) as exc:
@@ -532,25 +607,26 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
     @app.get("/api/webgrid/scores")
     def scores(user: CurrentUser) -> dict:
         visible = [s for s in games.scores()
-                   if s["user"] == user.name or can_view(store, user, s["participant_id"])]
+                   if s["user"] == user.name or checked(lambda s=s: access.can_view(user, s["participant_id"]))]
         visible.sort(key=lambda s: -s["bps"])
-        decoders = []
+        visible = visible[:200]
+        decoders, shown = [], [s["participant_id"] for s in visible]
         for session in sessions.values():
-            if can_view(store, user, session.participant_id):
+            if checked(lambda session=session: access.can_view(user, session.participant_id)):
                 decoders.extend({**block, "session_id": session.session_id} for block in session.snapshot()["blocks"])
-        return {"scores": visible[:200], "decoder_blocks": decoders}
+                shown.append(session.participant_id)
+        record_views(user, shown, "scores")
+        return {"scores": visible, "decoder_blocks": decoders}
 
     @app.put("/api/participants/{participant_id}/sharing")
     def set_sharing(participant_id: str, body: Sharing, user: CurrentUser) -> dict:
-        if user.role != "participant" or user.participant_id != participant_id:
-            raise HTTPException(403, detail="only the participant can change who sees their data")
         try:
-            for role in body.shared_with_roles:
-                check_role(role)
-            store.set_sharing(participant_id, body.shared_with_roles)
+            roles = access.set_sharing(user, participant_id, body.shared_with_roles)
+        except AuthError as exc:
+            raise HTTPException(exc.status, detail=exc.reason) from exc
         except InvalidInputError as exc:
             raise HTTPException(400, detail=str(exc)) from exc
-        return {"participant_id": participant_id, "shared_with_roles": list(store.sharing(participant_id))}
+        return {"participant_id": participant_id, "shared_with_roles": list(roles)}
 
     @app.websocket("/ws/sessions/{session_id}")
     async def live_socket(websocket: WebSocket, session_id: str) -> None:
@@ -685,7 +761,6 @@ async def _send_frames(websocket, session: LiveSession) -> None:
                 last = sequence
                 await websocket.send_bytes(frame)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(new_frame.wait(), _FRAME_WAIT_S)
+            await _wait_event(new_frame, _FRAME_WAIT_S)
     finally:
         session.remove_listener(notify)

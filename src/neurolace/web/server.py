@@ -14,6 +14,15 @@ picks a free port, see ``server.port``), and creates a researcher ``admin``
 with a printed token when the user store is empty, so a first run is usable.
 The port is bound before the data directory is touched, so a port in use
 leaves no token secret or users file behind.
+
+With ``site_dir`` (``neurolace serve --site DIR``) the site's consent records
+decide what clinicians and researchers see and its audit log records logins,
+logouts and every access (:class:`neurolace.web.access.Access`); nothing is
+granted on anyone's behalf, so a simulated participant of a site needs its
+consents recorded like any other (``neurolace consent grant``). Without a site
+(``neurolace demo``, a plain ``start_in_background``) the user store's sharing
+choices decide, the simulated participant shares with clinicians and
+researchers, and nothing is audited.
 """
 
 from __future__ import annotations
@@ -27,24 +36,54 @@ from pathlib import Path
 from typing import Any
 
 from neurolace.core.errors import NeurolaceError
+from neurolace.web.access import Access
 from neurolace.web.auth import DEFAULT_TOKEN_LIFETIME_S, WebStore, default_data_dir
 from neurolace.web.games import GameBook
 from neurolace.web.live import LiveSession
 
-__all__ = ["DEFAULT_PORT", "DashboardServer", "build_app", "default_data_dir", "start_in_background"]
+__all__ = ["DEFAULT_PORT", "DashboardServer", "build_app", "default_data_dir", "open_site_access",
+           "start_in_background"]
 
 DEFAULT_PORT = 8000
-#: roles the simulated participant of a live session shares its data with
+#: roles the simulated participant of a live session shares its data with (without a site)
 SIMULATED_SHARING = ["clinician", "researcher"]
 
 
+def open_site_access(store: WebStore, site_dir: str | os.PathLike) -> Access:
+    """:class:`Access` over ``store`` with the site's consent records and audit log (created when absent).
+
+    Parameters
+    ----------
+    store : WebStore
+    site_dir : path
+        The site directory (:mod:`neurolace.privacy.site`); ``consent.json``, ``audit.log`` and the
+        audit signing key live there.
+
+    Raises
+    ------
+    PrivacyError
+        A damaged consent file or audit signing key, naming the file.
+    """
+    from neurolace.privacy.audit import AuditLog
+    from neurolace.privacy.consent import ConsentRegistry
+
+    audit = AuditLog.for_site(site_dir)
+    try:
+        consent = ConsentRegistry.for_site(site_dir, audit=audit)
+    except BaseException:
+        audit.close()
+        raise
+    return Access(store, consent=consent, audit=audit)
+
+
 def build_app(*, data_dir: str | os.PathLike | None = None, sessions: list[LiveSession] | None = None,
-              token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S,
-              host: str = "127.0.0.1") -> tuple[Any, WebStore, GameBook, dict]:
-    """The app and its parts: ``(asgi_app, store, games, sessions_by_id)``.
+              token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S, host: str = "127.0.0.1",
+              site_dir: str | os.PathLike | None = None) -> tuple[Any, WebStore, GameBook, dict]:
+    """The app and its parts: ``(asgi_app, store, games, sessions_by_id)``; its :class:`Access` is ``app.state.access``.
 
     ``sessions`` default to one ``LiveSession()`` (the ``demo`` preset, not started). The app answers
-    to the loopback names and, when it listens on another address, to that address.
+    to the loopback names and, when it listens on another address, to that address. ``site_dir``:
+    the site whose consent records and audit log govern (None: the store's sharing, no audit).
     """
     from neurolace.web.app import LOOPBACK_HOSTS, create_app
 
@@ -59,8 +98,10 @@ def build_app(*, data_dir: str | os.PathLike | None = None, sessions: list[LiveS
         if session.session_id in by_id:
             raise NeurolaceError(f"two live sessions share the id {session.session_id!r}")
         by_id[session.session_id] = session
-        store.ensure_participant(session.participant_id, SIMULATED_SHARING)
-    return create_app(store, games, by_id, allowed_hosts=allowed_hosts), store, games, by_id
+        if site_dir is None:
+            store.ensure_participant(session.participant_id, SIMULATED_SHARING)
+    access = open_site_access(store, site_dir) if site_dir is not None else Access(store)
+    return create_app(store, games, by_id, allowed_hosts=allowed_hosts, access=access), store, games, by_id
 
 
 @dataclass
@@ -73,6 +114,7 @@ class DashboardServer:
     games: GameBook
     sessions: dict[str, LiveSession]
     bootstrap_token: str | None = None
+    access: Access | None = None
     _server: Any = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -107,6 +149,8 @@ class DashboardServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self.access is not None and self.access.audit is not None:
+            self.access.audit.close()  # signs what was appended since the last checkpoint
 
 
 def _bootstrap(store: WebStore) -> str | None:
@@ -147,7 +191,8 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                         data_dir: str | os.PathLike | None = None, sessions: list[LiveSession] | None = None,
                         start_sessions: bool = True, summary: dict | None = None,
                         token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S, log_level: str = "warning",
-                        startup_timeout_s: float = 20.0) -> DashboardServer:
+                        startup_timeout_s: float = 20.0,
+                        site_dir: str | os.PathLike | None = None) -> DashboardServer:
     """Start the dashboard in a daemon thread and return once it accepts connections.
 
     Parameters
@@ -162,6 +207,9 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         Start every session's graph now.
     summary : dict, optional
         A finished session's summary (``neurolace demo --json``) shown on the first session.
+    site_dir : path, optional
+        The site whose consent records decide who sees what and whose audit log records
+        logins and access; None (the default, ``neurolace demo``): the store's sharing, no audit.
     """
     import socket
 
@@ -177,7 +225,7 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         raise NeurolaceError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     try:
         app, store, games, by_id = build_app(data_dir=data_dir, sessions=sessions,
-                                             token_lifetime_s=token_lifetime_s, host=host)
+                                             token_lifetime_s=token_lifetime_s, host=host, site_dir=site_dir)
         token = _bootstrap(store)
     except BaseException:
         listener.close()
@@ -195,7 +243,7 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
             server.should_exit = True
             raise NeurolaceError(f"the dashboard did not start on {host}:{bound_port}")
         time.sleep(0.01)
-    handle = DashboardServer(host, bound_port, store, games, by_id, token, server, thread)
+    handle = DashboardServer(host, bound_port, store, games, by_id, token, app.state.access, server, thread)
     if summary is not None:
         handle.set_summary(summary)
     if start_sessions:
@@ -206,10 +254,12 @@ def start_in_background(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
 def serve_forever(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, data_dir: str | os.PathLike | None = None,
                   sessions: list[LiveSession] | None = None, start_sessions: bool = True,
-                  summary: dict | None = None, on_ready=None, log_level: str = "warning") -> None:
+                  summary: dict | None = None, on_ready=None, log_level: str = "warning",
+                  site_dir: str | os.PathLike | None = None) -> None:
     """Run the dashboard in this thread until Ctrl-C; ``on_ready(server)`` is called once it listens."""
     handle = start_in_background(host=host, port=port, data_dir=data_dir, sessions=sessions,
-                                 start_sessions=start_sessions, summary=summary, log_level=log_level)
+                                 start_sessions=start_sessions, summary=summary, log_level=log_level,
+                                 site_dir=site_dir)
     try:
         if on_ready is not None:
             on_ready(handle)

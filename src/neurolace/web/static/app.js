@@ -51,10 +51,26 @@ async function useToken(token) {
   }
   sessionStorage.setItem("neurolace.token", token);
   $("who").textContent = `${state.user.name} (${state.user.role})`;
+  $("btn-logout").hidden = false;
   $("login").hidden = true;
   $("app").hidden = false;
   await loadSessions();
 }
+
+// Sign out: the server revokes this token (only this one) and closes its live socket.
+async function logout() {
+  try { await api("/api/logout", { method: "POST" }); } catch (error) { /* already invalid: sign out anyway */ }
+  const ws = state.ws;
+  state.ws = null;
+  if (ws) ws.close();
+  state.token = null;
+  state.user = null;
+  sessionStorage.removeItem("neurolace.token");
+  $("who").textContent = "";
+  $("btn-logout").hidden = true;
+  showLogin("signed out");
+}
+$("btn-logout").addEventListener("click", logout);
 
 $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -148,7 +164,14 @@ function connect(sessionId) {
     const header = JSON.parse(new TextDecoder().decode(new Uint8Array(event.data, 4, length)));
     state.pending = { header, channels: new Uint8Array(event.data, 4 + length) };
   };
-  ws.onclose = () => { if (state.ws === ws) setTimeout(() => { if (state.ws === ws && state.token) connect(sessionId); }, 1000); };
+  // 4401: the token no longer holds (expired, revoked, signed out); 4403: access withdrawn. Neither is
+  // retried (a retry would only be refused again); anything else reconnects after a second.
+  ws.onclose = (event) => {
+    if (state.ws !== ws) return;
+    if (event.code === 4401) { state.ws = null; showLogin(event.reason || "please sign in again"); return; }
+    if (event.code === 4403) { state.ws = null; $("state").textContent = event.reason || "access withdrawn"; return; }
+    setTimeout(() => { if (state.ws === ws && state.token) connect(sessionId); }, 1000);
+  };
   state.ws = ws;
 }
 
