@@ -42,6 +42,7 @@ SUBCOMMAND_MODULES = (
     "neurolace.cli.consent",
     "neurolace.cli.vault",
     "neurolace.cli.export",
+    "neurolace.cli.batch",
 )
 
 EXIT_USAGE = 2
