@@ -101,7 +101,7 @@ def server(tmp_path_factory):
     handle = types.SimpleNamespace(clinician=token("cleo", "clinician"),
                                    participant=token("p01", "participant", "--participant-id", "sim-001"))
     process = subprocess.Popen([sys.executable, "-m", "neurolace.cli.main", "serve", "--data-dir", str(data_dir),
-                                "--port", "0", "--no-start"], stderr=subprocess.PIPE, text=True,
+                                "--port", "0", "--no-start", "--no-site"], stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "COLUMNS": "300"})
     deadline = time.monotonic() + 120
     for line in process.stderr:  # 'neurolace dashboard at http://127.0.0.1:PORT/ ...'

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -362,3 +363,25 @@ def test_revoke_tokens_on_the_command_line_is_audited_with_a_site(tmp_path, caps
     entries = [entry for _, entry in read_entries(tmp_path / "site" / "audit.log") if entry["action"] != "checkpoint"]
     assert [(e["action"], e["actor"], e["details"]["user"]) for e in entries] == [("token_revoked", "cli", "vera")]
     assert verify_log(tmp_path / "site" / "audit.log").ok
+
+
+def test_serve_with_a_site_says_so_and_names_the_missing_consent(tmp_path):
+    site = tmp_path / "site"
+    process = subprocess.Popen([sys.executable, "-m", "neurolace.cli.main", "serve", "--data-dir", str(tmp_path / "web"),
+                                "--site", str(site), "--port", "0", "--no-start", "--participant-id", "sim-q"],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"})
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "neurolace consent grant" in line or process.poll() is not None:
+                break
+    finally:
+        process.terminate()
+        process.wait(60)
+    text = "".join(lines)
+    assert f"site {site}: consent records decide who sees what" in text, text
+    assert ("participant 'sim-q' has no consent on record for clinician_view (clinicians) or research_sharing "
+            "(researchers) to see the live session; record it with"
+            f" 'neurolace consent grant sim-q PURPOSE --by NAME --site {site}'") in text
+    assert (site / "audit.log").exists() and verify_log(site / "audit.log").ok

@@ -204,11 +204,13 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             console.print(f"site {site}: consent records decide who sees what; access is audited in "
                           f"{site / 'audit.log'}", soft_wrap=True, highlight=False)
-            missing = [role for role in ("clinician", "researcher") if role not in server.access.sharing(
-                session.participant_id)]
+            from neurolace.web.access import VIEW_PURPOSES
+
+            shared = server.access.sharing(session.participant_id)
+            missing = [f"{purpose} ({role}s)" for role, purpose in VIEW_PURPOSES.items() if role not in shared]
             if missing:
-                console.print(f"participant {session.participant_id!r} has not consented to "
-                              f"{' or '.join(missing)}s seeing the live session; record it with 'neurolace consent "
+                console.print(f"participant {session.participant_id!r} has no consent on record for "
+                              f"{' or '.join(missing)} to see the live session; record it with 'neurolace consent "
                               f"grant {session.participant_id} PURPOSE --by NAME --site {site}'",
                               soft_wrap=True, highlight=False)
         if server.bootstrap_token:
