@@ -14,6 +14,7 @@ maximum. An alpha channel is dropped.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,9 @@ def load_image(path) -> np.ndarray:
     if target.is_dir():
         raise ImageError(f"image {str(path)!r} is a directory, not an image file", path=str(path))
     try:
-        array = iio.imread(target)
+        with warnings.catch_warnings():  # imageio's plugin probing warns about deprecated plugins
+            warnings.simplefilter("ignore", DeprecationWarning)
+            array = iio.imread(target)
     except Exception as exc:  # imageio raises many types (OSError, ValueError, plugin errors)
         raise ImageError(f"{str(path)!r} is not an image that can be read: {exc}", path=str(path)) from exc
     array = np.asarray(array)

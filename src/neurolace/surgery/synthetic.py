@@ -30,8 +30,9 @@ leaves at the larger angle.
 vessels overlap or leave the field. ``density=1`` (about 12 %) is a modelling choice close to
 photographs of exposed cortex, not a published figure.
 
-*Image.* The grey level is the green channel of a photograph: a background of about 0.7 with an
-illumination gradient and vignetting, a smooth tissue texture (Gaussian-filtered noise, about
+*Image.* The grey level is the green channel of a photograph: a background of about 0.75 times
+an illumination gradient (+-25 % across the field, random direction) and vignetting (-20 % at the
+edge centres, -40 % in the corners; a surgical microscope's light falls off), plus a smooth tissue texture (Gaussian-filtered noise, about
 150 µm correlation) and, through each vessel, Beer-Lambert darkening ``exp(-mu * chord_um)``
 where ``chord_um`` is the path length through a cylinder of the vessel's diameter (so big
 vessels are darker and every vessel's profile is rounded), ``mu`` = :data:`ABSORPTION_PER_UM`
@@ -217,12 +218,12 @@ def _background(shape, um_per_px, rng) -> np.ndarray:
     rows, cols = np.mgrid[0:height, 0:width]
     y, x = (rows + 0.5) / height - 0.5, (cols + 0.5) / width - 0.5
     direction = rng.uniform(0.0, 2.0 * np.pi)
-    gradient = 0.12 * (x * np.cos(direction) + y * np.sin(direction))
-    vignette = -0.15 * (x**2 + y**2)
+    gradient = 0.5 * (x * np.cos(direction) + y * np.sin(direction))
+    vignette = -0.8 * (x**2 + y**2)
     texture_px = max(150.0 / um_per_px, 1.0)
     texture = ndimage.gaussian_filter(rng.standard_normal(shape), texture_px, mode="wrap")
-    texture *= 0.04 / max(float(texture.std()), 1e-12)
-    return 0.7 + gradient + vignette + texture
+    texture *= 0.05 / max(float(texture.std()), 1e-12)
+    return 0.75 * (1.0 + gradient + vignette) + texture
 
 
 def synthetic_vasculature(

@@ -21,9 +21,14 @@ Method
    and ``high`` the larger. Frangi's response spans orders of magnitude (it is a product of
    exponentials), so for Frangi the two are computed on its square root (and reported squared
    back). With ``field_of_view`` only the pixels inside count.
-4. *Small objects*: connected components smaller than a vessel piece five minimum diameters
+4. *Width*: the vesselness of the larger scales spreads past a vessel's edges, so a pixel stays a
+   vessel pixel only where the image is at least :data:`EDGE_DEPTH_FRACTION` (a quarter) of the local
+   vessel depth below the tissue. Depth is the black top-hat of the image (lightly smoothed,
+   sigma 1 px): a grey closing with a square as wide as ``max_diameter_um`` (the tissue without
+   its vessels) minus the image; the local depth is its maximum over the same square.
+5. *Small objects*: connected components smaller than a vessel piece five minimum diameters
    long, ``5 * (min_diameter_um / um_per_px) ** 2`` pixels, are removed.
-5. *Distance map*: ``scipy.ndimage.distance_transform_edt`` of the background with
+6. *Distance map*: ``scipy.ndimage.distance_transform_edt`` of the background with
    ``sampling=um_per_px``: the Euclidean distance, µm, from each pixel's centre to the nearest
    vessel pixel's centre (0 on vessels). The vessel's edge lies up to half a pixel nearer than
    the nearest vessel pixel's centre; a clearance should allow ``um_per_px / 2`` for it.
@@ -58,6 +63,8 @@ DEFAULT_MIN_DIAMETER_UM = 30.0
 DEFAULT_MAX_DIAMETER_UM = 300.0
 #: Scales per octave of the vesselness filter.
 SCALES_PER_OCTAVE = 1.5
+#: A vessel pixel is at least this fraction of the local vessel depth below the tissue.
+EDGE_DEPTH_FRACTION = 0.25
 #: Objects smaller than this many squared minimum diameters (in px) are removed.
 MIN_OBJECT_DIAMETERS_SQUARED = 5.0
 
@@ -171,6 +178,15 @@ def _default_thresholds(values: np.ndarray, method: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _within_vessel_edges(grey: np.ndarray, max_diameter_px: float) -> np.ndarray:
+    """Pixels at least EDGE_DEPTH_FRACTION of the local vessel depth below the tissue (step 4)."""
+    width_px = int(math.ceil(max_diameter_px)) + 2
+    smooth = ndimage.gaussian_filter(grey, 1.0)
+    depth = ndimage.grey_closing(smooth, size=(width_px, width_px)) - smooth
+    local_depth = ndimage.maximum_filter(depth, size=width_px)
+    return depth >= EDGE_DEPTH_FRACTION * local_depth
+
+
 def _remove_small_objects(mask: np.ndarray, min_size_px: int) -> np.ndarray:
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
@@ -260,6 +276,7 @@ def segment_vessels(
     from skimage.filters import apply_hysteresis_threshold
 
     mask = apply_hysteresis_threshold(vesselness, low, high) if math.isfinite(high) else np.zeros(grey.shape, bool)
+    mask &= _within_vessel_edges(grey, max_diameter_um / um_per_px)
     if inside is not None:
         mask &= inside
     min_size_px = max(int(round(MIN_OBJECT_DIAMETERS_SQUARED * (min_diameter_um / um_per_px) ** 2)), 1)
