@@ -20,6 +20,7 @@ except ImportError as exc:  # a missing test dependency is an error, never a ski
     raise ImportError(f"tests/test_zarr_codec.py needs the 'batch' extra (zarr, numcodecs): {exc}") from exc
 
 from neurolace.codec import CodecError, check_codec
+from neurolace.codec.bitpack import ByteReader
 from neurolace.codec.numcodecs import CODEC_ID, NeurolaceCodec
 from neurolace.io import read_wav
 
@@ -98,8 +99,40 @@ def test_decode_fills_the_output_buffer_and_checks_its_size(rng):
     assert np.array_equal(out.reshape(300, 4), samples)
     with pytest.raises(CodecError, match="decoded chunk has 2400 bytes but the output buffer has 2398"):
         codec.decode(data, out=np.zeros(1199, dtype=np.int16))
-    with pytest.raises(CodecError, match="not a neurolace codec file"):
+    with pytest.raises(CodecError, match="not a neurolace zarr chunk: it starts with"):
         codec.decode(b"\x00" * 32)
+
+
+@pytest.mark.parametrize("n_constant,trimmed", [(63, 0), (64, 64), (500, 500)])
+def test_a_run_of_identical_final_rows_is_stored_once(rng, n_constant, trimmed):
+    samples = random_walk(rng, (1000, 1))
+    samples[-n_constant:] = samples[-n_constant - 1] + 5  # a run of exactly n_constant rows
+    data = NeurolaceCodec().encode(samples)
+    header = ByteReader(data, "test")
+    assert header.take(5) == b"NLZC\x01" and header.varint() == 1  # magic, version, one column
+    assert header.varint() == trimmed
+    assert np.array_equal(NeurolaceCodec().decode(data), samples)
+    constant = np.full((5000, 3), -7, dtype=np.int16)  # a chunk of nothing but fill
+    assert np.array_equal(NeurolaceCodec().decode(NeurolaceCodec().encode(constant)), constant)
+
+
+def test_zarr_padding_of_the_last_chunk_costs_almost_nothing():
+    samples = n1_codes()  # ~98,600 samples: one 131072-sample chunk is a quarter zeros (zarr's padding)
+    padded = zarr.array(samples, chunks=(131072, 1), compressor=NeurolaceCodec())
+    exact = zarr.array(samples, chunks=(samples.shape[0], 1), compressor=NeurolaceCodec())
+    assert np.array_equal(padded[:], samples)
+    assert padded.nbytes_stored < 1.01 * exact.nbytes_stored
+
+
+def test_a_corrupt_chunk_header_is_refused():
+    data = bytearray(NeurolaceCodec().encode(np.zeros((200, 2), dtype=np.int16)))
+    corrupt = bytes(data[:6]) + bytes([data[6] ^ 1]) + bytes(data[7:])
+    with pytest.raises(CodecError, match="chunk header: checksum mismatch"):
+        NeurolaceCodec().decode(corrupt)
+    with pytest.raises(CodecError, match="unsupported neurolace zarr chunk version 9"):
+        NeurolaceCodec().decode(b"NLZC\x09" + bytes(data[5:]))
+    with pytest.raises(CodecError):
+        NeurolaceCodec().decode(bytes(data[:9]))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int32", "uint16", ">i2", "uint8"])
