@@ -111,7 +111,7 @@ def test_a_region_that_cannot_hold_the_sites_gives_fewer_with_the_reason():
     # a disc of radius 300 µm holds at most 7 points 250 µm apart (hexagonal packing: a centre and a ring of 6)
     assert 3 <= selection.n_sites <= 7
     assert len(selection.reasons) == 1
-    assert f"holds only {selection.n_sites} of 64 sites at 250 µm spacing" in selection.reasons[0]
+    assert f"only {selection.n_sites} of 64 sites fit in the target region at 250 µm spacing" in selection.reasons[0]
 
 
 def test_a_region_covered_by_vessels_gives_an_empty_selection_with_the_reason():

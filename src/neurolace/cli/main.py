@@ -34,6 +34,7 @@ SUBCOMMAND_MODULES = (
     "neurolace.cli.codec",
     "neurolace.cli.link",
     "neurolace.cli.stim",
+    "neurolace.cli.surgery",
     "neurolace.cli.run",
     "neurolace.cli.bench",
     "neurolace.cli.serve",

@@ -56,11 +56,13 @@ Selection (:func:`select_sites`)
    spots are taken first while sites stay ``D`` apart; then the largest holes are filled
    (farthest-point sampling, the 2-approximation of the k-centre problem; Gonzalez 1985,
    Theor Comput Sci 38:293).
-3. If fewer than N fit, a tight packing (each step the eligible candidate *nearest* the sites
-   so far, which packs hexagonally where space is short) is tried, and the larger set kept.
+3. If fewer than N fit, tight packings (each step the eligible candidate *nearest* the sites
+   so far, which packs nearly hexagonally where space is short), grown from the safest
+   candidate and from the region's four extreme corners, are tried, and the largest set kept.
 4. Three passes of a Lloyd-like relaxation (Lloyd 1982, IEEE Trans Inf Theory 28:129): each
    site moves to the feasible candidate within ``D / 2`` of the centroid of its Voronoi cell in
-   the region that maximises ``u(m) - distance to the centroid``, keeping the spacing.
+   the region that maximises ``u(m) - distance to the centroid``, keeping the spacing; when
+   sites are missing, a tight packing then fills whatever room the relaxation opened.
 5. A last pass moves each site, within one candidate step, to the full-resolution pixel of
    largest margin that keeps the spacing.
 
@@ -386,15 +388,31 @@ def _margin_utility(margin_um: np.ndarray, lattice_um: float, clearance_um: floa
     return lattice_um / 2.0 * -np.expm1(-np.maximum(margin_um, 0.0) / clearance_um)
 
 
-def _greedy(candidates: np.ndarray, margin_term: np.ndarray, n_sites: int, spacing: float, lattice: float, *, tight: bool) -> np.ndarray:
-    """Indices of candidates chosen by the greedy packing (module docstring, steps 2 and 3)."""
-    nearest = np.full(candidates.shape[0], np.inf)
+def _greedy(
+    candidates: np.ndarray,
+    margin_term: np.ndarray,
+    n_sites: int,
+    spacing: float,
+    lattice: float,
+    *,
+    tight: bool,
+    initial: np.ndarray | None = None,
+    first: int | None = None,
+) -> np.ndarray:
+    """Indices of candidates added by the greedy packing (module docstring, steps 2 and 3).
+
+    ``initial`` holds sites already placed (the packing adds to them); ``first`` forces the
+    first pick of a tight packing (which corner it grows from).
+    """
+    nearest = np.full(candidates.shape[0], np.inf) if initial is None else _pairwise_min(candidates, initial)
     chosen: list[int] = []
     for _ in range(n_sites):
         eligible = nearest >= spacing
         if not eligible.any():
             break
-        if tight:  # nearest eligible candidate to the sites so far; the safest one first
+        if tight and first is not None and not chosen:
+            index = first
+        elif tight:  # nearest eligible candidate to the sites so far; the safest one first
             score = np.where(np.isinf(nearest), -margin_term, nearest - 1e-3 * margin_term)
             score = np.where(eligible, score, np.inf)
             index = int(np.argmin(score))
@@ -405,6 +423,20 @@ def _greedy(candidates: np.ndarray, margin_term: np.ndarray, n_sites: int, spaci
         step = candidates - candidates[index]
         nearest = np.minimum(nearest, np.sqrt((step**2).sum(axis=1)))
     return np.asarray(chosen, dtype=np.intp)
+
+
+def _tightest(candidates: np.ndarray, margin_term: np.ndarray, n_sites: int, spacing: float, lattice: float) -> np.ndarray:
+    """The largest of the tight packings grown from the safest candidate and from four extremes."""
+    starts = [None] + [int(np.argmin(candidates @ direction)) for direction in
+                       (np.array([1.0, 1.0]), np.array([-1.0, 1.0]), np.array([1.0, -1.0]), np.array([-1.0, -1.0]))]
+    best = np.zeros(0, dtype=np.intp)
+    for start in starts:
+        packing = _greedy(candidates, margin_term, n_sites, spacing, lattice, tight=True, first=start)
+        if packing.size > best.size:
+            best = packing
+        if best.size == n_sites:
+            break
+    return best
 
 
 def _relax(sites, candidates, margin_term, candidate_tree, samples, spacing, lattice):
@@ -551,7 +583,7 @@ def select_sites(
     margin_term = _margin_utility(margin, lattice, clearance_um)
     chosen = _greedy(candidates, margin_term, n_sites, min_spacing_um, lattice, tight=False)
     if chosen.size < n_sites:
-        tight = _greedy(candidates, margin_term, n_sites, min_spacing_um, lattice, tight=True)
+        tight = _tightest(candidates, margin_term, n_sites, min_spacing_um, lattice)
         if tight.size > chosen.size:
             chosen = tight
     sites = candidates[chosen]
@@ -560,11 +592,16 @@ def select_sites(
         candidate_tree = cKDTree(candidates)
         for _ in range(LLOYD_PASSES):
             sites = _relax(sites, candidates, margin_term, candidate_tree, samples, min_spacing_um, lattice)
+            if sites.shape[0] < n_sites:  # relaxation can open room: fill it
+                extra = _greedy(candidates, margin_term, n_sites - sites.shape[0], min_spacing_um, lattice,
+                                tight=True, initial=sites)
+                sites = np.vstack([sites, candidates[extra]])
     sites = _polish(sites, safe_um, clearance_um, um_per_px, step_px, min_spacing_um, region.mask)
     reasons = []
     if sites.shape[0] < n_sites:
         reasons.append(
-            f"the target region holds only {sites.shape[0]} of {n_sites} sites at {min_spacing_um:g} µm spacing: "
-            f"{feasible_area_mm2:.3g} mm² of its {region.area_mm2:.3g} mm² is {clearance_um:g} µm clear of vessels"
+            f"only {sites.shape[0]} of {n_sites} sites fit in the target region at {min_spacing_um:g} µm spacing: "
+            f"{feasible_area_mm2:.3g} mm² of its {region.area_mm2:.3g} mm² is {clearance_um:g} µm clear of vessels "
+            "and of the image's edge"
         )
     return result(sites, reasons)
