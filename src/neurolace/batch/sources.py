@@ -75,6 +75,29 @@ def expand_inputs(inputs: list[str | os.PathLike], *, extensions: tuple[str, ...
     return unique
 
 
+def _wav_header(path: Path, parse) -> tuple[Any, Exception | None]:
+    """The WAV header of ``path`` parsed through a memory map (only the pages it touches are read).
+
+    Returns (header, None) or (None, the error naming ``path``): the error is built after the map
+    is closed, since a live exception's frames would still hold a view of it.
+    """
+    from neurolace.core.errors import FormatError
+
+    problem = None
+    with open(path, "rb") as stream:
+        if os.fstat(stream.fileno()).st_size == 0:
+            return None, FormatError(f"{path}: the file is empty (0 bytes), not a WAV file")
+        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                return parse(view), None
+            except FormatError as exc:
+                problem = str(exc)
+            finally:
+                view.release()
+    return None, FormatError(f"{path}: {problem}")
+
+
 @dataclass(frozen=True)
 class RecordingSource:
     """One recording file, described from its header, read range by range.
@@ -128,14 +151,9 @@ class RecordingSource:
         extension = path.suffix.lower()
         if extension == ".wav":
             check_input_file(path, "WAV file")
-            with open(path, "rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    header = parse_wav_header(view)
-                except Exception as exc:
-                    raise type(exc)(f"{path}: {exc}") from None
-                finally:
-                    view.release()
+            header, problem = _wav_header(path, parse_wav_header)
+            if problem is not None:
+                raise problem
             return cls(path, "wav", float(header.fs_hz), header.n_channels, header.n_frames,
                        header.data_offset, "<i2", gain_uv)
         if extension in RAW_EXTENSIONS and fs_hz is not None and n_channels is not None:
