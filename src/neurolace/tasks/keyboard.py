@@ -187,7 +187,8 @@ class KeyboardLayout:
         return cls(name, keys)
 
     def __repr__(self) -> str:
-        return f"KeyboardLayout({self.name!r}, {len(self.keys)} keys, {len(self.suggestion_keys)} suggestion keys)"
+        n_suggestions = len(self.suggestion_keys)
+        return f"KeyboardLayout({self.name!r}, {len(self.keys)} keys, {n_suggestions} suggestion keys)"
 
     @property
     def alphabet(self) -> str:
@@ -233,7 +234,7 @@ class KeyboardLayout:
 
 
 def levenshtein(reference: str, text: str) -> int:
-    """Minimum string distance: fewest insertions, deletions and substitutions turning one string into the other.
+    """Minimum string distance: the fewest insertions, deletions and substitutions between two strings.
 
     The "MSD" of Soukoreff & MacKenzie (2003), by the Wagner-Fischer dynamic
     programme, one row at a time.
@@ -328,7 +329,7 @@ class TypingSummary:
 
 @dataclass(frozen=True)
 class KeySelection(Selection):
-    """A click on the keyboard: a :class:`~neurolace.tasks.base.Selection` and the key it hit (``None``: no key)."""
+    """A click on the keyboard: a :class:`~neurolace.tasks.base.Selection` and the key hit (or ``None``)."""
 
     key: Key | None = None
 
@@ -414,7 +415,8 @@ class KeyboardTask(PointAndClickTask):
         words = self._suggestions
         slots = iter(range(len(self.layout.suggestion_keys)))
         return tuple(
-            replace(k, label=_word_at(words, next(slots))) if k.kind == "suggestion" else k for k in self.layout.keys
+            replace(k, label=_word_at(words, next(slots))) if k.kind == "suggestion" else k
+            for k in self.layout.keys
         )
 
     @property
@@ -467,7 +469,7 @@ class KeyboardTask(PointAndClickTask):
             end = phrase.find(" ", start)
             word = phrase[start:] if end < 0 else phrase[start:end]
             if word in self._suggestions:
-                return self.keys[self.layout.suggestion_keys[self._suggestions.index(word)].index]
+                return replace(self.layout.suggestion_keys[self._suggestions.index(word)], label=word)
         return self.layout.key_for(character)
 
     # streaming ---------------------------------------------------------------------------------
@@ -487,7 +489,7 @@ class KeyboardTask(PointAndClickTask):
         return self.target
 
     def update(self, time_s: float, cursor_xy: Any, click: bool) -> KeySelection | None:
-        """Advance to ``time_s`` with the cursor at ``cursor_xy``; a rising ``click`` presses the key under it.
+        """Advance to ``time_s`` with the cursor at ``cursor_xy``; a rising ``click`` presses the key there.
 
         Returns
         -------
@@ -499,6 +501,8 @@ class KeyboardTask(PointAndClickTask):
             raise InvalidInputError("call start(time_s, cursor_xy) before update()")
         cursor = self._check_cursor(cursor_xy)
         time_s = float(time_s)
+        if time_s < self._last_s:
+            raise InvalidInputError(f"time_s must not go backwards: {time_s} s after {self._last_s} s")
         self._last_s = time_s
         self._sync_trial(time_s, cursor)
         trial = self.trials[-1] if self.trials else None
@@ -536,7 +540,7 @@ class KeyboardTask(PointAndClickTask):
         return selection
 
     def _sync_trial(self, time_s: float, cursor: np.ndarray) -> None:
-        """Close the lit trial when the target changed (pressed, erred, phrase ended) and light the new one."""
+        """Close the lit trial when the target changed (pressed, erred, phrase ended); light the new one."""
         target = self.target
         trial = self.trials[-1] if self.trials else None
         if trial is not None and (trial.success or target is None or trial.target.index != target.index):
@@ -637,9 +641,11 @@ class KeyboardTask(PointAndClickTask):
                 distance = levenshtein(reference, text)
                 correct_chars += max(len(reference), len(text)) - distance
                 not_fixed += distance
-            phrases.append({"presented": record.presented, "transcribed": text, "start_s": record.start_s,
-                            "end_s": record.end_s, "completed": record.completed, "keystrokes": record.keystrokes,
-                            "suggestions_taken": record.suggestions_taken})
+            phrases.append({
+                "presented": record.presented, "transcribed": text, "start_s": record.start_s,
+                "end_s": record.end_s, "completed": record.completed, "keystrokes": record.keystrokes,
+                "suggestions_taken": record.suggestions_taken,
+            })
         fixed = sum(r.erased for r in self.records)
         keystrokes = sum(r.keystrokes for r in self.records)
         denominator = correct_chars + not_fixed + fixed
@@ -647,7 +653,8 @@ class KeyboardTask(PointAndClickTask):
         uncorrected = not_fixed / denominator if referenced and denominator else nan
         corrected = fixed / denominator if referenced and denominator else nan
         n_keys = len(self.layout.keys)
-        bps = (net_targets_per_minute(self.correct, self.incorrect, duration_s) / 60.0 * float(np.log2(n_keys - 1))
+        bits_per_selection = float(np.log2(n_keys - 1))
+        bps = (net_targets_per_minute(self.correct, self.incorrect, duration_s) / 60.0 * bits_per_selection
                if duration_s > 0 else 0.0)
         return TypingSummary(
             task=self.name, layout=self.layout.name, mode=self.mode, duration_s=duration_s,

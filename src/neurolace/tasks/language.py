@@ -55,7 +55,7 @@ _WORD = re.compile(r"[a-z]+")
 
 
 class MissingDependencyError(NeurolaceError, ImportError):
-    """An optional dependency a feature needs is not installed (the message says which extra to install)."""
+    """An optional dependency a feature needs is not installed (the message names the extra)."""
 
 
 def tokenize(text: str) -> list[str]:
@@ -73,7 +73,8 @@ def _wordfreq_typable() -> tuple[tuple[str, ...], np.ndarray]:
             "the keyboard's language model needs the wordfreq package: pip install 'neurolace[keyboard]'"
         ) from error
     frequencies = wordfreq.get_frequency_dict("en")
-    pairs = sorted(((f, w) for w, f in frequencies.items() if _WORD.fullmatch(w)), key=lambda p: (-p[0], p[1]))
+    typable = ((f, w) for w, f in frequencies.items() if _WORD.fullmatch(w))
+    pairs = sorted(typable, key=lambda pair: (-pair[0], pair[1]))
     return tuple(w for _, w in pairs), np.array([f for f, _ in pairs], dtype=np.float64)
 
 
