@@ -83,6 +83,14 @@ def test_a_corpus_builds_the_ngram_and_adds_its_words():
     assert "2 corpus sentences" in repr(custom)
 
 
+def test_the_default_ngram_is_the_train_split_only(model):
+    train_only = LanguageModel(corpus=load_phrases("train"))
+    with_test = LanguageModel(corpus=load_phrases("all"))
+    contexts = [[], ["thank"], ["i", "would"], ["the", "package"], ["please"]]
+    assert all(model.next_words(c, k=5) == train_only.next_words(c, k=5) for c in contexts)
+    assert any(model.next_words(c, k=5) != with_test.next_words(c, k=5) for c in contexts)
+
+
 def test_char_probabilities(model):
     after_th = model.char_probabilities("th", [])
     assert set(after_th) == set("abcdefghijklmnopqrstuvwxyz ") and abs(sum(after_th.values()) - 1) < 1e-12

@@ -216,11 +216,13 @@ class LanguageModel:
         Returns
         -------
         words : list of str
-            Best first (ties in alphabetical order); fewer than ``k`` if fewer words have the prefix.
+            Best first (ties go to the more frequent word, then alphabetical order); fewer than
+            ``k`` if fewer words have the prefix.
         """
         k = check_int(k, "k", minimum=0)
         low, scores = self._scores(prefix, context_words)
-        order = np.argsort(-scores, kind="stable")[:k]
+        frequency = self._unigram[low:low + scores.size]
+        order = np.lexsort((-frequency, -scores))[:k]  # ties: the more frequent word, then alphabetical
         return [self._words[low + int(i)] for i in order]
 
     def next_words(self, context_words: Any = (), k: int = 3) -> list[str]:
