@@ -2,8 +2,8 @@
 
 One task per file, or per time chunk of a long recording (with margins, seams checked, merged
 bit for bit into what one pass writes); a manifest of inputs, outputs, checksums, timings and
-errors, rewritten after every file, so a re-run skips what is done and redoes what is missing or
-damaged. ``neurolace batch`` is the command; :func:`run_batch` the library call. Dask is imported
+errors, rewritten atomically as files complete (at most once a second), so a re-run skips what
+is done and redoes what is missing or damaged. ``neurolace batch`` is the command; :func:`run_batch` the library call. Dask is imported
 only when a run starts (extra ``batch``).
 
 ==========================  ==================================================================

@@ -1,4 +1,4 @@
-"""The manifest of a batch run: one JSON file beside the outputs, rewritten atomically after every file.
+"""The manifest of a batch run: one JSON file beside the outputs, rewritten atomically as files complete.
 
 Schema ``neurolace.batch.manifest/1`` (docs/batch.md shows an example)::
 
@@ -13,7 +13,8 @@ Schema ``neurolace.batch.manifest/1`` (docs/batch.md shows an example)::
          "task_seconds", "wall_seconds", "workers": [...], "peak_rss_bytes",
          "summary": {...}, "error": null | {"type", "message"}, "finished_unix_s"}}}
 
-A file counts as done on a re-run only if its entry is ``ok`` for the same options, its input
+The manifest is saved when a file completes and at least :data:`SAVE_INTERVAL_S` has passed since
+the last save, and always at the end of the run (also when it is interrupted). A file counts as done on a re-run only if its entry is ``ok`` for the same options, its input
 has the size and modification time recorded, and every recorded output exists with the recorded
 SHA-256: an output changed or truncated since is redone. The manifest is written through
 :func:`neurolace.io.atomic.atomic_output`, so a run killed at any moment leaves the previous
@@ -31,9 +32,13 @@ from typing import Any
 
 from neurolace.batch.errors import BatchError
 
-__all__ = ["MANIFEST_NAME", "SCHEMA", "Manifest", "input_stat"]
+__all__ = ["MANIFEST_NAME", "SAVE_INTERVAL_S", "SCHEMA", "Manifest", "input_stat"]
 
 SCHEMA = "neurolace.batch.manifest/1"
+#: Least time between two saves while files complete, s (each save rewrites and fsyncs the whole
+#: manifest: after every file, a run of n files would write O(n^2) bytes). A run killed in between
+#: loses at most this much of the record; those files' outputs do not verify and are redone.
+SAVE_INTERVAL_S = 1.0
 MANIFEST_NAME = "manifest.json"
 
 
@@ -66,6 +71,9 @@ class Manifest:
         self.options_sha256 = options_digest(self.options)
         self.created_unix_s = time.time()
         self.files: dict[str, dict[str, Any]] = {}
+        self.save_interval_s = SAVE_INTERVAL_S
+        self._saved_at = -float("inf")
+        self._skipped = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike, operation: str, options: dict[str, Any]) -> Manifest:
@@ -97,7 +105,9 @@ class Manifest:
 
     def verified(self, input_path: str | os.PathLike, outputs: list[Path]) -> bool:
         """Whether ``input_path`` was done with these options and every output still checks out."""
-        entry = self.files.get(str(input_path))
+        if hasattr(input_path, "read_segment"):
+            return False  # generated, not stored: nothing tells a re-run it is the same
+        entry = self.files.get(_key(input_path))
         if not entry or entry.get("status") != "ok" or entry.get("options_sha256") != self.options_sha256:
             return False
         try:
@@ -119,10 +129,11 @@ class Manifest:
         return True
 
     def record(self, input_path: str | os.PathLike, entry: dict[str, Any]) -> None:
-        """Set the entry of ``input_path`` and save the manifest."""
-        self.files[str(input_path)] = {**entry, "options_sha256": self.options_sha256,
+        """Set the entry of ``input_path``; save the manifest if ``save_interval_s`` has passed since the last save."""
+        self.files[_key(input_path)] = {**entry, "options_sha256": self.options_sha256,
                                        "finished_unix_s": time.time()}
-        self.save()
+        if time.monotonic() - self._saved_at >= self.save_interval_s:
+            self.save()
 
     def totals(self, skipped: int = 0) -> dict[str, Any]:
         entries = list(self.files.values())
@@ -147,13 +158,21 @@ class Manifest:
             "files": self.files,
         }
 
-    def save(self, skipped: int = 0) -> None:
+    def save(self, skipped: int | None = None) -> None:
         """Write the manifest atomically (temporary file, fsync, rename)."""
         from neurolace.io.atomic import atomic_output
 
-        text = json.dumps(self.to_json(skipped), indent=1, default=_jsonable) + "\n"
+        if skipped is not None:
+            self._skipped = skipped
+        text = json.dumps(self.to_json(self._skipped), indent=1, default=_jsonable) + "\n"
         with atomic_output(self.path) as temporary:
             temporary.write_text(text)
+        self._saved_at = time.monotonic()
+
+
+def _key(input_path: Any) -> str:
+    """The entry's key: the input's path, or the name of a generated recording."""
+    return str(getattr(input_path, "name", None) if hasattr(input_path, "read_segment") else input_path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -194,8 +194,12 @@ def run_batch(
     Parameters
     ----------
     operation : {"compress", "decompress", "evaluate", "detect", "features"}
-    inputs : list of str or path-like
-        Files, directories or glob patterns (:func:`~neurolace.batch.sources.expand_inputs`).
+    inputs : list of str, path-like or source
+        Files, directories or glob patterns (:func:`~neurolace.batch.sources.expand_inputs`); for
+        ``detect`` and ``features`` also objects with the interface of
+        :class:`~neurolace.batch.sources.RecordingSource` (``name``, ``fs_hz``, ``n_channels``,
+        ``n_samples``, ``splittable``, ``read_segment``), e.g. a recording generated on the
+        workers chunk by chunk, never stored; the output is named after ``name``.
     out_dir : str or path-like
         Outputs and ``manifest.json`` go here (created if missing).
     client : distributed.Client, optional
@@ -243,8 +247,13 @@ def run_batch(
         raise BatchError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise BatchError(f"the output folder {out_dir} is not writable")
-    files = expand_inputs(list(inputs), extensions=OPERATIONS[operation][0])
-    outputs = output_paths(operation, files, out_dir)
+    generated = [item for item in inputs if hasattr(item, "read_segment")]
+    if generated and operation not in ("detect", "features"):
+        raise BatchError(f"{operation} reads files; only detect and features take generated recordings")
+    paths = [item for item in inputs if not hasattr(item, "read_segment")]
+    files = expand_inputs(paths, extensions=OPERATIONS[operation][0]) if paths or not generated else []
+    outputs = output_paths(operation, files + [Path(item.name) for item in generated], out_dir)
+    files = files + generated
     options = {"operation": operation, "codec_mode": codec_mode, "chain": settings.to_json(),
                "raw": vars(raw) if operation in ("detect", "features") else None}
     if operation in ("detect", "features"):
@@ -262,12 +271,14 @@ def run_batch(
         return report
     runner = _Runner(operation, manifest, report, settings, raw, codec_mode, chunk_s, retries, progress,
                      task_wrapper or (lambda function: function))
-    if client is not None:
-        runner.run(client, todo)
-    else:
-        with open_client(scheduler, n_workers) as opened:
-            runner.run(opened, todo)
-    manifest.save(report.n_skipped)
+    try:
+        if client is not None:
+            runner.run(client, todo)
+        else:
+            with open_client(scheduler, n_workers) as opened:
+                runner.run(opened, todo)
+    finally:  # interrupted or not, what is done is recorded
+        manifest.save(report.n_skipped)
     return report
 
 
@@ -307,6 +318,10 @@ class _Runner:
         self.pending = as_completed()
         start = time.perf_counter()
         for path, output in todo:
+            if hasattr(path, "read_segment"):  # generated on the workers: nothing on disk to stat
+                stat = {"path": path.name, "size_bytes": 2 * path.n_samples * path.n_channels, "mtime_ns": None}
+                self.submit_chain(_FileJob(path, output, stat, time.perf_counter()))
+                continue
             try:
                 stat = input_stat(path)
             except OSError as exc:
@@ -327,14 +342,14 @@ class _Runner:
             self.done += 1
             if job.failed:
                 future.release()
-                self.tick(str(job.input_path.name))
+                self.tick(_name(job))
                 continue
             try:
                 self.completed(job, role, index, future.result())
             except Exception as exc:  # noqa: BLE001 - any task error is this file's failure, reported
                 self.fail(job, exc)
             future.release()
-            self.tick(str(job.input_path.name))
+            self.tick(_name(job))
         self.report.wall_seconds = time.perf_counter() - start
 
     def tick(self, description: str) -> None:
@@ -345,7 +360,7 @@ class _Runner:
         from neurolace.batch import tasks
 
         try:
-            source = RecordingSource.open(
+            source = job.input_path if hasattr(job.input_path, "read_segment") else RecordingSource.open(
                 job.input_path, fs_hz=self.raw.fs_hz, n_channels=self.raw.n_channels, dtype=self.raw.dtype,
                 gain_uv=self.raw.gain_uv,
             )
@@ -455,7 +470,11 @@ class _Runner:
         }
         self.manifest.record(job.input_path, entry)
         self.report.n_failed += 1
-        self.report.failed[str(job.input_path)] = f"{type(exc).__name__}: {message}"
+        self.report.failed[_name(job) if hasattr(job.input_path, "read_segment") else str(job.input_path)] = f"{type(exc).__name__}: {message}"
+
+
+def _name(job: _FileJob) -> str:
+    return str(getattr(job.input_path, "name", job.input_path))
 
 
 def _same_state(first: Any, second: Any) -> bool:

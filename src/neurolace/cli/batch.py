@@ -44,8 +44,8 @@ features cut WAV and raw files longer than --chunk-s into time chunks with margi
 into exactly the whole-file result (docs/batch.md says why it is exact).
 
 OUT/manifest.json records every input (size, mtime), output (SHA-256), timings, worker and error,
-rewritten after every file. A re-run skips files whose outputs exist and match the manifest and
-redoes the others. Outputs are written atomically. A bad file is recorded and the others go on.
+rewritten atomically as files complete (at most once a second) and at the end. A re-run skips
+files whose outputs exist and match the manifest and redoes the others. Outputs are written atomically. A bad file is recorded and the others go on.
 Exit status: 0 when every file is done, 3 when some failed (listed on stderr and in the
 manifest), 2 for a usage error or when the run cannot start.
 
