@@ -9,7 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY_MODULES = ("scipy", "numba", "torch", "pynwb", "fastapi")
+HEAVY_MODULES = ("scipy", "numba", "torch", "pynwb", "fastapi", "zarr", "numcodecs", "spikeinterface", "dask",
+                 "skimage", "wordfreq")
 
 CHECK = f"""
 import sys

@@ -229,3 +229,13 @@ def test_a_spikeinterface_zarr_recording_stores_its_traces_with_the_codec(tmp_pa
     assert np.array_equal(loaded.get_traces(), recording.get_traces())
     assert np.array_equal(saved.get_traces(), recording.get_traces())
     assert np.allclose(loaded.get_channel_gains(), 0.195)
+
+
+def test_the_package_declares_the_codec_entry_point():
+    """A process that only opens a zarr array finds the codec through this entry point of pyproject.toml."""
+    import tomllib
+
+    from conftest import REPO_ROOT
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["numcodecs.codecs"] == {"neurolace": "neurolace.codec.numcodecs:NeurolaceCodec"}
