@@ -261,3 +261,13 @@ def test_evaluate_names_the_file_it_cannot_code(tmp_path):
         evaluate_codecs([good, bad])
     with pytest.raises(CodecError, match=r"cannot read .*missing\.wav"):
         evaluate_codecs([good, tmp_path / "missing.wav"])
+
+
+def test_more_channels_than_the_format_holds_are_refused_at_encode_not_at_decode():
+    import numpy as np
+
+    from neurolace.codec.errors import CodecError
+    from neurolace.codec.neural import MAX_CHANNELS, NeuralCodec
+
+    with pytest.raises(CodecError, match=f"70000 channels; the format holds at most {MAX_CHANNELS}"):
+        NeuralCodec().encode(np.zeros((1, 70000), np.int16))

@@ -92,6 +92,8 @@ MAX_TABLE_ENTRIES = 1 << 22
 MAX_TOTAL_SAMPLES = 1 << 34
 
 _ENVELOPE_RAW = 0  # bare samples, no WAV around them
+#: most channels one stream holds (the header's limit, checked on both sides)
+MAX_CHANNELS = 1 << 16
 _ENVELOPE_CANONICAL_WAV = 1  # 44-byte PCM header rebuilt from (n_channels, fs_hz, data size)
 _ENVELOPE_STORED_WAV = 2  # header bytes stored verbatim
 
@@ -308,6 +310,8 @@ def _check_samples(samples: np.ndarray) -> np.ndarray:
         samples = samples[:, None]
     if samples.ndim != 2:
         raise CodecError(f"samples must have shape (n_samples, n_channels), got shape {samples.shape}")
+    if samples.shape[1] > MAX_CHANNELS:  # the decoder's header check: a file it could never read is not written
+        raise CodecError(f"samples have {samples.shape[1]} channels; the format holds at most {MAX_CHANNELS}")
     return np.ascontiguousarray(samples)
 
 
@@ -417,7 +421,7 @@ def _read_header(data: bytes):
         raise CodecError(f"corrupt codec file header: unknown envelope kind {kind}")
     if kind != _ENVELOPE_RAW:
         envelope.trailer_bytes = reader.take(reader.varint(maximum=len(data)))
-    n_channels = reader.varint(maximum=1 << 16)
+    n_channels = reader.varint(maximum=MAX_CHANNELS)
     n_samples = reader.varint(maximum=MAX_TOTAL_SAMPLES)
     frame_samples = reader.varint(maximum=1 << 30)
     if n_channels * n_samples > MAX_TOTAL_SAMPLES or frame_samples < 1:
