@@ -672,6 +672,8 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    from neurolace.web.inspect import register_inspector  # the channel inspector's endpoints (D2, web/inspect.py)
+    register_inspector(app)
     return _Hardening(app, MAX_BODY_BYTES, allowed_hosts)
 
 
