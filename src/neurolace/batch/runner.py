@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,10 +124,15 @@ def open_client(scheduler: str = "local", n_workers: int = 2) -> Iterator[Any]:
 
     if scheduler == "local":
         n_workers = check_int(n_workers, "n_workers", minimum=1)
-        with LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            host="127.0.0.1", silence_logs=logging.CRITICAL,
-        ) as cluster, Client(cluster) as client:
+        with warnings.catch_warnings():
+            # without a dashboard the scheduler still serves /health on 127.0.0.1, port 8787 or,
+            # when another cluster holds it, any free one: that is no news for the user
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                host="127.0.0.1", silence_logs=logging.CRITICAL,
+            )
+        with cluster, Client(cluster) as client:
             yield client
         return
     if not scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
