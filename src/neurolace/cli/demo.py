@@ -7,7 +7,11 @@ Two parts, both simulated and seeded:
    and ground truth are written to one NWB file;
 2. the closed loop: the automated calibration session (observation block,
    first decoder, closed-loop block, ReFIT, timed Webgrid blocks) on the
-   simulated participant, scored in bits per second.
+   simulated participant, scored in bits per second; with ``--task typing``
+   the same calibration, then copy-typing blocks on the on-screen keyboard
+   without word prediction, with it, and with it plus the decoder assistance
+   (same phrases and noise seeds, :func:`neurolace.runtime.typing.compare_typing`),
+   scored in correct characters per minute.
 
 A rich progress bar on stderr steps through both parts (simulate, chain,
 write, then each closed-loop block) in an interactive terminal; elsewhere
@@ -35,6 +39,8 @@ from neurolace.decode.registry import DECODERS  # light: the names, no scipy
 #: feature paths (the default first); mirrors neurolace.runtime.nodes.sources.PATHS, kept here so
 #: ``neurolace --help`` does not import the runtime (tests/test_cli_demo.py checks they agree)
 PATHS = ("implant", "counts")
+#: what the calibrated decoder is scored on
+TASKS = ("webgrid", "typing")
 #: Sizes per path. The implant path simulates every waveform and its decoders fit on two features per
 #: channel: the counts path's sizes (1024 electrodes, 120 s calibration blocks) took over 344 CPU s
 #: there (unfinished), so it runs 256 electrodes and the calibration blocks of sessions/closed_loop_sim.toml
@@ -78,6 +84,15 @@ examples:
   neurolace demo --decoder wiener --no-refit --seed 3
   neurolace demo --path counts                      # the fast mode
   neurolace demo --open-loop-seconds 60 --closed-loop-seconds 40
+  neurolace demo --task typing --headless --json   # copy-typing, with and without prediction
+
+--task typing: after the same calibration, three copy-typing blocks of --seconds each on the
+on-screen QWERTY keyboard (held-out phrases of the project's phrase set, same phrases and noise
+seeds): without word prediction, with it (three suggestion keys from the package's language
+model; needs pip install 'neurolace[keyboard]'), and with it plus the decoder assistance (the
+cursor slowed over keys the model ranks likely). The JSON has ccpm, ccpm_without_prediction,
+ccpm_assisted, error_rate, keystrokes_per_char; each block's text is saved as it is typed in
+--out-dir/typed-<block>.txt. --blocks and --grid-side apply to Webgrid only.
 """
 
 
@@ -85,8 +100,12 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run a simulated session: implant chain, then closed-loop Webgrid",
                                    description=DESCRIPTION)
+    parser.add_argument("--task", choices=TASKS, default="webgrid",
+                        help="what the calibrated decoder is scored on: 'webgrid' (default, bits per second) or "
+                        "'typing' (copy-typing on the on-screen keyboard with and without word prediction, "
+                        "correct characters per minute)")
     parser.add_argument("--seconds", type=float, default=60.0,
-                        help="length of each scored Webgrid block in seconds (default 60)")
+                        help="length of each scored Webgrid (or typing) block in seconds (default 60)")
     parser.add_argument("--blocks", type=int, default=1, help="number of scored Webgrid blocks (default 1)")
     parser.add_argument("--chain-seconds", type=float, default=2.0,
                         help="seconds of raw implant data to simulate and process (default 2)")
@@ -194,8 +213,17 @@ def run_implant_part(args: argparse.Namespace, status, run_id: str) -> dict:
 
 
 def n_closed_loop_blocks(args: argparse.Namespace) -> int:
-    """Blocks of the calibration session: open loop, closed loop, ReFIT (unless --no-refit), the Webgrid blocks."""
+    """Blocks of the calibration session: open loop, closed loop, ReFIT (unless --no-refit), the Webgrid blocks.
+
+    With ``--task typing``: the calibration (one step) and the three typing blocks.
+    """
+    if getattr(args, "task", "webgrid") == "typing":
+        return 1 + TYPING_BLOCKS
     return 2 + (0 if args.no_refit else 1) + args.blocks
+
+
+#: typing blocks of ``--task typing``: without prediction, with it, with it and the assistance
+TYPING_BLOCKS = 3
 
 
 class _Steps:
@@ -292,6 +320,13 @@ def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
         source = SecureLinkSource(source, LinkSettings(loss=args.link_loss), seed=args.seed)
     webgrid = {"seed": args.seed, "n_channels": args.electrodes, "grid_side": args.grid_side,
                "webgrid_seconds": args.seconds, "n_webgrid_blocks": args.blocks, "participant": participant}
+    if args.task == "typing":
+        scored = _run_typing(args, status, webgrid, source)
+        loop_elapsed_s, loop_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+        return {**scored, "path": args.path, "features": list(PATH_FEATURES[args.path]),
+                "n_features": int(source.n_features), "run_id": run_id, "implant": implant,
+                "link": _link_summary(source), "nwb_path": implant["nwb_path"],
+                "closed_loop_elapsed_s": loop_elapsed_s, "closed_loop_cpu_s": loop_cpu_s}
     session = run_calibration_session(decoder=args.decoder, refit=not args.no_refit, progress=progress,
                                       source=source, open_loop_seconds=args.open_loop_seconds,
                                       closed_loop_seconds=args.closed_loop_seconds, **webgrid)
@@ -302,11 +337,38 @@ def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
     ideal_bps = ideal_webgrid_bps(cursor_gain_per_s=session.cursor_gain_per_s, **webgrid)
     closed_loop = session.to_dict()
     simulated_s = sum(block["duration_s"] for block in closed_loop["blocks"])
-    return {**closed_loop, "path": args.path, "features": list(PATH_FEATURES[args.path]),
+    return {**closed_loop, "task": "webgrid", "path": args.path, "features": list(PATH_FEATURES[args.path]),
             "n_features": int(source.n_features), "ideal_bps": ideal_bps, "run_id": run_id, "implant": implant,
             "link": _link_summary(source),
             "nwb_path": implant["nwb_path"], "closed_loop_elapsed_s": loop_elapsed_s,
             "closed_loop_cpu_s": loop_cpu_s, "closed_loop_simulated_s": simulated_s}
+
+
+def _run_typing(args: argparse.Namespace, status: _Steps, webgrid: dict, source) -> dict:
+    """``--task typing``: the demo's calibration, then the typing blocks with and without prediction."""
+    from neurolace.runtime.closed_loop import calibrate_session
+    from neurolace.runtime.typing import KeyAssistance, compare_typing
+    from neurolace.tasks.language import LanguageModel
+
+    n_steps = IMPLANT_STEPS + n_closed_loop_blocks(args)
+    status("closed loop: calibration (observation, closed loop" + ("" if args.no_refit else ", ReFIT") + ")",
+           total=n_steps)
+    language_model = LanguageModel()  # before the calibration: a missing keyboard extra fails fast
+    calibration = calibrate_session(decoder=args.decoder, refit=not args.no_refit, source=source,
+                                    open_loop_seconds=args.open_loop_seconds,
+                                    closed_loop_seconds=args.closed_loop_seconds, **webgrid)
+
+    def progress(block_name: str, index: int, n_blocks: int) -> None:
+        status(f"typing: block {index + 1}/{n_blocks} ({block_name})", total=n_steps)
+
+    comparison = compare_typing(calibration, language_model=language_model, assistance=KeyAssistance(),
+                                text_dir=args.out_dir, progress=progress, duration_s=args.seconds, seed=args.seed)
+    blocks = [block.to_dict() for block in calibration.blocks]
+    simulated_s = sum(block["duration_s"] for block in blocks) + TYPING_BLOCKS * args.seconds
+    return {"task": "typing", **comparison.to_dict(), "decoder": args.decoder, "channels": args.electrodes,
+            "seed": args.seed, "refit": not args.no_refit, "typing_seconds": args.seconds,
+            "cursor_gain_per_s": calibration.settings.cursor_gain_per_s, "blocks": blocks,
+            "closed_loop_simulated_s": simulated_s}
 
 
 def _link_summary(source) -> dict | None:
@@ -329,7 +391,7 @@ def _report(args: argparse.Namespace, summary: dict, dashboard) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
         return 0
-    _print_summary(summary)
+    (_print_typing_summary if summary.get("task") == "typing" else _print_summary)(summary)
     if dashboard is not None and sys.stdin.isatty() and sys.stdout.isatty():
         from rich.console import Console
 
@@ -377,6 +439,36 @@ def _print_summary(summary: dict) -> None:
             f"{link['late_bins']} late, {link['rejected_frames']} frames rejected ({link['uplink_bytes'] / 1e6:.1f} MB "
             f"on the simulated radio; --no-link hands the bins over in memory)"
         )
+
+
+def _print_typing_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    table = Table(title=f"copy-typing: {summary['decoder']} decoder, {summary['channels']} channels, "
+                  f"{summary['typing_seconds']:g} s per block, same phrases and noise")
+    for column in ("block", "ccpm", "wpm", "uncorrected errors", "corrected errors", "keystrokes/char",
+                   "suggestions taken"):
+        table.add_column(column, justify="left" if column == "block" else "right")
+    for block in summary["typing_blocks"]:
+        table.add_row(block["name"], f"{block['ccpm']:.1f}", f"{block['wpm']:.1f}",
+                      _percent(block["uncorrected_error_rate"]), _percent(block["corrected_error_rate"]),
+                      "-" if block["keystrokes_per_char"] is None else f"{block['keystrokes_per_char']:.2f}",
+                      str(block["suggestions_taken"]))
+    console.print(table)
+    gain = summary["prediction_gain"]
+    console.print(f"[bold]{summary['ccpm']:.1f} correct characters per minute with word prediction[/bold], "
+                  f"{summary['ccpm_without_prediction']:.1f} without"
+                  + ("" if gain is None else f" ({gain:+.0%})")
+                  + f"; with the decoder assistance {summary['ccpm_assisted']:.1f} ({_path_text(summary)})")
+    for block in summary["typing_blocks"]:
+        console.print(f"typed ({block['name']}), saved as typed in {block['text_path']}:", highlight=False,
+                      soft_wrap=True)
+        console.print(block["text"], highlight=False, markup=False)
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _path_text(summary: dict) -> str:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,8 @@ class TypingResult:
     text_path : str or None
     suggestion_searches : int
         Looks at the suggestion row the typist made.
+    settings : LoopSettings or None
+        The loop settings of the block.
     """
 
     name: str
@@ -328,6 +331,7 @@ class TypingResult:
     record: BlockRecord = field(repr=False)
     text_path: str | None = None
     suggestion_searches: int = 0
+    settings: LoopSettings | None = None
 
     def to_dict(self) -> dict:
         """JSON-able: the summary's fields (NaN as None), the text and what ran."""
@@ -434,7 +438,8 @@ def run_typing(
         raise DecoderError(f"{exc}; typing stopped at {block.index * loop.settings.loop_s:.2f} s of block "
                            f"{block_name!r}, the text typed so far is {where}: {task.text!r}") from exc
     return TypingResult(block_name, record.summary, task.text, language_model is not None, assistance is not None,
-                        decoder_name, record, None if text_file is None else str(text_file.path), who.searches)
+                        decoder_name, record, None if text_file is None else str(text_file.path), who.searches,
+                        loop.settings)
 
 
 def _who_types(calibration: Calibration | None, participant: Any, source: Any) -> tuple[Any, Any]:
@@ -528,6 +533,7 @@ def compare_typing(
     language_model: Any = None,
     assistance: KeyAssistance | None = None,
     text_dir: str | os.PathLike | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     **kwargs: Any,
 ) -> TypingComparison:
     """:func:`run_typing` without prediction, with it, and with it plus ``assistance`` (if given): same seed.
@@ -541,6 +547,8 @@ def compare_typing(
         Adds the assisted block (needs a calibration).
     text_dir : str or path-like, optional
         Each block's text is saved as typed in ``typed-<block>.txt`` there.
+    progress : callable ``(block_name, block_index, n_blocks)``, optional
+        Called before each block (for a progress bar).
     **kwargs
         Other arguments of :func:`run_typing` (``seed``, ``duration_s``, ``participant``, ...).
 
@@ -556,11 +564,14 @@ def compare_typing(
 
         language_model = LanguageModel()
 
-    def block(name: str, model: Any, assist: KeyAssistance | None) -> TypingResult:
+    blocks = [("no-prediction", None, None), ("prediction", language_model, None)]
+    if assistance is not None:
+        blocks.append(("prediction-assisted", language_model, assistance))
+    results = []
+    for index, (name, model, assist) in enumerate(blocks):
+        if progress is not None:
+            progress(name, index, len(blocks))
         path = None if text_dir is None else Path(text_dir) / f"typed-{name}.txt"
-        return run_typing(calibration, language_model=model, assistance=assist, name=name, text_path=path, **kwargs)
-
-    without = block("no-prediction", None, None)
-    with_prediction = block("prediction", language_model, None)
-    assisted = None if assistance is None else block("prediction-assisted", language_model, assistance)
-    return TypingComparison(without, with_prediction, assisted)
+        results.append(run_typing(calibration, language_model=model, assistance=assist, name=name, text_path=path,
+                                  **kwargs))
+    return TypingComparison(*results)
