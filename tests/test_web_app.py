@@ -57,6 +57,8 @@ def test_health_is_public(server):
     ("GET", "/api/webgrid/scores"),
     ("PUT", "/api/participants/sim-001/sharing"), ("GET", "/api/sessions/does-not-exist"),
     ("POST", "/api/logout"),
+    # the channel inspector's endpoints (neurolace.web.inspect)
+    ("GET", "/api/sessions/live/inspector"), ("GET", "/api/sessions/live/channels/3"),
 ])
 def test_every_api_endpoint_needs_a_token(server, method, path):
     response = httpx.request(method, server.url + path, json={})
@@ -72,7 +74,9 @@ def test_every_route_of_the_app_is_covered_by_the_401_test(server):
     checked = {"/api/me", "/api/sessions", "/api/sessions/{session_id}", "/api/sessions/{session_id}/runtime",
                "/api/sessions/{session_id}/export", "/api/sessions/{session_id}/control", "/api/webgrid/games",
                "/api/webgrid/games/{game_id}/clicks", "/api/webgrid/games/{game_id}/finish", "/api/webgrid/scores",
-               "/api/participants/{participant_id}/sharing", "/ws/sessions/{session_id}", "/api/logout"}
+               "/api/participants/{participant_id}/sharing", "/ws/sessions/{session_id}", "/api/logout",
+               "/api/sessions/{session_id}/inspector", "/api/sessions/{session_id}/channels/{channel}",
+               "/api/sessions/{session_id}/inspector/mask", "/api/sessions/{session_id}/inspector/threshold"}
     assert routes - public == checked
 
 
@@ -274,4 +278,5 @@ def test_timed_block_is_scored_and_exported(server):
         assert export["blocks"][-1]["name"] == "b1" and len(export["latency_ms"]) > 10
         runtime = client.get("/api/sessions/live/runtime").json()
         # the task node is the one closed loop; the secure link's two nodes carry its features
-        assert set(runtime["nodes"]) == {"participant", "implant_link", "host_link", "task"}
+        # (and the channel inspector's mask node before the decoder, neurolace.web.inspect)
+        assert set(runtime["nodes"]) - {"inspector_mask"} == {"participant", "implant_link", "host_link", "task"}

@@ -62,7 +62,8 @@ def test_frame_round_trip_keeps_header_and_bytes():
 
 def test_streams_are_found_from_node_types():
     streams = LiveStreams.from_session(preset_session("demo"))  # one closed_loop node: decoder, cursor, task
-    assert streams.names() == ["participant.features", "task.cursor", "task.target", "task.score", "host_link.link"]
+    assert streams.names() == ["participant.features", "task.cursor", "task.target", "task.score", "host_link.link",
+                              "task.block"]
     assert (streams.n_channels, streams.grid_side, streams.decoder_node) == (1024, 30, "task")
     assert streams.calibration_parameter == "open_loop_s"
     old_style = LiveStreams.from_session(_decoder_session())

@@ -18,6 +18,17 @@ Rules:
   playing Webgrid with a mouse) is visible to clinicians and researchers, and
   to its owner (checked by the caller, who knows the owner).
 
+What a role may *do* is decided here too (:data:`ROLE_ACTIONS`,
+:func:`allowed_actions`, :func:`check_action`): the server refuses an action a
+role lacks (403) and the page shows only the controls of the actions the
+server lists for the user (``GET /api/me``), so a participant sees no controls
+and a clinician no researcher tools:
+
+- participant: their own live view and Webgrid games; no session controls;
+- clinician: also start a calibration, stop a session, run timed Webgrid blocks;
+- researcher: also switch decoders, export a session, read the runtime report,
+  and tune channels (threshold multiple, channel mask).
+
 There is no administrator role: the ``admin`` user ``neurolace serve`` creates on
 a first run is a researcher and sees what consent lets researchers see.
 
@@ -40,12 +51,40 @@ if TYPE_CHECKING:  # the privacy package's classes, only for annotations
     from neurolace.privacy.audit import AuditLog
     from neurolace.privacy.consent import ConsentRegistry
 
-__all__ = ["VIEW_PURPOSES", "Access", "can_view"]
+__all__ = ["ROLE_ACTIONS", "VIEW_PURPOSES", "Access", "allowed_actions", "can_view", "check_action"]
 
 #: the consent purpose that lets each viewing role see a participant's data
 VIEW_PURPOSES = {"clinician": "clinician_view", "researcher": "research_sharing"}
 #: roles that see data belonging to no participant
 _STAFF_ROLES = tuple(VIEW_PURPOSES)
+#: what each role may do on a session it may see (the page shows exactly these controls)
+ROLE_ACTIONS = {
+    "participant": (),
+    "clinician": ("start", "stop", "block"),
+    "researcher": ("start", "stop", "block", "decoder", "export", "runtime", "tune"),
+}
+#: how messages name each action
+_ACTION_NAMES = {"start": "start a calibration", "stop": "stop a session", "block": "run a timed block",
+                 "decoder": "switch decoders", "export": "export a session", "runtime": "read the runtime report",
+                 "tune": "tune channels"}
+
+
+def allowed_actions(user: User) -> tuple[str, ...]:
+    """The actions of :data:`ROLE_ACTIONS` that ``user``'s role may take."""
+    return ROLE_ACTIONS.get(user.role, ())
+
+
+def check_action(user: User, action: str) -> None:
+    """Raise :class:`AuthError` (403, naming the roles that may) unless ``user`` may take ``action``."""
+    if action in allowed_actions(user):
+        return
+    if not allowed_actions(user):
+        roles, what = [role for role, actions in ROLE_ACTIONS.items() if actions], "control a session"
+    else:
+        roles = [role for role, actions in ROLE_ACTIONS.items() if action in actions]
+        what = _ACTION_NAMES.get(action, action)
+    raise AuthError(f"a {user.role} cannot {what} ({' and '.join(r + 's' for r in roles) or 'nobody'} can)",
+                    status=403)
 
 
 def can_view(store: WebStore, user: User, participant_id: str | None, *,

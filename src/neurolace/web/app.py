@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from neurolace.core.errors import InvalidInputError
-from neurolace.web.access import Access
+from neurolace.web.access import Access, allowed_actions, check_action
 from neurolace.web.auth import AuthError, LoginLimiter, User, WebStore
 from neurolace.web.games import GameBook, GameError
 from neurolace.web.live import LiveSession
@@ -493,9 +493,9 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
             raise HTTPException(getattr(exc, "status", 400), detail=str(exc)) from exc
 
     def apply_control(session: LiveSession, user: User, control: dict) -> dict:
-        if user.role not in ("clinician", "researcher"):
-            raise AuthError(f"a {user.role} cannot control a session (clinicians and researchers can)", status=403)
         action = control.get("action")
+        if action in ("start", "stop", "decoder", "block") or not allowed_actions(user):
+            check_action(user, action)
         if action == "start":
             session.start(decoder=control.get("decoder"), calibration_s=control.get("calibration_s"))
         elif action == "stop":
@@ -554,7 +554,8 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
 
     @app.get("/api/me")
     def me(user: CurrentUser) -> dict:
-        return user.to_dict()
+        """The caller and the actions their role may take (the page shows those controls and no others)."""
+        return {**user.to_dict(), "actions": list(allowed_actions(user))}
 
     @app.get("/api/sessions")
     def list_sessions(user: CurrentUser) -> list[dict]:
@@ -569,14 +570,18 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
 
     @app.get("/api/sessions/{session_id}/runtime")
     def get_runtime(session_id: str, user: CurrentUser) -> dict:
-        report = visible_session(session_id, user, "session_runtime").graph_report()
+        session = visible_session(session_id, user, "session_runtime")
+        checked(lambda: check_action(user, "runtime"))
+        report = session.graph_report()
         if report is None:
             raise HTTPException(409, detail=f"session {session_id!r} is not running")
         return json.loads(json.dumps(report, default=str))
 
     @app.get("/api/sessions/{session_id}/export")
     def export_session(session_id: str, user: CurrentUser) -> dict:
-        return visible_session(session_id, user, "session_export").export()
+        session = visible_session(session_id, user, "session_export")
+        checked(lambda: check_action(user, "export"))
+        return session.export()
 
     @app.post("/api/sessions/{session_id}/control")
     def control(session_id: str, body: Control, user: CurrentUser) -> dict:
@@ -646,9 +651,12 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
         except AuthError as exc:
             await websocket.send_denial_response(JSONResponse({"detail": exc.reason}, status_code=exc.status))
             return
-        await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in protocols else None)
-        await websocket.send_text(json.dumps({"type": "hello", "user": user.to_dict(),
-                                              "session": session.snapshot()}))
+        try:
+            await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in protocols else None)
+            await websocket.send_text(json.dumps({"type": "hello", "user": user.to_dict(),
+                                                  "session": session.snapshot()}))
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the tab closed during the handshake: nothing to say
+            return
         connection = _Connection(token, session_id, user, asyncio.get_running_loop())
         guard.open(connection)
         sender = asyncio.create_task(_send_frames(websocket, session))

@@ -23,7 +23,18 @@ loop. A feed thread folds the messages into *frames*, one per feature bin:
   from (the runtime's provenance stamps; the bin width is excluded);
 - link bandwidth: payload bytes per second on the feature stream, what the
   implant link carries in this session;
-- the score and a BPS/NTPM series over a trailing window.
+- the score and a BPS/NTPM series over a trailing window;
+- the calibration's progress (:class:`CalibrationProgress`: stage ``collecting``,
+  ``fitting``, ``closed_loop`` or ``refit``, then ``done``; time left in the stage
+  and in the whole calibration, estimated from the bins the graph really
+  delivers per second), read from the ``closed_loop`` node's ``block`` stream
+  (the block index of its :class:`~neurolace.runtime.closed_loop.SessionPlan`)
+  and the ``decoder_fitted`` event;
+- the state of a ``recorder`` node, when the session has one (file, messages,
+  bytes, elapsed time);
+- ``run``, a number that changes at every start, and ``bin_index``, the number of
+  feature bins of this run so far, so a viewer starts new series when the
+  graph restarts and draws every bin, also those a slow connection skipped.
 
 A frame is bytes for a binary WebSocket message (:func:`encode_frame`): a
 little-endian uint32 header length, a UTF-8 JSON header, then the channel
@@ -50,8 +61,10 @@ from neurolace.runtime.messages import now_ns
 from neurolace.tasks import net_targets_per_minute, webgrid_bps
 
 __all__ = [
+    "CALIBRATION_STAGES",
     "LIVE_DECODERS",
     "SESSION_STATES",
+    "CalibrationProgress",
     "LiveSession",
     "LiveStreams",
     "cursor_latency_us",
@@ -68,6 +81,11 @@ LIVE_DECODERS = tuple(name for name in DECODERS if name in ("kalman", "wiener"))
 #: stream restarts at each block; the dashboard's own timed blocks score any window within one)
 LIVE_WEBGRID_BLOCK_S = 3600.0
 LIVE_WEBGRID_BLOCKS = 24
+#: stages of a live calibration, in schedule order: observation bins collected, a decoder fitted, the first
+#: decoder in closed loop (ReFIT's data), the ReFIT check block, over
+CALIBRATION_STAGES = ("collecting", "fitting", "closed_loop", "refit", "done")
+#: seconds over which the feed measures how many bins per second the graph really delivers
+_RATE_WINDOW_S = 5.0
 #: trailing window of the BPS/NTPM series
 BPS_WINDOW_S = 30.0
 _FRAME_HEADER = struct.Struct("<I")
@@ -103,6 +121,7 @@ class LiveStreams:
     decoder_node: str | None
     calibration_parameter: str | None = None
     link: str | None = None
+    block: str | None = None
 
     def with_link(self, spec: Any) -> LiveStreams:
         """These streams plus the health stream of the session's secure link, if it has one."""
@@ -130,7 +149,7 @@ class LiveStreams:
             return cls(features=f"{source.name}.features", cursor=f"{loop.name}.cursor",
                        target=f"{loop.name}.target", score=f"{loop.name}.score", n_channels=n_channels,
                        grid_side=int(loop.params["grid_side"]), decoder_node=loop.name,
-                       calibration_parameter="open_loop_s")
+                       calibration_parameter="open_loop_s", block=f"{loop.name}.block")
         task = by_type.get("webgrid")
         return cls(
             features=f"{source.name}.features",
@@ -144,7 +163,7 @@ class LiveStreams:
         )
 
     def names(self) -> list[str]:
-        return [name for name in (self.features, self.cursor, self.target, self.score, self.link) if name]
+        return [name for name in (self.features, self.cursor, self.target, self.score, self.link, self.block) if name]
 
 
 def encode_frame(header: dict, channels: bytes = b"") -> bytes:
@@ -196,12 +215,143 @@ def cursor_latency_us(graph: Any) -> dict | None:
     return None
 
 
+def session_bin_ms(spec: Any) -> float:
+    """The session's bin width (control period) in ms: its ``closed_loop`` or ``sim_participant`` node's ``loop_ms``."""
+    for type_name in ("closed_loop", "sim_participant"):
+        node = next((n for n in spec.nodes if n.type_name == type_name), None)
+        if node is not None and "loop_ms" in node.params:
+            return float(node.params["loop_ms"])
+    return 20.0
+
+
 def _quantiles_ms(values_ns: collections.deque) -> dict:
     if not values_ns:
         return {"last": None, "p50": None, "p99": None}
     array = np.fromiter(values_ns, dtype=np.float64) / 1e6
     p50, p99 = np.percentile(array, [50, 99])
     return {"last": round(float(array[-1]), 3), "p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+class CalibrationProgress:
+    """Where a live calibration is: its stage, and the time left in the stage and in the whole calibration.
+
+    The schedule is the decoder node's: for a ``closed_loop`` node the
+    calibration blocks of its :class:`~neurolace.runtime.closed_loop.SessionPlan`
+    (observation, first closed loop, ReFIT check; the Webgrid blocks after them
+    are decoding), for a ``decoder`` node one observation block of
+    ``calibration_s``. The feed calls :meth:`on_bin` once per control step with
+    the block index the node published, and :meth:`on_fitted` on the node's
+    ``decoder_fitted`` event. A fit runs after a block's last bin, so a block
+    whose bins are all in, with a fit to come, is ``fitting``.
+
+    Times left are in wall-clock seconds: the bins still to come divided by the
+    bins per second the graph delivered over the last :data:`_RATE_WINDOW_S`
+    (a graph slower than real time says so, ``speed`` < 1), never the nominal
+    block length alone.
+
+    Parameters
+    ----------
+    blocks : list of (name, kind, duration_s)
+        The calibration blocks in order; ``kind`` of the
+        :class:`~neurolace.runtime.closed_loop.BlockPlan` (``open-loop``,
+        ``closed-loop``, ``refit``).
+    bin_s : float
+        Bin width (control period) in seconds.
+    """
+
+    _STAGE_OF_KIND = {"open-loop": "collecting", "closed-loop": "closed_loop", "refit": "refit"}
+
+    def __init__(self, blocks: list[tuple[str, str, float]], bin_s: float) -> None:
+        self.bin_s = check_positive(bin_s, "bin_s")
+        self.blocks = [(name, kind, max(1, round(float(duration_s) / self.bin_s))) for name, kind, duration_s in blocks]
+        self.block_index = 0
+        self.bins_in_block = 0
+        self.fitted = False
+        self.total_bins = 0
+        self._rate: collections.deque = collections.deque()  # (wall time ns, total bins)
+        self._fitting_since_ns: int | None = None
+
+    @classmethod
+    def for_session(cls, spec: Any, streams: LiveStreams, calibration_s: float) -> CalibrationProgress | None:
+        """The progress of the session's decoder node with a calibration of ``calibration_s``; None without one."""
+        if streams.decoder_node is None or calibration_s <= 0:
+            return None
+        node = spec.node(streams.decoder_node)
+        if node.type_name != "closed_loop":
+            return cls([("observation", "open-loop", calibration_s)], session_bin_ms(spec) / 1e3)
+        from neurolace.runtime.closed_loop import SessionPlan
+
+        params = node.params
+        plan = SessionPlan.build(seed=0, decoder=params["decoder"], grid_side=params["grid_side"],
+                                 webgrid_seconds=params["webgrid_s"], n_webgrid_blocks=params["n_webgrid_blocks"],
+                                 open_loop_seconds=calibration_s, closed_loop_seconds=params["closed_loop_s"],
+                                 calibration_grid_side=params["calibration_grid_side"], variants=(params["refit"],))
+        blocks = [(b.name, b.kind, b.duration_s) for b in plan.blocks if b.kind != "webgrid"]
+        return cls(blocks, session_bin_ms(spec) / 1e3)
+
+    def on_bin(self, block_index: int | None, time_ns: int) -> None:
+        """One control step of the loop, in block ``block_index`` (None: the session publishes no blocks)."""
+        if block_index is not None and block_index != self.block_index:
+            self.block_index = block_index
+            self.bins_in_block = 0
+            self._fitting_since_ns = None
+        else:
+            self.bins_in_block += 1
+        self.total_bins += 1
+        self._rate.append((time_ns, self.total_bins))
+        while time_ns - self._rate[0][0] > _RATE_WINDOW_S * 1e9:
+            self._rate.popleft()
+
+    def on_fitted(self) -> None:
+        """The node fitted its first decoder."""
+        self.fitted = True
+
+    @property
+    def stage(self) -> str:
+        if self.block_index >= len(self.blocks) or (len(self.blocks) == 1 and self.fitted):
+            return "done"
+        _, kind, n_bins = self.blocks[self.block_index]
+        next_kind = self.blocks[self.block_index + 1][1] if self.block_index + 1 < len(self.blocks) else None
+        # the fit after the observation block, and ReFIT's fit after the first closed-loop block
+        fit_follows = (kind == "open-loop" and not self.fitted) or (kind == "closed-loop" and next_kind == "refit")
+        if fit_follows and self.bins_in_block >= n_bins - 1:
+            return "fitting"
+        return self._STAGE_OF_KIND[kind]
+
+    def bins_per_s(self) -> float:
+        """Bins the graph delivered per wall-clock second lately (nominal ``1 / bin_s`` until measured)."""
+        if not self._rate:
+            return 1.0 / self.bin_s
+        (first_ns, first_bins), (last_ns, last_bins) = self._rate[0], self._rate[-1]
+        span_s = (last_ns - first_ns) / 1e9
+        return (last_bins - first_bins) / span_s if span_s >= 1.0 else 1.0 / self.bin_s
+
+    def public(self, time_ns: int) -> dict:
+        """The header's ``calibration`` object: stage, block, times left (wall-clock s), progress 0-1, speed."""
+        stage = self.stage
+        total = sum(n for _, _, n in self.blocks)
+        if stage == "done":
+            return {"stage": "done", "block": None, "stage_remaining_s": 0.0, "remaining_s": 0.0, "progress": 1.0,
+                    "total_s": round(total * self.bin_s, 2), "speed": None, "fitting_s": None}
+        name, _, n_bins = self.blocks[self.block_index]
+        in_block = min(self.bins_in_block, n_bins)
+        done_bins = sum(n for _, _, n in self.blocks[:self.block_index]) + in_block
+        rate = max(self.bins_per_s(), 1e-3)
+        fitting_s = None
+        if stage == "fitting":
+            if self._fitting_since_ns is None:
+                self._fitting_since_ns = time_ns
+            fitting_s = round((time_ns - self._fitting_since_ns) / 1e9, 1)
+        return {
+            "stage": stage,
+            "block": name,
+            "stage_remaining_s": round((n_bins - in_block) / rate, 1),
+            "remaining_s": round((total - done_bins) / rate, 1),
+            "progress": round(done_bins / total, 4),
+            "total_s": round(total * self.bin_s, 2),
+            "speed": round(rate * self.bin_s, 3),
+            "fitting_s": fitting_s,
+        }
 
 
 class LiveSession:
@@ -227,6 +377,7 @@ class LiveSession:
         self.participant_id = participant_id
         self.spec = spec if spec is not None else preset_session("demo")
         self.streams = LiveStreams.from_session(self.spec)
+        self.bin_ms = session_bin_ms(self.spec)
         self.bus_url = bus_url
         decoder_node = self._decoder_spec()
         self.decoder = decoder_node.params["decoder"] if decoder_node else None
@@ -265,6 +416,7 @@ class LiveSession:
         self._feature_counts: collections.deque = collections.deque()  # (time_ns, messages so far), last second
         self._feature_nbytes = 0
         self._features_seen = 0
+        self._bins_seen = 0  # control steps (cursors; features without a cursor) of this run: the frame's bin_index
         self._last_features: np.ndarray | None = None
         self._latency_summary = _quantiles_ms(self._latency_ns)
         self._latency_summary_ns = 0
@@ -272,6 +424,12 @@ class LiveSession:
         self.series: collections.deque = collections.deque(maxlen=1200)  # (time_s, ntpm, bps)
         self._last_series_s = 0.0
         self._block: dict | None = None
+        self.progress = CalibrationProgress.for_session(self.spec, self.streams, self.calibration_s)
+        self._block_message = None
+        self._block_index: int | None = None
+        self._recorder: dict | None = None  # the recorder node's state (kept after a stop)
+        self._recorder_started_ns: int | None = None
+        self._recorder_checked_ns = 0
 
     def start(self, *, decoder: str | None = None, calibration_s: float | None = None,
               wait: bool = False, timeout_s: float = 60.0) -> None:
@@ -392,6 +550,8 @@ class LiveSession:
     def _on_event(self, record: dict) -> None:
         if record["event"] == "decoder_fitted":
             with self._lock:
+                if self.progress is not None:
+                    self.progress.on_fitted()
                 if self.state == "calibrating":
                     self.state = "decoding"
         elif record["event"] in ("decoder_fit_failed", "node_gave_up"):
@@ -415,6 +575,9 @@ class LiveSession:
         if feed is not None:
             feed.join(timeout=5.0)
         if graph is not None:
+            self._recorder = self._recorder_state(graph, now_ns())  # its last counts, before it closes
+            if self._recorder is not None:
+                self._recorder["recording"] = False
             graph.stop()
         if subscription is not None:
             subscription.close()
@@ -494,6 +657,7 @@ class LiveSession:
         target_latest = subscriptions.latest.get(streams.target) if streams.target else None
         score_latest = subscriptions.latest.get(streams.score) if streams.score else None
         link_latest = subscriptions.latest.get(streams.link) if streams.link else None
+        block_latest = subscriptions.latest.get(streams.block) if streams.block else None
         from neurolace.runtime.secure_link import LINK_STATUS_FIELDS
         while not self._feed_stop.is_set():
             message = subscriptions.trigger.get(timeout_s=0.1)
@@ -502,9 +666,12 @@ class LiveSession:
             if message.stream == streams.cursor:
                 payload = message.payload
                 self._cursor = [float(payload[0]), float(payload[1]), float(payload[2])]
+                self._bins_seen += 1
                 latency_ns = message.timestamp_ns - message.origin_ns
                 self._latency_ns.append(latency_ns)
                 self._latency_log_ns.append(latency_ns)
+                if self.progress is not None:
+                    self.progress.on_bin(self._current_block(block_latest), message.received_ns or now_ns())
                 if subscriptions.trigger.pending():
                     continue  # behind: skip to the newest cursor before drawing
                 features = features_latest.latest()
@@ -513,6 +680,7 @@ class LiveSession:
             else:
                 features = message
                 self._features_seen += 1
+                self._bins_seen += 1
             if features is not None:
                 self._last_features = np.asarray(features.payload)
             if target_latest is not None and (target := target_latest.latest()) is not None:
@@ -523,6 +691,35 @@ class LiveSession:
                 self._link = {name: float(value) for name, value in zip(LINK_STATUS_FIELDS, link.payload)}
             if self._last_features is not None:
                 self._make_frame(message.received_ns or now_ns())
+
+    def _current_block(self, block_latest) -> int | None:
+        """The block index the closed_loop node published last (None: the session publishes no blocks)."""
+        if block_latest is None:
+            return None
+        message = block_latest.latest()
+        if message is not None and message is not self._block_message:
+            from neurolace.runtime.closed_loop import block_from_payload
+
+            self._block_message = message
+            self._block_index = block_from_payload(np.asarray(message.payload))[0]
+        return self._block_index
+
+    def _recorder_state(self, graph: Any, time_ns: int) -> dict | None:
+        """The session's recorder node: file name, messages and bytes written, seconds since it opened."""
+        if graph is None:
+            return self._recorder
+        for runner in graph.runners.values():
+            node = getattr(runner, "node", None)
+            writer = getattr(node, "writer", None)
+            if runner.spec.type_name != "recorder" or writer is None:
+                continue
+            if self._recorder_started_ns is None:
+                self._recorder_started_ns = time_ns
+            path = node.path
+            return {"node": runner.spec.name, "file": str(getattr(path, "name", path)), "recording": True,
+                    "messages": int(writer.messages), "bytes": int(writer.bytes_written),
+                    "elapsed_s": round((time_ns - self._recorder_started_ns) / 1e9, 1)}
+        return None
 
     def _make_frame(self, time_ns: int) -> None:
         n = self.streams.n_channels
@@ -542,6 +739,9 @@ class LiveSession:
             self._latency_summary = _quantiles_ms(self._latency_ns)
             self._latency_summary_ns = time_ns
         time_s = (time_ns - self.started_ns) / 1e9
+        if time_ns - self._recorder_checked_ns > 1_000_000_000:  # the recorder's counts once a second
+            self._recorder = self._recorder_state(self._graph, time_ns)
+            self._recorder_checked_ns = time_ns
         with self._lock:
             if self._block is not None and (time_ns - self._block["start_ns"]) / 1e9 >= self._block["duration_s"]:
                 self._finish_block(time_ns)
@@ -577,6 +777,9 @@ class LiveSession:
             "type": "frame",
             "session_id": self.session_id,
             "seq": self.frame_sequence + 1,
+            "run": self._generation,
+            "bin_index": self._bins_seen,
+            "bin_ms": self.bin_ms,
             "t_s": round(time_s, 3),
             "state": self.state,
             "decoder": self.decoder,
@@ -592,6 +795,8 @@ class LiveSession:
             "series": list(self.series)[-3:],
             "block": self._public_block(),
             "n_blocks": len(self.blocks),
+            "calibration": self.progress.public(now_ns()) if self.progress is not None else None,
+            "recorder": self._recorder,
         }
 
     # snapshots for the REST API ---------------------------------------------------------------
@@ -617,6 +822,9 @@ class LiveSession:
                 "block": self._public_block(),
                 "summary": self.summary,
                 "frames": self.frame_sequence,
+                "run": self._generation,
+                "calibration": self.progress.public(now_ns()) if self.progress is not None else None,
+                "recorder": self._recorder,
             }
 
     def export(self) -> dict:
