@@ -45,7 +45,7 @@ def test_plan_writes_the_issue_schema_and_the_overlay(cortex, tmp_path, capsys):
     assert plan["n_sites"] == 12 and plan["requested_sites"] == 12 and plan["reasons"] == []
     for key in ("clearance_um", "min_margin_um", "estimated_duration_s"):
         assert isinstance(plan[key], float)
-    assert plan["clearance_um"] == 42.0 and plan["min_margin_um"] >= 0
+    assert plan["clearance_um"] == 52.0 and plan["min_margin_um"] >= 0
     assert plan["image"] == {"width_px": 320, "height_px": 320, "um_per_px": 10.0, "path": str(cortex)}
     assert [site["order"] for site in plan["sites"]] == list(range(1, 13))
     for site in plan["sites"]:

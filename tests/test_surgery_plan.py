@@ -22,7 +22,7 @@ from neurolace.surgery.montecarlo import estimate_placement
 from neurolace.surgery.motion import BrainMotion, RobotTiming, schedule_insertions
 from neurolace.surgery.ordering import order_insertions
 from neurolace.surgery.plan import PLAN_FORMAT, plan_insertions, plan_overlay
-from neurolace.surgery.sites import Clearance, coverage, select_sites, target_region
+from neurolace.surgery.sites import Clearance, coverage, planning_map, select_sites, target_region
 from neurolace.surgery.vessels import VesselMap, distance_map_um
 
 
@@ -100,8 +100,10 @@ def test_every_site_keeps_clearance_and_spacing(seed, n_vessels, n_sites, spacin
 def test_default_clearance_sums_its_documented_terms():
     terms = Clearance().for_scale(10.0)
     assert terms.to_dict() == {"needle_radius_um": 12.0, "robot_error_um": 10.0, "registration_error_um": 10.0,
-                               "safety_margin_um": 10.0, "total_um": 42.0}
-    assert Clearance().for_scale(25.0).total_um == 57.0  # registration is one pixel when pixels exceed 10 µm
+                               "segmentation_error_um": 10.0, "safety_margin_um": 10.0, "total_um": 52.0}
+    # registration and segmentation are one pixel each when pixels exceed 10 µm
+    assert Clearance().for_scale(25.0).total_um == 82.0
+    assert Clearance(segmentation_error_um=0.0).for_scale(10.0).total_um == 42.0
 
 
 def test_a_region_that_cannot_hold_the_sites_gives_fewer_with_the_reason():
@@ -153,6 +155,35 @@ def test_a_disc_partly_outside_the_image_is_clipped_with_a_note():
     assert region.mask[:, 0].any() and not region.mask[:, 30:].any()
 
 
+def test_the_planning_map_fills_a_hollow_wide_vessel_and_keeps_the_mask():
+    mask = np.zeros((120, 120), dtype=bool)
+    mask[:, 40:44] = mask[:, 56:60] = True  # two edges 120 µm apart: the filter's view of a wide vessel
+    mask[:, 100:103] = True  # a separate vessel 400 µm away
+    vesselness = np.zeros(mask.shape)
+    vesselness[10:20, 10:12] = 0.5  # weak but above the low threshold: not in the mask
+    segmented = VesselMap(mask=mask, distance_um=distance_map_um(mask, 10.0), um_per_px=10.0,
+                          vesselness=vesselness, low=0.3, high=0.8)
+    cautious = planning_map(segmented)
+    assert (cautious.mask >= mask).all()
+    assert cautious.mask[:, 44:56].all()  # the hollow centre is closed, to the image's top and bottom edges
+    assert not cautious.mask[:, 62:98].any()  # the 400 µm gap to the other vessel stays open
+    assert cautious.mask[10:20, 10:12].all()
+    np.testing.assert_allclose(cautious.distance_um, distance_map_um(cautious.mask, 10.0))
+    assert planning_map(segmented, close_gap_um=0.0, hole_radius_um=0.0, include_low=False).mask.sum() == mask.sum()
+
+
+def test_the_planning_map_fills_narrow_enclosed_holes_only():
+    rows, cols = np.mgrid[0:200, 0:200]
+    radius_px = np.hypot(rows - 100, cols - 100)
+    small = np.abs(radius_px - 12) <= 1.5  # a ring of vessel round a 100 µm island: a hollow vessel's view
+    large = np.abs(np.hypot(rows - 100, cols - 100) - 60) <= 1.5  # round a 580 µm island: real tissue
+    for ring, filled in ((small, True), (large, False)):
+        segmented = VesselMap(mask=ring, distance_um=distance_map_um(ring, 10.0), um_per_px=10.0,
+                              vesselness=ring.astype(float))
+        cautious = planning_map(segmented, close_gap_um=0.0)
+        assert bool(cautious.mask[100, 100]) is filled
+
+
 # ---------------------------------------------------------------- depth
 
 
@@ -177,8 +208,12 @@ def test_depth_in_a_band_thinner_than_the_thread_starts_at_its_top():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_threads_never_cross_and_no_needle_lands_on_a_laid_thread(seed):
     rng = np.random.default_rng(seed)
-    sites = rng.uniform(0, 4000, size=(64, 2))
-    ordering = order_insertions(sites, implant_xy_um=(2000.0, 2000.0), exit_radius_um=800.0, thread_clearance_um=42.0)
+    sites = np.zeros((0, 2))
+    while sites.shape[0] < 64:  # spaced 250 µm apart, as the planner places them
+        point = rng.uniform(0, 4000, size=2)
+        if sites.shape[0] == 0 or np.hypot(*(sites - point).T).min() >= 250.0:
+            sites = np.vstack([sites, point])
+    ordering = order_insertions(sites, implant_xy_um=(2000.0, 2000.0), exit_radius_um=800.0, thread_clearance_um=52.0)
     exits = ordering.exit_xy_um
     for a in range(64):
         for b in range(a + 1, 64):
@@ -191,11 +226,18 @@ def test_threads_never_cross_and_no_needle_lands_on_a_laid_thread(seed):
             if site == later:
                 continue
             t = np.clip(np.dot(sites[site] - start, end - start) / np.dot(end - start, end - start), 0, 1)
-            if np.hypot(*(sites[site] - (start + t * (end - start)))) < 42.0:
+            if np.hypot(*(sites[site] - (start + t * (end - start)))) < 52.0:
                 assert rank[site] < rank[later]
     assert ordering.unmet_constraints == 0
     path = np.vstack([[2000.0, 2000.0], sites[ordering.order]])
     assert ordering.travel_mm == pytest.approx(np.hypot(*np.diff(path, axis=0).T).sum() / 1000.0)
+
+
+def test_cyclic_constraints_are_counted_not_hidden():
+    # two sites closer than the clearance each lie on the other's thread: no order meets both constraints
+    sites = np.array([[0.0, 0.0], [5.0, 0.0]])
+    ordering = order_insertions(sites, exit_radius_um=300.0, thread_clearance_um=10.0)
+    assert ordering.n_constraints == 2 and ordering.unmet_constraints == 1
 
 
 def test_two_opt_finds_the_straight_route_along_a_line():
@@ -284,7 +326,9 @@ def test_plan_json_holds_the_issue_fields(tmp_path):
     path = plan.write_json(tmp_path / "plan.json")
     document = json.loads(path.read_text())
     assert document["format"] == PLAN_FORMAT and document["version"] == 1
-    assert document["clearance_um"] == 42.0 and document["min_margin_um"] >= 0
+    assert document["clearance_um"] == 52.0 and document["min_margin_um"] >= 0
+    raw_clearance = brute_force_clearance_um(plan.sites_xy_um, mask, 10.0)  # the planning map contains the mask
+    assert (raw_clearance >= 52.0).all()
     assert document["estimated_duration_s"] > 16 * 10.0
     assert [site["order"] for site in document["sites"]] == list(range(1, 17))
     for site in document["sites"]:

@@ -32,7 +32,8 @@ DESCRIPTION = """\
 Vessel-aware planning of robotic thread insertion. 'plan' segments the surface vessels of IMAGE (a photograph
 of the exposed cortex, grey or colour, with its scale in µm per pixel), chooses up to --threads insertion sites
 in the target region at least the clearance from every vessel (needle radius + robot error + registration
-error + a margin: 42 µm at 10 µm/px) and 250 µm apart, gives each an insertion depth, orders them so threads
+error + segmentation error + a margin: 52 µm at 10 µm/px; vessels as a cautious map of the segmentation)
+and 250 µm apart, gives each an insertion depth, orders them so threads
 never cross, times each insertion in a quiet phase of the cardiac and respiratory brain motion, estimates
 each site's probability of hitting a vessel, and writes plan.json (sites with x_um, y_um from the image's
 top-left corner, x right and y down, order, depth_um, margin_um, hit_probability; clearance_um, min_margin_um,
@@ -81,7 +82,7 @@ def register(subparsers) -> None:
                       help="also draw vessels, region, threads and numbered sites on the image")
     plan.add_argument("--method", choices=METHODS, default="frangi", help="vesselness filter (default frangi)")
     plan.add_argument("--clearance-um", type=DISTANCE,
-                      help=DISTANCE.help("distance to keep from vessels (default: the documented sum, 42 µm at 10 µm/px)"))
+                      help=DISTANCE.help("distance to keep from vessels (default: the documented sum, 52 µm at 10 µm/px)"))
     plan.add_argument("--spacing-um", type=DISTANCE, default=DEFAULT_SPACING_UM,
                       help=DISTANCE.help("smallest distance between two sites (default 250)"))
     plan.add_argument("--seed", type=SEED, default=0, help=SEED.help("Monte-Carlo seed (default 0)"))

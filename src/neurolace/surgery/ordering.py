@@ -152,7 +152,7 @@ def order_insertions(
     implant_xy_um=None,
     exit_radius_um: float = DEFAULT_EXIT_RADIUS_UM,
     exit_xy_um=None,
-    thread_clearance_um: float = 42.0,
+    thread_clearance_um: float = 52.0,
 ) -> InsertionOrder:
     """Assign threads to exits and order the insertions (see the module docstring).
 
@@ -167,7 +167,7 @@ def order_insertions(
     exit_xy_um : array-like, shape (n_sites, 2), optional
         The exit points themselves (assigned to sites by least total length).
     thread_clearance_um : float
-        How close to a laid thread the needle may not come (default 42 µm, the default
+        How close to a laid thread the needle may not come (default 52 µm, the default
         vessel clearance: needle radius plus the positioning errors).
 
     Returns

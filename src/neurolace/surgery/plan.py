@@ -15,7 +15,8 @@ plan.json (``format`` "neurolace.surgery.plan", ``version`` 1)
   image's edge beyond the clearance, >= 0), ``hit_probability`` (Monte-Carlo), and
   ``vessel_distance_um``, ``start_s`` (position fix of the insertion), ``exit_x_um`` /
   ``exit_y_um`` (where its thread leaves the implant).
-- ``clearance_um`` and its terms ``clearance``; ``min_spacing_um``; ``min_margin_um``
+- ``clearance_um`` and its terms ``clearance`` (margins are measured on the cautious planning
+  map of :func:`neurolace.surgery.sites.planning_map`, ``planning_map``); ``min_spacing_um``; ``min_margin_um``
   (``null`` for an empty plan); ``estimated_duration_s``.
 - ``requested_sites``, ``n_sites`` and ``reasons`` (why fewer sites than asked; empty if none).
 - ``image`` (``width_px``, ``height_px``, ``um_per_px``, and ``path`` when the CLI read one),
@@ -38,11 +39,13 @@ from neurolace.surgery.montecarlo import PlacementEstimate, estimate_placement
 from neurolace.surgery.motion import BrainMotion, InsertionSchedule, RobotTiming, schedule_insertions
 from neurolace.surgery.ordering import DEFAULT_EXIT_RADIUS_UM, InsertionOrder, order_insertions
 from neurolace.surgery.sites import (
+    DEFAULT_CLOSE_GAP_UM,
     DEFAULT_MIN_SPACING_UM,
     Clearance,
     Region,
     SiteSelection,
     coverage,
+    planning_map,
     select_sites,
     target_region,
 )
@@ -74,6 +77,8 @@ class Plan:
     layers : CorticalLayers
     seed : int
     image_path : str or None
+    planning_map : VesselMap or None
+        The cautious map the sites keep clear of (:func:`neurolace.surgery.sites.planning_map`).
     """
 
     selection: SiteSelection
@@ -89,6 +94,7 @@ class Plan:
     layers: CorticalLayers
     seed: int
     image_path: str | None = None
+    planning_map: object = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -189,6 +195,10 @@ class Plan:
                 "insertions_without_quiet_phase": int((~self.schedule.quiet).sum()),
             },
             "seed": self.seed,
+            "planning_map": None if self.planning_map is None else {
+                "vessel_fraction": float(np.asarray(self.planning_map.mask).mean()),
+                "close_gap_um": DEFAULT_CLOSE_GAP_UM,
+            },
             **self.extra,
         }
 
@@ -228,6 +238,7 @@ def plan_insertions(
     exit_radius_um: float = DEFAULT_EXIT_RADIUS_UM,
     n_samples: int = 2000,
     seed: int = 0,
+    cautious: bool = True,
 ) -> Plan:
     """Plan ``n_sites`` thread insertions on a vessel map.
 
@@ -241,7 +252,7 @@ def plan_insertions(
         Target region; or give ``centre_um`` (x, y) and ``radius_um`` for a disc; default
         the whole image.
     clearance : Clearance or float, optional
-        Default :class:`Clearance` for the map's scale (42 µm at 10 µm per pixel).
+        Default :class:`Clearance` for the map's scale (52 µm at 10 µm per pixel).
     min_spacing_um : float
         Default 250 µm.
     layers : CorticalLayers, optional
@@ -258,6 +269,10 @@ def plan_insertions(
         Monte-Carlo samples per site.
     seed : int
         Monte-Carlo seed (everything else is deterministic).
+    cautious : bool
+        Plan against :func:`neurolace.surgery.sites.planning_map` of ``vessel_map`` (vesselness
+        above the low threshold counts as vessel, gaps under 200 µm closed); False plans
+        against the mask as given (the Monte-Carlo then uses it too).
 
     Returns
     -------
@@ -273,7 +288,8 @@ def plan_insertions(
     layers = CorticalLayers() if layers is None else layers
     motion = BrainMotion.human() if motion is None else motion
     robot = RobotTiming() if robot is None else robot
-    selection = select_sites(vessel_map, n_sites, region=region, clearance=clearance, min_spacing_um=min_spacing_um)
+    planned_on = planning_map(vessel_map) if cautious else vessel_map
+    selection = select_sites(planned_on, n_sites, region=region, clearance=clearance, min_spacing_um=min_spacing_um)
     depth = insertion_depths(selection.n_sites, layers)
     ordering = order_insertions(
         selection.xy_um, implant_xy_um=implant_xy_um, exit_radius_um=exit_radius_um,
@@ -284,19 +300,22 @@ def plan_insertions(
     )
     terms = selection.clearance
     placement = estimate_placement(
-        vessel_map, selection.xy_um, insertion_start_s=schedule.start_s,
+        planned_on, selection.xy_um, insertion_start_s=schedule.start_s,
         robot_error_um=terms.robot_error_um, registration_error_um=terms.registration_error_um,
         needle_radius_um=terms.needle_radius_um, motion=motion, robot=robot, n_samples=n_samples, seed=seed,
     )
     return Plan(
         selection=selection, depth=depth, ordering=ordering, schedule=schedule, placement=placement,
         coverage=coverage(selection.xy_um, region), shape=shape, um_per_px=um_per_px, motion=motion,
-        robot=robot, layers=layers, seed=seed,
+        robot=robot, layers=layers, seed=seed, planning_map=planned_on,
     )
 
 
 def plan_overlay(image, vessel_map, plan: Plan, path: str | os.PathLike, *, dpi: int = 100, overwrite: bool = True) -> Path:
     """Write a PNG of the plan: vessels, region, threads, and sites numbered in order.
+
+    Segmented vessels are red, what the cautious planning map adds is orange, the region's
+    outline cyan, threads (exit to site) yellow and sites green with their insertion number.
 
     Parameters
     ----------
@@ -325,6 +344,8 @@ def plan_overlay(image, vessel_map, plan: Plan, path: str | os.PathLike, *, dpi:
     axis = figure.subplots()
     axis.imshow(grey, cmap="gray", vmin=0, vmax=1, extent=extent)
     tint = np.zeros((height, width, 4))
+    if plan.planning_map is not None:  # what the cautious planning map adds, in orange
+        tint[np.asarray(plan.planning_map.mask, dtype=bool)] = (1.0, 0.6, 0.0, 0.35)
     tint[np.asarray(vessel_map.mask, dtype=bool)] = (1.0, 0.1, 0.1, 0.5)
     axis.imshow(tint, extent=extent)
     region = plan.selection.region.mask
