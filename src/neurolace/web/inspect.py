@@ -54,7 +54,7 @@ from neurolace.dsp.defaults import DEFAULT_DEAD_TIME_MS, DEFAULT_THRESHOLD
 from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.nodes.mask import format_channel_list, mask_features, parse_channel_list
 
-__all__ = ["CHANGE_AUDIT_ACTION", "ELECTRODES_PER_THREAD", "FLAG_RULES", "MASK_NODE", "MASK_STREAM", "THRESHOLD_RANGE", "ChannelInspector",
+__all__ = ["AUDIT_VIEW_INTERVAL_S", "CHANGE_AUDIT_ACTION", "ELECTRODES_PER_THREAD", "FLAG_RULES", "MASK_NODE", "MASK_STREAM", "THRESHOLD_RANGE", "ChannelInspector",
            "ChannelTap", "FlagRules", "channel_flags", "register_inspector", "with_channel_mask"]
 
 #: name of the mask node :func:`with_channel_mask` inserts, and the stream the inspector publishes the mask on
@@ -64,6 +64,9 @@ MASK_STREAM = "inspector.mask"
 #: settings yet: the entry is an "access" whose resource, "channel_mask" or "channel_threshold", and
 #: "change" say what was changed)
 CHANGE_AUDIT_ACTION = "access"
+#: the inspector's views (polled twice a second) are written to the audit log once per this many seconds
+#: per user, session and resource; every change is written
+AUDIT_VIEW_INTERVAL_S = 60.0
 #: electrodes along one thread (the heat map's rows; channel = thread * 16 + electrode)
 ELECTRODES_PER_THREAD = 16
 #: allowed threshold multiples of the noise RMS (negative: downward crossings, as the chain detects)
@@ -629,11 +632,27 @@ def register_inspector(app: Any) -> dict[str, ChannelInspector]:
         except AuthError as exc:
             raise HTTPException(exc.status, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}) from exc
 
+    recorded: dict[tuple[str, str, str], float] = {}  # (user, session, resource) -> when last written to the log
+
     def visible(session_id: str, user, resource: str) -> ChannelInspector:
+        """The session's inspector if ``user`` may see it (404 otherwise).
+
+        A dashboard polls these endpoints twice a second: the decision is taken every time, but
+        recorded in the audit log once per :data:`AUDIT_VIEW_INTERVAL_S` per user, session and resource.
+        """
         inspector = inspectors.get(session_id)
+        key = (user.name, session_id, resource)
+        record = time.monotonic() - recorded.get(key, -AUDIT_VIEW_INTERVAL_S) >= AUDIT_VIEW_INTERVAL_S
         try:
-            allowed = inspector is not None and access.check(user, inspector.session.participant_id,
-                                                             resource=resource, session_id=session_id)
+            if inspector is None:
+                allowed = False
+            elif record:
+                allowed = access.check(user, inspector.session.participant_id, resource=resource,
+                                       session_id=session_id)
+                recorded[key] = time.monotonic()
+            else:  # a refusal is always written
+                allowed = access.can_view(user, inspector.session.participant_id) or access.check(
+                    user, inspector.session.participant_id, resource=resource, session_id=session_id)
         except AuthError as exc:
             raise HTTPException(exc.status, detail=exc.reason) from exc
         if not allowed:

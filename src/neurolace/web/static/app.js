@@ -225,6 +225,8 @@ const sbpImage = { canvas: document.createElement("canvas"), n: 0 };
 const rasterImage = { canvas: document.createElement("canvas"), rows: 0 };
 
 function drawChannelMap(canvas, image, values, scale) {
+  // D2 hook: charts.js draws channel maps with labels, a colour bar and flags when it is loaded
+  if (window.neurolaceCharts) return window.neurolaceCharts.channelMap(canvas, image, values, scale);
   const n = values.length;
   const rows = 16, columns = Math.ceil(n / rows);
   if (image.n !== n) {
@@ -267,6 +269,8 @@ function drawRaster(canvas, counts) {
 }
 
 function drawLines(canvas, points, series) {
+  // D2 hook: charts.js draws line charts with time axes and value scales with units when it is loaded
+  if (window.neurolaceCharts) return window.neurolaceCharts.lines(canvas, points, series);
   // series: [{index, color, max}] of columns of points ([t, a, b, ...])
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height;
