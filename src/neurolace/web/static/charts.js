@@ -326,6 +326,11 @@
   // frame the charts app.js draws itself, after each frame and each session snapshot
   if (window.neurolace && window.neurolace.hooks) {
     neurolace.hooks.draw.push((header) => {
+      const [x, y, click] = header.cursor, target = header.target;
+      describe(document.getElementById("webgrid"), `Webgrid ${header.grid_side} x ${header.grid_side}: cursor at ` +
+        `x ${x.toFixed(2)}, y ${y.toFixed(2)}${click > 0.5 ? ", clicking" : ""}` +
+        (target && target[2] > 0 ? `; lit cell at x ${target[0].toFixed(2)}, y ${target[1].toFixed(2)}` : "") +
+        `; score ${header.score[0]} correct, ${header.score[1]} wrong`);
       frameRaster(document.getElementById("raster"), header.n_channels, header.bin_ms || 20,
                   (window.neurolace.rasterWidth) || 300);
     });
