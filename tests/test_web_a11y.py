@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from neurolace.web.server import start_in_background
-from tests.test_web_browser import _wait_for, browser_context  # noqa: F401  (the browser fixture)
+from tests.test_web_browser import _wait_for, browser_context, server  # noqa: F401  (fixtures)
 from tests.test_web_report import simulated, small_nwb  # noqa: F401  (a small simulated session file)
 
 BLOCKING = ("serious", "critical")
@@ -46,12 +45,10 @@ def test_the_report_has_no_serious_violation(browser_context, small_nwb, tmp_pat
     page.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    handle = start_in_background(port=0, data_dir=tmp_path_factory.mktemp("web"))
-    assert handle.sessions["live"].wait_for_frames(5), handle.sessions["live"].error
-    yield handle
-    handle.stop()
+def _open_dashboard(server, page) -> None:
+    page.goto(f"{server.url}/#token={server.bootstrap_token}")
+    page.locator("#app").wait_for(state="visible", timeout=15000)
+    _wait_for(page, "window.neurolace.stats.framesDrawn > 20")
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +65,7 @@ def test_the_login_page_has_no_serious_violation(server, page):
 
 
 def test_the_live_dashboard_with_the_inspector_open_has_no_serious_violation(server, page):
-    page.goto(f"{server.url}/#token={server.bootstrap_token}")
-    page.locator("#app").wait_for(state="visible", timeout=15000)
-    _wait_for(page, "window.neurolace.stats.framesDrawn > 20")
+    _open_dashboard(server, page)
     page.evaluate("neurolaceInspector.open(300)")
     _wait_for(page, "neurolaceInspector.state.view && neurolaceInspector.state.view.channel === 300")
     assert _blocking(page) == []
@@ -93,9 +88,7 @@ def test_every_session_state_pill_is_readable(server, page):
 
 
 def test_live_figures_have_current_text_alternatives_and_a_spoken_summary(server, page):
-    page.goto(f"{server.url}/#token={server.bootstrap_token}")
-    page.locator("#app").wait_for(state="visible", timeout=15000)
-    _wait_for(page, "window.neurolace.stats.framesDrawn > 20")
+    _open_dashboard(server, page)
     page.evaluate("neurolaceInspector.open(5)")
     _wait_for(page, "neurolaceInspector.state.view && neurolaceInspector.state.view.raw !== undefined")
     _wait_for(page, "document.getElementById('live-summary').textContent.length > 0", timeout_s=15)
