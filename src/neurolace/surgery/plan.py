@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +95,6 @@ class Plan:
     seed: int
     image_path: str | None = None
     planning_map: object = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def n_sites(self) -> int:
@@ -199,7 +198,6 @@ class Plan:
                 "vessel_fraction": float(np.asarray(self.planning_map.mask).mean()),
                 "close_gap_um": DEFAULT_CLOSE_GAP_UM,
             },
-            **self.extra,
         }
 
     def to_json(self) -> str:
