@@ -128,6 +128,16 @@ def test_a_plan_that_cannot_be_written_leaves_no_overlay(cortex, tmp_path, capsy
     assert not overlay.exists()
 
 
+def test_a_disc_partly_outside_the_image_is_clipped_with_a_note(cortex, tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    code, _, stderr = run_cli(["surgery", "plan", cortex, "--um-per-px", "10", "--threads", "3",
+                               "--target-um", "3100,1600,600", "--out", out], capsys)
+    assert code == 0, stderr
+    plan = json.loads(out.read_text())
+    assert plan["reasons"] == [] and "clipped" in plan["notes"][0]
+    assert all(site["x_um"] <= 3200 for site in plan["sites"])
+
+
 def test_cli_defaults_match_the_library():
     from neurolace.cli import surgery as cli
     from neurolace.surgery import sites, vessels

@@ -18,7 +18,8 @@ plan.json (``format`` "neurolace.surgery.plan", ``version`` 1)
 - ``clearance_um`` and its terms ``clearance`` (margins are measured on the cautious planning
   map of :func:`neurolace.surgery.sites.planning_map`, ``planning_map``); ``min_spacing_um``; ``min_margin_um``
   (``null`` for an empty plan); ``estimated_duration_s``.
-- ``requested_sites``, ``n_sites`` and ``reasons`` (why fewer sites than asked; empty if none).
+- ``requested_sites``, ``n_sites`` and ``reasons`` (why fewer sites than asked; empty if none);
+  ``notes`` (what was adjusted, e.g. a target disc clipped by the image's edge).
 - ``image`` (``width_px``, ``height_px``, ``um_per_px``, and ``path`` when the CLI read one),
   ``region``, ``coverage``, ``travel_mm``, ``placement_error_um``, ``depth``, ``motion``,
   ``robot``, ``ordering``, ``seed`` and ``neurolace_version``.
@@ -166,7 +167,8 @@ class Plan:
             "region": selection.region.to_dict(),
             "requested_sites": selection.requested,
             "n_sites": self.n_sites,
-            "reasons": list(selection.reasons) + list(selection.region.notes),
+            "reasons": list(selection.reasons),
+            "notes": list(selection.region.notes),
             "sites": sites,
             "clearance_um": selection.clearance_um,
             "clearance": selection.clearance.to_dict(),
