@@ -104,10 +104,10 @@ def test_readme_shell_examples_run_as_written_and_show_what_it_says(checkout_lik
     assert f"<td>crossings</td><td>{detected['n_spikes']}</td>" in report
 
 
-PRIVACY_HEADING = "Privacy and stimulation, as written"
+PRIVACY_HEADING = "Privacy, stimulation and surgery planning, as written"
 
 
-def test_readme_privacy_and_stimulation_examples_run_as_written(tmp_path):
+def test_readme_privacy_stimulation_and_surgery_examples_run_as_written(tmp_path):
     """The second shell block, in one bash (its first line exports the site): each line's exit status as it says."""
     text = README.read_text()
     assert PRIVACY_HEADING in text, f"README should keep its {PRIVACY_HEADING!r} examples"
@@ -133,3 +133,7 @@ def test_readme_privacy_and_stimulation_examples_run_as_written(tmp_path):
     assert b"P001" not in (work / "share" / "P001.nwb").read_bytes()  # the participant id left behind
     stored = (work / "site" / "vault" / "P001" / "closed-loop.nlrec").read_bytes()
     assert b"NLREC1" not in stored and b"closed-loop-recorded" not in stored  # nothing of the record in clear
+    plan = json.loads((work / "plan.json").read_text())
+    assert len(plan["sites"]) == 64 and plan["clearance_um"] == 52.0 and plan["min_margin_um"] >= 0
+    assert all(site["margin_um"] >= 0 and 0 <= site["hit_probability"] <= 1 for site in plan["sites"])
+    assert 5 * 60 < plan["estimated_duration_s"] < 20 * 60 and (work / "plan.png").stat().st_size > 10_000
