@@ -234,3 +234,61 @@ def test_a_binary_session_summary_is_a_clear_error(tmp_path):
     path.write_bytes(bytes(range(128, 256)) * 4)
     with pytest.raises(InvalidInputError, match="not a text file"):
         load_session_summary(path)
+
+
+def test_tuning_curves_get_distinct_colours():
+    from neurolace.web.report import N_TUNING_UNITS, tuning_styles
+
+    styles = tuning_styles(N_TUNING_UNITS)
+    assert len({colour for colour, _ in styles}) == N_TUNING_UNITS  # 12 units, 12 colours (tab10 had 10)
+    assert len(set(tuning_styles(40))) == 40  # past 20 colours the line style tells them apart
+
+
+def test_report_header_and_unit_count_match_what_simulate_says(bare_nwb, simulated, tmp_path):
+    import neurolace
+    from neurolace.io.nwb import read_nwb
+    from neurolace.web.report import unit_count_text
+
+    contents = read_nwb(bare_nwb)
+    n_units = simulated.ground_truth.n_units  # what neurolace simulate prints ("353 units, ...")
+    fired = np.unique(simulated.ground_truth.units.unit_id).size
+    assert unit_count_text(contents) == f"{n_units} ({fired} fired in this recording)"
+    build_report(bare_nwb, tmp_path / "bare.html")
+    page = (tmp_path / "bare.html").read_text()
+    assert f"<td>ground-truth units</td><td>{n_units} (" in page
+    assert f"<td>neurolace</td><td>{neurolace.__version__}</td>" in page
+    assert "<td>recorded</td><td>20" in page and "<td>report written</td><td>20" in page
+    assert "<td>decoder</td><td>none named: a session summary" in page
+    build_report(bare_nwb, tmp_path / "with-summary.html", session_summary={**_summary(), "run_id": None} | {
+        "run_id": contents.recording.metadata["identifier"]})
+    assert "<td>decoder</td><td>kalman</td>" in (tmp_path / "with-summary.html").read_text()
+
+
+def test_report_of_a_plain_simulated_file_fits_a_phone_and_draws_detection(bare_nwb, tmp_path):
+    """In Chromium at 390 x 844: no horizontal scroll (viewport meta), the detection figure drawn."""
+    import shutil
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_web_browser import launch_chromium
+
+    build_report(bare_nwb, tmp_path / "report.html")
+    user_data_dir = tempfile.mkdtemp(prefix="neurolace-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = launch_chromium(playwright, user_data_dir)
+            page = context.new_page()
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.goto((tmp_path / "report.html").as_uri())
+            width = page.evaluate("document.documentElement.scrollWidth")
+            detection = page.evaluate("""() => {
+                const heading = [...document.querySelectorAll('h2')].find((h) => h.textContent === 'Detection rates');
+                let node = heading.nextElementSibling;
+                while (node && node.tagName !== 'IMG' && node.tagName !== 'H2') node = node.nextElementSibling;
+                return node && node.tagName === 'IMG' ? node.naturalWidth : 0; }""")
+            context.close()
+    finally:
+        shutil.rmtree(user_data_dir, ignore_errors=True)
+    assert width == 390
+    assert detection > 100

@@ -37,12 +37,17 @@ The summary and the recording must come from the same run: ``neurolace demo``
 writes one run id into both (the NWB ``identifier`` and the summary's
 ``run_id``), and :func:`check_same_run` refuses a pair whose ids differ.
 Figures are matplotlib PNGs embedded as base64, so the report is one file
-that opens anywhere.
+that opens anywhere (with a viewport meta tag, so a phone shows it at its own
+width). The header names the recording's date, the report's date, the
+neurolace version and the decoder (from the session summary), and counts
+ground-truth units as ``neurolace simulate`` and ``neurolace demo`` do: every
+unit of the unit table, with how many of them fired in the recording.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import io
 import json
@@ -58,7 +63,7 @@ from neurolace.core.errors import InvalidInputError
 from neurolace.io.atomic import atomic_output
 
 __all__ = ["DETECTION_TOLERANCE_MS", "NEEDS_SESSION_RUN", "ReportSection", "RunCheckWarning", "RunMismatchError", "build_report",
-           "check_same_run", "detection_rates", "load_session_summary"]
+           "check_same_run", "detection_rates", "load_session_summary", "tuning_styles", "unit_count_text"]
 
 #: a ground-truth spike counts as detected if a crossing on its peak channel lies this close
 DETECTION_TOLERANCE_MS = 0.5
@@ -272,6 +277,31 @@ def _block_sections(summary: dict | None) -> list[ReportSection]:
     return [bps_section, ReportSection("Time to target", "", _figure_png(figure))]
 
 
+def tuning_styles(n_units: int) -> list[tuple[tuple[float, ...], str]]:
+    """A distinct colour (RGBA) and a line style for each of ``n_units`` tuning curves.
+
+    The 20 colours of matplotlib's ``tab20`` in order (dark and light of ten hues; the light ones dashed,
+    so a pair reads apart in grey too), then the cycle again dotted: colours repeat only past 20 units.
+    """
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"].colors
+    styles = ("-", "--", ":", "-.")
+    return [(tuple(palette[index % 20]), styles[(index % 2) + 2 * ((index // 20) % 2)]) for index in range(n_units)]
+
+
+def unit_count_text(contents: Any) -> str:
+    """Ground-truth units as ``neurolace simulate`` counts them (the unit table), and how many fired here."""
+    if contents.units is None and not contents.unit_table:
+        return NOT_RECORDED
+    table = contents.unit_table
+    fired = int(np.unique(contents.units.unit_id).size) if contents.units is not None else 0
+    if not table:
+        return f"{fired} (with spikes in this recording)"
+    n_units = len(table["unit_id"]) if "unit_id" in table else len(next(iter(table.values())))
+    return f"{n_units} ({fired} fired in this recording)"
+
+
 def _tuning_section(contents: Any) -> ReportSection:
     import matplotlib.pyplot as plt
 
@@ -294,9 +324,9 @@ def _tuning_section(contents: Any) -> ReportSection:
     angles = np.linspace(-np.pi, np.pi, 73)
     rates = model.rates_hz(np.column_stack([np.cos(angles), np.sin(angles)]))
     figure, axis = plt.subplots(figsize=(7, 3.2))
-    for column, unit in enumerate(chosen):
-        axis.plot(np.degrees(angles), rates[:, column], lw=1.2, label=f"unit {int(table['unit_id'][unit])}"
-                  if "unit_id" in table else None)
+    for column, (unit, (colour, style)) in enumerate(zip(chosen, tuning_styles(chosen.size), strict=True)):
+        axis.plot(np.degrees(angles), rates[:, column], lw=1.2, color=colour, ls=style,
+                  label=f"unit {int(table['unit_id'][unit])}" if "unit_id" in table else f"unit {int(unit)}")
     axis.set_xlabel("intended direction (deg), unit speed")
     axis.set_ylabel("rate (Hz)")
     axis.set_title(f"Ground-truth tuning of the {chosen.size} highest-SNR units")
@@ -513,7 +543,8 @@ def _latency_section(summary: dict | None) -> ReportSection:
 def _render(title: str, facts: list[tuple[str, str]], sections: list[ReportSection], *, warning: str = "") -> str:
     escape = html.escape
     parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         (f"<title>{escape(title)}</title><style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1000px;"
         "margin:2rem auto;padding:0 1rem;color:#1b1f24}h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem;"
         "border-bottom:1px solid #ddd}table{border-collapse:collapse}td,th{padding:.15rem .6rem;border-bottom:"
@@ -584,14 +615,22 @@ def build_report(nwb_path: str | os.PathLike, out_path: str | os.PathLike, *,
     run_id = str(recording.metadata.get("identifier", ""))
     run_problem = ("" if session_summary is None else
                    check_same_run(nwb_path, run_id, session_summary, session_name, allow_other_run=allow_other_run))
+    import neurolace
+
+    started = recording.metadata.get("session_start_time")
+    decoder = (session_summary or {}).get("decoder")
     facts = [("file", nwb_path.name), ("run", run_id),
+             ("recorded", started.isoformat(timespec="seconds") if isinstance(started, dt.datetime)
+              else str(started or NOT_RECORDED)),
+             ("report written", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
+             ("neurolace", neurolace.__version__),
+             ("decoder", str(decoder) if decoder else "none named: a session summary (--session-json) names it"),
              ("recording", (f"{recording.n_channels} channels at {recording.fs_hz:.2f} Hz, "
                            f"{recording.duration_s:.2f} s")),
-             ("ground-truth units", str(np.unique(contents.units.unit_id).size) if contents.units is not None
-              else NOT_RECORDED)]
+             ("ground-truth units", unit_count_text(contents))]
     if session_summary is not None:
         facts.append(("session summary", f"{session_name}: " + (run_problem or "same run")))
-        for key in ("decoder", "channels", "grid_side", "seed"):
+        for key in ("channels", "grid_side", "seed"):
             if key in session_summary:
                 facts.append((key, str(session_summary[key])))
     signals = _recording_signals(contents)

@@ -1,21 +1,38 @@
 // neurolace dashboard: live session view over a WebSocket, browser Webgrid, scores.
-// Plain JS and canvas, no build step. window.neurolace exposes counters for tests and benchmarks.
+// Plain JS and canvas, no build step. window.neurolace exposes counters for tests and benchmarks, the
+// authenticated api() and two hook lists other scripts (charts, inspector) use without editing this file:
+// neurolace.hooks.frame: f(header, channels) for every frame received; neurolace.hooks.draw: f(header, channels)
+// after each drawn frame; neurolace.hooks.session: f(snapshot) after each session snapshot.
 "use strict";
 
 const state = {
   token: null, user: null, sessionId: null, ws: null, pending: null, session: null,
-  series: [], latency: [], blocksSeen: -1, smoothed: null,
+  series: [], latency: [], blocksSeen: -1, smoothed: null, run: null, lastT: null,
+  bins: [], lastBinIndex: null, decoder: null,
 };
 const stats = { framesReceived: 0, framesDrawn: 0, wsBytes: 0, fps: 0, wsBytesPerS: 0, cursorMoves: 0,
-                lastHeader: null, cursorHistory: [] };
+                lastHeader: null, cursorHistory: [], binsReceived: 0, rasterColumns: 0, rasterGaps: 0,
+                seriesResets: 0 };
+// the connection to the server: lost when the socket closes, a request cannot reach the server, or nothing
+// (frame or pong) arrived for HEARTBEAT_LOST_MS; reconnects with backoff until the server answers again
+const HEARTBEAT_MS = 1000, HEARTBEAT_LOST_MS = 2500, BACKOFF_MS = [500, 1000, 2000, 4000, 5000];
+const conn = { lost: false, reason: "", retries: 0, lastMessageMs: 0, timer: null, lostCount: 0 };
 // The server lights one cell at a time and times every click on arrival: game.target is the cell the
 // last reply lit; clicks go out in order (game.queue) and game.inFlight counts those not answered yet.
 const game = { running: false, gridSide: 30, target: null, clicks: 0, correct: 0, wrong: 0, inFlight: 0,
                queue: Promise.resolve(), result: null, error: null, startedMs: 0, durationS: 0, gameId: null,
                flash: null };
-window.neurolace = { stats, game, state };
+const hooks = { frame: [], draw: [], session: [] };
+window.neurolace = { stats, game, state, conn, hooks, api: (...args) => api(...args) };
 
 const $ = (id) => document.getElementById(id);
+const RUNNING_STATES = ["starting", "calibrating", "decoding"];
+
+function callHooks(list, ...args) {
+  for (const hook of list) {
+    try { hook(...args); } catch (error) { console.error("neurolace hook failed", error); }
+  }
+}
 
 // ---------------------------------------------------------------------------------------- auth
 function showLogin(message) {
@@ -27,7 +44,13 @@ function showLogin(message) {
 async function api(path, options = {}) {
   const headers = Object.assign({ "Content-Type": "application/json" }, options.headers || {});
   if (state.token) headers.Authorization = "Bearer " + state.token;
-  const response = await fetch(path, Object.assign({}, options, { headers }));
+  let response;
+  try {
+    response = await fetch(path, Object.assign({}, options, { headers }));
+  } catch (error) {  // no answer at all: the server is down or unreachable
+    connectionLost("the server does not answer");
+    throw new Error("connection lost: the server does not answer");
+  }
   let body = null;
   try { body = await response.json(); } catch (error) { body = null; }
   if (response.status === 401) {
@@ -42,7 +65,25 @@ async function api(path, options = {}) {
   return body;
 }
 
+// The role decides what shows: an element with data-needs="ACTION" shows only when the server lists ACTION
+// for this user (GET /api/me "actions"); a participant sees no controls at all.
+function applyRole() {
+  const actions = (state.user && state.user.actions) || [];
+  document.body.dataset.role = state.user ? state.user.role : "";
+  document.querySelectorAll("[data-needs]").forEach((element) => {
+    element.hidden = !actions.includes(element.dataset.needs);
+  });
+  $("controls").hidden = actions.length === 0;
+}
+
+function closeSocket() {
+  const ws = state.ws;
+  state.ws = null;
+  if (ws) ws.close();
+}
+
 async function useToken(token) {
+  closeSocket();
   state.token = token;
   try {
     state.user = await api("/api/me");
@@ -54,20 +95,20 @@ async function useToken(token) {
   $("btn-logout").hidden = false;
   $("login").hidden = true;
   $("app").hidden = false;
+  applyRole();
   await loadSessions();
 }
 
 // Sign out: the server revokes this token (only this one) and closes its live socket.
 async function logout() {
   try { await api("/api/logout", { method: "POST" }); } catch (error) { /* already invalid: sign out anyway */ }
-  const ws = state.ws;
-  state.ws = null;
-  if (ws) ws.close();
+  closeSocket();
   state.token = null;
   state.user = null;
   sessionStorage.removeItem("neurolace.token");
   $("who").textContent = "";
   $("btn-logout").hidden = true;
+  applyRole();
   showLogin("signed out");
 }
 $("btn-logout").addEventListener("click", logout);
@@ -109,6 +150,85 @@ const LUT = (() => {
   return table;
 })();
 
+// ---------------------------------------------------------------------------------------- connection
+function setControlsEnabled(enabled) {
+  document.querySelectorAll("#controls button, #controls select, #controls input").forEach((element) => {
+    element.disabled = !enabled;
+  });
+}
+
+function connectionLost(reason) {
+  if (!conn.lost) conn.lostCount++;
+  conn.lost = true;
+  conn.reason = reason;
+  const banner = $("conn-banner");
+  banner.textContent = `Connection lost: ${reason}. Reconnecting…`;
+  banner.hidden = false;
+  $("state").textContent = "connection lost";
+  $("state").className = "pill lost";
+  setControlsEnabled(false);
+}
+
+function connectionRestored() {
+  conn.retries = 0;
+  if (!conn.lost) return;
+  conn.lost = false;
+  conn.reason = "";
+  $("conn-banner").hidden = true;
+  setControlsEnabled(true);
+  if (state.session) showSessionState(state.session);
+}
+
+// once a second: ask for a pong; nothing heard for HEARTBEAT_LOST_MS (a dead server sends no close) is a loss
+setInterval(() => {
+  const ws = state.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  if (performance.now() - conn.lastMessageMs > HEARTBEAT_LOST_MS) {
+    connectionLost("no answer from the server for " + (HEARTBEAT_LOST_MS / 1000) + " s");
+    state.ws = null;
+    ws.close();
+    scheduleReconnect(state.sessionId);
+    return;
+  }
+  try { ws.send(JSON.stringify({ type: "ping", t: Date.now() })); } catch (error) { /* closing */ }
+}, HEARTBEAT_MS);
+
+function scheduleReconnect(sessionId) {
+  clearTimeout(conn.timer);
+  const delay = BACKOFF_MS[Math.min(conn.retries, BACKOFF_MS.length - 1)];
+  conn.retries++;
+  conn.timer = setTimeout(() => { if (!state.ws && state.token && state.sessionId === sessionId) connect(sessionId); },
+                          delay);
+}
+
+// a #token= link followed in a tab that is already open: use the new token without a reload
+window.addEventListener("hashchange", () => {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!token) return;
+  history.replaceState(null, "", location.pathname);
+  useToken(token);
+});
+
+// ---------------------------------------------------------------------------------------- confirmation
+// Start, Switch decoder and Stop act on a live participant: while the session runs they ask first.
+function confirmAction(title, text) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = title;
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+  });
+}
+
+function sessionRunning() {
+  const header = stats.lastHeader;
+  const current = state.session && state.session.state;
+  return RUNNING_STATES.includes(current) || (!!header && RUNNING_STATES.includes(header.state) && current !== "stopped");
+}
+
 // ---------------------------------------------------------------------------------------- live view
 async function loadSessions() {
   const sessions = await api("/api/sessions");
@@ -125,10 +245,75 @@ async function loadSessions() {
 }
 $("session-select").addEventListener("change", (event) => connect(event.target.value));
 
+function formatSeconds(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  return s >= 60 ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}` : `${s} s`;
+}
+
+const STAGE_TEXT = { collecting: "collecting observation data", fitting: "fitting the decoder",
+                     closed_loop: "first decoder in closed loop", refit: "ReFIT check block" };
+
+// the calibration's stage and countdown, the recorder and the active decoder, from a frame header or a snapshot
+function showSessionState(source) {
+  if (!conn.lost && source.state) {
+    $("state").textContent = source.state;
+    $("state").className = "pill " + source.state;
+  }
+  if (source.decoder) showDecoder(source.decoder);
+  const calibration = source.calibration;
+  const box = $("calibration-box");
+  if (!calibration || source.state === "stopped" || source.state === "failed") {
+    box.hidden = true;
+  } else {
+    box.hidden = false;
+    let text;
+    if (calibration.stage === "done") {
+      text = "calibration done";
+    } else if (calibration.stage === "fitting") {
+      if (state.fittingSince === undefined || state.fittingSince === null) state.fittingSince = performance.now();
+      const fitting = (performance.now() - state.fittingSince) / 1000;
+      text = `fitting the decoder (${calibration.block}), ${fitting.toFixed(0)} s so far; ` +
+             `calibration ${formatSeconds(calibration.remaining_s)} left`;
+    } else {
+      text = `${STAGE_TEXT[calibration.stage] || calibration.stage}: ${formatSeconds(calibration.stage_remaining_s)} ` +
+             `left; calibration ${formatSeconds(calibration.remaining_s)} left`;
+      if (calibration.speed !== null && calibration.speed < 0.9) text += ` (running at ${calibration.speed.toFixed(2)}x real time)`;
+    }
+    if (calibration.stage !== "fitting") state.fittingSince = null;
+    $("calibration-status").textContent = text;
+    $("calibration-status").dataset.stage = calibration.stage;
+    $("calibration-progress").value = calibration.progress;
+  }
+  const recorder = source.recorder;
+  const status = $("recorder-status");
+  if (!recorder) {
+    status.textContent = "no recorder in this session";
+    status.dataset.recording = "none";
+  } else {
+    const size = recorder.bytes >= 1e6 ? `${(recorder.bytes / 1e6).toFixed(1)} MB` : `${(recorder.bytes / 1e3).toFixed(0)} kB`;
+    status.textContent = `${recorder.recording ? "● recording" : "recorded"} ${recorder.file}, ` +
+      `${formatSeconds(recorder.elapsed_s)}, ${recorder.messages} messages, ${size}` + (recorder.recording ? "" : " (stopped)");
+    status.dataset.recording = recorder.recording ? "on" : "off";
+  }
+}
+
+// the dropdown follows the active decoder when it changes (not on every frame: a choice being made stays)
+function showDecoder(name) {
+  $("decoder").textContent = name || "-";
+  const select = $("decoder-select");
+  if (name && (name !== state.decoder || !select.value)) select.value = name;
+  state.decoder = name;
+}
+
 async function refreshSession() {
   if (!state.sessionId) return;
   const snapshot = await api(`/api/sessions/${encodeURIComponent(state.sessionId)}`);
+  applySnapshot(snapshot);
+}
+
+function applySnapshot(snapshot) {
   state.session = snapshot;
+  if (snapshot.run !== state.run) startNewRun(snapshot.run);
   state.series = snapshot.series.slice();
   const decoders = $("decoder-select");
   if (!decoders.options.length) {
@@ -139,11 +324,25 @@ async function refreshSession() {
     }
   }
   $("calibration-s").value = snapshot.calibration_s;
+  showSessionState(snapshot);
   renderBlocks(snapshot);
+  callHooks(hooks.session, snapshot);
+}
+
+// a new run of the graph (Start calibration, Switch decoder): its time restarts at 0, so do the charts
+function startNewRun(run) {
+  state.run = run;
+  state.series = [];
+  state.latency = [];
+  state.lastT = null;
+  state.lastBinIndex = null;
+  stats.cursorHistory = [];
+  stats.seriesResets++;
 }
 
 function connect(sessionId) {
-  if (state.ws) state.ws.close();
+  closeSocket();
+  clearTimeout(conn.timer);
   state.sessionId = sessionId;
   state.blocksSeen = -1;
   refreshSession().catch(() => {});
@@ -151,26 +350,42 @@ function connect(sessionId) {
   const ws = new WebSocket(`${scheme}//${location.host}/ws/sessions/${encodeURIComponent(sessionId)}`,
                            ["neurolace.v1", "bearer." + state.token]);
   ws.binaryType = "arraybuffer";
+  conn.lastMessageMs = performance.now();
   ws.onmessage = (event) => {
+    if (state.ws !== ws) return;
+    conn.lastMessageMs = performance.now();
     if (typeof event.data === "string") {
       const message = JSON.parse(event.data);
-      if (message.type === "error") $("control-error").textContent = message.reason;
+      if (message.type === "hello") {
+        connectionRestored();
+        applySnapshot(message.session);
+      } else if (message.type === "error") $("control-error").textContent = message.reason;
       return;
     }
+    connectionRestored();
     stats.wsBytes += event.data.byteLength;
     stats.framesReceived++;
     const view = new DataView(event.data);
     const length = view.getUint32(0, true);
     const header = JSON.parse(new TextDecoder().decode(new Uint8Array(event.data, 4, length)));
-    state.pending = { header, channels: new Uint8Array(event.data, 4 + length) };
+    const channels = new Uint8Array(event.data, 4 + length);
+    state.pending = { header, channels };
+    // every bin goes to the raster and the heat map, also when two arrive within one display refresh
+    stats.binsReceived++;
+    state.bins.push({ run: header.run, binIndex: header.bin_index, counts: channels.subarray(0, header.n_channels) });
+    if (state.bins.length > 2 * RASTER_WIDTH) state.bins.splice(0, state.bins.length - 2 * RASTER_WIDTH);
+    callHooks(hooks.frame, header, channels);
   };
   // 4401: the token no longer holds (expired, revoked, signed out); 4403: access withdrawn. Neither is
-  // retried (a retry would only be refused again); anything else reconnects after a second.
+  // retried (a retry would only be refused again); anything else is a lost connection, retried with backoff.
   ws.onclose = (event) => {
     if (state.ws !== ws) return;
-    if (event.code === 4401) { state.ws = null; showLogin(event.reason || "please sign in again"); return; }
-    if (event.code === 4403) { state.ws = null; $("state").textContent = event.reason || "access withdrawn"; return; }
-    setTimeout(() => { if (state.ws === ws && state.token) connect(sessionId); }, 1000);
+    state.ws = null;
+    if (event.code === 4401) { showLogin(event.reason || "please sign in again"); return; }
+    if (event.code === 4403) { $("state").textContent = event.reason || "access withdrawn"; return; }
+    connectionLost(event.code === 1006 || event.code === 1001 || event.code === 1012 ? "the server went away"
+                   : `the live connection closed (code ${event.code})`);
+    scheduleReconnect(sessionId);
   };
   state.ws = ws;
 }
@@ -178,16 +393,46 @@ function connect(sessionId) {
 async function control(body) {
   $("control-error").textContent = "";
   try {
-    state.session = await api(`/api/sessions/${encodeURIComponent(state.sessionId)}/control`,
-                              { method: "POST", body: JSON.stringify(body) });
-    renderBlocks(state.session);
+    const snapshot = await api(`/api/sessions/${encodeURIComponent(state.sessionId)}/control`,
+                               { method: "POST", body: JSON.stringify(body) });
+    applySnapshot(snapshot);
   } catch (error) { $("control-error").textContent = error.message; }
 }
-$("btn-start").addEventListener("click", () => control({ action: "start", calibration_s: Number($("calibration-s").value) }));
-$("btn-stop").addEventListener("click", () => control({ action: "stop" }));
-$("btn-decoder").addEventListener("click", () => control({ action: "decoder", decoder: $("decoder-select").value,
-                                                           calibration_s: Number($("calibration-s").value) }));
+
+async function confirmedControl(body, title, text) {
+  if (sessionRunning() && !(await confirmAction(title, text))) return;
+  await control(body);
+}
+
+function participantName() {
+  return (state.session && state.session.participant_id) || "the participant";
+}
+
+$("btn-start").addEventListener("click", () => confirmedControl(
+  { action: "start", calibration_s: Number($("calibration-s").value) }, "Restart calibration",
+  `The session of ${participantName()} is running. Starting a new calibration stops the current decoder and ` +
+  `asks the participant to follow the cursor for ${Number($("calibration-s").value)} s.`));
+$("btn-stop").addEventListener("click", () => confirmedControl({ action: "stop" }, "Stop session",
+  `Stop the running session of ${participantName()}? The cursor stops and a timed block in progress is aborted.`));
+$("btn-decoder").addEventListener("click", () => confirmedControl(
+  { action: "decoder", decoder: $("decoder-select").value, calibration_s: Number($("calibration-s").value) },
+  "Switch decoder", `Switching to ${$("decoder-select").value} restarts the calibration of ${participantName()}.`));
 $("btn-block").addEventListener("click", () => control({ action: "block", duration_s: Number($("block-s").value) }));
+
+// Export: the session's blocks, BPS series and latency samples as a JSON file (input of neurolace report)
+$("btn-export").addEventListener("click", async () => {
+  $("control-error").textContent = "";
+  try {
+    const data = await api(`/api/sessions/${encodeURIComponent(state.sessionId)}/export`);
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([JSON.stringify(data, null, 1)], { type: "application/json" }));
+    link.download = `${state.sessionId}-export.json`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  } catch (error) { $("control-error").textContent = error.message; }
+});
 
 function drawWebgrid(canvas, side, target, cursor, trail) {
   const ctx = canvas.getContext("2d");
@@ -222,7 +467,11 @@ function drawWebgrid(canvas, side, target, cursor, trail) {
 
 const heatImage = { canvas: document.createElement("canvas"), n: 0 };
 const sbpImage = { canvas: document.createElement("canvas"), n: 0 };
+// the raster keeps RASTER_WIDTH columns, one per bin: "last RASTER_WIDTH x bin width" is what it shows
+const RASTER_WIDTH = 300;
 const rasterImage = { canvas: document.createElement("canvas"), rows: 0 };
+window.neurolace.rasterImage = rasterImage.canvas;
+const GAP_COLOUR = [52, 58, 66];  // a bin the server skipped for this viewer (slow connection): shown, not hidden
 
 function drawChannelMap(canvas, image, values, scale) {
   // D2 hook: charts.js draws channel maps with labels, a colour bar and flags when it is loaded
@@ -246,25 +495,39 @@ function drawChannelMap(canvas, image, values, scale) {
   ctx.drawImage(image.canvas, 0, 0, canvas.width, canvas.height);
 }
 
-function drawRaster(canvas, counts) {
-  const n = counts.length, rows = Math.ceil(n / 4), width = 300;
-  const image = rasterImage;
+// columns: one entry per bin, oldest first: the bin's counts (Uint8Array), or null for a skipped bin
+function drawRaster(canvas, columns, n) {
+  const k = Math.min(columns.length, RASTER_WIDTH);
+  if (!k) return;
+  const rows = Math.ceil(n / 4), image = rasterImage;
   if (image.rows !== rows) {
-    image.canvas.width = width; image.canvas.height = rows; image.rows = rows;
-    image.column = image.canvas.getContext("2d").createImageData(1, rows);
+    image.canvas.width = RASTER_WIDTH; image.canvas.height = rows; image.rows = rows;
   }
   const ictx = image.canvas.getContext("2d");
-  ictx.drawImage(image.canvas, -1, 0);
-  const column = image.column.data;
-  for (let r = 0; r < rows; r++) {
-    let sum = 0;
-    for (let k = r * 4; k < Math.min(n, r * 4 + 4); k++) sum += counts[k];
-    const level = Math.min(255, sum * 32) * 4;
-    column[r * 4] = LUT[level]; column[r * 4 + 1] = LUT[level + 1]; column[r * 4 + 2] = LUT[level + 2]; column[r * 4 + 3] = 255;
+  ictx.globalCompositeOperation = "copy";
+  ictx.drawImage(image.canvas, -k, 0);
+  ictx.globalCompositeOperation = "source-over";
+  const block = ictx.createImageData(k, rows), pixels = block.data;
+  const shown = columns.slice(columns.length - k);
+  for (let j = 0; j < k; j++) {
+    const counts = shown[j];
+    for (let r = 0; r < rows; r++) {
+      const offset = (r * k + j) * 4;
+      if (counts === null) {
+        pixels[offset] = GAP_COLOUR[0]; pixels[offset + 1] = GAP_COLOUR[1]; pixels[offset + 2] = GAP_COLOUR[2];
+      } else {
+        let sum = 0;
+        for (let c = r * 4; c < Math.min(n, r * 4 + 4); c++) sum += counts[c];
+        const level = Math.min(255, sum * 32) * 4;
+        pixels[offset] = LUT[level]; pixels[offset + 1] = LUT[level + 1]; pixels[offset + 2] = LUT[level + 2];
+      }
+      pixels[offset + 3] = 255;
+    }
   }
-  ictx.putImageData(image.column, width - 1, 0);
+  ictx.putImageData(block, RASTER_WIDTH - k, 0);
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.drawImage(image.canvas, 0, 0, canvas.width, canvas.height);
 }
 
@@ -327,10 +590,12 @@ function renderBlocks(snapshot) {
   state.blocksSeen = snapshot.blocks.length;
 }
 
-function drawFrame(frame) {
+// everything a frame header says, drawn once per display refresh; bins: every bin received since the last one
+function drawFrame(frame, bins) {
   const { header, channels } = frame;
+  if (header.run !== state.run || (state.lastT !== null && header.t_s < state.lastT)) startNewRun(header.run);
+  state.lastT = header.t_s;
   const n = header.n_channels;
-  const counts = channels.subarray(0, n);
   const cursor = header.cursor;
   const last = stats.cursorHistory[stats.cursorHistory.length - 1];
   if (!last || last[0] !== cursor[0] || last[1] !== cursor[1]) stats.cursorMoves++;
@@ -339,10 +604,25 @@ function drawFrame(frame) {
   stats.lastHeader = header;
   drawWebgrid($("webgrid"), header.grid_side, header.target, cursor, stats.cursorHistory);
   if (!state.smoothed || state.smoothed.length !== n) state.smoothed = new Float32Array(n);
-  const smoothed = state.smoothed;
-  for (let c = 0; c < n; c++) smoothed[c] += 0.25 * (counts[c] - smoothed[c]);
+  const smoothed = state.smoothed, columns = [];
+  for (const bin of bins) {
+    if (bin.counts.length !== n) continue;
+    if (bin.run !== state.binRun) { state.binRun = bin.run; state.lastBinIndex = null; }
+    if (state.lastBinIndex !== null && bin.binIndex > state.lastBinIndex + 1) {
+      const gaps = Math.min(bin.binIndex - state.lastBinIndex - 1, RASTER_WIDTH);
+      for (let g = 0; g < gaps; g++) columns.push(null);
+      stats.rasterGaps += gaps;
+    }
+    state.lastBinIndex = bin.binIndex;
+    columns.push(bin.counts);
+    stats.rasterColumns++;
+    for (let c = 0; c < n; c++) smoothed[c] += 0.25 * (bin.counts[c] - smoothed[c]);
+  }
   drawChannelMap($("heatmap"), heatImage, smoothed, 120);
-  drawRaster($("raster"), counts);
+  drawRaster($("raster"), columns, n);
+  const binMs = header.bin_ms || 20;
+  $("raster-label").textContent = `last ${(RASTER_WIDTH * binMs / 1000).toFixed(0)} s (one column per ${binMs} ms bin), ` +
+                                  "4 channels per row";
   if (header.sbp_scale !== null && channels.length >= 2 * n) {
     drawChannelMap($("sbp"), sbpImage, channels.subarray(n, 2 * n), 1);
     $("sbp-note").textContent = `full scale ${header.sbp_scale.toFixed(1)} µV²`;
@@ -367,13 +647,15 @@ function drawFrame(frame) {
     `${link.established ? "sealed" : "handshaking"}: ${(link.uplink_bytes_per_s / 1024).toFixed(1)} kB/s on air, ` +
     `${link.delivered_bins} bins, ${link.missing_bins} missing, ${link.late_bins} late, ` +
     `${link.rejected_frames} frames rejected, ${link.rekeys} rekeys`;
-  $("state").textContent = header.state;
-  $("state").className = "pill " + header.state;
-  $("decoder").textContent = header.decoder || "-";
+  if (!state.session || state.session.state !== "stopped" || RUNNING_STATES.includes(header.state)) {
+    if (state.session) state.session.state = header.state;
+    showSessionState(header);
+  }
   $("grid-label").textContent = `${header.grid_side} x ${header.grid_side}, t = ${header.t_s.toFixed(1)} s`;
   $("score").textContent = `${header.score[0]} correct, ${header.score[1]} wrong`;
   $("block-status").textContent = header.block ? `${header.block.name}: ${header.block.remaining_s.toFixed(0)} s left` : "";
   if (header.n_blocks !== state.blocksSeen) refreshSession().catch(() => {});
+  callHooks(hooks.draw, header, channels);
 }
 
 // ---------------------------------------------------------------------------------------- browser Webgrid
@@ -481,10 +763,14 @@ async function loadScores() {
 let lastSecond = performance.now(), framesAtSecond = 0, bytesAtSecond = 0;
 function animate(now) {
   if (state.pending) {
-    const frame = state.pending;
+    const frame = state.pending, bins = state.bins;
     state.pending = null;
-    drawFrame(frame);
+    state.bins = [];
+    drawFrame(frame, bins);
     stats.framesDrawn++;
+  } else if (state.fittingSince && state.session && state.session.calibration) {
+    // no frames while the node fits (the loop waits for it): keep the fitting clock moving
+    if (now - (state.fitShownMs || 0) > 500) { state.fitShownMs = now; showSessionState(stats.lastHeader || state.session); }
   }
   if (!$("tab-play").hidden || game.running) { drawGame(); updateGame(); }
   if (now - lastSecond >= 1000) {
@@ -501,6 +787,7 @@ requestAnimationFrame(animate);
 
 // ---------------------------------------------------------------------------------------- start
 (function start() {
+  applyRole();
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromHash) history.replaceState(null, "", location.pathname);
   const token = fromHash || sessionStorage.getItem("neurolace.token");
