@@ -44,6 +44,7 @@ import contextlib
 import copy
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ from neurolace.runtime.messages import Message, now_ns
 from neurolace.runtime.nodes.mask import format_channel_list, mask_features, parse_channel_list
 
 __all__ = ["AUDIT_VIEW_INTERVAL_S", "CHANGE_AUDIT_ACTION", "ELECTRODES_PER_THREAD", "FLAG_RULES", "MASK_NODE", "MASK_STREAM", "THRESHOLD_RANGE", "ChannelInspector",
-           "ChannelTap", "FlagRules", "channel_flags", "register_inspector", "with_channel_mask"]
+           "ChannelTap", "FlagRules", "channel_flags", "inspector_of", "register_inspector", "with_channel_mask"]
 
 #: name of the mask node :func:`with_channel_mask` inserts, and the stream the inspector publishes the mask on
 MASK_NODE = "inspector_mask"
@@ -327,6 +328,8 @@ class ChannelTap:
         self.rail_fraction: np.ndarray | None = None
         self.samples_taken = 0
         self.gaps = 0
+        #: a graph run in this process that the session only watches (see ChannelInspector.attach)
+        self.attached = None
 
     # life cycle ---------------------------------------------------------------------------------------
     def touch(self) -> None:
@@ -366,14 +369,18 @@ class ChannelTap:
             self._release()
 
     # data -----------------------------------------------------------------------------------------------
+    def graph(self):
+        """The graph whose implant is read: the attached one, else the one the session runs."""
+        return self.attached if self.attached is not None else _running_graph(self.session)
+
     def source(self):
-        return _implant_source(_running_graph(self.session))
+        return _implant_source(self.graph())
 
     def raw_reason(self) -> str | None:
         """None when raw samples can be read, else why not."""
-        if self.session.state == "watching":
+        if self.session.state == "watching" and self.attached is None:
             return "this session is watched on a bus: its raw samples stay in the process that runs it"
-        graph = _running_graph(self.session)
+        graph = self.graph()
         if graph is None:
             return "the session is not running"
         if self.source() is None:
@@ -485,6 +492,15 @@ class ChannelTap:
         return 0 if source is None or source.chain is None else int(source.chain.delay_samples)
 
 
+#: the inspector of each live session (weakly held: it goes with its session)
+_INSPECTORS: "weakref.WeakKeyDictionary[Any, ChannelInspector]" = weakref.WeakKeyDictionary()
+
+
+def inspector_of(session: Any) -> "ChannelInspector | None":
+    """The :class:`ChannelInspector` :func:`register_inspector` gave ``session`` (None if it has none)."""
+    return _INSPECTORS.get(session)
+
+
 class ChannelInspector:
     """One live session's inspector: the channel mask the decoder obeys, threshold multiples, the tap.
 
@@ -505,6 +521,7 @@ class ChannelInspector:
         self._lock = threading.Lock()
         session.spec = with_channel_mask(session.spec)
         self.decoder_masked = any(node.name == MASK_NODE for node in session.spec.nodes)
+        _INSPECTORS[session] = self
 
     def default_multiple(self) -> float:
         source = self.tap.source()
@@ -538,8 +555,17 @@ class ChannelInspector:
             self._publish(mask)
         return np.flatnonzero(mask).tolist()
 
+    def attach(self, graph: Any) -> None:
+        """Inspect ``graph``, run in this process and watched by the session (``LiveSession.watch``).
+
+        Its implant's samples are read, and the mask is published on its bus (its spec needs the mask
+        node for the decoder to obey it: build it with :func:`with_channel_mask`).
+        """
+        self.tap.attached = graph
+        self.decoder_masked = any(runner == MASK_NODE for runner in graph.runners)
+
     def _publish(self, mask: np.ndarray) -> None:
-        graph = _running_graph(self.session)
+        graph = self.tap.graph()
         if graph is None or not self.decoder_masked:
             return
         graph.bus.publish(Message(stream=MASK_STREAM, payload=mask.astype(np.float32), origin_ns=now_ns()))
