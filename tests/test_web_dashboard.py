@@ -154,8 +154,8 @@ def test_switch_decoder_starts_new_series_and_the_dropdown_shows_the_active_deco
     assert series and max(series) <= t_s + 1.0, "the BPS chart kept points of the run before"
     assert all(b > a for a, b in zip(series, series[1:])), series
     assert latency and all(b >= a for a, b in zip(latency, latency[1:])), "the latency chart ran back in time"
-    assert page.locator("#decoder").inner_text() == "wiener"
-    assert page.locator("#decoder-select").input_value() == "wiener"
+    _wait_for(page, "document.getElementById('decoder').textContent === 'wiener'"
+                    " && document.getElementById('decoder-select').value === 'wiener'", timeout_s=10.0)
     assert server.sessions["live"].decoder == "wiener"
     assert page.errors == []
     page.close()

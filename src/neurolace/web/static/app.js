@@ -312,6 +312,8 @@ async function refreshSession() {
 }
 
 function applySnapshot(snapshot) {
+  // runs only count up: a snapshot of an earlier run (a slow reply overtaken by a restart) is stale
+  if (state.run !== null && snapshot.run < state.run) return;
   state.session = snapshot;
   if (snapshot.run !== state.run) startNewRun(snapshot.run);
   state.series = snapshot.series.slice();
