@@ -226,6 +226,7 @@ def test_only_researchers_change_masks_and_thresholds_and_every_change_is_audite
         ("channel_mask", {"channels": [9], "masked": True}), ("channel_mask", {"channels": [9], "masked": False}),
         ("channel_threshold", {"channel": 9, "multiple": -5})]
     assert all(e["actor"] == "admin" and e["participant_id"] == OWN for e in changes)
+    assert {e["action"] for e in changes} == {"channel_setting"}
 
 
 # in Chromium ---------------------------------------------------------------------------------------------------------

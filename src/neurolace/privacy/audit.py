@@ -120,8 +120,9 @@ AUDIT_ACTIONS = (
     "stim_refused",
     "record_start",
     "record_end",
+    "channel_setting",
 )
-"""The actions :meth:`AuditLog.append` accepts."""
+"""The actions :meth:`AuditLog.append` accepts (``channel_setting``: a channel mask or threshold changed live)."""
 
 CHECKPOINT_ACTION = "checkpoint"
 """The action of the signed checkpoint entries the log writes itself (never through ``append``)."""

@@ -61,10 +61,9 @@ __all__ = ["AUDIT_VIEW_INTERVAL_S", "CHANGE_AUDIT_ACTION", "ELECTRODES_PER_THREA
 #: name of the mask node :func:`with_channel_mask` inserts, and the stream the inspector publishes the mask on
 MASK_NODE = "inspector_mask"
 MASK_STREAM = "inspector.mask"
-#: audit action of a mask or threshold change (privacy.audit.AUDIT_ACTIONS has no action for a change of
-#: settings yet: the entry is an "access" whose resource, "channel_mask" or "channel_threshold", and
-#: "change" say what was changed)
-CHANGE_AUDIT_ACTION = "access"
+#: audit action of a mask or threshold change; its details' "resource" ("channel_mask" or
+#: "channel_threshold") and "change" say what was changed
+CHANGE_AUDIT_ACTION = "channel_setting"
 #: the inspector's views (polled twice a second) are written to the audit log once per this many seconds
 #: per user, session and resource; every change is written
 AUDIT_VIEW_INTERVAL_S = 60.0
