@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "with --create-user: the participant's id")
     parser.add_argument("--no-start", action="store_true", help="serve, but wait for a user to start the session")
     parser.add_argument("--summary-json", help="a 'neurolace demo --json' summary to show as BPS per block")
+    parser.add_argument("--plan", metavar="PLAN.json", help="a 'neurolace surgery plan' file to show at /plan "
+                        "(clinicians, researchers); --plan-overlay PLAN.png adds its overlay")
+    parser.add_argument("--plan-overlay", metavar="PLAN.png", help="the overlay 'surgery plan --overlay' drew")
     parser.add_argument("--create-user", metavar="NAME", help="create (or replace) a user, print a token, exit")
     parser.add_argument("--role", choices=("participant", "clinician", "researcher"), help="role of --create-user")
     parser.add_argument("--password-stdin", action="store_true", help="read the new user's password from stdin")
@@ -190,11 +193,19 @@ def _serve(args: argparse.Namespace) -> int:
             summary = json.loads(Path(args.summary_json).read_text())
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"--summary-json {args.summary_json}: not JSON ({exc})") from exc
+    if args.plan_overlay and not args.plan:
+        raise InvalidInputError("--plan-overlay needs --plan")
+    from neurolace.web.plan import attach_plan, load_plan_view
+
+    plan = load_plan_view(args.plan, args.plan_overlay) if args.plan else None  # a bad plan: exit 2, nothing served
     session = LiveSession(args.session_id, args.participant_id or "sim-001", spec=_load_session(args.session))
     site = site_for(args)
     console = Console(stderr=True)
 
     def ready(server) -> None:
+        if plan is not None:
+            attach_plan(server, plan)
+            console.print(f"surgical plan {args.plan} at {server.url}/plan", soft_wrap=True, highlight=False)
         # soft_wrap: a URL with a token must stay on one line to be copied
         console.print(f"[bold]neurolace dashboard[/bold] at {server.url}/  (session '{session.spec.name}', "
                       f"data in {server.store.data_dir}); Ctrl-C stops", soft_wrap=True)
