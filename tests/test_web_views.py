@@ -15,6 +15,7 @@ import pytest
 from neurolace.cli.main import main
 from neurolace.web.plan import SITE_FIELDS, attach_plan, load_plan_view
 from neurolace.web.server import start_in_background
+from tests.test_web_browser import server  # noqa: F401  (the dashboard with its demo session live)
 
 
 # ------------------------------------------------------------------------------------------- the plan
@@ -116,3 +117,79 @@ def test_an_overlay_that_is_not_a_png_is_exit_2(tmp_path, capsys, plan_files):
     code = main(["serve", "--plan-overlay", str(plan_files[1]), "--port", "0", "--no-site",
                  "--data-dir", str(tmp_path / "web")])
     assert code == 2 and "--plan-overlay needs --plan" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- typing live
+def _typed_one_key():
+    from neurolace.tasks.keyboard import KeyboardTask
+
+    task = KeyboardTask(phrases=["hi there"], seed=0)
+    target = task.start(0.0, (0.5, 0.5))
+    task.update(0.6, target.center_xy, click=True)
+    return task
+
+
+def test_typing_state_says_what_the_keyboard_shows():
+    from neurolace.web.typing_view import keyboard_keys, typing_state
+
+    task = _typed_one_key()
+    keys = keyboard_keys(task)
+    assert [key["index"] for key in keys] == list(range(len(task.keys)))
+    h = next(key for key in keys if key["label"] == "h")
+    assert (h["x"], h["y"]) == pytest.approx(task.layout.key_for("h").target.center_xy, abs=1e-5)
+    state = typing_state(task, (0.25, 0.75), time_s=1.2)
+    assert state["typed_text"] == "h" and state["target_phrase"] == "hi there"
+    assert state["target_key"] == task.layout.key_for("i").index  # the next character
+    assert state["cursor"] == [0.25, 0.75] and state["ccpm"] > 0
+    with pytest.raises(Exception, match="cursor_xy must be two finite numbers"):
+        typing_state(task, (0.1, float("nan")), time_s=1.0)
+
+
+def test_live_frames_carry_the_keys_once_and_the_state_every_frame(server):
+    from neurolace.web.live import decode_frame
+    from neurolace.web.typing_view import keyboard_keys, typing_state
+
+    session, task = server.sessions["live"], _typed_one_key()
+    session.set_typing(typing_state(task, (0.3, 0.4), time_s=1.0), keys=keyboard_keys(task))
+    first = session.frame_sequence
+    headers = []
+    while len(headers) < 2:
+        assert session.wait_for_frames(session.frame_sequence + 1, timeout_s=10)
+        headers.append(decode_frame(session.latest_frame)[0])
+    assert session.frame_sequence > first
+    assert all(h["task"] == "typing" and h["typing"]["typed_text"] == "h" for h in headers)
+    assert "keys" not in headers[-1]["typing"]  # sent once
+    assert session.snapshot()["typing_keys"] == keyboard_keys(task)  # a late viewer's keys
+    session.set_typing(None)
+    assert session.wait_for_frames(session.frame_sequence + 1, timeout_s=10)
+    assert decode_frame(session.latest_frame)[0]["task"] == "webgrid"
+
+
+def test_the_dashboard_draws_the_keyboard_and_reads_the_text_out(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from neurolace.web.typing_view import keyboard_keys, typing_state
+    from tests.test_web_browser import _wait_for, launch_chromium
+
+    session, task = server.sessions["live"], _typed_one_key()
+    session.set_typing(typing_state(task, (0.3, 0.4), time_s=1.0), keys=keyboard_keys(task))
+    with sync_playwright() as playwright:
+        context = launch_chromium(playwright, str(tmp_path / "chromium"))
+        try:
+            page = context.new_page()
+            page.goto(server.login_url())
+            _wait_for(page, "window.neurolaceTyping && window.neurolaceTyping.drawn > 2")
+            status = page.locator("#typing-status")
+            assert status.get_attribute("aria-live") == "polite"
+            assert 'typed "h"' in status.text_content() and 'copy "hi there"' in status.text_content()
+            # the aimed key ("i") is drawn green at its place on the task canvas
+            key = task.layout.key_for("i").target
+            colour = page.evaluate(
+                "([x, y, width]) => { const c = document.getElementById('webgrid');"  # a key corner, off the label
+                " const px = (x - 0.4 * width) * c.width, py = (1 - y - 0.4 * width) * c.height;"
+                " return Array.from(c.getContext('2d').getImageData(px, py, 1, 1).data); }",
+                [*key.center_xy, key.width])
+            assert colour[:3] == [0x2e, 0x7d, 0x32], colour
+        finally:
+            context.close()
+            session.set_typing(None)

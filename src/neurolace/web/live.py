@@ -386,6 +386,9 @@ class LiveSession:
         self.error: str | None = None
         self.blocks: list[dict] = []
         self.summary: dict | None = None
+        self._typing: dict | None = None  # a typing block's keyboard state (set_typing); None: Webgrid
+        self._typing_keys: list | None = None  # its keys, in the next frame after they change and in snapshots
+        self._typing_keys_sent = True
         self._lock = threading.RLock()
         self._graph = None
         self._bus = None
@@ -747,6 +750,7 @@ class LiveSession:
                 self._finish_block(time_ns)
             self._update_series(time_s)
             header = self._header(time_s, sbp_scale)
+            self._typing_keys_sent = True
             self.latest_frame = encode_frame(header, channels)
             self.frame_sequence += 1
             listeners = self._listeners
@@ -797,6 +801,8 @@ class LiveSession:
             "n_blocks": len(self.blocks),
             "calibration": self.progress.public(now_ns()) if self.progress is not None else None,
             "recorder": self._recorder,
+            "task": "webgrid" if self._typing is None else "typing",
+            "typing": self._typing if self._typing_keys_sent else {**self._typing, "keys": self._typing_keys},
         }
 
     # snapshots for the REST API ---------------------------------------------------------------
@@ -825,6 +831,7 @@ class LiveSession:
                 "run": self._generation,
                 "calibration": self.progress.public(now_ns()) if self.progress is not None else None,
                 "recorder": self._recorder,
+                "typing_keys": self._typing_keys,
             }
 
     def export(self) -> dict:
@@ -842,6 +849,16 @@ class LiveSession:
                 "latency_ms": latency_ms,
                 "latency_definition": "cursor publish time minus origin_ns of the feature bin it came from",
             }
+
+    def set_typing(self, state: dict | None, keys: list | None = None) -> None:
+        """Carry a typing block's state (:func:`neurolace.web.typing_view.typing_state`) in the frames; None: Webgrid.
+
+        ``keys`` (:func:`~neurolace.web.typing_view.keyboard_keys`): give them when they change.
+        """
+        with self._lock:
+            self._typing = state
+            if keys is not None or state is None:
+                self._typing_keys, self._typing_keys_sent = keys, state is None
 
     def set_summary(self, summary: dict) -> None:
         """Attach a finished session's summary (``neurolace demo --json``) for the BPS-per-block chart."""
