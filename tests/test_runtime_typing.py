@@ -264,3 +264,24 @@ def test_webgrid_blocks_are_unchanged_bit_for_bit():
                        decoder=VelocityFromFeatures(), click_decoder=ClickFromFeatures(),
                        source=IntentionSource(participant), seed=5)
     assert _digest(record.cursor_xy, record.decoded_velocity, record.click, record.counts) == WEBGRID_CLOSED_DIGEST
+
+
+def test_the_demo_shows_each_typing_step_on_the_dashboards_live_view(typist):
+    """``neurolace demo --task typing`` with a dashboard: every step's keyboard state reaches the live frames."""
+    from types import SimpleNamespace
+
+    from neurolace.cli.demo import _live_typing
+    from neurolace.web.live import LiveSession
+
+    live = LiveSession()
+    on_step = _live_typing(SimpleNamespace(sessions={"live": live}))
+    seen = []
+
+    def watch(task, cursor_xy, time_s):
+        on_step(task, cursor_xy, time_s)
+        seen.append((live._typing["typed_text"], live._typing_keys is not None))
+
+    result = run_typing(participant=typist, phrases=["hi"], duration_s=2.0, seed=1, on_step=watch)
+    assert len(seen) == 100 and all(keys for _, keys in seen)  # one call a 20 ms step, keys sent with the block
+    assert seen[-1][0] == result.text.rstrip() or result.text.startswith(seen[-1][0])
+    assert _live_typing(None) is None and _live_typing(SimpleNamespace(sessions={})) is None

@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     dashboard = None if args.headless else _start_dashboard(args, console)
     try:
         with _Steps(console, n_steps=IMPLANT_STEPS + n_closed_loop_blocks(args), quiet=args.json) as status:
-            summary = _run_session(args, status)
+            summary = _run_session(args, status, dashboard)
         return _report(args, summary, dashboard)
     finally:
         if dashboard is not None:
@@ -299,7 +299,7 @@ def _start_dashboard(args: argparse.Namespace, console):
     return dashboard
 
 
-def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
+def _run_session(args: argparse.Namespace, status: _Steps, dashboard=None) -> dict:
     """Both parts of the demo; return the summary (``neurolace demo --json``)."""
     from neurolace.runtime.closed_loop import ideal_webgrid_bps, run_calibration_session
     from neurolace.runtime.nodes.sources import PATH_FEATURES, build_feature_source
@@ -321,7 +321,7 @@ def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
     webgrid = {"seed": args.seed, "n_channels": args.electrodes, "grid_side": args.grid_side,
                "webgrid_seconds": args.seconds, "n_webgrid_blocks": args.blocks, "participant": participant}
     if args.task == "typing":
-        scored = _run_typing(args, status, webgrid, source)
+        scored = _run_typing(args, status, webgrid, source, dashboard)
         loop_elapsed_s, loop_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         return {**scored, "path": args.path, "features": list(PATH_FEATURES[args.path]),
                 "n_features": int(source.n_features), "run_id": run_id, "implant": implant,
@@ -344,7 +344,25 @@ def _run_session(args: argparse.Namespace, status: _Steps) -> dict:
             "closed_loop_cpu_s": loop_cpu_s, "closed_loop_simulated_s": simulated_s}
 
 
-def _run_typing(args: argparse.Namespace, status: _Steps, webgrid: dict, source) -> dict:
+def _live_typing(dashboard):
+    """The ``on_step`` that shows a typing block on the dashboard's live view (None without a dashboard)."""
+    if dashboard is None or not dashboard.sessions:
+        return None
+    from neurolace.web.typing_view import keyboard_keys, typing_state
+
+    live = next(iter(dashboard.sessions.values()))
+    shown = {"task": None}
+
+    def on_step(task, cursor_xy, time_s: float) -> None:
+        keys = None
+        if shown["task"] is not task:  # a new block: its keys go once
+            shown["task"], keys = task, keyboard_keys(task)
+        live.set_typing(typing_state(task, cursor_xy, time_s=time_s), keys=keys)
+
+    return on_step
+
+
+def _run_typing(args: argparse.Namespace, status: _Steps, webgrid: dict, source, dashboard=None) -> dict:
     """``--task typing``: the demo's calibration, then the typing blocks with and without prediction."""
     from neurolace.runtime.closed_loop import calibrate_session
     from neurolace.runtime.typing import KeyAssistance, compare_typing
@@ -361,8 +379,14 @@ def _run_typing(args: argparse.Namespace, status: _Steps, webgrid: dict, source)
     def progress(block_name: str, index: int, n_blocks: int) -> None:
         status(f"typing: block {index + 1}/{n_blocks} ({block_name})", total=n_steps)
 
-    comparison = compare_typing(calibration, language_model=language_model, assistance=KeyAssistance(),
-                                text_dir=args.out_dir, progress=progress, duration_s=args.seconds, seed=args.seed)
+    on_step = _live_typing(dashboard)
+    try:
+        comparison = compare_typing(calibration, language_model=language_model, assistance=KeyAssistance(),
+                                    text_dir=args.out_dir, progress=progress, duration_s=args.seconds,
+                                    seed=args.seed, on_step=on_step)
+    finally:
+        if on_step is not None:
+            next(iter(dashboard.sessions.values())).set_typing(None)  # the live view goes back to Webgrid
     blocks = [block.to_dict() for block in calibration.blocks]
     simulated_s = sum(block["duration_s"] for block in blocks) + TYPING_BLOCKS * args.seconds
     return {"task": "typing", **comparison.to_dict(), "decoder": args.decoder, "channels": args.electrodes,

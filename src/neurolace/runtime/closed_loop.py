@@ -250,8 +250,12 @@ class BlockRun:
         )
 
 
-def _drive_block(participant: SimulatedParticipant, source: Any, block: BlockRun, seed: SeedLike) -> BlockRecord:
-    """Run ``block`` to its end with the participant in the loop (reseeded with ``seed``)."""
+def _drive_block(participant: SimulatedParticipant, source: Any, block: BlockRun, seed: SeedLike,
+                 on_step: Callable[[BlockRun], None] | None = None) -> BlockRecord:
+    """Run ``block`` to its end with the participant in the loop (reseeded with ``seed``).
+
+    ``on_step(block)``, when given, is called after every control step (a live view of the block).
+    """
     participant_seed, source_seed = block_seeds(seed)
     participant.start(block.cursor_xy, cursor_gain_per_s=block.loop.settings.cursor_gain_per_s,
                       seed=participant_seed)
@@ -259,6 +263,8 @@ def _drive_block(participant: SimulatedParticipant, source: Any, block: BlockRun
     while not block.finished:
         intention = participant.step(block.cursor_xy, block.target, touch=block.loop.touch)
         block.step(source.emit(intention), intention)
+        if on_step is not None:
+            on_step(block)
     return block.record()
 
 

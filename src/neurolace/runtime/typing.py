@@ -364,6 +364,7 @@ def run_typing(
     settings: LoopSettings | None = None,
     driver: str | None = None,
     name: str | None = None,
+    on_step: Callable[[Any, np.ndarray, float], None] | None = None,
 ) -> TypingResult:
     """One copy-typing block of ``duration_s`` in the closed loop.
 
@@ -399,6 +400,9 @@ def run_typing(
     driver : {"first", "refit"}, optional
         Which of the calibration's decoders (default its own driver).
     name : str, optional
+    on_step : callable ``(task, cursor_xy, time_s)``, optional
+        Called after every control step with the keyboard task, the cursor and the block's time (the
+        dashboard's live typing view: ``neurolace demo --task typing``).
 
     Returns
     -------
@@ -432,7 +436,9 @@ def run_typing(
     block = BlockRun(task, loop, duration_s=duration_s, n_features=source.n_features, name=block_name, kind="typing")
     who = SimulatedTypist(participant, task, typist)
     try:
-        record = _drive_block(who, source, block, np.random.SeedSequence([int(seed), TYPING_NOISE_KEY]))
+        step = None if on_step is None else (
+            lambda run: on_step(task, run.cursor_xy, run.index * loop.settings.loop_s))
+        record = _drive_block(who, source, block, np.random.SeedSequence([int(seed), TYPING_NOISE_KEY]), step)
     except DecoderError as exc:
         where = f"saved in {str(text_file.path)!r}" if text_file is not None else "not saved (no text_path)"
         raise DecoderError(f"{exc}; typing stopped at {block.index * loop.settings.loop_s:.2f} s of block "
