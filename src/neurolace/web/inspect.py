@@ -251,7 +251,9 @@ class _ChannelProbe:
             found = [int(index) + self.detector_offset for index in events.sample_index]
             self.pending.extend(found)
             self.detections.extend(found)
-        self.chain_crossings.extend(int(index) for index in chain_events)
+            # the chain's crossings over the same span as the inspector's own detections (from the block after
+            # its detector started), so the two rates compare like with like after every restart
+            self.chain_crossings.extend(int(index) for index in chain_events)
         while self.pending and self.pending[0] + self.after <= stop:
             index = self.pending.popleft()
             start = index - self.before - self.first
