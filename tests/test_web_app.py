@@ -59,6 +59,7 @@ def test_health_is_public(server):
     ("POST", "/api/logout"),
     # the channel inspector's endpoints (neurolace.web.inspect)
     ("GET", "/api/sessions/live/inspector"), ("GET", "/api/sessions/live/channels/3"),
+    ("PUT", "/api/sessions/live/inspector/mask"), ("PUT", "/api/sessions/live/inspector/threshold"),
 ])
 def test_every_api_endpoint_needs_a_token(server, method, path):
     response = httpx.request(method, server.url + path, json={})

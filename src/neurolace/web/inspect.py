@@ -212,6 +212,8 @@ class _ChannelProbe:
         self.channel = channel
         self.fs_hz = fs_hz
         self.multiple = multiple
+        # the tap thread feeds, the server's threads change the threshold and read the view: one at a time
+        self._lock = threading.RLock()
         self.bandpass = MovingAverageBandpass(fs_hz, 1, low_hz=band_hz[0], high_hz=band_hz[1], scale=gain_uv)
         self.detector = None
         self.detector_offset = 0
@@ -229,6 +231,11 @@ class _ChannelProbe:
         self.last_request = time.monotonic()
 
     def feed(self, referenced: np.ndarray, clock: int, chain_events: np.ndarray) -> None:
+        """Fold in the next block (under the probe's lock)."""
+        with self._lock:
+            self._feed(referenced, clock, chain_events)
+
+    def _feed(self, referenced: np.ndarray, clock: int, chain_events: np.ndarray) -> None:
         """Fold in the next block: ``referenced`` codes of this channel minus the common average, shape (n,)."""
         if self.clock0 is None:
             self.clock0 = clock
@@ -269,14 +276,24 @@ class _ChannelProbe:
 
     def set_multiple(self, multiple: float) -> None:
         """Detect at ``multiple`` x noise RMS from now on (earlier snippets and rates are forgotten)."""
+        with self._lock:
+            self._set_multiple(multiple)
+
+    def _set_multiple(self, multiple: float) -> None:
         self.multiple = multiple
         self.pending.clear()
         self.snippets.clear()
         self.detections.clear()
+        self.chain_crossings.clear()  # both rates start again together, over the same span
         if self.detector is not None:
             self._start_detector(self.first + self.trace.size)
 
     def view(self, delay_samples: int) -> dict:
+        """The channel's view now (under the probe's lock)."""
+        with self._lock:
+            return self._view(delay_samples)
+
+    def _view(self, delay_samples: int) -> dict:
         fs = self.fs_hz
         shown = min(self.trace.size, round(TRACE_SHOWN_S * fs))
         stop = self.first + self.trace.size
@@ -692,13 +709,13 @@ def register_inspector(app: Any) -> dict[str, ChannelInspector]:
 
         The entry is written before the change (a log that cannot write refuses it, 503).
         """
-        if not isinstance(body, dict) or set(body) != set(fields):
-            raise HTTPException(400, detail=f"body must be {usage}")
-        values = [body[name] for name in fields]
-        user = caller(request)
+        user = caller(request)  # who asks comes first: no token is a 401 whatever the body
         inspector = visible(session_id, user, "inspector")
         if user.role != "researcher":
             raise HTTPException(403, detail=f"a {user.role} cannot change masks or thresholds (researchers can)")
+        if not isinstance(body, dict) or set(body) != set(fields):
+            raise HTTPException(400, detail=f"body must be {usage}")
+        values = [body[name] for name in fields]
         try:
             getattr(inspector, f"check_{setting}")(*values)
             access.record(CHANGE_AUDIT_ACTION, actor=user.name, participant_id=inspector.session.participant_id,
