@@ -147,10 +147,16 @@ def test_switch_decoder_starts_new_series_and_the_dropdown_shows_the_active_deco
     assert "wiener" in page.locator("#confirm-text").inner_text()
     page.click("#confirm-ok")
     _wait_for(page, f"neurolace.stats.lastHeader.run !== {run} && neurolace.stats.lastHeader.t_s > 3", timeout_s=60.0)
-    _wait_for(page, "neurolace.state.series.length >= 1", timeout_s=30.0)
-    series, latency, t_s = page.evaluate(
-        "[neurolace.state.series.map((p) => p[0]), neurolace.state.latency.map((p) => p[0]),"
-        " neurolace.stats.lastHeader.t_s]")
+    # one snapshot of the page's state in which the new run's BPS series has begun (read at once: a later
+    # frame of the same run may arrive between two reads)
+    deadline = time.monotonic() + 30.0
+    while True:
+        series, latency, t_s = page.evaluate(
+            "[neurolace.state.series.map((p) => p[0]), neurolace.state.latency.map((p) => p[0]),"
+            " neurolace.stats.lastHeader.t_s]")
+        if series or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert series and max(series) <= t_s + 1.0, "the BPS chart kept points of the run before"
     assert all(b > a for a, b in zip(series, series[1:])), series
     assert latency and all(b >= a for a, b in zip(latency, latency[1:])), "the latency chart ran back in time"
