@@ -31,6 +31,7 @@ import numpy as np
 
 from neurolace.batch.chunking import ChainSettings
 from neurolace.batch.sources import RecordingSource
+from neurolace.io.events_csv import EVENTS_HEADER, write_events_csv
 
 __all__ = [
     "chain_range_task",
@@ -43,7 +44,6 @@ __all__ = [
     "write_events_csv",
 ]
 
-EVENTS_HEADER = "sample_index,channel"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -130,13 +130,6 @@ def evaluate_task(input_path: str, output_path: str, *, mode: str = "context") -
 
 
 # -- signal chain ------------------------------------------------------------------------------
-
-def write_events_csv(path: str | os.PathLike, sample_index: np.ndarray, channel_index: np.ndarray, *,
-                     header: bool = True) -> None:
-    """Detections as ``neurolace detect --out`` writes them: ``sample_index,channel`` rows of ints."""
-    table = np.column_stack([sample_index, channel_index])
-    np.savetxt(path, table, fmt="%d", delimiter=",", header=EVENTS_HEADER if header else "", comments="")
-
 
 def first_noise_task(source: RecordingSource, settings: ChainSettings) -> np.ndarray:
     """Noise of each channel in µV from the first noise window, as the whole pass estimates it.

@@ -200,9 +200,10 @@ def run(args: argparse.Namespace) -> int:
     elapsed_s = time.perf_counter() - start
     events = result.events
     if args.out is not None:
+        from neurolace.io.events_csv import write_events_csv
+
         with atomic_output(args.out, overwrite=args.force) as temporary:
-            table = np.column_stack([events.sample_index, events.channel_index])
-            np.savetxt(temporary, table, fmt="%d", delimiter=",", header="sample_index,channel", comments="")
+            write_events_csv(temporary, events.sample_index, events.channel_index)
     rates_hz = events.rates_hz(recording.duration_s)
     report = {
         "input": str(args.input),
