@@ -69,7 +69,7 @@ from typing import Annotated, Any
 
 from neurolace.core.errors import InvalidInputError
 from neurolace.web.access import Access, allowed_actions, check_action
-from neurolace.web.auth import AuthError, LoginLimiter, User, WebStore
+from neurolace.web.auth import AuthError, LoginLimiter, User, WebStore, bearer_token, request_user
 from neurolace.web.games import GameBook, GameError
 from neurolace.web.live import LiveSession
 
@@ -453,16 +453,8 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
         model_config = ConfigDict(extra="forbid")
         shared_with_roles: list[str] = Field(max_length=3)
 
-    def _bearer(header: str | None) -> str | None:
-        if header and header.lower().startswith("bearer "):
-            return header[7:].strip()
-        return None
-
     def current_user(request: Request) -> User:
-        try:
-            return store.authenticate(_bearer(request.headers.get("authorization")))
-        except AuthError as exc:
-            raise HTTPException(exc.status, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}) from exc
+        return request_user(store, request)
 
     CurrentUser = Annotated[User, Depends(current_user)]
 
@@ -548,7 +540,7 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
     @app.post("/api/logout")
     def logout(request: Request, user: CurrentUser) -> dict:
         """Revoke the token of this request (the user's other tokens stay valid); its sockets close at once."""
-        claims = checked(lambda: store.revoke_token(_bearer(request.headers.get("authorization"))))
+        claims = checked(lambda: store.revoke_token(bearer_token(request.headers.get("authorization"))))
         checked(lambda: access.record("logout", actor=user.name, role=user.role, token_id=claims.token_id))
         return {"logged_out": user.name, "token_id": claims.token_id}
 
@@ -643,7 +635,7 @@ def create_app(store: WebStore, games: GameBook, sessions: dict[str, LiveSession
                            "connect"}, status_code=403))
             return
         protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-        token = _bearer(websocket.headers.get("authorization"))
+        token = bearer_token(websocket.headers.get("authorization"))
         if token is None:
             token = next((p[7:] for p in protocols if p.startswith("bearer.")), None)
         try:

@@ -67,6 +67,8 @@ __all__ = [
     "ROLES",
     "AuthError",
     "LoginLimiter",
+    "bearer_token",
+    "request_user",
     "TokenClaims",
     "TokenSigner",
     "User",
@@ -166,6 +168,23 @@ def _b64encode(data: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None when there is none)."""
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+def request_user(store: WebStore, request) -> User:
+    """The user of a request's bearer token, or an HTTP error (401 with ``WWW-Authenticate: Bearer``, ...)."""
+    from fastapi import HTTPException
+
+    try:
+        return store.authenticate(bearer_token(request.headers.get("authorization")))
+    except AuthError as exc:
+        raise HTTPException(exc.status, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}) from exc
 
 
 def check_name(value: str, name: str) -> str:

@@ -662,19 +662,14 @@ def register_inspector(app: Any) -> dict[str, ChannelInspector]:
     """
     from fastapi import Body, HTTPException, Request
 
-    from neurolace.web.auth import AuthError
+    from neurolace.web.auth import AuthError, request_user
 
     store, access, sessions = app.state.store, app.state.access, app.state.sessions
     inspectors = {session_id: ChannelInspector(session) for session_id, session in sessions.items()}
     app.state.inspectors = inspectors
 
     def caller(request: Request):
-        header = request.headers.get("authorization") or ""
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        try:
-            return store.authenticate(token)
-        except AuthError as exc:
-            raise HTTPException(exc.status, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}) from exc
+        return request_user(store, request)
 
     recorded: dict[tuple[str, str, str], float] = {}  # (user, session, resource) -> when last written to the log
 

@@ -165,19 +165,14 @@ def register_plan(app: Any, view: PlanView) -> None:
     from fastapi.responses import FileResponse, Response
 
     from neurolace.web.app import STATIC_DIR
-    from neurolace.web.auth import AuthError
+    from neurolace.web.auth import request_user
 
     app = getattr(app, "app", app)  # the FastAPI app inside the hardening middleware
     store = app.state.store
     app.state.plan = view
 
     def reader(request: Request):
-        header = request.headers.get("authorization") or ""
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        try:
-            user = store.authenticate(token)
-        except AuthError as exc:
-            raise HTTPException(exc.status, detail=exc.reason, headers={"WWW-Authenticate": "Bearer"}) from exc
+        user = request_user(store, request)
         if user.role not in PLAN_ROLES:
             raise HTTPException(403, detail=f"the surgical plan is for {' and '.join(r + 's' for r in PLAN_ROLES)}; "
                                             f"{user.name} is a {user.role}")
