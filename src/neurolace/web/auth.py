@@ -60,6 +60,7 @@ from pathlib import Path
 
 from neurolace.core.errors import InvalidInputError, NeurolaceError
 from neurolace.io.atomic import atomic_output
+from neurolace.privacy.locking import Listeners
 
 __all__ = [
     "DEFAULT_TOKEN_LIFETIME_S",
@@ -454,7 +455,7 @@ class WebStore:
         except (FileExistsError, NotADirectoryError) as exc:
             raise InvalidInputError(f"cannot create data directory {self.data_dir}: a parent is a file") from exc
         self._lock = threading.RLock()
-        self._listeners: tuple = ()
+        self._listeners = Listeners()
         self._path = self.data_dir / "users.json"
         self._lock_path = self.data_dir / "users.json.lock"
         self._stamp = self._file_stamp()
@@ -536,18 +537,10 @@ class WebStore:
 
         Returns a function that stops the calls.
         """
-        with self._lock:
-            self._listeners = (*self._listeners, callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._listeners = tuple(c for c in self._listeners if c is not callback)
-
-        return unsubscribe
+        return self._listeners.add(callback)
 
     def _notify(self) -> None:
-        for callback in self._listeners:
-            callback()
+        self._listeners.notify()
 
     # users ------------------------------------------------------------------------------------
     def create_user(self, name: str, role: str, *, participant_id: str | None = None,
