@@ -14,7 +14,10 @@ data, as it does when decoding continuously (except in windows that start a
 segment: there the zero state is the one ``predict`` starts from, so every
 bin counts). Adam, early stopping on the
 mean-squared error of the last ``validation_fraction`` of the bins (contiguous,
-never shuffled), keeping the best epoch. Everything is seeded by ``seed``
+never shuffled), keeping the best epoch. Optional augmentations of the
+training windows: white and constant-offset feature noise, and time warp
+(:func:`time_warp_windows`: a window replayed faster or slower, its velocity
+scaled by the same rate). Everything is seeded by ``seed``
 inside :func:`torch.random.fork_rng`, so the global torch RNG is untouched.
 
 torch is an optional dependency (``pip install neurolace[torch]``) and is
@@ -33,7 +36,7 @@ from neurolace.core.checks import check_in, check_int, check_nonnegative, check_
 from neurolace.core.errors import InvalidInputError
 from neurolace.decode.base import BaseDecoder
 
-__all__ = ["CONFIGURATIONS", "GRUDecoder", "gru_forward"]
+__all__ = ["CONFIGURATIONS", "GRUDecoder", "gru_forward", "time_warp_windows"]
 
 
 def _import_torch() -> Any:
@@ -68,6 +71,73 @@ def _build_network(
 CONFIGURATIONS = ((96, 0.25), (128, 0.4))
 
 _TRAINED = ("layers_", "readout_weight_", "readout_bias_", "n_epochs_", "best_epoch_", "validation_loss_")
+
+
+def time_warp_windows(
+    features: np.ndarray,
+    velocity: np.ndarray,
+    starts: np.ndarray,
+    rates: np.ndarray,
+    last_index: np.ndarray,
+    window_bins: int,
+    velocity_zero: np.ndarray | float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resample windows of a recording in time, features and velocity together.
+
+    Window ``i`` reads the recording at the (fractional) bins
+    ``t_k = starts[i] + rates[i] * k``, ``k = 0 .. window_bins - 1``, by linear
+    interpolation between neighbouring bins: ``rates[i] > 1`` replays the same
+    path faster, ``< 1`` slower. A path traversed ``r`` times faster has ``r``
+    times the velocity, so the velocity is scaled about ``velocity_zero``:
+    ``v'_k = zero + r (v(t_k) - zero)``. Bins past ``last_index[i]`` (the end of
+    the window's segment) are not read: they repeat that bin and are marked
+    invalid, for the caller to leave out of the loss (the network is causal, so
+    they cannot change the valid bins' outputs). Time-warped training data is
+    an augmentation of recurrent BCI decoders (the synthetic sentences of
+    Willett et al. 2021, Nature 593:249); named for neurolace's GRU in issue 9
+    after Sussillo et al. 2016 (Nat Commun 7:13749), who trained a recurrent
+    decoder on perturbed data for robustness.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n_bins, n_features)
+    velocity : ndarray, shape (n_bins, n_dims)
+    starts : ndarray of int, shape (n_windows,)
+        First bin of each window.
+    rates : ndarray, shape (n_windows,)
+        Tempo of each window (bins of the recording per output bin), > 0.
+    last_index : ndarray of int, shape (n_windows,)
+        Last bin each window may read (``>= starts``).
+    window_bins : int
+        Output length of every window.
+    velocity_zero : float or ndarray, shape (n_dims,), default 0.0
+        The value of zero velocity in ``velocity``'s units (``-mean / scale``
+        for standardised velocity).
+
+    Returns
+    -------
+    warped_features : ndarray, shape (n_windows, window_bins, n_features)
+    warped_velocity : ndarray, shape (n_windows, window_bins, n_dims)
+    valid : ndarray of bool, shape (n_windows, window_bins)
+        Output bins that lie inside ``[starts, last_index]``.
+    """
+    starts = np.asarray(starts)
+    rates = np.asarray(rates, dtype=np.float64)
+    last = np.asarray(last_index)[:, np.newaxis]
+    positions = starts[:, np.newaxis] + rates[:, np.newaxis] * np.arange(window_bins)
+    valid = positions <= last + 1e-9
+    positions = np.minimum(positions, last)
+    lower = np.floor(positions).astype(np.intp)
+    upper = np.minimum(lower + 1, last)
+    weight = (positions - lower)[..., np.newaxis].astype(features.dtype)
+
+    def interpolate(values: np.ndarray) -> np.ndarray:
+        return values[lower] * (1 - weight) + values[upper] * weight
+
+    zero = np.asarray(velocity_zero, dtype=velocity.dtype)
+    scale = rates[:, np.newaxis, np.newaxis].astype(velocity.dtype)
+    warped_velocity = zero + scale * (interpolate(velocity) - zero)
+    return interpolate(features), warped_velocity, valid
 
 
 def _configurations(hidden_size: Any, dropout: Any) -> list[tuple[int, float]]:
@@ -128,6 +198,13 @@ class GRUDecoder(BaseDecoder):
         (Nat Commun 7:13749) trained on perturbed data for the same purpose,
         robustness to neural variability. Off by default: offline on the real M1
         sets they did not beat the un-augmented GRU clearly (docs/decoders.md).
+    time_warp_max : float, default 0.0
+        Training augmentation: each training window is replayed at a random tempo
+        ``r``, log-uniform in ``[1 / (1 + time_warp_max), 1 + time_warp_max]``, its
+        features and velocity resampled together and the velocity scaled by ``r``
+        (:func:`time_warp_windows`); 0 switches it off (training is then exactly
+        the un-warped one). Bins a fast window would read past the end of its
+        segment are left out of the loss.
     feature_transform : {"none", "sqrt"}, default "sqrt"
     seed : int, default 0
     n_threads : int, default 1
@@ -168,6 +245,7 @@ class GRUDecoder(BaseDecoder):
         validation_fraction: float = 0.15,
         input_noise_std: float = 0.0,
         offset_noise_std: float = 0.0,
+        time_warp_max: float = 0.0,
         feature_transform: str = "sqrt",
         seed: int = 0,
         n_threads: int = 1,
@@ -186,6 +264,7 @@ class GRUDecoder(BaseDecoder):
         self.validation_fraction = validation_fraction
         self.input_noise_std = input_noise_std
         self.offset_noise_std = offset_noise_std
+        self.time_warp_max = time_warp_max
         self.feature_transform = feature_transform
         self.seed = seed
         self.n_threads = n_threads
@@ -238,6 +317,13 @@ class GRUDecoder(BaseDecoder):
         fresh = np.isin(window_starts, [start for start, _ in train_ranges])
         input_noise = check_nonnegative(self.input_noise_std, "input_noise_std")
         offset_noise = check_nonnegative(self.offset_noise_std, "offset_noise_std")
+        time_warp = check_nonnegative(self.time_warp_max, "time_warp_max")
+        # the last bin each window may read: the end of its training range (a time-warped window
+        # replaying faster reads further than window bins)
+        range_stops = np.concatenate(
+            [np.full(stop - start - window + 1, stop - 1) for start, stop in train_ranges if stop - start >= window]
+        )
+        velocity_zero = (-self.target_mean_ / self.target_scale_).astype(np.float32)
 
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(n_threads)
@@ -250,6 +336,7 @@ class GRUDecoder(BaseDecoder):
                     targets,
                     (window_starts, fresh, sum(stop - start for start, stop in train_ranges)),
                     (input_noise, offset_noise),
+                    (time_warp, range_stops, velocity_zero),
                     validation,
                     window,
                     burn_in,
@@ -281,6 +368,7 @@ class GRUDecoder(BaseDecoder):
         targets: np.ndarray,
         windows: tuple[np.ndarray, np.ndarray, int],
         noise: tuple[float, float],
+        warp: tuple[float, np.ndarray, np.ndarray],
         validation: list[tuple[int, int, int]],
         window: int,
         burn_in: int,
@@ -306,6 +394,8 @@ class GRUDecoder(BaseDecoder):
             n_validation_values = sum(stop - first for _, first, stop in validation) * targets.shape[1]
             window_starts, fresh, n_train_bins = windows
             input_noise, offset_noise = noise
+            time_warp, range_stops, velocity_zero = warp
+            log_rate_max = float(np.log1p(time_warp))
             # enough windows per epoch to score every training bin about once (stacked short trials too)
             n_windows = int(np.ceil(n_train_bins / max(window - burn_in, 1)))
             scored = torch.ones(window_starts.size, window)
@@ -315,19 +405,25 @@ class GRUDecoder(BaseDecoder):
             for epoch in range(max_epochs):
                 network.train()
                 chosen = sampler.integers(0, window_starts.size, size=n_windows)
-                starts = window_starts[chosen]
                 for batch_start in range(0, n_windows, batch_size):
-                    index = (
-                        torch.from_numpy(starts[batch_start : batch_start + batch_size])[:, None] + offsets
-                    )
-                    inputs = train_x[index]
+                    batch = chosen[batch_start : batch_start + batch_size]
+                    weight = scored[torch.from_numpy(batch)]
+                    if time_warp > 0:
+                        rates = np.exp(sampler.uniform(-log_rate_max, log_rate_max, size=batch.size))
+                        warped_x, warped_y, valid = time_warp_windows(
+                            features, targets, window_starts[batch], rates, range_stops[batch], window, velocity_zero
+                        )
+                        inputs, labels = torch.from_numpy(warped_x), torch.from_numpy(warped_y)
+                        weight = weight * torch.from_numpy(valid)
+                    else:
+                        index = torch.from_numpy(window_starts[batch])[:, None] + offsets
+                        inputs, labels = train_x[index], train_y[index]
                     if input_noise > 0:  # white noise on every bin of the standardised features
                         inputs = inputs + input_noise * torch.randn_like(inputs)
                     if offset_noise > 0:  # one constant offset per window and feature
                         inputs = inputs + offset_noise * torch.randn(inputs.shape[0], 1, inputs.shape[2])
                     predicted, _ = network(inputs)
-                    weight = scored[torch.from_numpy(chosen[batch_start : batch_start + batch_size])]
-                    squared = torch.sum((predicted - train_y[index]) ** 2, dim=2)
+                    squared = torch.sum((predicted - labels) ** 2, dim=2)
                     loss = torch.sum(weight * squared) / (torch.sum(weight) * targets.shape[1])
                     optimizer.zero_grad()
                     loss.backward()
